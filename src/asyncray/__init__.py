@@ -1,0 +1,53 @@
+"""asyncray: Ray Core's programming model on one machine, with no cluster to start.
+
+``import asyncray as ray`` runs programs written for Ray's API. Every blocking
+call has an awaitable twin (``get_async``, ``wait_async``, ``await ref``).
+"""
+
+from __future__ import annotations
+
+from . import exceptions
+from ._api import (
+    available_resources,
+    cluster_resources,
+    get,
+    get_async,
+    get_gpu_ids,
+    init,
+    is_initialized,
+    nodes,
+    put,
+    put_async,
+    shutdown,
+    wait,
+    wait_async,
+)
+from ._remote import method, remote
+from .object_ref import ObjectRef
+from .remote_function import RemoteFunction
+from .runtime_context import RuntimeContext, get_runtime_context
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ObjectRef",
+    "RemoteFunction",
+    "RuntimeContext",
+    "available_resources",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_async",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "method",
+    "nodes",
+    "put",
+    "put_async",
+    "remote",
+    "shutdown",
+    "wait",
+    "wait_async",
+]

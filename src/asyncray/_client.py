@@ -1,0 +1,440 @@
+"""Clients: how the public API reaches the runtime from wherever it runs.
+
+The public API never touches runtime state; it calls the current client,
+which sends the runtime the same ``protocol`` messages in every process:
+
+* ``DriverClient`` — in the driver. Messages are handed to the ``Runtime`` on
+  its loop as Python objects, batched: many ``.remote()`` calls from any
+  number of threads cost one loop wake-up. Replies come back through
+  ``DriverConn.send`` on the loop thread and complete the caller's waiter:
+  a lock for a blocking call, a future on the caller's own event loop for
+  ``await`` (one ``call_soon_threadsafe`` per loop per batch), or a callback.
+* ``WorkerClient`` — in a child. Messages go over the child's socket; any
+  thread may send, and whichever thread needs a reply reads the socket for
+  everyone (leader/follower), routing replies by ``req_id`` and everything
+  else to the inbound queue the worker loop consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import exceptions as exc
+from ._wire import protocol as P
+from ._wire import serialization as ser
+
+# Releases are sent in batches of at least this many ids (or with the next
+# message): one ReleaseObjects per batch instead of one per dropped ref.
+RELEASE_BATCH = 512
+
+_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply)
+
+
+class ClientBase:
+    """What every client provides to the public API."""
+
+    is_driver = False
+
+    def __init__(self) -> None:
+        # Ids are a per-process random prefix and a counter: unique without
+        # a round trip, 28 bytes like Ray's (56 hex characters).
+        self._prefix = os.urandom(12)
+        self._counter = itertools.count(1)
+        self._req_ids = itertools.count(1)
+        self._registered: set[bytes] = set()
+        self._released: list[bytes] = []
+
+    # ------------------------------------------------------------ ids
+
+    def new_task_id(self) -> bytes:
+        return self._prefix + next(self._counter).to_bytes(12, "little")
+
+    def new_object_id(self) -> bytes:
+        return self.new_task_id() + b"\x00\x00\x00\x00"
+
+    # ------------------------------------------------------------ sending
+
+    def post(self, msg: Any) -> None:
+        raise NotImplementedError
+
+    def post_many(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            self.post(msg)
+
+    def ensure_function(self, func_id: bytes, blob: Callable[[], bytes]) -> None:
+        """Send a function's definition before its first task (once per client)."""
+        if func_id not in self._registered:
+            self.post(P.RegisterFunction(func_id, blob()))
+            self._registered.add(func_id)
+
+    def release(self, object_id: bytes) -> None:
+        """An owned ref that never left this process was dropped (called from ``__del__``)."""
+        released = self._released
+        released.append(object_id)
+        if len(released) >= RELEASE_BATCH:
+            self._released = []
+            self.post(P.ReleaseObjects(released))
+
+    def _take_releases(self) -> list[bytes]:
+        released, self._released = self._released, []
+        return released
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, msg: Any) -> Any:
+        """Send a request and block until its reply."""
+        raise NotImplementedError
+
+    async def request_async(self, msg: Any) -> Any:
+        """Send a request and await its reply on the running loop."""
+        raise NotImplementedError
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        """Send a request; ``callback(reply)`` runs on some internal thread."""
+        raise NotImplementedError
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+    def query(self, what: str) -> Any:
+        reply = self.request(P.QueryState(self.next_req_id(), what))
+        return msgspec.msgpack.decode(reply.value)
+
+
+def decode_objects(reply: P.ObjectsReply) -> list[Any]:
+    """Values of a get reply, raising the first error in request order."""
+    errors = reply.errors
+    values = reply.values
+    if True in errors:
+        for data, is_error in zip(values, errors):
+            if is_error and data is not None:
+                raise ser.loads_error(data)
+    if reply.timed_out:
+        raise exc.GetTimeoutError("Get timed out: some object(s) not ready.")
+    loads = ser.loads
+    return [loads(v) for v in values]  # type: ignore[arg-type]
+
+
+# ==================================================================== driver
+
+
+class _SyncWaiter:
+    __slots__ = ("lock", "reply")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.reply: Any = None
+
+
+class _AsyncWaiter:
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.loop = loop
+        self.future = future
+
+
+class _CallbackWaiter:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Any], None]) -> None:
+        self.callback = callback
+
+
+def _resolve_futures(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, reply in items:
+        if not future.done():
+            future.set_result(reply)
+
+
+class DriverConn:
+    """The runtime's view of the embedded driver: replies complete waiters in-process."""
+
+    worker = None
+
+    def __init__(self, client: DriverClient) -> None:
+        self.client = client
+        self.requests: dict[int, Any] = {}
+
+    def send(self, msg: Any) -> None:
+        waiter = self.client.waiters.pop(msg.req_id, None)
+        if waiter is None:
+            return
+        kind = type(waiter)
+        if kind is _SyncWaiter:
+            waiter.reply = msg
+            waiter.lock.release()
+        elif kind is _AsyncWaiter:
+            self.client.batch_async(waiter, msg)
+        else:
+            waiter.callback(msg)
+
+
+class DriverClient(ClientBase):
+    """The embedded driver's client; the runtime runs on ``loop`` in ``thread``."""
+
+    is_driver = True
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        super().__init__()
+        self.loop = loop
+        self.thread = thread
+        self.runtime: Any = None
+        self.conn = DriverConn(self)
+        self.waiters: dict[int, Any] = {}
+        self._inbox: deque[Any] = deque()
+        self._wake_scheduled = False
+        self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        self._async_flush_scheduled = False
+        self.closed = False
+
+    # ------------------------------------------------------------ to the loop
+
+    def post(self, msg: Any) -> None:
+        self._inbox.append(msg)
+        if not self._wake_scheduled:
+            self._wake()
+
+    def post_many(self, msgs: list[Any]) -> None:
+        self._inbox.extend(msgs)
+        if not self._wake_scheduled:
+            self._wake()
+
+    def _wake(self) -> None:
+        # The flag is cleared by ``drain`` *before* it empties the inbox, and
+        # producers append *before* they test it, so no message is stranded.
+        self._wake_scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: asyncray was shut down
+            raise exc.RaySystemError("asyncray has been shut down; call asyncray.init() again.")
+
+    def drain(self) -> None:
+        """On the loop: hand every queued message to the runtime."""
+        self._wake_scheduled = False
+        inbox = self._inbox
+        handle = self.runtime.handle
+        conn = self.conn
+        if self._released:
+            handle(conn, P.ReleaseObjects(self._take_releases()))
+        while inbox:
+            handle(conn, inbox.popleft())
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, msg: Any) -> Any:
+        waiter = _SyncWaiter()
+        self.waiters[msg.req_id] = waiter
+        self.post(msg)
+        lock = waiter.lock
+        # Wake now and then to notice a runtime that died instead of hanging.
+        while not lock.acquire(timeout=1.0):
+            if not self.thread.is_alive():
+                raise exc.RaySystemError("the asyncray runtime thread has stopped")
+        return waiter.reply
+
+    async def request_async(self, msg: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiters[msg.req_id] = _AsyncWaiter(loop, future)
+        self.post(msg)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.waiters.pop(msg.req_id, None)
+            if not self.closed:
+                self.post(P.CancelWaiter(msg.req_id))
+            raise
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        self.waiters[msg.req_id] = _CallbackWaiter(callback)
+        self.post(msg)
+
+    def batch_async(self, waiter: _AsyncWaiter, reply: Any) -> None:
+        """On the loop: queue a reply for a user loop; one wake-up per loop per tick."""
+        batch = self._async_batch.get(waiter.loop)
+        if batch is None:
+            batch = self._async_batch[waiter.loop] = []
+        batch.append((waiter.future, reply))
+        if not self._async_flush_scheduled:
+            self._async_flush_scheduled = True
+            self.loop.call_soon(self._flush_async)
+
+    def _flush_async(self) -> None:
+        self._async_flush_scheduled = False
+        batches, self._async_batch = self._async_batch, {}
+        for loop, items in batches.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_futures, items)
+            except RuntimeError:
+                pass  # that loop has been closed; nobody is waiting any more
+
+    def fail_all_waiters(self) -> None:
+        """At shutdown: wake every blocked caller with an error instead of leaving it hanging."""
+        self.closed = True
+        error = ser.dumps_function(
+            exc.RaySystemError("asyncray was shut down while this call was waiting")
+        )
+        for req_id in list(self.waiters):
+            waiter = self.waiters.pop(req_id, None)
+            if waiter is None:
+                continue
+            reply = P.ObjectsReply(req_id, [error], [True], False)
+            if type(waiter) is _SyncWaiter:
+                waiter.reply = reply
+                waiter.lock.release()
+            elif type(waiter) is _AsyncWaiter:
+                try:
+                    waiter.loop.call_soon_threadsafe(_resolve_futures, [(waiter.future, reply)])
+                except RuntimeError:
+                    pass
+
+
+# ==================================================================== worker
+
+
+class SocketChannel:
+    """A child's blocking socket to the runtime, shared by its threads.
+
+    Sending takes a lock. Receiving is leader/follower: the first thread that
+    needs a message reads frames and routes them; the others wait on the
+    condition until their reply (or an inbound message) has been routed.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._cv = threading.Condition(threading.Lock())
+        self._reading = False
+        self._eof = False
+        self._replies: dict[int, Any] = {}
+        self.inbound: deque[Any] = deque()
+        self._buf = bytearray()
+
+    def send(self, msg: Any) -> None:
+        data = P.frame(msg)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def send_many(self, msgs: list[Any]) -> None:
+        data = P.frame_many(msgs)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def _read_frames(self) -> list[Any]:
+        """Block until at least one whole frame is buffered; decode all whole frames."""
+        buf = self._buf
+        while True:
+            if len(buf) >= 4:
+                (n,) = P.HEADER.unpack_from(buf)
+                if len(buf) >= 4 + n:
+                    break
+            chunk = self.sock.recv(1 << 18)
+            if not chunk:
+                raise ConnectionError("the asyncray runtime closed the connection")
+            buf += chunk
+        msgs = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            (n,) = P.HEADER.unpack_from(buf, pos)
+            if end - pos - 4 < n:
+                break
+            msgs.append(P.decoder.decode(memoryview(buf)[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+        del buf[:pos]
+        return msgs
+
+    def _wait_for(self, check: Callable[[], Any]) -> Any:
+        cv = self._cv
+        with cv:
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                if self._eof:
+                    raise ConnectionError("the asyncray runtime closed the connection")
+                if self._reading:
+                    cv.wait()
+                    continue
+                self._reading = True
+                cv.release()
+                try:
+                    msgs = self._read_frames()
+                except BaseException:
+                    cv.acquire()
+                    self._reading = False
+                    self._eof = True
+                    cv.notify_all()
+                    raise
+                cv.acquire()
+                self._reading = False
+                for msg in msgs:
+                    if type(msg) in _REPLY_TYPES:
+                        self._replies[msg.req_id] = msg
+                    else:
+                        self.inbound.append(msg)
+                cv.notify_all()
+
+    def next_inbound(self) -> Any:
+        inbound = self.inbound
+        return self._wait_for(lambda: inbound.popleft() if inbound else None)
+
+    def wait_reply(self, req_id: int) -> Any:
+        replies = self._replies
+        return self._wait_for(lambda: replies.pop(req_id, None))
+
+
+class WorkerClient(ClientBase):
+    """The client inside a task worker or actor process."""
+
+    def __init__(self, channel: SocketChannel) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def post(self, msg: Any) -> None:
+        if self._released:
+            self.channel.send_many([P.ReleaseObjects(self._take_releases()), msg])
+        else:
+            self.channel.send(msg)
+
+    def request(self, msg: Any) -> Any:
+        self.post(msg)
+        return self.channel.wait_reply(msg.req_id)
+
+    async def request_async(self, msg: Any) -> Any:
+        # A task running its own event loop: read the reply on a helper
+        # thread so this loop keeps running meanwhile.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.request, msg)
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        def run() -> None:
+            callback(self.request(msg))
+
+        threading.Thread(target=run, daemon=True, name="asyncray-future").start()
+
+
+# ==================================================================== the current client
+
+_current: ClientBase | None = None
+
+
+def current() -> ClientBase | None:
+    return _current
+
+
+def set_current(client: ClientBase | None) -> None:
+    global _current
+    _current = client

@@ -1,0 +1,598 @@
+"""Runtime: the one owner of all runtime state, driven by one event loop.
+
+Every message from every client — the embedded driver, task workers, actors
+— arrives at ``handle`` and is dispatched by type to an ``_on_<message>``
+handler. Handlers only change state and send messages; they never block.
+Nothing here is touched from another thread: the driver's client posts
+messages onto the loop, children write to their sockets.
+
+Task life::
+
+    SubmitTask ─► TaskRecord ─(deps ready)─► ReadyQueue ─(resources + idle worker)─►
+    ExecuteTask ─► worker ─► TaskDone ─► ObjectTable.seal(return ids) ─► waiters
+
+A worker that dies mid-task is noticed twice: EOF on its socket and the
+zygote's ``Reaped`` with its exit status. When both are in (or after a short
+grace period) the task is retried or failed with ``WorkerCrashedError``
+naming the pid and the exit code or signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import sys
+from collections import deque
+from typing import Any
+
+import msgspec
+
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from .object_table import ObjectEntry, ObjectTable
+from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
+from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
+
+logger = logging.getLogger("asyncray")
+
+# Forks in flight at once. More would only queue inside the zygote, and a
+# burst of zero-CPU tasks must not fork hundreds of processes in one go.
+MAX_CONCURRENT_STARTS = 4
+# Hard ceiling on task workers, blocked ones included (deep nested gets).
+MAX_TASK_WORKERS = 512
+# Workers above the base pool exit after idling this long; long enough to
+# survive the gaps of a bursty workload, short enough to give memory back.
+IDLE_RETIRE_S = 10.0
+# How long to wait for the zygote's exit status after a child's EOF before
+# failing its task with an unknown status.
+EXIT_STATUS_GRACE_S = 1.0
+
+
+class TaskRecord:
+    """The runtime's view of one submitted task."""
+
+    __slots__ = (
+        "attempts",
+        "dep_values",
+        "gpu_ids",
+        "missing",
+        "owner",
+        "shape",
+        "spec",
+        "worker",
+    )
+
+    def __init__(self, spec: P.SubmitTask, owner: Any) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.shape: Shape = shape_of(spec.resources)
+        self.dep_values: list[bytes] = []
+        self.missing = 0
+        self.attempts = 0
+        self.worker: WorkerRecord | None = None
+        self.gpu_ids: list[int] = []
+
+    def can_retry(self) -> bool:
+        limit = self.spec.max_retries
+        return limit < 0 or self.attempts < limit
+
+
+class _Request:
+    """An outstanding get or wait."""
+
+    __slots__ = ("conn", "done", "entries", "ids", "kind", "num_returns", "remaining", "req_id", "timer")
+
+    def __init__(self, conn: Any, req_id: int, ids: list[bytes], kind: str) -> None:
+        self.conn = conn
+        self.req_id = req_id
+        self.ids = ids
+        self.kind = kind
+        self.entries: list[ObjectEntry | None] = []
+        self.remaining = 0
+        self.num_returns = 0
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Runtime:
+    """All mutable runtime state; touched only on ``loop``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        totals: dict[str, float],
+        zygote_pid: int,
+        zygote_sock: socket.socket,
+        *,
+        namespace: str,
+        job_id: str,
+        log_to_driver: bool = True,
+    ) -> None:
+        self.loop = loop
+        self.namespace = namespace
+        self.job_id = job_id
+        self.log_to_driver = log_to_driver
+        self.resources = ResourcePool(totals)
+        self.objects = ObjectTable()
+        self.ready = ReadyQueue()
+        self.functions: dict[bytes, bytes] = {}
+        self.workers: dict[int, WorkerRecord] = {}
+        self.workers_by_pid: dict[int, WorkerRecord] = {}
+        self.idle: deque[WorkerRecord] = deque()
+        self.starting = 0
+        self.base_pool_size = max(1, int(totals.get("CPU", 1)))
+        self._child_ids = itertools.count(1)
+        self._stopped = False
+        self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
+        self._handlers = {
+            P.RegisterFunction: self._on_register_function,
+            P.SubmitTask: self._on_submit_task,
+            P.PutObject: self._on_put_object,
+            P.GetObjects: self._on_get_objects,
+            P.WaitObjects: self._on_wait_objects,
+            P.ReleaseObjects: self._on_release_objects,
+            P.Log: self._on_log,
+            P.TaskDone: self._on_task_done,
+            P.CancelWaiter: self._on_cancel_waiter,
+            P.QueryState: self._on_query_state,
+            P.WorkerHello: self._on_worker_hello,
+        }
+
+    # ================================================================ entry point
+
+    def handle(self, conn: Any, msg: Any) -> None:
+        """Dispatch one message. A dict by type, not ``match``: this is the hottest line."""
+        try:
+            self._handlers[type(msg)](conn, msg)
+        except Exception:  # an internal bug: say so loudly, keep serving others
+            logger.exception("asyncray internal error handling %s", type(msg).__name__)
+
+    def start(self) -> None:
+        """Pre-fork the base pool so the first task finds a worker ready."""
+        for _ in range(self.base_pool_size):
+            self._spawn_worker()
+
+    # ================================================================ functions & objects
+
+    def _on_register_function(self, conn: Any, msg: P.RegisterFunction) -> None:
+        self.functions.setdefault(msg.func_id, msg.blob)
+
+    def _on_put_object(self, conn: Any, msg: P.PutObject) -> None:
+        self.objects.seal(msg.object_id, msg.data, msg.is_error)
+
+    def _on_release_objects(self, conn: Any, msg: P.ReleaseObjects) -> None:
+        release = self.objects.release
+        for oid in msg.object_ids:
+            release(oid)
+
+    def _lost_payload(self, oid: bytes) -> bytes:
+        err = exc.ObjectLostError(
+            oid.hex(),
+            "",
+            "The object was freed (its last reference went away) or never existed.",
+        )
+        return ser.dumps_function(err)
+
+    # ================================================================ get / wait
+
+    def _on_get_objects(self, conn: Any, msg: P.GetObjects) -> None:
+        req = _Request(conn, msg.req_id, msg.object_ids, "get")
+        get = self.objects.get
+        pending: list[ObjectEntry] = []
+        for oid in msg.object_ids:
+            entry = get(oid)
+            if entry is None:
+                entry = ObjectEntry()
+                entry.data = self._lost_payload(oid)
+                entry.is_error = True
+            req.entries.append(entry)
+            if entry.data is None:
+                pending.append(entry)
+            elif entry.is_error:
+                self._reply_get(req, timed_out=False)
+                return
+        if not pending:
+            self._reply_get(req, timed_out=False)
+            return
+        if msg.timeout == 0:
+            self._reply_get(req, timed_out=True)
+            return
+        req.remaining = len(pending)
+        on_ready = self.objects.on_ready
+        callback = self._get_callback(req)
+        for entry in pending:
+            on_ready(entry, callback)
+        self._park(req, msg.timeout)
+
+    def _get_callback(self, req: _Request) -> Any:
+        def on_sealed(entry: ObjectEntry) -> None:
+            if req.done:
+                return
+            req.remaining -= 1
+            if entry.is_error or req.remaining == 0:
+                self._reply_get(req, timed_out=False)
+
+        return on_sealed
+
+    def _reply_get(self, req: _Request, timed_out: bool) -> None:
+        self._finish(req)
+        values = [e.data for e in req.entries]  # type: ignore[union-attr]
+        errors = [e.is_error for e in req.entries]  # type: ignore[union-attr]
+        req.conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
+
+    def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
+        req = _Request(conn, msg.req_id, msg.object_ids, "wait")
+        req.num_returns = msg.num_returns
+        ready = 0
+        get = self.objects.get
+        pending: list[ObjectEntry] = []
+        for oid in msg.object_ids:
+            entry = get(oid)
+            if entry is None:  # lost objects are "ready": get will raise
+                entry = ObjectEntry()
+                entry.data = b""
+            req.entries.append(entry)
+            if entry.data is None:
+                pending.append(entry)
+            else:
+                ready += 1
+        if ready >= msg.num_returns or msg.timeout == 0:
+            self._reply_wait(req)
+            return
+        req.remaining = msg.num_returns - ready
+        callback = self._wait_callback(req)
+        for entry in pending:
+            self.objects.on_ready(entry, callback)
+        self._park(req, msg.timeout)
+
+    def _wait_callback(self, req: _Request) -> Any:
+        def on_sealed(entry: ObjectEntry) -> None:
+            if req.done:
+                return
+            req.remaining -= 1
+            if req.remaining <= 0:
+                self._reply_wait(req)
+
+        return on_sealed
+
+    def _reply_wait(self, req: _Request) -> None:
+        self._finish(req)
+        ready = [i for i, e in enumerate(req.entries) if e is not None and e.data is not None]
+        req.conn.send(P.WaitReply(req.req_id, ready[: req.num_returns]))
+
+    def _park(self, req: _Request, timeout: float) -> None:
+        """Remember an unsatisfied request: its timer, and the CPU its task lends meanwhile."""
+        req.conn.requests[req.req_id] = req
+        if timeout > 0:
+            req.timer = self.loop.call_later(timeout, self._expire, req)
+        worker: WorkerRecord | None = req.conn.worker
+        if worker is not None and worker.task is not None and not worker.blocked:
+            worker.blocked = True
+            self.resources.adjust("CPU", worker.task.spec.resources.get("CPU", 0.0))
+            self.dispatch()
+
+    def _finish(self, req: _Request) -> None:
+        req.done = True
+        if req.timer is not None:
+            req.timer.cancel()
+        conn = req.conn
+        conn.requests.pop(req.req_id, None)
+        worker: WorkerRecord | None = conn.worker
+        if worker is not None and worker.blocked and not conn.requests:
+            worker.blocked = False
+            if worker.task is not None:
+                # Take the lent CPU back, even if that oversubscribes briefly.
+                self.resources.adjust("CPU", -worker.task.spec.resources.get("CPU", 0.0))
+
+    def _expire(self, req: _Request) -> None:
+        if req.done:
+            return
+        if req.kind == "get":
+            self._reply_get(req, timed_out=True)
+        else:
+            self._reply_wait(req)
+
+    def _on_cancel_waiter(self, conn: Any, msg: P.CancelWaiter) -> None:
+        req = conn.requests.get(msg.req_id)
+        if req is not None:
+            self._finish(req)
+
+    # ================================================================ tasks
+
+    def _on_submit_task(self, conn: Any, msg: P.SubmitTask) -> None:
+        task = TaskRecord(msg, conn)
+        create = self.objects.create
+        for rid in msg.return_ids:
+            create(rid)
+        if not msg.dep_ids:
+            self._enqueue(task)
+            return
+        get = self.objects.get
+        task.dep_values = [b""] * len(msg.dep_ids)
+        waiting: list[tuple[int, ObjectEntry]] = []
+        for i, oid in enumerate(msg.dep_ids):
+            entry = get(oid)
+            if entry is None:
+                self._fail_task(task, self._lost_payload(oid))
+                return
+            if entry.data is None:
+                waiting.append((i, entry))
+            elif entry.is_error:
+                self._fail_task(task, entry.data)
+                return
+            else:
+                task.dep_values[i] = entry.data
+        if not waiting:
+            self._enqueue(task)
+            return
+        task.missing = len(waiting)
+        for i, entry in waiting:
+            self.objects.on_ready(entry, self._dep_callback(task, i))
+
+    def _dep_callback(self, task: TaskRecord, index: int) -> Any:
+        def on_sealed(entry: ObjectEntry) -> None:
+            if task.missing <= 0:
+                return  # failed already because of another dependency
+            if entry.is_error:
+                task.missing = 0
+                self._fail_task(task, entry.data)  # type: ignore[arg-type]
+                return
+            task.dep_values[index] = entry.data  # type: ignore[assignment]
+            task.missing -= 1
+            if task.missing == 0:
+                self._enqueue(task)
+
+        return on_sealed
+
+    def _enqueue(self, task: TaskRecord) -> None:
+        self.ready.push(task.shape, task)
+        self.dispatch()
+
+    def _fail_task(self, task: TaskRecord, error: bytes) -> None:
+        seal = self.objects.seal
+        for rid in task.spec.return_ids:
+            seal(rid, error, True)
+
+    def dispatch(self) -> None:
+        """Start every queued task that fits and has an idle worker; fork workers if short."""
+        if not self.ready:
+            return
+        fits = self.resources.fits
+        idle = self.idle
+        short = False
+        for shape, queue in self.ready.shapes():
+            while queue and fits(shape):
+                if not idle:
+                    short = True
+                    break
+                task = self.ready.pop(shape)
+                self._start_task(task, idle.pop())
+        if short:
+            self._grow_pool()
+
+    def _grow_pool(self) -> None:
+        """Fork as many workers as the queued tasks that fit could use right now."""
+        available = dict(self.resources.available)
+        fits = self.resources.fits
+        wanted = 0
+        for shape, queue in self.ready.shapes():
+            for _ in range(len(queue)):
+                if wanted >= MAX_CONCURRENT_STARTS or not fits(shape, available):
+                    break
+                for name, qty in shape:
+                    available[name] = available.get(name, 0.0) - qty
+                wanted += 1
+        live = sum(1 for w in self.workers.values() if w.kind == "task")
+        wanted = min(wanted, MAX_CONCURRENT_STARTS) - self.starting
+        wanted = min(wanted, MAX_TASK_WORKERS - live)
+        for _ in range(wanted):
+            self._spawn_worker()
+
+    def _start_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        if worker.retire_handle is not None:
+            worker.retire_handle.cancel()
+            worker.retire_handle = None
+        spec = task.spec
+        task.gpu_ids = self.resources.acquire(task.shape)
+        task.worker = worker
+        worker.state = "busy"
+        worker.task = task
+        if spec.func_id in worker.known_functions:
+            blob = b""
+        else:
+            blob = self.functions.get(spec.func_id, b"")
+            worker.known_functions.add(spec.func_id)
+        worker.conn.send(  # type: ignore[union-attr]
+            P.ExecuteTask(
+                spec.task_id,
+                spec.func_id,
+                blob,
+                spec.name,
+                spec.args,
+                spec.dep_ids,
+                task.dep_values,
+                len(spec.return_ids),
+                spec.retry_exc,
+                spec.resources,
+                task.gpu_ids,
+            )
+        )
+
+    def _release_task(self, worker: WorkerRecord, task: TaskRecord) -> None:
+        """Give back the task's resources (minus any CPU it had lent while blocked)."""
+        if worker.blocked:
+            worker.blocked = False
+            self.resources.adjust("CPU", -task.spec.resources.get("CPU", 0.0))
+        self.resources.release(task.shape, task.gpu_ids)
+        worker.task = None
+        task.worker = None
+
+    def _on_task_done(self, conn: ChildConn, msg: P.TaskDone) -> None:
+        worker = conn.worker
+        task = worker.task
+        if task is None or task.spec.task_id != msg.task_id:
+            return
+        self._release_task(worker, task)
+        self._make_idle(worker)
+        if msg.is_error and msg.retryable and task.can_retry():
+            task.attempts += 1
+            self.ready.push_front(task.shape, task)
+        else:
+            seal = self.objects.seal
+            results = msg.results
+            if msg.is_error:
+                for rid in task.spec.return_ids:
+                    seal(rid, results[0], True)
+            else:
+                for rid, data in zip(task.spec.return_ids, results):
+                    seal(rid, data, False)
+        self.dispatch()
+
+    # ================================================================ workers
+
+    def _spawn_worker(self, kind: str = "task") -> WorkerRecord:
+        worker = WorkerRecord(next(self._child_ids), kind)
+        self.workers[worker.child_id] = worker
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.zygote.spawn(worker.child_id, kind, {}, theirs)
+        finally:
+            theirs.close()
+        self.starting += 1
+        conn = ChildConn(self, worker)
+        worker.conn = conn
+        self.loop.create_task(self._connect(ours, conn))
+        return worker
+
+    async def _connect(self, sock: socket.socket, conn: ChildConn) -> None:
+        await self.loop.connect_accepted_socket(lambda: conn, sock)
+
+    def _on_spawned(self, child_id: int, pid: int) -> None:
+        worker = self.workers.get(child_id)
+        if worker is not None:
+            worker.pid = pid
+            self.workers_by_pid[pid] = worker
+
+    def _on_worker_hello(self, conn: ChildConn, msg: P.WorkerHello) -> None:
+        worker = conn.worker
+        if worker.pid == 0:
+            worker.pid = msg.pid
+            self.workers_by_pid[msg.pid] = worker
+        self.starting -= 1
+        self._make_idle(worker)
+        self.dispatch()
+
+    def _make_idle(self, worker: WorkerRecord) -> None:
+        worker.state = "idle"
+        self.idle.append(worker)
+        if len(self.workers) > self.base_pool_size and worker.retire_handle is None:
+            worker.retire_handle = self.loop.call_later(IDLE_RETIRE_S, self._retire, worker)
+
+    def _retire(self, worker: WorkerRecord) -> None:
+        worker.retire_handle = None
+        if worker.state != "idle" or len(self.workers) <= self.base_pool_size:
+            return
+        try:
+            self.idle.remove(worker)
+        except ValueError:
+            return
+        worker.state = "retiring"
+        worker.conn.send(P.Shutdown())  # type: ignore[union-attr]
+
+    def on_child_eof(self, worker: WorkerRecord) -> None:
+        worker.eof = True
+        if worker.exit_status is not None:
+            self._worker_gone(worker)
+        elif not self._stopped:
+            self.loop.call_later(EXIT_STATUS_GRACE_S, self._worker_gone, worker)
+
+    def _on_reaped(self, pid: int, status: int) -> None:
+        worker = self.workers_by_pid.get(pid)
+        if worker is None:
+            return
+        worker.exit_status = status
+        if worker.eof:
+            self._worker_gone(worker)
+
+    def _worker_gone(self, worker: WorkerRecord) -> None:
+        if worker.state == "dead":
+            return
+        was_starting = worker.state == "starting"
+        worker.state = "dead"
+        self.workers.pop(worker.child_id, None)
+        self.workers_by_pid.pop(worker.pid, None)
+        if worker.retire_handle is not None:
+            worker.retire_handle.cancel()
+        if was_starting:
+            self.starting -= 1
+        try:
+            self.idle.remove(worker)
+        except ValueError:
+            pass
+        conn = worker.conn
+        if conn is not None:
+            for req in list(conn.requests.values()):
+                self._finish(req)
+        task = worker.task
+        if task is not None:
+            self._release_task(worker, task)
+            if task.can_retry():
+                task.attempts += 1
+                self.ready.push_front(task.shape, task)
+            else:
+                err = exc.WorkerCrashedError(worker.describe_exit())
+                self._fail_task(task, ser.dumps_function(err))
+        if self._stopped:
+            return
+        if was_starting and worker.exit_status not in (None, 0):
+            logger.error("asyncray: a worker died while starting %s", worker.describe_exit())
+        self.dispatch()
+
+    # ================================================================ output and state
+
+    def _on_log(self, conn: Any, msg: P.Log) -> None:
+        if not self.log_to_driver:
+            return
+        stream = sys.stdout if msg.stream == 1 else sys.stderr
+        try:
+            stream.write(msg.text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _on_query_state(self, conn: Any, msg: P.QueryState) -> None:
+        value: Any
+        if msg.what == "available":
+            value = self.resources.snapshot_available()
+        elif msg.what == "cluster":
+            value = dict(self.resources.totals)
+        elif msg.what == "stats":
+            value = {
+                "objects": len(self.objects),
+                "workers": len(self.workers),
+                "idle": len(self.idle),
+                "queued": len(self.ready),
+                "pids": [w.pid for w in self.workers.values() if w.pid],
+            }
+        else:
+            value = None
+        conn.send(P.StateReply(msg.req_id, msgspec.msgpack.encode(value)))
+
+    # ================================================================ shutdown
+
+    def stop(self) -> None:
+        """Tell every child to exit and close the zygote (which reaps them all)."""
+        self._stopped = True
+        for worker in list(self.workers.values()):
+            conn = worker.conn
+            if conn is not None and conn.transport is not None:
+                conn.send(P.Shutdown())
+                conn.close()
+        self.zygote.close()
+
+    def child_pids(self) -> list[int]:
+        return [w.pid for w in self.workers.values() if w.pid] + [self.zygote.pid]

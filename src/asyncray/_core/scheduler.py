@@ -1,0 +1,157 @@
+"""Resource accounting and the queue of tasks waiting for resources.
+
+Resources are counters: ``CPU``, ``GPU``, ``memory`` and custom names. A task
+runs only when its whole request fits. GPUs are also slots with ids, so a
+task that holds ``GPU: 1`` knows *which* device it holds (fractional requests
+share one device).
+
+Ready tasks wait in one FIFO per *shape* (the sorted resource request): a
+task that cannot fit does not block a smaller one behind it, while tasks of
+the same shape keep their submission order. Dispatch walks the shapes, not
+the tasks, so it costs O(shapes) however many tasks are queued.
+
+Pure logic, no I/O: unit-tested without processes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+Shape = tuple[tuple[str, float], ...]
+
+# Quantities are compared with this slack so 0.1 + 0.2 fits in 0.3.
+_EPSILON = 1e-9
+
+
+def shape_of(request: dict[str, float]) -> Shape:
+    """The hashable, order-independent key of a resource request."""
+    return tuple(sorted((k, v) for k, v in request.items() if v > 0))
+
+
+class ResourcePool:
+    """Totals and availability of the host's resources, plus GPU slot ids."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = {k: float(v) for k, v in totals.items()}
+        self.available = dict(self.totals)
+        # Free capacity of each GPU, by id: whole requests take whole devices.
+        self._gpu_free = [1.0] * int(self.totals.get("GPU", 0))
+
+    def infeasible(self, request: dict[str, float]) -> dict[str, tuple[float, float]]:
+        """Resources in ``request`` that exceed the host's totals: name → (asked, total)."""
+        return {
+            k: (v, self.totals.get(k, 0.0))
+            for k, v in request.items()
+            if v > 0 and v > self.totals.get(k, 0.0) + _EPSILON
+        }
+
+    def fits(self, shape: Shape, available: dict[str, float] | None = None) -> bool:
+        avail = self.available if available is None else available
+        for name, qty in shape:
+            if avail.get(name, 0.0) + _EPSILON < qty:
+                return False
+        if available is None:
+            for name, qty in shape:
+                if name == "GPU":
+                    return self._gpu_fits(qty)
+        return True
+
+    def acquire(self, shape: Shape) -> list[int]:
+        """Take the resources of ``shape``; returns the GPU ids assigned (maybe empty)."""
+        gpu_ids: list[int] = []
+        for name, qty in shape:
+            self.available[name] = self.available.get(name, 0.0) - qty
+            if name == "GPU":
+                gpu_ids = self._take_gpus(qty)
+        return gpu_ids
+
+    def release(self, shape: Shape, gpu_ids: list[int]) -> None:
+        for name, qty in shape:
+            self.available[name] = self.available.get(name, 0.0) + qty
+            if name == "GPU":
+                self._give_gpus(qty, gpu_ids)
+
+    def adjust(self, name: str, delta: float) -> None:
+        """Lend (negative) or take back (positive) a counted resource, e.g. a blocked task's CPU."""
+        self.available[name] = self.available.get(name, 0.0) + delta
+
+    def snapshot_available(self) -> dict[str, float]:
+        """Availability as Ray reports it: keys at zero (or below) are left out."""
+        return {k: v for k, v in self.available.items() if v > _EPSILON}
+
+    # ---------------------------------------------------------------- GPU ids
+
+    def _gpu_fits(self, qty: float) -> bool:
+        if qty >= 1:
+            return sum(1 for f in self._gpu_free if f >= 1 - _EPSILON) >= int(qty)
+        return any(f + _EPSILON >= qty for f in self._gpu_free)
+
+    def _take_gpus(self, qty: float) -> list[int]:
+        if qty >= 1:
+            ids = [i for i, f in enumerate(self._gpu_free) if f >= 1 - _EPSILON][: int(qty)]
+            for i in ids:
+                self._gpu_free[i] = 0.0
+            return ids
+        # Fractional: pack onto the fullest device that still fits, as Ray does.
+        candidates = [i for i, f in enumerate(self._gpu_free) if f + _EPSILON >= qty]
+        if not candidates:
+            return []
+        i = min(candidates, key=lambda j: self._gpu_free[j])
+        self._gpu_free[i] -= qty
+        return [i]
+
+    def _give_gpus(self, qty: float, ids: list[int]) -> None:
+        for i in ids:
+            self._gpu_free[i] = min(1.0, self._gpu_free[i] + (1.0 if qty >= 1 else qty))
+
+
+class ReadyQueue:
+    """Tasks whose dependencies are ready, one FIFO per resource shape."""
+
+    def __init__(self) -> None:
+        self._by_shape: dict[Shape, deque[Any]] = {}
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def push(self, shape: Shape, item: Any) -> None:
+        q = self._by_shape.get(shape)
+        if q is None:
+            q = self._by_shape[shape] = deque()
+        q.append(item)
+        self._len += 1
+
+    def push_front(self, shape: Shape, item: Any) -> None:
+        q = self._by_shape.get(shape)
+        if q is None:
+            q = self._by_shape[shape] = deque()
+        q.appendleft(item)
+        self._len += 1
+
+    def shapes(self) -> Iterator[tuple[Shape, deque[Any]]]:
+        # A copy: dispatching may add shapes (retries) while we iterate.
+        return iter(list(self._by_shape.items()))
+
+    def pop(self, shape: Shape) -> Any:
+        q = self._by_shape[shape]
+        item = q.popleft()
+        self._len -= 1
+        if not q:
+            del self._by_shape[shape]
+        return item
+
+    def remove(self, shape: Shape, item: Any) -> bool:
+        q = self._by_shape.get(shape)
+        if q is None:
+            return False
+        try:
+            q.remove(item)
+        except ValueError:
+            return False
+        self._len -= 1
+        if not q:
+            del self._by_shape[shape]
+        return True

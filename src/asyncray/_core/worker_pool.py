@@ -1,0 +1,191 @@
+"""Runtime-side handles for child processes: the zygote and each worker.
+
+``ChildConn`` is the asyncio protocol on the runtime's end of a child's
+socketpair: it cuts the byte stream into frames, decodes each with the one
+typed decoder, and hands the message to the runtime. Outgoing messages are
+encoded at once and written in one ``write`` per loop tick, so a burst of
+dispatches to one worker costs one syscall.
+
+``ZygoteLink`` asks the zygote to fork children (passing each child's socket
+over SCM_RIGHTS) and reports forks and exits back to the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._wire import protocol as P
+
+if TYPE_CHECKING:
+    from .runtime import Runtime, TaskRecord
+
+
+class WorkerRecord:
+    """What the runtime knows about one child process."""
+
+    __slots__ = (
+        "blocked",
+        "child_id",
+        "conn",
+        "eof",
+        "exit_status",
+        "known_functions",
+        "kind",
+        "pid",
+        "retire_handle",
+        "state",
+        "task",
+    )
+
+    def __init__(self, child_id: int, kind: str) -> None:
+        self.child_id = child_id
+        self.kind = kind
+        self.pid = 0
+        self.conn: ChildConn | None = None
+        # starting → idle ⇄ busy → dead
+        self.state = "starting"
+        self.task: TaskRecord | None = None
+        # Set while the running task is blocked in get/wait and has lent its CPU.
+        self.blocked = False
+        self.known_functions: set[bytes] = set()
+        self.eof = False
+        self.exit_status: int | None = None
+        self.retire_handle: asyncio.TimerHandle | None = None
+
+    def describe_exit(self) -> str:
+        """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``."""
+        status = self.exit_status
+        if status is None:
+            return f"(pid={self.pid}, exit status unknown)"
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = str(sig)
+            return f"(pid={self.pid}, killed by signal {name})"
+        return f"(pid={self.pid}, exit code {os.WEXITSTATUS(status)})"
+
+
+class ChildConn(asyncio.Protocol):
+    """The runtime's end of one child's socket."""
+
+    def __init__(self, runtime: Runtime, worker: WorkerRecord) -> None:
+        self.runtime = runtime
+        self.worker = worker
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        # Outstanding get/wait requests of this child, by req_id.
+        self.requests: dict[int, Any] = {}
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        header = P.HEADER
+        decode = P.decoder.decode
+        handle = self.runtime.handle
+        view = memoryview(buf)
+        try:
+            while end - pos >= 4:
+                (n,) = header.unpack_from(buf, pos)
+                if end - pos - 4 < n:
+                    break
+                msg = decode(view[pos + 4 : pos + 4 + n])
+                pos += 4 + n
+                handle(self, msg)
+        finally:
+            view.release()
+            if pos:
+                del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.runtime.on_child_eof(self.worker)
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, msg: Any) -> None:
+        self._out.append(P.frame(msg))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.runtime.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+
+class ZygoteLink:
+    """Asks the zygote to fork children and hears about their exits."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pid: int,
+        sock: socket.socket,
+        on_spawned: Callable[[int, int], None],
+        on_reaped: Callable[[int, int], None],
+    ) -> None:
+        self.loop = loop
+        self.pid = pid
+        self.sock = sock
+        self._on_spawned = on_spawned
+        self._on_reaped = on_reaped
+        self._buf = bytearray()
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def spawn(self, child_id: int, kind: str, env: dict[str, str], child_sock: socket.socket) -> None:
+        data = P.frame(P.Spawn(child_id, kind, env))
+        # A control frame is far below the socket buffer, so this never blocks.
+        socket.send_fds(self.sock, [data], [child_sock.fileno()])
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(self.sock.fileno())
+            return
+        buf = self._buf
+        buf += data
+        while len(buf) >= P.HEADER_SIZE:
+            (n,) = P.HEADER.unpack_from(buf)
+            if len(buf) < P.HEADER_SIZE + n:
+                break
+            msg = P.zygote_decoder.decode(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
+            del buf[: P.HEADER_SIZE + n]
+            if isinstance(msg, P.Spawned):
+                self._on_spawned(msg.child_id, msg.pid)
+            elif isinstance(msg, P.Reaped):
+                self._on_reaped(msg.pid, msg.status)
+
+    def close(self) -> None:
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError):
+            pass
+        self.sock.close()

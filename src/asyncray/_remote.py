@@ -1,0 +1,68 @@
+"""``@remote`` and ``@method``: the decorators, with Ray's forms and errors."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from . import _options
+from .remote_function import RemoteFunction
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        from .actor import ActorClass
+
+        return ActorClass._from_class(target, options)
+    if inspect.isfunction(target) or inspect.isbuiltin(target) or callable(target):
+        if inspect.iscoroutinefunction(target):
+            raise ValueError(
+                "'async def' should not be used for remote tasks. You can wrap the async function "
+                "with `asyncio.run(f())`. See more at: "
+                "https://docs.ray.io/en/latest/ray-core/actors/async_api.html "
+            )
+        _options.validate_task_options(options)
+        return RemoteFunction(target, options)
+    raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
+
+
+def remote(*args: Any, **kwargs: Any) -> Any:
+    """Make a function a remote task, or a class an actor.
+
+    Forms: ``@remote``, ``remote(fn)``, ``@remote(num_cpus=..., ...)``.
+    """
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args or not kwargs:
+        raise AssertionError(
+            "The @ray.remote decorator must be applied either with no arguments and no "
+            "parentheses, for example '@ray.remote', or it must be applied using some of "
+            "the arguments in the list ['max_calls', 'max_restarts', 'max_retries', "
+            "'max_task_retries', 'memory', 'name', 'num_cpus', 'num_gpus', 'num_returns', "
+            "'resources', 'runtime_env', 'scheduling_strategy', ...], for example "
+            "'@ray.remote(num_returns=2, resources={\"CustomResource\": 1})'."
+        )
+
+    def decorator(target: Any) -> Any:
+        return _make_remote(target, dict(kwargs))
+
+    return decorator
+
+
+def method(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    """Annotate an actor method: ``@method(num_returns=2, concurrency_group="io")``."""
+    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+             "_generator_backpressure_num_objects", "enable_task_events", "tensor_transport",
+             "timeout_s"}
+    if args:
+        raise ValueError("The @ray.method decorator only takes keyword arguments.")
+    for key in kwargs:
+        if key not in valid:
+            raise ValueError(f"Invalid option keyword {key} for @ray.method. Valid ones are {sorted(valid)}.")
+
+    def annotate(fn: Any) -> Any:
+        fn.__ray_method_options__ = dict(kwargs)
+        return fn
+
+    return annotate

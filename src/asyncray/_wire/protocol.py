@@ -1,0 +1,245 @@
+"""Every message that crosses a process boundary, and how it is framed.
+
+A frame is a 4-byte little-endian length followed by one msgpack-encoded
+message. Messages are a tagged union of ``msgspec.Struct`` s with
+``array_like=True`` (positional arrays on the wire: smaller and faster than
+maps). User payloads — functions, arguments, results, exceptions — are opaque
+cloudpickle bytes inside them; the runtime forwards them without unpickling.
+
+Records are named for where they live: the runtime keeps a ``TaskRecord``;
+``SubmitTask`` is what a client sends, ``ExecuteTask`` what a worker receives
+and ``TaskDone`` what it sends back.
+
+The embedded driver hands these same Structs to the runtime as Python objects
+(no encoding); children encode them onto their socket.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Union
+
+import msgspec
+
+# Option values for ``SubmitTask.retry_exc``: no retry of application errors,
+# retry all of them, or (anything else) a cloudpickled tuple of exception types.
+RETRY_NONE = b""
+RETRY_ALL = b"*"
+
+# A ``timeout`` field below zero means "wait forever".
+NO_TIMEOUT = -1.0
+
+
+class _Msg(msgspec.Struct, array_like=True, tag=True, omit_defaults=False):
+    pass
+
+
+# ---------------------------------------------------------------- client → runtime
+
+
+class RegisterFunction(_Msg, tag=1):
+    """A function definition, sent once per definition before its first task."""
+
+    func_id: bytes
+    blob: bytes
+
+
+class SubmitTask(_Msg, tag=2):
+    """Run ``func_id`` with ``args`` once ``dep_ids`` are ready and resources fit."""
+
+    task_id: bytes
+    func_id: bytes
+    name: str
+    args: bytes
+    dep_ids: list[bytes]
+    return_ids: list[bytes]
+    resources: dict[str, float]
+    max_retries: int
+    retry_exc: bytes
+    streaming: bool = False
+    timeout_s: float = NO_TIMEOUT
+
+
+class PutObject(_Msg, tag=3):
+    """Store a serialized value under an id the client chose."""
+
+    object_id: bytes
+    data: bytes
+    is_error: bool = False
+
+
+class GetObjects(_Msg, tag=4):
+    """Reply with ``ObjectsReply`` when all are ready, one has failed, or on timeout."""
+
+    req_id: int
+    object_ids: list[bytes]
+    timeout: float
+
+
+class WaitObjects(_Msg, tag=5):
+    """Reply with ``WaitReply`` once ``num_returns`` are ready or on timeout."""
+
+    req_id: int
+    object_ids: list[bytes]
+    num_returns: int
+    timeout: float
+
+
+class ReleaseObjects(_Msg, tag=6):
+    """The client dropped its last reference to these objects."""
+
+    object_ids: list[bytes]
+
+
+class Log(_Msg, tag=7):
+    """Output a child printed; ``stream`` is 1 (stdout) or 2 (stderr)."""
+
+    stream: int
+    text: str
+
+
+class TaskDone(_Msg, tag=8):
+    """A task finished: one payload per return id, or the error for every one of them."""
+
+    task_id: bytes
+    results: list[bytes]
+    is_error: bool
+    retryable: bool = False
+
+
+class CancelWaiter(_Msg, tag=9):
+    """The client gave up on a pending get/wait (its own timeout, or asyncio cancellation)."""
+
+    req_id: int
+
+
+class QueryState(_Msg, tag=10):
+    """Ask for a piece of runtime state: resources, nodes, ..."""
+
+    req_id: int
+    what: str
+
+
+# ---------------------------------------------------------------- runtime → client
+
+
+class ExecuteTask(_Msg, tag=20):
+    """Run a task in a worker. ``func_blob`` is set the first time this worker sees the function."""
+
+    task_id: bytes
+    func_id: bytes
+    func_blob: bytes
+    name: str
+    args: bytes
+    dep_ids: list[bytes]
+    dep_values: list[bytes]
+    num_returns: int
+    retry_exc: bytes
+    resources: dict[str, float]
+    gpu_ids: list[int]
+
+
+class ObjectsReply(_Msg, tag=21):
+    """Serialized values in request order; ``None`` where not ready (after a failure or timeout)."""
+
+    req_id: int
+    values: list[Union[bytes, None]]
+    errors: list[bool]
+    timed_out: bool
+
+
+class WaitReply(_Msg, tag=22):
+    """Indices (into the request's list) of the objects that are ready."""
+
+    req_id: int
+    ready: list[int]
+
+
+class StateReply(_Msg, tag=23):
+    """The answer to ``QueryState``, msgpack-friendly."""
+
+    req_id: int
+    value: bytes
+
+
+class Shutdown(_Msg, tag=24):
+    """The runtime is going away: exit now."""
+
+
+class WorkerHello(_Msg, tag=25):
+    """A child's first message: it is up and ready for work."""
+
+    pid: int
+
+
+Message = Union[
+    RegisterFunction,
+    SubmitTask,
+    PutObject,
+    GetObjects,
+    WaitObjects,
+    ReleaseObjects,
+    Log,
+    TaskDone,
+    CancelWaiter,
+    QueryState,
+    ExecuteTask,
+    ObjectsReply,
+    WaitReply,
+    StateReply,
+    Shutdown,
+    WorkerHello,
+]
+
+# ---------------------------------------------------------------- zygote control
+
+
+class Spawn(msgspec.Struct, array_like=True, tag=40):
+    """Fork a child that talks over the file descriptor sent with this message."""
+
+    child_id: int
+    kind: str
+    env: dict[str, str]
+
+
+class Spawned(msgspec.Struct, array_like=True, tag=41):
+    child_id: int
+    pid: int
+
+
+class Reaped(msgspec.Struct, array_like=True, tag=42):
+    """A child exited; ``status`` is as from ``os.waitpid``."""
+
+    pid: int
+    status: int
+
+
+ZygoteMessage = Union[Spawn, Spawned, Reaped]
+
+# ---------------------------------------------------------------- framing
+
+HEADER = struct.Struct("<I")
+HEADER_SIZE = HEADER.size
+# Frames above this are refused rather than buffered: a corrupted length
+# prefix must not make a reader allocate gigabytes.
+MAX_FRAME = 1 << 34
+
+encoder = msgspec.msgpack.Encoder()
+decoder = msgspec.msgpack.Decoder(Message)
+zygote_decoder = msgspec.msgpack.Decoder(ZygoteMessage)
+
+
+def frame(msg: msgspec.Struct) -> bytes:
+    """Encode one message with its length prefix."""
+    body = encoder.encode(msg)
+    return HEADER.pack(len(body)) + body
+
+
+def frame_many(msgs: list[msgspec.Struct]) -> bytes:
+    """Encode several messages into one buffer, for one write."""
+    buf = bytearray()
+    for msg in msgs:
+        body = encoder.encode(msg)
+        buf += HEADER.pack(len(body))
+        buf += body
+    return bytes(buf)

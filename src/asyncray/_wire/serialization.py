@@ -1,0 +1,133 @@
+"""User payloads: values, functions and exceptions as pickle bytes.
+
+Plain data of builtin types goes through the C pickler directly (about ten
+times cheaper than constructing a cloudpickle Pickler for ``b"ok"``); anything
+else goes through cloudpickle, which pickles functions and classes defined in
+``__main__`` or interactively by value. Both produce pickle protocol 5, which
+``pickle.loads`` reads.
+
+Errors are carried as pickled ``RayTaskError`` s whose ``traceback_str`` is
+the remote traceback with asyncray's own frames removed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from ..exceptions import RayError, RayTaskError
+
+PROTOCOL = 5
+
+# Types whose pickle never refers to user code, so the C pickler is safe
+# and exact for them.
+_PLAIN_SCALARS = frozenset({bytes, str, int, float, bool, type(None), complex, bytearray})
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if depth >= 2:
+        return False
+    if t is tuple or t is list:
+        return len(value) <= 64 and all(_is_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return len(value) <= 64 and all(
+            _is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize a value; raises whatever the pickler raises for unpicklable input."""
+    if _is_plain(value):
+        return pickle.dumps(value, PROTOCOL)
+    return cloudpickle.dumps(value, PROTOCOL)
+
+
+loads = pickle.loads
+
+
+def dumps_function(fn: Any) -> bytes:
+    """Serialize a function or class definition (always by cloudpickle)."""
+    return cloudpickle.dumps(fn, PROTOCOL)
+
+
+def remote_traceback(exc: BaseException) -> str:
+    """The traceback text of ``exc`` without asyncray's own frames."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
+    ]
+    lines = traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def dumps_task_error(
+    exc: BaseException,
+    function_name: str,
+    *,
+    actor_repr: str | None = None,
+    actor_id: str | None = None,
+) -> bytes:
+    """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a RayError)."""
+    if isinstance(exc, RayError) and not isinstance(exc, RayTaskError):
+        try:
+            return cloudpickle.dumps(exc, PROTOCOL)
+        except Exception:
+            pass
+    tb = remote_traceback(exc)
+    if isinstance(exc, RayTaskError):
+        # A nested task error: keep the inner cause so ``except Cause`` still works.
+        cause: BaseException | None = exc.cause
+        tb = tb.rstrip("\n") + "\n\n" + str(exc) + "\n"
+    else:
+        cause = exc
+    err = RayTaskError(
+        function_name,
+        tb,
+        cause,
+        pid=os.getpid(),
+        actor_repr=actor_repr,
+        actor_id=actor_id,
+    )
+    try:
+        data = cloudpickle.dumps(err, PROTOCOL)
+        pickle.loads(data)
+        return data
+    except Exception as pickle_exc:
+        replacement = RayError(
+            f"Exception {type(cause).__name__} isn't serializable: {pickle_exc!r}\n"
+            f"Original exception details:\n{tb}"
+        )
+        err = RayTaskError(
+            function_name,
+            tb,
+            replacement,
+            pid=os.getpid(),
+            actor_repr=actor_repr,
+            actor_id=actor_id,
+        )
+        return cloudpickle.dumps(err, PROTOCOL)
+
+
+def loads_error(data: bytes) -> BaseException:
+    """Unpickle an error payload into the exception ``get`` should raise."""
+    try:
+        err = pickle.loads(data)
+    except Exception as exc:
+        from ..exceptions import UnserializableException
+
+        return UnserializableException(f"{type(exc).__name__}: {exc}")
+    if isinstance(err, RayTaskError):
+        return err.as_instanceof_cause()
+    return err

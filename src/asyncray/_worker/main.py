@@ -1,0 +1,253 @@
+"""The task-worker loop, run in every child the zygote forks.
+
+Flat and paranoid, as a worker loop should be: reset what the fork
+inherited, route stdout/stderr into ``Log`` messages (never onto the
+protocol socket's fd), say hello, then receive → run → reply forever,
+catching ``BaseException`` and always replying. If a result cannot be
+pickled the reply says so. ``SystemExit`` in a task ends the worker, and the
+runtime treats it as a crash (retried per ``max_retries``), as Ray does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from .. import _api, _client, runtime_context
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from ..remote_function import DepSlot
+
+_ORIGINAL_CUDA = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
+    """Entry point of a forked child (called by the zygote)."""
+    _reset_inherited_state()
+    channel = _client.SocketChannel(sock)
+    client = _client.WorkerClient(channel)
+    _api.attach_worker(client)
+    _forward_output(channel)
+    channel.send(P.WorkerHello(os.getpid()))
+    if kind == "task":
+        TaskWorker(channel).run()
+    else:
+        from .actor_host import run_actor
+
+        run_actor(channel, kind, env)
+
+
+def _reset_inherited_state() -> None:
+    # The driver may have called init() inside a running event loop; this
+    # process must not believe it is inside that loop.
+    asyncio.events._set_running_loop(None)
+    with _suppress():
+        asyncio.set_event_loop(None)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with _suppress():
+        faulthandler.enable()
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return exc[0] is not None and issubclass(exc[0], Exception)
+
+
+# ==================================================================== output
+
+
+class _ForwardedStream(io.TextIOBase):
+    """A text stream that sends whole lines to the driver, tagged ``(name pid=N)``."""
+
+    def __init__(self, channel: _client.SocketChannel, stream: int) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._pending = ""
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.tags = os.environ.get("ASYNCRAY_LOG_TAGS", "1") not in ("0", "false", "False")
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            data = self._pending + text
+            cut = data.rfind("\n")
+            if cut < 0:
+                self._pending = data
+                return len(text)
+            self._pending = data[cut + 1 :]
+            self._emit(data[: cut + 1])
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                data, self._pending = self._pending, ""
+                self._emit(data + "\n")
+
+    def _emit(self, block: str) -> None:
+        if self.tags:
+            name = runtime_context.current_task().name
+            tag = f"({name} pid={self._pid}) " if name else f"(pid={self._pid}) "
+            block = "".join(tag + line for line in block.splitlines(keepends=True))
+        try:
+            self._channel.send(P.Log(self._stream, block))
+        except OSError:
+            pass
+
+
+def _forward_output(channel: _client.SocketChannel) -> None:
+    sys.stdout = _ForwardedStream(channel, 1)
+    sys.stderr = _ForwardedStream(channel, 2)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+# ==================================================================== tasks
+
+
+class TaskWorker:
+    """Runs one task at a time, in order, for as long as the runtime sends them."""
+
+    def __init__(self, channel: _client.SocketChannel) -> None:
+        self.channel = channel
+        self.functions: dict[bytes, Any] = {}
+
+    def run(self) -> None:
+        channel = self.channel
+        while True:
+            try:
+                msg = channel.next_inbound()
+            except (ConnectionError, OSError):
+                return
+            if type(msg) is P.ExecuteTask:
+                self.channel.send(self.execute(msg))
+            elif type(msg) is P.Shutdown:
+                _flush_output()
+                return
+
+    def _function(self, msg: P.ExecuteTask) -> Any:
+        fn = self.functions.get(msg.func_id)
+        if fn is None:
+            fn = self.functions[msg.func_id] = ser.loads(msg.func_blob)
+        return fn
+
+    def execute(self, msg: P.ExecuteTask) -> P.TaskDone:
+        ctx = runtime_context.TaskContext(msg.task_id, msg.name, msg.resources, msg.gpu_ids)
+        token = runtime_context.set_current_task(ctx)
+        _set_visible_gpus(msg.gpu_ids)
+        try:
+            fn = self._function(msg)
+            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            result = fn(*args, **kwargs)
+        except SystemExit:
+            _flush_output()
+            raise
+        except BaseException as e:  # noqa: BLE001 - every failure becomes the task's error
+            return error_reply(msg.task_id, e, msg.name, msg.retry_exc)
+        finally:
+            runtime_context.reset_current_task(token)
+        try:
+            return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, msg.name), False)
+        except BaseException as e:  # noqa: BLE001
+            return error_reply(msg.task_id, e, msg.name, P.RETRY_NONE)
+        finally:
+            _flush_output()
+
+
+def resolve_arguments(payload: bytes, dep_values: list[bytes]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Unpickle call arguments and put resolved dependency values into their slots."""
+    args, kwargs = ser.loads(payload)
+    if dep_values:
+        loads = ser.loads
+        values = [loads(v) for v in dep_values]
+        args = tuple(values[a.index] if type(a) is DepSlot else a for a in args)
+        if kwargs:
+            kwargs = {k: values[v.index] if type(v) is DepSlot else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def serialize_returns(result: Any, num_returns: int, name: str) -> list[bytes]:
+    """One payload per declared return value; a bad shape or an unpicklable value raises."""
+    if num_returns == 1:
+        values = [result]
+    elif num_returns == 0:
+        return []
+    else:
+        try:
+            n = len(result)
+        except TypeError as e:
+            raise TypeError(
+                f"Task {name} declared num_returns={num_returns} but returned "
+                f"{type(result).__name__}: {e}"
+            ) from None
+        if n != num_returns:
+            raise ValueError(
+                f"Task {name} declared num_returns={num_returns} but returned {n} values."
+            )
+        values = list(result)
+    out = []
+    for value in values:
+        try:
+            out.append(ser.dumps(value))
+        except Exception as e:
+            raise TypeError(
+                f"Could not serialize the return value of {name} ({type(value).__name__}): "
+                f"{type(e).__name__}: {e}"
+            ) from None
+    return out
+
+
+def error_reply(task_id: bytes, error: BaseException, name: str, retry_exc: bytes) -> P.TaskDone:
+    return P.TaskDone(
+        task_id, [ser.dumps_task_error(error, name)], True, _retryable(error, retry_exc)
+    )
+
+
+def _retryable(error: BaseException, retry_exc: bytes) -> bool:
+    if retry_exc == P.RETRY_NONE or not isinstance(error, Exception):
+        return False
+    if retry_exc == P.RETRY_ALL:
+        return True
+    try:
+        allowed = ser.loads(retry_exc)
+    except Exception:
+        return False
+    return isinstance(error, allowed)
+
+
+def _set_visible_gpus(gpu_ids: list[int]) -> None:
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+    elif _ORIGINAL_CUDA is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _ORIGINAL_CUDA

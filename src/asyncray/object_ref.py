@@ -1,0 +1,136 @@
+"""``ObjectRef``: a name for a value that exists, or will, in the runtime.
+
+A ref is hashable and compares by id. It is awaitable on any running event
+loop (``await ref``), so it also works with ``asyncio.gather``,
+``asyncio.wait``, ``asyncio.wait_for`` and ``asyncio.as_completed``;
+``ref.future()`` gives a ``concurrent.futures.Future``.
+
+Lifetime: a ref created by ``put`` or ``.remote()`` is *owned* by its
+process. If it never leaves that process (is never pickled into an argument,
+a value or a result), dropping it releases the object at once. A ref that
+was pickled may be held anywhere, so it stays pinned for the session.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import warnings
+from collections.abc import Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from . import _client
+
+T = TypeVar("T")
+
+_ID_SIZE = 28
+
+
+class ObjectRef(Generic[T]):
+    """A reference to a remote object; ``get`` or ``await`` it for the value."""
+
+    __slots__ = ("__weakref__", "_id", "_owned")
+
+    def __init__(self, binary: bytes, _owned: bool = False) -> None:
+        if not isinstance(binary, bytes):
+            raise TypeError(f"ObjectRef expects the id as bytes, got {type(binary).__name__}")
+        self._id = binary
+        self._owned = _owned
+
+    # ------------------------------------------------------------ identity
+
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def task_id(self) -> bytes:
+        return self._id[:24]
+
+    def job_id(self) -> str:
+        from . import _api
+
+        return _api.job_id()
+
+    def is_nil(self) -> bool:
+        return self._id == bytes(len(self._id))
+
+    @classmethod
+    def nil(cls) -> ObjectRef[Any]:
+        return cls(bytes(_ID_SIZE))
+
+    @classmethod
+    def from_random(cls) -> ObjectRef[Any]:
+        return cls(os.urandom(_ID_SIZE))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._id == self._id  # type: ignore[attr-defined]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._id.hex()})"
+
+    # ------------------------------------------------------------ lifetime
+
+    def __reduce__(self) -> Any:
+        # Once pickled, a copy may live anywhere: stop releasing on drop.
+        self._owned = False
+        return (ObjectRef, (self._id,))
+
+    def __copy__(self) -> ObjectRef[T]:
+        self._owned = False
+        return ObjectRef(self._id)
+
+    def __deepcopy__(self, memo: Any) -> ObjectRef[T]:
+        return self.__copy__()
+
+    def __del__(self) -> None:
+        if self._owned:
+            client = _client._current
+            if client is not None:
+                try:
+                    client.release(self._id)
+                except Exception:
+                    pass  # interpreter shutdown, closed loop: nothing left to free
+
+    # ------------------------------------------------------------ async
+
+    def __await__(self) -> Generator[Any, None, T]:
+        from . import _api
+
+        return _api.get_async(self).__await__()
+
+    def future(self) -> concurrent.futures.Future[T]:
+        """A ``concurrent.futures.Future`` completed with the value or the error.
+
+        Cancelling the future does not cancel the task.
+        """
+        from . import _api
+
+        return _api.future_of(self)
+
+    def as_future(self) -> Any:
+        """Deprecated (as in Ray): use ``asyncio.wrap_future(ref.future())``."""
+        import asyncio
+
+        warnings.warn(
+            "ref.as_future() is deprecated in favor of asyncio.wrap_future(ref.future()).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return asyncio.wrap_future(self.future())
+
+    def _on_completed(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(value_or_exception)`` when the object is ready (private in Ray too)."""
+
+        def done(fut: concurrent.futures.Future[Any]) -> None:
+            error = fut.exception()
+            callback(error if error is not None else fut.result())
+
+        self.future().add_done_callback(done)

@@ -1,0 +1,223 @@
+"""``@remote`` on functions: ``RemoteFunction``, ``.options()`` and ``.remote()``.
+
+``.remote()`` does everything it can in the caller so mistakes surface at the
+call site: it binds the arguments to the signature, checks the resource
+request against the host, and pickles the arguments (top-level refs are
+replaced by slots the worker fills with the resolved values). Then it posts
+one ``SubmitTask`` and returns refs at once.
+
+The function itself is pickled once per definition, on first use, and sent
+to the runtime once per session.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _api, _options
+from ._wire import protocol as P
+from ._wire import serialization as ser
+from .object_ref import ObjectRef
+
+P_ = ParamSpec("P_")
+R = TypeVar("R")
+
+_EMPTY_ARGS = ser.dumps(((), {}))
+
+
+class DepSlot:
+    """Stands in for a top-level ``ObjectRef`` argument; the worker puts the value here."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> Any:
+        return (DepSlot, (self.index,))
+
+
+def pack_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+) -> tuple[bytes, list[bytes]]:
+    """Pickle call arguments; top-level refs become ``DepSlot`` s listed in the returned ids."""
+    if not args and not kwargs:
+        return _EMPTY_ARGS, []
+    dep_ids: list[bytes] = []
+    if any(type(a) is ObjectRef for a in args):
+        new_args = []
+        for a in args:
+            if type(a) is ObjectRef:
+                new_args.append(DepSlot(len(dep_ids)))
+                dep_ids.append(a._id)
+            else:
+                new_args.append(a)
+        args = tuple(new_args)
+    if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+        new_kwargs = {}
+        for k, v in kwargs.items():
+            if type(v) is ObjectRef:
+                new_kwargs[k] = DepSlot(len(dep_ids))
+                dep_ids.append(v._id)
+            else:
+                new_kwargs[k] = v
+        kwargs = new_kwargs
+    try:
+        return ser.dumps((args, kwargs)), dep_ids
+    except Exception as e:
+        bad = _first_unpicklable(args, kwargs)
+        raise TypeError(
+            f"Could not serialize the argument {bad!r} for a task or actor {what}: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+
+
+def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    for value in (*args, *kwargs.values()):
+        try:
+            ser.dumps(value)
+        except Exception:
+            return value
+    return (args, kwargs)
+
+
+def _max_retries_default() -> int:
+    return int(os.environ.get("RAY_TASK_MAX_RETRIES", _options.DEFAULT_MAX_RETRIES))
+
+
+class RemoteFunction(Generic[P_, R]):
+    """A function decorated with ``@remote``; call ``.remote()`` to run it as a task."""
+
+    def __init__(self, function: Callable[P_, R], options: dict[str, Any], _shared: Any = None):
+        self._function = function
+        self._options = options
+        self._shared = _shared if _shared is not None else _Definition(function)
+        self.__name__ = getattr(function, "__name__", "remote_function")
+        self.__qualname__ = getattr(function, "__qualname__", self.__name__)
+        self.__doc__ = getattr(function, "__doc__", None)
+        self.__module__ = getattr(function, "__module__", __name__)
+        self.__wrapped__ = function
+        self._prepare()
+
+    def _prepare(self) -> None:
+        opts = self._options
+        is_gen = self._shared.is_generator
+        num_returns = opts.get("num_returns")
+        if num_returns in ("streaming", "dynamic") and not is_gen:
+            raise ValueError(
+                f"num_returns='{num_returns}' can only be used with generator functions "
+                f"(a function that uses `yield`); {self.__qualname__} is not one."
+            )
+        if num_returns is None:
+            num_returns = "streaming" if is_gen else 1
+        self._num_returns = num_returns
+        self._request = _options.resource_request(opts)
+        retries = opts.get("max_retries")
+        self._max_retries = _max_retries_default() if retries is None else retries
+        retry_exc = opts.get("retry_exceptions", False)
+        if retry_exc is True:
+            self._retry_exc = P.RETRY_ALL
+        elif retry_exc:
+            self._retry_exc = ser.dumps_function(tuple(retry_exc))
+        else:
+            self._retry_exc = P.RETRY_NONE
+        self._name = opts.get("name") or self.__qualname__
+        timeout = opts.get("timeout_s")
+        self._timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Remote functions cannot be called directly. Instead of running "
+            f"'{self.__module__}.{self.__qualname__}()', try "
+            f"'{self.__module__}.{self.__qualname__}.remote()'."
+        )
+
+    def options(self, **options: Any) -> RemoteFunction[P_, R]:
+        """A copy of this function with some options overridden (validated now)."""
+        _options.validate_task_options(options, in_options_call=True)
+        merged = {**self._options, **options}
+        return RemoteFunction(self._function, merged, self._shared)
+
+    @overload
+    def remote(self: RemoteFunction[P_, R], *args: P_.args, **kwargs: P_.kwargs) -> ObjectRef[R]: ...
+
+    @overload
+    def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit the task; returns an ``ObjectRef`` (or a list, ``None``, a generator)."""
+        client, totals = _api.client_and_totals()
+        shared = self._shared
+        if args or kwargs or shared.has_required:
+            shared.bind(args, kwargs)
+        message = _options.infeasible_message(f"Task {self._name}", self._request, totals)
+        if message is not None:
+            from .exceptions import TaskUnschedulableError
+
+            raise TaskUnschedulableError(message)
+        payload, dep_ids = pack_arguments(args, kwargs, self.__qualname__)
+        client.ensure_function(shared.func_id, shared.blob)
+        task_id = client.new_task_id()
+        num_returns = self._num_returns
+        if num_returns == "streaming" or num_returns == "dynamic":
+            raise NotImplementedError("streaming generators arrive with issue #5")
+        return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        client.post(
+            P.SubmitTask(
+                task_id,
+                shared.func_id,
+                self._name,
+                payload,
+                dep_ids,
+                return_ids,
+                self._request,
+                self._max_retries,
+                self._retry_exc,
+                False,
+                self._timeout_s,
+            )
+        )
+        if num_returns == 1:
+            return ObjectRef(return_ids[0], True)
+        if num_returns == 0:
+            return None
+        return [ObjectRef(rid, True) for rid in return_ids]
+
+
+class _Definition:
+    """What all ``.options()`` variants of one function share: id, pickled blob, signature."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.func_id = os.urandom(16)
+        self._blob: bytes | None = None
+        self.is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function
+        )
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(function)
+        except (TypeError, ValueError):
+            self.signature = None
+        self.has_required = self.signature is not None and any(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in self.signature.parameters.values()
+        )
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.signature is not None:
+            self.signature.bind(*args, **kwargs)
+
+    def blob(self) -> bytes:
+        if self._blob is None:
+            try:
+                self._blob = ser.dumps_function(self.function)
+            except Exception as e:
+                name = getattr(self.function, "__qualname__", repr(self.function))
+                raise TypeError(
+                    f"Could not serialize the function {name}: {type(e).__name__}: {e}. "
+                    "Make sure everything it references can be pickled."
+                ) from e
+        return self._blob
