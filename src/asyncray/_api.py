@@ -444,6 +444,8 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
         raise TypeError(f"Could not serialize the put value {value!r}: {type(e).__name__}: {e}") from e
     oid = c.new_object_id()
     c.post(P.PutObject(oid, data))
+    if len(data) <= _client.LOCAL_VALUE_LIMIT:
+        c.local_values[oid] = data
     return ObjectRef(oid, True)
 
 
@@ -512,9 +514,23 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             stacklevel=2,
         )
     t = _timeout_value(timeout)
-    reply = c.request(P.GetObjects(c.next_req_id(), [r._id for r in refs], t))
+    local = c.local_values
+    if single:
+        data = local.get(refs[0]._id)
+        if data is not None:
+            return ser.loads(data)
+    ids = [r._id for r in refs]
+    reply = c.request(P.GetObjects(c.next_req_id(), ids, t))
     values = _client.decode_objects(reply)
+    _remember(local, ids, reply)
     return values[0] if single else values
+
+
+def _remember(local: dict[bytes, bytes], ids: list[bytes], reply: P.ObjectsReply) -> None:
+    """Keep small fetched values in the local store for the next get."""
+    for oid, data, is_error in zip(ids, reply.values, reply.errors):
+        if data is not None and not is_error and len(data) <= _client.LOCAL_VALUE_LIMIT:
+            local[oid] = data
 
 
 async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
@@ -526,8 +542,15 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
     if not refs:
         return []
     t = _timeout_value(timeout)
-    reply = await c.request_async(P.GetObjects(c.next_req_id(), [r._id for r in refs], t))
+    local = c.local_values
+    if single:
+        data = local.get(refs[0]._id)
+        if data is not None:
+            return ser.loads(data)
+    ids = [r._id for r in refs]
+    reply = await c.request_async(P.GetObjects(c.next_req_id(), ids, t))
     values = _client.decode_objects(reply)
+    _remember(local, ids, reply)
     return values[0] if single else values
 
 
@@ -552,6 +575,14 @@ def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
 def _check_wait_input(
     refs: Any, num_returns: int, timeout: Any
 ) -> tuple[list[Any], list[bytes], float]:
+    if type(refs) is list and refs and set(map(type, refs)) == {ObjectRef}:
+        # Fast path (the common case): C-speed checks, no per-item Python calls.
+        ids = [r._id for r in refs]
+        t = _timeout_value(timeout)
+        if len(set(ids)) != len(ids):
+            raise ValueError("Wait requires a list of unique ray_waitables.")
+        _check_num_returns(num_returns, len(refs))
+        return refs, ids, t
     if isinstance(refs, ObjectRef) or _is_generator(refs):
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got a single "
@@ -572,17 +603,24 @@ def _check_wait_input(
         return [], [], t
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique ray_waitables.")
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
-        raise ValueError(f"Invalid number of objects to return {num_returns}.")
-    if num_returns > len(refs):
-        raise ValueError(
-            "num_returns cannot be greater than the number of ray_waitables provided to ray.wait."
-        )
+    _check_num_returns(num_returns, len(refs))
     ids = [r._id if isinstance(r, ObjectRef) else r._wait_id() for r in refs]
     return refs, ids, t
 
 
+def _check_num_returns(num_returns: Any, n: int) -> None:
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}.")
+    if num_returns > n:
+        raise ValueError(
+            "num_returns cannot be greater than the number of ray_waitables provided to ray.wait."
+        )
+
+
 def _split(refs: list[Any], ready_idx: list[int]) -> tuple[list[Any], list[Any]]:
+    if len(ready_idx) == 1:
+        i = ready_idx[0]
+        return [refs[i]], refs[:i] + refs[i + 1 :]
     chosen = set(ready_idx)
     return [refs[i] for i in ready_idx], [r for i, r in enumerate(refs) if i not in chosen]
 
@@ -603,8 +641,23 @@ def wait(
     c = client()
     if not refs:
         return [], []
-    reply = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t))
-    return _split(refs, reply.ready)
+    ready = _locally_ready(c.local_values, ids, num_returns)
+    if ready is None:
+        ready = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t)).ready
+    return _split(refs, ready)
+
+
+def _locally_ready(local: dict[bytes, bytes], ids: list[bytes], num_returns: int) -> list[int] | None:
+    """The first ``num_returns`` indices whose values are in the local store, if that many are."""
+    found: list[int] = []
+    for i, oid in enumerate(ids):
+        if oid in local:
+            found.append(i)
+            if len(found) == num_returns:
+                return found
+        elif i >= 64 and not found:
+            return None  # a cold list: let the runtime scan it
+    return None
 
 
 async def wait_async(
@@ -619,8 +672,10 @@ async def wait_async(
     c = client()
     if not refs:
         return [], []
-    reply = await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))
-    return _split(refs, reply.ready)
+    ready = _locally_ready(c.local_values, ids, num_returns)
+    if ready is None:
+        ready = (await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))).ready
+    return _split(refs, ready)
 
 
 # ==================================================================== resources and nodes

@@ -37,6 +37,9 @@ from ._wire import serialization as ser
 RELEASE_BATCH = 512
 
 _REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply)
+# Values up to this size are kept in the owner's in-process store, so getting
+# them needs no round trip (Ray's max_direct_call_object_size).
+LOCAL_VALUE_LIMIT = 100 * 1024
 
 
 class ClientBase:
@@ -52,6 +55,10 @@ class ClientBase:
         self._req_ids = itertools.count(1)
         self._registered: set[bytes] = set()
         self._released: list[bytes] = []
+        # The owner's in-process store (as Ray's): serialized small values this
+        # process put or already fetched. Objects are immutable once sealed, so
+        # a hit needs no round trip to the runtime.
+        self.local_values: dict[bytes, bytes] = {}
 
     # ------------------------------------------------------------ ids
 
@@ -78,6 +85,7 @@ class ClientBase:
 
     def release(self, object_id: bytes) -> None:
         """An owned ref that never left this process was dropped (called from ``__del__``)."""
+        self.local_values.pop(object_id, None)
         released = self._released
         released.append(object_id)
         if len(released) >= RELEASE_BATCH:
@@ -165,6 +173,18 @@ class DriverConn:
     def __init__(self, client: DriverClient) -> None:
         self.client = client
         self.requests: dict[int, Any] = {}
+        self.local_values = client.local_values
+
+    def deliver(self, object_id: bytes, data: bytes) -> None:
+        """A small result of a task this driver owns: keep it in the owner's store (as Ray does)."""
+        if len(data) <= LOCAL_VALUE_LIMIT:
+            self.local_values[object_id] = data
+
+    def forget(self, object_ids: list[bytes]) -> None:
+        """Released ids: drop anything delivered after the driver dropped its ref."""
+        pop = self.local_values.pop
+        for oid in object_ids:
+            pop(oid, None)
 
     def send(self, msg: Any) -> None:
         waiter = self.client.waiters.pop(msg.req_id, None)
@@ -383,9 +403,19 @@ class SocketChannel:
                 for msg in msgs:
                     if type(msg) in _REPLY_TYPES:
                         self._replies[msg.req_id] = msg
+                    elif type(msg) is P.RevokeTasks:
+                        self._revoke(msg.task_ids)
                     else:
                         self.inbound.append(msg)
                 cv.notify_all()
+
+    def _revoke(self, task_ids: list[bytes]) -> None:
+        revoked = set(task_ids)
+        kept = [
+            m for m in self.inbound if not (type(m) is P.ExecuteTask and m.task_id in revoked)
+        ]
+        self.inbound.clear()
+        self.inbound.extend(kept)
 
     def next_inbound(self) -> Any:
         inbound = self.inbound

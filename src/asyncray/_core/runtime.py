@@ -47,6 +47,10 @@ MAX_TASK_WORKERS = 512
 # Workers above the base pool exit after idling this long; long enough to
 # survive the gaps of a bursty workload, short enough to give memory back.
 IDLE_RETIRE_S = 10.0
+# Tasks sent ahead to a busy worker (same resource shape, so they inherit its
+# slot). One hides the runtime round trip between two tasks; more would only
+# delay rebalancing onto workers that free up.
+PIPELINE_DEPTH = 1
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
@@ -168,6 +172,9 @@ class Runtime:
         release = self.objects.release
         for oid in msg.object_ids:
             release(oid)
+        forget = getattr(conn, "forget", None)
+        if forget is not None:
+            forget(msg.object_ids)
 
     def _lost_payload(self, oid: bytes) -> bytes:
         err = exc.ObjectLostError(
@@ -225,10 +232,20 @@ class Runtime:
         req.conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
+        get = self.objects.get
+        # First pass: stop at the num_returns-th ready object. A wait over a
+        # long list whose head is ready costs O(num_returns), not O(n).
+        found: list[int] = []
+        for i, oid in enumerate(msg.object_ids):
+            entry = get(oid)
+            if entry is None or entry.data is not None:
+                found.append(i)
+                if len(found) == msg.num_returns:
+                    conn.send(P.WaitReply(msg.req_id, found))
+                    return
         req = _Request(conn, msg.req_id, msg.object_ids, "wait")
         req.num_returns = msg.num_returns
         ready = 0
-        get = self.objects.get
         pending: list[ObjectEntry] = []
         for oid in msg.object_ids:
             entry = get(oid)
@@ -245,8 +262,12 @@ class Runtime:
             return
         req.remaining = msg.num_returns - ready
         callback = self._wait_callback(req)
-        for entry in pending:
-            self.objects.on_ready(entry, callback)
+        for entry in pending:  # on_ready, inlined: this loop is O(pending) per wait
+            cbs = entry.callbacks
+            if cbs is None:
+                entry.callbacks = [callback]
+            else:
+                cbs.append(callback)
         self._park(req, msg.timeout)
 
     def _wait_callback(self, req: _Request) -> Any:
@@ -272,6 +293,7 @@ class Runtime:
         worker: WorkerRecord | None = req.conn.worker
         if worker is not None and worker.task is not None and not worker.blocked:
             worker.blocked = True
+            self._revoke_pipeline(worker)
             self.resources.adjust("CPU", worker.task.spec.resources.get("CPU", 0.0))
             self.dispatch()
 
@@ -374,6 +396,34 @@ class Runtime:
         if short:
             self._grow_pool()
 
+    def _pipeline_next(self, worker: WorkerRecord) -> None:
+        """Send ``worker`` the next queued task of its running task's shape, to run after it."""
+        task = worker.task
+        if (
+            task is None
+            or worker.blocked
+            or task.gpu_ids
+            or len(worker.pipeline) >= PIPELINE_DEPTH
+            or not self.ready.has(task.shape)
+        ):
+            return
+        nxt = self.ready.pop(task.shape)
+        nxt.worker = worker
+        worker.pipeline.append(nxt)
+        self._send_task(nxt, worker)
+
+    def _revoke_pipeline(self, worker: WorkerRecord) -> None:
+        """Put a worker's pipelined tasks back at the head of the queue."""
+        if not worker.pipeline:
+            return
+        tasks = list(worker.pipeline)
+        worker.pipeline.clear()
+        if worker.state != "dead" and worker.conn is not None:
+            worker.conn.send(P.RevokeTasks([t.spec.task_id for t in tasks]))
+        for t in reversed(tasks):
+            t.worker = None
+            self.ready.push_front(t.shape, t)
+
     def _grow_pool(self) -> None:
         """Fork as many workers as the queued tasks that fit could use right now."""
         available = dict(self.resources.available)
@@ -396,11 +446,15 @@ class Runtime:
         if worker.retire_handle is not None:
             worker.retire_handle.cancel()
             worker.retire_handle = None
-        spec = task.spec
         task.gpu_ids = self.resources.acquire(task.shape)
         task.worker = worker
         worker.state = "busy"
         worker.task = task
+        self._send_task(task, worker)
+        self._pipeline_next(worker)
+
+    def _send_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        spec = task.spec
         if spec.func_id in worker.known_functions:
             blob = b""
         else:
@@ -436,8 +490,19 @@ class Runtime:
         task = worker.task
         if task is None or task.spec.task_id != msg.task_id:
             return
-        self._release_task(worker, task)
-        self._make_idle(worker)
+        if worker.pipeline:
+            # The next pipelined task inherits the slot: no release, no idle.
+            nxt = worker.pipeline.popleft()
+            if worker.blocked:
+                worker.blocked = False
+                self.resources.adjust("CPU", -task.spec.resources.get("CPU", 0.0))
+            nxt.gpu_ids = task.gpu_ids
+            worker.task = nxt
+            task.worker = None
+            self._pipeline_next(worker)
+        else:
+            self._release_task(worker, task)
+            self._make_idle(worker)
         if msg.is_error and msg.retryable and task.can_retry():
             task.attempts += 1
             self.ready.push_front(task.shape, task)
@@ -448,7 +513,14 @@ class Runtime:
                 for rid in task.spec.return_ids:
                     seal(rid, results[0], True)
             else:
+                owner = task.owner
+                deliver = getattr(owner, "deliver", None)
+                get = self.objects.get
                 for rid, data in zip(task.spec.return_ids, results):
+                    if deliver is not None:
+                        entry = get(rid)
+                        if entry is not None and not entry.released:
+                            deliver(rid, data)
                     seal(rid, data, False)
         self.dispatch()
 
@@ -537,6 +609,10 @@ class Runtime:
         if conn is not None:
             for req in list(conn.requests.values()):
                 self._finish(req)
+        for t in reversed(worker.pipeline):  # never started: not an attempt
+            t.worker = None
+            self.ready.push_front(t.shape, t)
+        worker.pipeline.clear()
         task = worker.task
         if task is not None:
             self._release_task(worker, task)

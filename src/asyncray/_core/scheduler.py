@@ -131,6 +131,9 @@ class ReadyQueue:
         q.appendleft(item)
         self._len += 1
 
+    def has(self, shape: Shape) -> bool:
+        return shape in self._by_shape
+
     def shapes(self) -> Iterator[tuple[Shape, deque[Any]]]:
         # A copy: dispatching may add shapes (retries) while we iterate.
         return iter(list(self._by_shape.items()))

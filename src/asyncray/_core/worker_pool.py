@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ class WorkerRecord:
         "known_functions",
         "kind",
         "pid",
+        "pipeline",
         "retire_handle",
         "state",
         "task",
@@ -50,6 +52,8 @@ class WorkerRecord:
         # starting → idle ⇄ busy → dead
         self.state = "starting"
         self.task: TaskRecord | None = None
+        # Tasks sent ahead to run after ``task``, holding its resources in turn.
+        self.pipeline: deque[TaskRecord] = deque()
         # Set while the running task is blocked in get/wait and has lent its CPU.
         self.blocked = False
         self.known_functions: set[bytes] = set()
@@ -81,7 +85,6 @@ class ChildConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._out: list[bytes] = []
-        self._flush_scheduled = False
         # Outstanding get/wait requests of this child, by req_id.
         self.requests: dict[int, Any] = {}
 
@@ -89,6 +92,9 @@ class ChildConn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self._out:
+            transport.write(b"".join(self._out))  # type: ignore[attr-defined]
+            self._out = []
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -118,20 +124,17 @@ class ChildConn(asyncio.Protocol):
     # ------------------------------------------------------------ sending
 
     def send(self, msg: Any) -> None:
-        self._out.append(P.frame(msg))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.runtime.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        # Written at once: the transport tries the syscall immediately and
+        # buffers only what the socket cannot take, and a message held for a
+        # later tick would add a loop iteration to every task's latency.
+        transport = self.transport
+        if transport is None:
+            self._out.append(P.frame(msg))
+        elif not transport.is_closing():
+            transport.write(P.frame(msg))
 
     def close(self) -> None:
         if self.transport is not None:
-            self._flush()
             self.transport.close()
 
 

@@ -166,6 +166,12 @@ class Shutdown(_Msg, tag=24):
     """The runtime is going away: exit now."""
 
 
+class RevokeTasks(_Msg, tag=26):
+    """Take back pipelined tasks the worker has not started (it blocked in get/wait)."""
+
+    task_ids: list[bytes]
+
+
 class WorkerHello(_Msg, tag=25):
     """A child's first message: it is up and ready for work."""
 
@@ -189,6 +195,7 @@ Message = Union[
     StateReply,
     Shutdown,
     WorkerHello,
+    RevokeTasks,
 ]
 
 # ---------------------------------------------------------------- zygote control
