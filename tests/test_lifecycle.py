@@ -1,0 +1,155 @@
+"""Nothing outlives the driver: shutdown, normal exit, crashes and SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+from _helpers import wait_for_file
+
+import asyncray
+
+# How long the children of a dead driver may linger. Workers notice through
+# pipe EOF and a parent-death signal, so this only absorbs scheduling jitter.
+ORPHAN_DEADLINE_S = 1.5
+# A driver subprocess that does one task and exits must finish within this.
+DRIVER_TIMEOUT_S = 30
+
+# Prints the pids of every process the runtime started, then runs ``ending``.
+DRIVER = """
+import json, os, sys, time
+import psutil
+import asyncray
+
+asyncray.init(num_cpus=2)
+
+@asyncray.remote
+def pid():
+    return os.getpid()
+
+@asyncray.remote
+def sleep_forever():
+    time.sleep(3600)
+
+assert asyncray.get(pid.remote()) != os.getpid()
+running = sleep_forever.remote()
+print(json.dumps([c.pid for c in psutil.Process().children(recursive=True)]), flush=True)
+{ending}
+"""
+
+ENDINGS = {
+    "falls-off-the-end": "",
+    "sys-exit": "sys.exit(3)",
+    "uncaught-exception": "raise RuntimeError('driver crashed')",
+    "os-exit-skipping-atexit": "os._exit(0)",
+}
+
+
+def driver_env():
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(asyncray.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
+
+
+def driver_script(ending):
+    return DRIVER.format(ending=textwrap.dedent(ending))
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def assert_all_gone(pids, deadline_s):
+    deadline = time.monotonic() + deadline_s
+    while not all(gone(p) for p in pids):
+        if time.monotonic() >= deadline:
+            alive = [p for p in pids if not gone(p)]
+            for p in alive:  # do not leave them for the rest of the suite
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise AssertionError(f"processes {alive} outlived their driver by {deadline_s} s")
+        time.sleep(0.02)
+
+
+def test_shutdown_leaves_no_child_processes(shutdown_only):
+    asyncray.init(num_cpus=2)
+
+    @asyncray.remote
+    def pid():
+        return os.getpid()
+
+    worker_pids = set(asyncray.get([pid.remote() for _ in range(4)]))
+    children = psutil.Process().children(recursive=True)
+    assert worker_pids <= {c.pid for c in children}
+    asyncray.shutdown()
+    assert_all_gone([c.pid for c in children], ORPHAN_DEADLINE_S)
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_shutdown_with_a_running_task_is_prompt(shutdown_only, tmp_path):
+    asyncray.init(num_cpus=2)
+
+    @asyncray.remote
+    def stuck(started):
+        open(started, "w").close()
+        time.sleep(3600)
+
+    ref = stuck.remote(str(tmp_path / "started"))
+    assert wait_for_file(tmp_path / "started")
+    children = psutil.Process().children(recursive=True)
+    start = time.monotonic()
+    asyncray.shutdown()
+    assert time.monotonic() - start < 5
+    assert_all_gone([c.pid for c in children], ORPHAN_DEADLINE_S)
+    del ref
+
+
+@pytest.mark.parametrize("ending", ENDINGS.values(), ids=ENDINGS.keys())
+def test_driver_exit_leaves_no_processes(ending):
+    result = subprocess.run(
+        [sys.executable, "-c", driver_script(ending)],
+        env=driver_env(),
+        capture_output=True,
+        text=True,
+        timeout=DRIVER_TIMEOUT_S,
+    )
+    lines = result.stdout.splitlines()
+    assert lines, f"driver printed nothing; stderr:\n{result.stderr}"
+    pids = json.loads(lines[0])
+    assert pids, "the runtime should have started at least one process"
+    assert_all_gone(pids, ORPHAN_DEADLINE_S)
+
+
+def test_sigkilled_driver_leaves_no_processes():
+    script = driver_script("sys.stdin.read()")
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=driver_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as driver:
+        try:
+            line = driver.stdout.readline()
+            assert line, "driver died before reporting its children"
+            pids = json.loads(line)
+            assert pids
+            assert all(not gone(p) for p in pids)
+        finally:
+            driver.kill()
+            driver.wait(timeout=DRIVER_TIMEOUT_S)
+    assert_all_gone(pids, ORPHAN_DEADLINE_S)
