@@ -6,7 +6,7 @@ call has an awaitable twin (``get_async``, ``wait_async``, ``await ref``).
 
 from __future__ import annotations
 
-from . import exceptions
+from . import actor, exceptions
 from ._api import (
     available_resources,
     cluster_resources,
@@ -23,6 +23,7 @@ from ._api import (
     wait_async,
 )
 from ._remote import method, remote
+from .actor import ActorClass, ActorHandle, get_actor, get_actor_async, kill
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
 from .runtime_context import RuntimeContext, get_runtime_context
@@ -30,18 +31,24 @@ from .runtime_context import RuntimeContext, get_runtime_context
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ActorClass",
+    "ActorHandle",
     "ObjectRef",
     "RemoteFunction",
     "RuntimeContext",
     "available_resources",
     "cluster_resources",
+    "actor",
     "exceptions",
     "get",
     "get_async",
+    "get_actor",
+    "get_actor_async",
     "get_gpu_ids",
     "get_runtime_context",
     "init",
     "is_initialized",
+    "kill",
     "method",
     "nodes",
     "put",

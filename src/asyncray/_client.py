@@ -36,7 +36,7 @@ from ._wire import serialization as ser
 # message): one ReleaseObjects per batch instead of one per dropped ref.
 RELEASE_BATCH = 512
 
-_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply)
+_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply, P.ActorReply)
 # Values up to this size are kept in the owner's in-process store, so getting
 # them needs no round trip (Ray's max_direct_call_object_size).
 LOCAL_VALUE_LIMIT = 100 * 1024
@@ -334,13 +334,17 @@ class SocketChannel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
         self.sock = sock
-        self._send_lock = threading.Lock()
+        # Re-entrant: a __del__ that posts may run inside a send on this thread.
+        self._send_lock = threading.RLock()
         self._cv = threading.Condition(threading.Lock())
         self._reading = False
         self._eof = False
         self._replies: dict[int, Any] = {}
         self.inbound: deque[Any] = deque()
         self._buf = bytearray()
+        # Replies awaited on the reader loop (async actors), by req_id.
+        self._async_waiters: dict[int, asyncio.Future[Any]] = {}
+        self.reader_loop: asyncio.AbstractEventLoop | None = None
 
     def send(self, msg: Any) -> None:
         data = P.frame(msg)
@@ -409,6 +413,59 @@ class SocketChannel:
                         self.inbound.append(msg)
                 cv.notify_all()
 
+    def start_reader(
+        self, on_inbound: Callable[[list[Any]], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Read the socket on a dedicated thread, feeding ``loop`` (async actors).
+
+        The reader is then the permanent leader: blocking callers just wait
+        for their reply, and replies awaited on ``loop`` resolve its futures.
+        """
+        with self._cv:
+            self._reading = True
+            self.reader_loop = loop
+        thread = threading.Thread(
+            target=self._reader_main, args=(on_inbound, loop), daemon=True, name="asyncray-reader"
+        )
+        thread.start()
+
+    def _reader_main(
+        self, on_inbound: Callable[[list[Any]], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        while True:
+            try:
+                msgs = self._read_frames()
+            except BaseException:
+                with self._cv:
+                    self._eof = True
+                    self._cv.notify_all()
+                loop.call_soon_threadsafe(on_inbound, [None])
+                return
+            inbound: list[Any] = []
+            resolved: list[tuple[asyncio.Future[Any], Any]] = []
+            with self._cv:
+                for msg in msgs:
+                    if type(msg) in _REPLY_TYPES:
+                        future = self._async_waiters.pop(msg.req_id, None)
+                        if future is not None:
+                            resolved.append((future, msg))
+                        else:
+                            self._replies[msg.req_id] = msg
+                    elif type(msg) is P.RevokeTasks:
+                        continue
+                    else:
+                        inbound.append(msg)
+                self._cv.notify_all()
+            if inbound or resolved:
+                try:
+                    loop.call_soon_threadsafe(_deliver_to_loop, on_inbound, inbound, resolved)
+                except RuntimeError:
+                    return  # the loop is closed: the actor is exiting
+
+    def register_async(self, req_id: int, future: asyncio.Future[Any]) -> None:
+        with self._cv:
+            self._async_waiters[req_id] = future
+
     def _revoke(self, task_ids: list[bytes]) -> None:
         revoked = set(task_ids)
         kept = [
@@ -424,6 +481,16 @@ class SocketChannel:
     def wait_reply(self, req_id: int) -> Any:
         replies = self._replies
         return self._wait_for(lambda: replies.pop(req_id, None))
+
+
+def _deliver_to_loop(
+    on_inbound: Callable[[list[Any]], None],
+    inbound: list[Any],
+    resolved: list[tuple[asyncio.Future[Any], Any]],
+) -> None:
+    _resolve_futures(resolved)
+    if inbound:
+        on_inbound(inbound)
 
 
 class WorkerClient(ClientBase):
@@ -444,9 +511,15 @@ class WorkerClient(ClientBase):
         return self.channel.wait_reply(msg.req_id)
 
     async def request_async(self, msg: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        channel = self.channel
+        if loop is channel.reader_loop:
+            future = loop.create_future()
+            channel.register_async(msg.req_id, future)
+            self.post(msg)
+            return await future
         # A task running its own event loop: read the reply on a helper
         # thread so this loop keeps running meanwhile.
-        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.request, msg)
 
     def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:

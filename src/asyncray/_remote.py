@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from . import _options
@@ -50,16 +49,38 @@ def remote(*args: Any, **kwargs: Any) -> Any:
     return decorator
 
 
-def method(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-    """Annotate an actor method: ``@method(num_returns=2, concurrency_group="io")``."""
-    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
-             "_generator_backpressure_num_objects", "enable_task_events", "tensor_transport",
-             "timeout_s"}
+_METHOD_OPTIONS = frozenset(
+    {
+        "num_returns",
+        "concurrency_group",
+        "max_task_retries",
+        "retry_exceptions",
+        "_generator_backpressure_num_objects",
+        "_num_objects_per_yield",
+        "enable_task_events",
+        "tensor_transport",
+        "timeout_s",
+    }
+)
+
+
+def method(*args: Any, **kwargs: Any) -> Any:
+    """Annotate an actor method: ``@method(num_returns=2, concurrency_group="io")``.
+
+    Bare ``@method`` is accepted too (it changes nothing).
+    """
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return args[0]
     if args:
-        raise ValueError("The @ray.method decorator only takes keyword arguments.")
+        raise AssertionError("The @ray.method decorator only takes keyword arguments.")
     for key in kwargs:
-        if key not in valid:
-            raise ValueError(f"Invalid option keyword {key} for @ray.method. Valid ones are {sorted(valid)}.")
+        if key not in _METHOD_OPTIONS:
+            raise AssertionError(
+                f"Unexpected keyword argument to @ray.method: '{key}'. The supported keywords "
+                f"are {sorted(_METHOD_OPTIONS)}."
+            )
+    if "num_returns" in kwargs:
+        _options._check_num_returns(kwargs["num_returns"])
 
     def annotate(fn: Any) -> Any:
         fn.__ray_method_options__ = dict(kwargs)

@@ -33,6 +33,7 @@ import msgspec
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
@@ -132,7 +133,18 @@ class Runtime:
         self._child_ids = itertools.count(1)
         self._stopped = False
         self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
+        self.actors = ActorManager(self)
+        self.task_workers = 0
+        a = self.actors
         self._handlers = {
+            P.CreateActor: a.on_create,
+            P.CallActor: a.on_call,
+            P.KillActor: a.on_kill,
+            P.ReleaseActor: a.on_release,
+            P.GetActor: a.on_get_actor,
+            P.ActorExiting: a.on_exiting,
+            P.ActorStarted: a.on_started,
+            P.ListNamedActors: self._on_list_named_actors,
             P.RegisterFunction: self._on_register_function,
             P.SubmitTask: self._on_submit_task,
             P.PutObject: self._on_put_object,
@@ -381,6 +393,8 @@ class Runtime:
 
     def dispatch(self) -> None:
         """Start every queued task that fits and has an idle worker; fork workers if short."""
+        if self.actors.pending:
+            self.actors.place_pending()
         if not self.ready:
             return
         fits = self.resources.fits
@@ -436,7 +450,7 @@ class Runtime:
                 for name, qty in shape:
                     available[name] = available.get(name, 0.0) - qty
                 wanted += 1
-        live = sum(1 for w in self.workers.values() if w.kind == "task")
+        live = self.task_workers
         wanted = min(wanted, MAX_CONCURRENT_STARTS) - self.starting
         wanted = min(wanted, MAX_TASK_WORKERS - live)
         for _ in range(wanted):
@@ -487,6 +501,9 @@ class Runtime:
 
     def _on_task_done(self, conn: ChildConn, msg: P.TaskDone) -> None:
         worker = conn.worker
+        if worker.actor is not None:
+            self.actors.on_task_done(worker, msg)
+            return
         task = worker.task
         if task is None or task.spec.task_id != msg.task_id:
             return
@@ -513,22 +530,28 @@ class Runtime:
                 for rid in task.spec.return_ids:
                     seal(rid, results[0], True)
             else:
-                owner = task.owner
-                deliver = getattr(owner, "deliver", None)
-                get = self.objects.get
-                for rid, data in zip(task.spec.return_ids, results):
-                    if deliver is not None:
-                        entry = get(rid)
-                        if entry is not None and not entry.released:
-                            deliver(rid, data)
-                    seal(rid, data, False)
+                self.seal_results(task.owner, task.spec.return_ids, results)
         self.dispatch()
+
+    def seal_results(self, owner: Any, return_ids: list[bytes], results: list[bytes]) -> None:
+        """Seal a task's values; small ones also go to the owner's in-process store."""
+        deliver = getattr(owner, "deliver", None)
+        get = self.objects.get
+        seal = self.objects.seal
+        for rid, data in zip(return_ids, results):
+            if deliver is not None:
+                entry = get(rid)
+                if entry is not None and not entry.released:
+                    deliver(rid, data)
+            seal(rid, data, False)
 
     # ================================================================ workers
 
     def _spawn_worker(self, kind: str = "task") -> WorkerRecord:
         worker = WorkerRecord(next(self._child_ids), kind)
         self.workers[worker.child_id] = worker
+        if kind == "task":
+            self.task_workers += 1
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.zygote.spawn(worker.child_id, kind, {}, theirs)
@@ -555,18 +578,21 @@ class Runtime:
             worker.pid = msg.pid
             self.workers_by_pid[msg.pid] = worker
         self.starting -= 1
+        if worker.actor is not None:
+            self.actors.on_worker_hello(worker)
+            return
         self._make_idle(worker)
         self.dispatch()
 
     def _make_idle(self, worker: WorkerRecord) -> None:
         worker.state = "idle"
         self.idle.append(worker)
-        if len(self.workers) > self.base_pool_size and worker.retire_handle is None:
+        if self.task_workers > self.base_pool_size and worker.retire_handle is None:
             worker.retire_handle = self.loop.call_later(IDLE_RETIRE_S, self._retire, worker)
 
     def _retire(self, worker: WorkerRecord) -> None:
         worker.retire_handle = None
-        if worker.state != "idle" or len(self.workers) <= self.base_pool_size:
+        if worker.state != "idle" or self.task_workers <= self.base_pool_size:
             return
         try:
             self.idle.remove(worker)
@@ -596,6 +622,8 @@ class Runtime:
         was_starting = worker.state == "starting"
         worker.state = "dead"
         self.workers.pop(worker.child_id, None)
+        if worker.kind == "task":
+            self.task_workers -= 1
         self.workers_by_pid.pop(worker.pid, None)
         if worker.retire_handle is not None:
             worker.retire_handle.cancel()
@@ -609,6 +637,10 @@ class Runtime:
         if conn is not None:
             for req in list(conn.requests.values()):
                 self._finish(req)
+        if worker.actor is not None:
+            if not self._stopped:
+                self.actors.on_process_gone(worker)
+            return
         for t in reversed(worker.pipeline):  # never started: not an attempt
             t.worker = None
             self.ready.push_front(t.shape, t)
@@ -639,6 +671,10 @@ class Runtime:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+    def _on_list_named_actors(self, conn: Any, msg: P.ListNamedActors) -> None:
+        value = self.actors.list_named(msg.namespace, msg.all_namespaces)
+        conn.send(P.StateReply(msg.req_id, msgspec.msgpack.encode(value)))
 
     def _on_query_state(self, conn: Any, msg: P.QueryState) -> None:
         value: Any

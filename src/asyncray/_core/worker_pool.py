@@ -30,6 +30,7 @@ class WorkerRecord:
     """What the runtime knows about one child process."""
 
     __slots__ = (
+        "actor",
         "blocked",
         "child_id",
         "conn",
@@ -60,6 +61,8 @@ class WorkerRecord:
         self.eof = False
         self.exit_status: int | None = None
         self.retire_handle: asyncio.TimerHandle | None = None
+        # The ActorRecord this process hosts (actor processes only).
+        self.actor: Any = None
 
     def describe_exit(self) -> str:
         """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``."""

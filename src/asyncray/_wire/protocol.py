@@ -120,6 +120,76 @@ class QueryState(_Msg, tag=10):
     what: str
 
 
+class CreateActor(_Msg, tag=11):
+    """Create an actor; ``req_id`` > 0 asks for an ``ActorReply`` (named actors)."""
+
+    actor_id: bytes
+    class_id: bytes
+    req_id: int
+    name: str
+    namespace: str
+    get_if_exists: bool
+    detached: bool
+    args: bytes
+    dep_ids: list[bytes]
+    place: dict[str, float]
+    hold: dict[str, float]
+    max_restarts: int
+    class_name: str
+    config: bytes
+    meta: bytes
+
+
+class CallActor(_Msg, tag=12):
+    """Call ``method`` on an actor; runs after the caller's earlier calls."""
+
+    task_id: bytes
+    actor_id: bytes
+    method: str
+    args: bytes
+    dep_ids: list[bytes]
+    return_ids: list[bytes]
+    group: str
+    max_task_retries: int
+    streaming: bool = False
+
+
+class KillActor(_Msg, tag=13):
+    actor_id: bytes
+    no_restart: bool
+
+
+class ReleaseActor(_Msg, tag=14):
+    """The owner's last handle is gone: end the actor after its queued calls."""
+
+    actor_id: bytes
+
+
+class GetActor(_Msg, tag=15):
+    req_id: int
+    name: str
+    namespace: str
+
+
+class ActorExiting(_Msg, tag=16):
+    """Sent by an actor calling ``exit_actor()`` (``task_id`` of that call) before it exits."""
+
+    task_id: bytes
+
+
+class ActorStarted(_Msg, tag=17):
+    """The actor's ``__init__`` returned (``ok``) or raised (``error`` is the pickled ActorDiedError)."""
+
+    ok: bool
+    error: bytes
+
+
+class ListNamedActors(_Msg, tag=18):
+    req_id: int
+    namespace: str
+    all_namespaces: bool
+
+
 # ---------------------------------------------------------------- runtime → client
 
 
@@ -137,6 +207,39 @@ class ExecuteTask(_Msg, tag=20):
     retry_exc: bytes
     resources: dict[str, float]
     gpu_ids: list[int]
+
+
+class StartActor(_Msg, tag=30):
+    """Construct the actor instance in a fresh actor process."""
+
+    actor_id: bytes
+    class_blob: bytes
+    args: bytes
+    dep_values: list[bytes]
+    config: bytes
+    resources: dict[str, float]
+    gpu_ids: list[int]
+    name: str
+    namespace: str
+
+
+class ExecuteActorCall(_Msg, tag=31):
+    task_id: bytes
+    method: str
+    args: bytes
+    dep_values: list[bytes]
+    num_returns: int
+    group: str
+    streaming: bool = False
+
+
+class ActorReply(_Msg, tag=32):
+    """Answer to a named ``CreateActor`` or ``GetActor``: ``error`` is empty on success."""
+
+    req_id: int
+    actor_id: bytes
+    meta: bytes
+    error: str
 
 
 class ObjectsReply(_Msg, tag=21):
@@ -196,6 +299,17 @@ Message = Union[
     Shutdown,
     WorkerHello,
     RevokeTasks,
+    CreateActor,
+    CallActor,
+    KillActor,
+    ReleaseActor,
+    GetActor,
+    ActorExiting,
+    ActorStarted,
+    ListNamedActors,
+    StartActor,
+    ExecuteActorCall,
+    ActorReply,
 ]
 
 # ---------------------------------------------------------------- zygote control

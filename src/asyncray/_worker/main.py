@@ -37,7 +37,7 @@ def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
     _forward_output(channel)
     channel.send(P.WorkerHello(os.getpid()))
     if kind == "task":
-        TaskWorker(channel).run()
+        TaskWorker(channel, client).run()
     else:
         from .actor_host import run_actor
 
@@ -137,8 +137,9 @@ def _flush_output() -> None:
 class TaskWorker:
     """Runs one task at a time, in order, for as long as the runtime sends them."""
 
-    def __init__(self, channel: _client.SocketChannel) -> None:
+    def __init__(self, channel: _client.SocketChannel, client: _client.WorkerClient) -> None:
         self.channel = channel
+        self.client = client
         self.functions: dict[bytes, Any] = {}
 
     def run(self) -> None:
@@ -149,7 +150,8 @@ class TaskWorker:
             except (ConnectionError, OSError):
                 return
             if type(msg) is P.ExecuteTask:
-                self.channel.send(self.execute(msg))
+                # post(), not send(): it also flushes refs dropped meanwhile.
+                self.client.post(self.execute(msg))
             elif type(msg) is P.Shutdown:
                 _flush_output()
                 return

@@ -1,0 +1,469 @@
+"""Actors on the runtime side: records, ordered mailboxes, names, death and restarts.
+
+Each actor has one mailbox. Calls enter it in the order the runtime receives
+them, which is each caller's submission order (a caller's messages arrive in
+order on its one connection). A call leaves the mailbox only from the head,
+and only once its ``ObjectRef`` arguments are ready, so a later call never
+overtakes an earlier one that waits on an argument. Calls that left the
+mailbox are *in flight*: sent to the actor process, which runs them one at a
+time (plain), on a thread pool (threaded) or as coroutines (async).
+
+Life of an actor::
+
+    pending (waits for args + placement) → starting (process forked,
+    StartActor sent) → alive ⇄ restarting → dead
+
+Death fails every in-flight and queued call, and every later one, with the
+actor's death error. A crash restarts the actor while ``max_restarts``
+allows; in-flight calls are then retried per ``max_task_retries`` or fail
+with ``ActorUnavailableError``. ``ActorManager`` is part of the ``Runtime``:
+it touches runtime state only on the runtime loop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from .object_table import ObjectEntry
+from .scheduler import Shape, shape_of
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .worker_pool import WorkerRecord
+
+TERMINATE = "__ray_terminate__"
+
+
+class CallRecord:
+    """One actor method call, from submission until its result is sealed."""
+
+    __slots__ = ("attempts", "dep_values", "failed", "missing", "owner", "spec")
+
+    def __init__(self, spec: P.CallActor, owner: Any) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.dep_values: list[bytes] = []
+        self.missing = 0
+        self.attempts = 0
+        self.failed = False
+
+
+class ActorRecord:
+    """The runtime's view of one actor."""
+
+    def __init__(self, spec: P.CreateActor, owner: Any) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.actor_id = spec.actor_id
+        self.state = "pending"
+        self.place_shape: Shape = shape_of(spec.place)
+        self.hold_shape: Shape = shape_of(spec.hold)
+        self.gpu_ids: list[int] = []
+        self.holding = False
+        self.worker: WorkerRecord | None = None
+        self.pid = 0
+        self.mailbox: deque[CallRecord] = deque()
+        self.inflight: dict[bytes, CallRecord] = {}
+        self.restarts_used = 0
+        self.ctor_values: list[bytes] = []
+        self.ctor_missing = 0
+        self.death: bytes | None = None
+        self.exiting = False
+        self.killed = False
+        self.name_key: tuple[str, str] | None = None
+
+    def can_restart(self) -> bool:
+        limit = self.spec.max_restarts
+        return limit < 0 or self.restarts_used < limit
+
+
+class ActorManager:
+    """Actor handlers of the runtime (``runtime.actors``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.actors: dict[bytes, ActorRecord] = {}
+        self.names: dict[tuple[str, str], bytes] = {}
+        self.pending: deque[ActorRecord] = deque()
+
+    # ================================================================ creation
+
+    def on_create(self, conn: Any, msg: P.CreateActor) -> None:
+        if msg.name:
+            key = (msg.namespace, msg.name)
+            existing = self.names.get(key)
+            if existing is not None:
+                other = self.actors[existing]
+                if msg.get_if_exists:
+                    conn.send(P.ActorReply(msg.req_id, existing, other.spec.meta, ""))
+                else:
+                    conn.send(P.ActorReply(msg.req_id, b"", b"", "exists"))
+                return
+        actor = ActorRecord(msg, conn)
+        self.actors[msg.actor_id] = actor
+        if msg.name:
+            actor.name_key = (msg.namespace, msg.name)
+            self.names[actor.name_key] = msg.actor_id
+        if msg.req_id:
+            conn.send(P.ActorReply(msg.req_id, msg.actor_id, msg.meta, ""))
+        self._resolve_ctor_args(actor)
+
+    def _resolve_ctor_args(self, actor: ActorRecord) -> None:
+        dep_ids = actor.spec.dep_ids
+        actor.ctor_values = [b""] * len(dep_ids)
+        waiting: list[tuple[int, ObjectEntry]] = []
+        for i, oid in enumerate(dep_ids):
+            entry = self.rt.objects.get(oid)
+            if entry is None:
+                self._die(actor, self.rt._lost_payload(oid))
+                return
+            if entry.data is None:
+                waiting.append((i, entry))
+            elif entry.is_error:
+                self._die(actor, entry.data)
+                return
+            else:
+                actor.ctor_values[i] = entry.data
+        actor.ctor_missing = len(waiting)
+        if not waiting:
+            self._queue_for_placement(actor)
+        for i, entry in waiting:
+            self.rt.objects.on_ready(entry, self._ctor_dep_callback(actor, i))
+
+    def _ctor_dep_callback(self, actor: ActorRecord, index: int) -> Any:
+        def on_sealed(entry: ObjectEntry) -> None:
+            if actor.state != "pending" or actor.ctor_missing <= 0:
+                return
+            if entry.is_error:
+                actor.ctor_missing = 0
+                self._die(actor, entry.data)  # type: ignore[arg-type]
+                return
+            actor.ctor_values[index] = entry.data  # type: ignore[assignment]
+            actor.ctor_missing -= 1
+            if actor.ctor_missing == 0:
+                self._queue_for_placement(actor)
+
+        return on_sealed
+
+    def _queue_for_placement(self, actor: ActorRecord) -> None:
+        self.pending.append(actor)
+        self.place_pending()
+
+    def place_pending(self) -> None:
+        """Start every pending actor whose placement request fits, in creation order."""
+        fits = self.rt.resources.fits
+        while self.pending:
+            actor = self.pending[0]
+            if actor.state != "pending":
+                self.pending.popleft()
+                continue
+            if not (fits(actor.place_shape) and fits(actor.hold_shape)):
+                return
+            self.pending.popleft()
+            actor.gpu_ids = self.rt.resources.acquire(actor.hold_shape)
+            actor.holding = True
+            self._spawn(actor)
+
+    def _spawn(self, actor: ActorRecord) -> None:
+        actor.state = "starting"
+        worker = self.rt._spawn_worker("actor")
+        worker.actor = actor  # type: ignore[attr-defined]
+        actor.worker = worker
+
+    def on_worker_hello(self, worker: WorkerRecord) -> None:
+        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        spec = actor.spec
+        actor.pid = worker.pid
+        worker.state = "busy"
+        worker.conn.send(  # type: ignore[union-attr]
+            P.StartActor(
+                actor.actor_id,
+                self.rt.functions.get(spec.class_id, b""),
+                spec.args,
+                actor.ctor_values,
+                spec.config,
+                spec.hold,
+                actor.gpu_ids,
+                spec.name,
+                spec.namespace,
+            )
+        )
+
+    def on_started(self, conn: Any, msg: P.ActorStarted) -> None:
+        actor: ActorRecord | None = getattr(conn.worker, "actor", None)
+        if actor is None or actor.state != "starting":
+            return
+        if not msg.ok:
+            self._die(actor, msg.error)
+            return
+        actor.state = "alive"
+        self._pump(actor)
+
+    # ================================================================ calls
+
+    def on_call(self, conn: Any, msg: P.CallActor) -> None:
+        call = CallRecord(msg, conn)
+        create = self.rt.objects.create
+        for rid in msg.return_ids:
+            create(rid)
+        actor = self.actors.get(msg.actor_id)
+        if actor is None:
+            self._seal_call(call, self._unknown_actor_payload(msg.actor_id), True)
+            return
+        if actor.state == "dead" or actor.exiting:
+            self._seal_call(call, actor.death or self._died_payload(actor, "The actor is dead."), True)
+            return
+        self._resolve_call_args(actor, call)
+        actor.mailbox.append(call)
+        self._pump(actor)
+
+    def _resolve_call_args(self, actor: ActorRecord, call: CallRecord) -> None:
+        dep_ids = call.spec.dep_ids
+        if not dep_ids:
+            return
+        call.dep_values = [b""] * len(dep_ids)
+        get = self.rt.objects.get
+        for i, oid in enumerate(dep_ids):
+            entry = get(oid)
+            if entry is None:
+                self._fail_call(call, self.rt._lost_payload(oid))
+                return
+            if entry.data is None:
+                call.missing += 1
+                self.rt.objects.on_ready(entry, self._call_dep_callback(actor, call, i))
+            elif entry.is_error:
+                self._fail_call(call, entry.data)
+                return
+            else:
+                call.dep_values[i] = entry.data
+
+    def _call_dep_callback(self, actor: ActorRecord, call: CallRecord, index: int) -> Any:
+        def on_sealed(entry: ObjectEntry) -> None:
+            if call.failed:
+                return
+            if entry.is_error:
+                self._fail_call(call, entry.data)  # type: ignore[arg-type]
+            else:
+                call.dep_values[index] = entry.data  # type: ignore[assignment]
+                call.missing -= 1
+            self._pump(actor)
+
+        return on_sealed
+
+    def _fail_call(self, call: CallRecord, payload: bytes) -> None:
+        call.failed = True
+        call.missing = 0
+        self._seal_call(call, payload, True)
+
+    def _pump(self, actor: ActorRecord) -> None:
+        """Send calls from the head of the mailbox while their arguments are ready."""
+        if actor.state != "alive" or actor.exiting:
+            return
+        mailbox = actor.mailbox
+        conn = actor.worker.conn  # type: ignore[union-attr]
+        while mailbox:
+            call = mailbox[0]
+            if call.failed:
+                mailbox.popleft()
+                continue
+            if call.missing:
+                return
+            mailbox.popleft()
+            spec = call.spec
+            actor.inflight[spec.task_id] = call
+            conn.send(
+                P.ExecuteActorCall(
+                    spec.task_id,
+                    spec.method,
+                    spec.args,
+                    call.dep_values,
+                    len(spec.return_ids),
+                    spec.group,
+                    spec.streaming,
+                )
+            )
+
+    def on_task_done(self, worker: WorkerRecord, msg: P.TaskDone) -> None:
+        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        call = actor.inflight.pop(msg.task_id, None)
+        if call is None:
+            return
+        if msg.is_error:
+            self._seal_call(call, msg.results[0], True)
+        else:
+            self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
+
+    def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
+        seal = self.rt.objects.seal
+        for rid in call.spec.return_ids:
+            seal(rid, payload, is_error)
+
+    # ================================================================ ending
+
+    def on_kill(self, conn: Any, msg: P.KillActor) -> None:
+        actor = self.actors.get(msg.actor_id)
+        if actor is None or actor.state == "dead":
+            return
+        if not msg.no_restart and actor.can_restart() and actor.state in ("alive", "starting"):
+            self._kill_process(actor)  # the death path restarts it
+            return
+        actor.killed = True
+        if actor.state == "pending":
+            reason = "The actor never ran - it was cancelled before it started running."
+        else:
+            reason = "The actor is dead because it was killed by `ray.kill`."
+        self._die(actor, self._died_payload(actor, reason))
+        self._kill_process(actor)
+
+    def on_release(self, conn: Any, msg: P.ReleaseActor) -> None:
+        """The owner dropped its handle: terminate after queued calls (as ``__ray_terminate__``)."""
+        actor = self.actors.get(msg.actor_id)
+        if actor is None or actor.state == "dead" or actor.spec.detached:
+            return
+        if actor.state == "pending":
+            self._die(actor, self._died_payload(actor, "The actor's handle went out of scope."))
+            return
+        spec = P.CallActor(b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, b"", [], [], "", 0)
+        actor.mailbox.append(CallRecord(spec, None))
+        self._pump(actor)
+
+    def on_exiting(self, conn: Any, msg: P.ActorExiting) -> None:
+        """``exit_actor()``: that call and everything not yet started fail with ActorDiedError."""
+        actor: ActorRecord | None = getattr(conn.worker, "actor", None)
+        if actor is None or actor.state == "dead":
+            return
+        actor.exiting = True
+        death = self._died_payload(
+            actor,
+            "The actor is dead because its worker process has died. Worker exit type: "
+            "INTENDED_USER_EXIT Worker exit detail: exit_actor() was called (exit code 0).",
+        )
+        actor.death = death
+        call = actor.inflight.pop(msg.task_id, None)
+        if call is not None:
+            self._seal_call(call, death, True)
+        self._fail_queued(actor, death)
+        self._drop_name(actor)
+
+    def on_process_gone(self, worker: WorkerRecord) -> None:
+        """The actor's process exited: finish an intended exit, restart, or die."""
+        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        if actor.worker is not worker:
+            return
+        actor.worker = None
+        if actor.state == "dead":
+            self._fail_inflight(actor, actor.death)  # type: ignore[arg-type]
+            return
+        if actor.exiting:
+            self._die(actor, actor.death)  # type: ignore[arg-type]
+            return
+        detail = worker.describe_exit()
+        if actor.can_restart() and not actor.killed:
+            actor.restarts_used += 1
+            unavailable = ser.dumps_function(
+                exc.ActorUnavailableError(
+                    actor.actor_id.hex(),
+                    f"The actor {actor.actor_id.hex()} is unavailable: its process died {detail} "
+                    "and it is restarting. The task may or may not have been executed on the "
+                    "actor.",
+                )
+            )
+            retry: list[CallRecord] = []
+            for call in actor.inflight.values():
+                limit = call.spec.max_task_retries
+                if limit < 0 or call.attempts < limit:
+                    call.attempts += 1
+                    retry.append(call)
+                else:
+                    self._seal_call(call, unavailable, True)
+            actor.inflight.clear()
+            actor.mailbox.extendleft(reversed(retry))
+            self._spawn(actor)
+            return
+        death = self._died_payload(
+            actor,
+            "The actor is dead because its worker process has died. Worker exit type: "
+            f"SYSTEM_ERROR Worker exit detail: the process exited unexpectedly {detail}.",
+        )
+        self._die(actor, death)
+
+    def _die(self, actor: ActorRecord, death: bytes) -> None:
+        actor.state = "dead"
+        actor.death = death
+        self._fail_inflight(actor, death)
+        self._fail_queued(actor, death)
+        self._drop_name(actor)
+        if actor.holding:
+            actor.holding = False
+            self.rt.resources.release(actor.hold_shape, actor.gpu_ids)
+            self.rt.dispatch()
+        worker = actor.worker
+        if worker is not None and worker.conn is not None and worker.state != "dead":
+            worker.conn.send(P.Shutdown())
+
+    def _fail_inflight(self, actor: ActorRecord, death: bytes) -> None:
+        for call in actor.inflight.values():
+            self._seal_call(call, death, True)
+        actor.inflight.clear()
+
+    def _fail_queued(self, actor: ActorRecord, death: bytes) -> None:
+        while actor.mailbox:
+            call = actor.mailbox.popleft()
+            if not call.failed:
+                self._seal_call(call, death, True)
+
+    def _drop_name(self, actor: ActorRecord) -> None:
+        if actor.name_key is not None and self.names.get(actor.name_key) == actor.actor_id:
+            del self.names[actor.name_key]
+
+    def _kill_process(self, actor: ActorRecord) -> None:
+        worker = actor.worker
+        if worker is not None and worker.pid:
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # ================================================================ lookup
+
+    def on_get_actor(self, conn: Any, msg: P.GetActor) -> None:
+        actor_id = self.names.get((msg.namespace, msg.name))
+        if actor_id is None:
+            conn.send(P.ActorReply(msg.req_id, b"", b"", "missing"))
+            return
+        conn.send(P.ActorReply(msg.req_id, actor_id, self.actors[actor_id].spec.meta, ""))
+
+    def list_named(self, namespace: str, all_namespaces: bool) -> list[Any]:
+        if all_namespaces:
+            return [{"name": n, "namespace": ns} for (ns, n) in self.names]
+        return [n for (ns, n) in self.names if ns == namespace]
+
+    # ================================================================ errors
+
+    def _died_payload(self, actor: ActorRecord, reason: str) -> bytes:
+        spec = actor.spec
+        text = (
+            "The actor died unexpectedly before finishing this task.\n"
+            f"\tclass_name: {spec.class_name}\n"
+            f"\tactor_id: {actor.actor_id.hex()}\n"
+            f"\tpid: {actor.pid}\n"
+            f"\tnamespace: {spec.namespace}\n"
+            "\tip: 127.0.0.1\n"
+            f"{reason}"
+        )
+        return ser.dumps_function(exc.ActorDiedError(actor.actor_id.hex(), text))
+
+    def _unknown_actor_payload(self, actor_id: bytes) -> bytes:
+        return ser.dumps_function(
+            exc.ActorDiedError(
+                actor_id.hex(),
+                f"Can't find actor {actor_id.hex()}: it was never created in this session "
+                "(actor handles are not valid across asyncray sessions) or it is gone.",
+            )
+        )

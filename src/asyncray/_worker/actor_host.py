@@ -1,0 +1,368 @@
+"""The actor process: one instance, its calls, and its concurrency.
+
+The kind is chosen exactly as Ray chooses it:
+
+* **plain** — a sync class with ``max_concurrency == 1``: the main thread runs
+  calls one at a time, in the order they arrive (the runtime sends them in
+  each caller's submission order).
+* **threaded** — a sync class with ``max_concurrency > 1`` or concurrency
+  groups: each group has its own thread pool of its size; the main thread
+  only reads the socket and hands calls out.
+* **async** — any ``async def`` method: one event loop runs every call as a
+  coroutine, each group bounded by its own semaphore (default 1000). A
+  reader thread feeds the loop, so a blocking ``get`` in a method stalls
+  only the loop (and warns), never the socket.
+
+``exit_actor()`` raises ``ActorExitRequest``: the host reports the exit,
+lets calls that are already running finish, runs ``atexit`` handlers and
+exits with code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import _client, runtime_context
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from .main import _flush_output, _set_visible_gpus, resolve_arguments, serialize_returns
+
+
+class ActorExitRequest(SystemExit):
+    """Raised by ``exit_actor()`` inside a method; handled by the host."""
+
+
+class _ActorState:
+    """What every host needs: the instance and how to run one call on it."""
+
+    def __init__(self, channel: _client.SocketChannel, start: P.StartActor) -> None:
+        self.channel = channel
+        self.start = start
+        self.config: dict[str, Any] = ser.loads(start.config)
+        self.class_name: str = self.config["class_name"]
+        self.actor_id = start.actor_id.hex()
+        self.instance: Any = None
+        self.exiting = False
+        _set_visible_gpus(start.gpu_ids)
+
+    def context(self, task_id: bytes | None) -> runtime_context.TaskContext:
+        ctx = runtime_context.TaskContext(
+            task_id,
+            self.class_name,
+            self.start.resources,
+            self.start.gpu_ids,
+            self.actor_id,
+            self.start.name,
+        )
+        ctx.is_async_actor = self.config["kind"] == "async"
+        return ctx
+
+    def construct(self) -> bool:
+        """Run ``__init__``; report the outcome to the runtime. False if it raised."""
+        start = self.start
+        token = runtime_context.set_current_task(self.context(None))
+        try:
+            cls = ser.loads(start.class_blob)
+            args, kwargs = resolve_arguments(start.args, start.dep_values)
+            instance = cls.__new__(cls)
+            instance.__init__(*args, **kwargs)
+            self.instance = instance
+        except BaseException as e:  # noqa: BLE001 - reported as the actor's death
+            self.channel.send(P.ActorStarted(False, self._init_failure(e)))
+            return False
+        finally:
+            runtime_context.reset_current_task(token)
+            _flush_output()
+        global _host
+        _host = self
+        self.channel.send(P.ActorStarted(True, b""))
+        return True
+
+    def _init_failure(self, error: BaseException) -> bytes:
+        task_error = ser.loads(
+            ser.dumps_task_error(
+                error, f"{self.class_name}.__init__", actor_repr=None, actor_id=self.actor_id
+            )
+        )
+        print(f"Exception raised in creation task: {task_error}", file=sys.stderr)
+        return ser.dumps_function(
+            exc.ActorDiedError(
+                self.actor_id,
+                "The actor died because of an error raised in its creation task, "
+                f"{task_error}",
+                actor_init_failed=True,
+            )
+        )
+
+    def method(self, name: str) -> Any:
+        if name == "__ray_ready__":
+            return lambda: True
+        if name == "__ray_call__":
+            return lambda fn, *a, **k: fn(self.instance, *a, **k)
+        if name == "__ray_terminate__":
+            return _terminate
+        return getattr(self.instance, name)
+
+    def reply_for(self, msg: P.ExecuteActorCall, result: Any) -> P.TaskDone:
+        name = f"{self.class_name}.{msg.method}"
+        try:
+            return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, name), False)
+        except BaseException as e:  # noqa: BLE001
+            return self.error_for(msg, e)
+
+    def error_for(self, msg: P.ExecuteActorCall, error: BaseException) -> P.TaskDone:
+        try:
+            actor_repr = repr(self.instance)
+        except Exception:
+            actor_repr = f"<{self.class_name} object>"
+        payload = ser.dumps_task_error(
+            error, f"{self.class_name}.{msg.method}", actor_repr=actor_repr, actor_id=self.actor_id
+        )
+        return P.TaskDone(msg.task_id, [payload], True)
+
+    def report_exit(self, msg: P.ExecuteActorCall) -> None:
+        self.exiting = True
+        _flush_output()
+        self.channel.send(P.ActorExiting(msg.task_id))
+
+
+def _terminate() -> None:
+    raise ActorExitRequest(0)
+
+
+_host: _ActorState | None = None
+
+
+def current_host() -> _ActorState | None:
+    return _host
+
+
+def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) -> None:
+    """Entry point of an actor process, after its hello."""
+    try:
+        start = channel.next_inbound()
+    except (ConnectionError, OSError):
+        return
+    if type(start) is not P.StartActor:
+        return
+    state = _ActorState(channel, start)
+    kind = state.config["kind"]
+    if kind == "async":
+        _AsyncHost(state).run()
+    elif kind == "threaded":
+        _ThreadedHost(state).run()
+    else:
+        _PlainHost(state).run()
+    _flush_output()
+    atexit._run_exitfuncs()
+
+
+def _wait_for_shutdown(channel: _client.SocketChannel) -> None:
+    while True:
+        try:
+            msg = channel.next_inbound()
+        except (ConnectionError, OSError):
+            return
+        if type(msg) is P.Shutdown:
+            return
+
+
+# ==================================================================== plain
+
+
+class _PlainHost:
+    def __init__(self, state: _ActorState) -> None:
+        self.state = state
+
+    def run(self) -> None:
+        state = self.state
+        if not state.construct():
+            _wait_for_shutdown(state.channel)
+            return
+        channel = state.channel
+        while True:
+            try:
+                msg = channel.next_inbound()
+            except (ConnectionError, OSError):
+                return
+            if type(msg) is P.ExecuteActorCall:
+                if self.call(msg):
+                    return
+            elif type(msg) is P.Shutdown:
+                return
+
+    def call(self, msg: P.ExecuteActorCall) -> bool:
+        """Run one call; True if the actor should exit."""
+        state = self.state
+        token = runtime_context.set_current_task(state.context(msg.task_id))
+        try:
+            fn = state.method(msg.method)
+            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            reply = state.reply_for(msg, fn(*args, **kwargs))
+        except ActorExitRequest:
+            state.report_exit(msg)
+            return True
+        except SystemExit:
+            # sys.exit() in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
+            state.report_exit(msg)
+            return True
+        except BaseException as e:  # noqa: BLE001
+            reply = state.error_for(msg, e)
+        finally:
+            runtime_context.reset_current_task(token)
+            _flush_output()
+        state.channel.send(reply)
+        return False
+
+
+# ==================================================================== threaded
+
+
+class _ThreadedHost:
+    def __init__(self, state: _ActorState) -> None:
+        self.state = state
+        config = state.config
+        self.executors = {
+            "": ThreadPoolExecutor(config["max_concurrency"], thread_name_prefix="actor"),
+        }
+        for group, size in config["groups"].items():
+            self.executors[group] = ThreadPoolExecutor(size, thread_name_prefix=f"actor-{group}")
+        self.done = threading.Event()
+        self._active = 0
+        self._active_lock = threading.Condition()
+
+    def run(self) -> None:
+        state = self.state
+        if not state.construct():
+            _wait_for_shutdown(state.channel)
+            return
+        channel = state.channel
+        try:
+            while not self.done.is_set():
+                try:
+                    msg = channel.next_inbound()
+                except (ConnectionError, OSError):
+                    return
+                if type(msg) is P.ExecuteActorCall:
+                    if state.exiting:
+                        continue  # the runtime fails it when this process is gone
+                    executor = self.executors.get(msg.group) or self.executors[""]
+                    executor.submit(self.call, msg)
+                elif type(msg) is P.Shutdown:
+                    return
+        finally:
+            for executor in self.executors.values():
+                executor.shutdown(wait=state.exiting, cancel_futures=True)
+
+    def call(self, msg: P.ExecuteActorCall) -> None:
+        state = self.state
+        if state.exiting:
+            return
+        with self._active_lock:
+            self._active += 1
+        token = runtime_context.set_current_task(state.context(msg.task_id))
+        try:
+            fn = state.method(msg.method)
+            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            reply = state.reply_for(msg, fn(*args, **kwargs))
+        except SystemExit:
+            state.report_exit(msg)
+            threading.Thread(target=self._exit_when_idle, daemon=True).start()
+            return
+        except BaseException as e:  # noqa: BLE001
+            reply = state.error_for(msg, e)
+        finally:
+            runtime_context.reset_current_task(token)
+            _flush_output()
+            with self._active_lock:
+                self._active -= 1
+                self._active_lock.notify_all()
+        state.channel.send(reply)
+
+    def _exit_when_idle(self) -> None:
+        """exit_actor(): calls already running finish; then run atexit handlers and exit."""
+        with self._active_lock:
+            while self._active:
+                self._active_lock.wait()
+        _flush_output()
+        atexit._run_exitfuncs()
+        os._exit(0)
+
+
+# ==================================================================== async
+
+
+class _AsyncHost:
+    def __init__(self, state: _ActorState) -> None:
+        import uvloop
+
+        self.state = state
+        self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        config = state.config
+        self.limits: dict[str, asyncio.Semaphore] = {"": asyncio.Semaphore(config["max_concurrency"])}
+        for group, size in config["groups"].items():
+            self.limits[group] = asyncio.Semaphore(size)
+        self.running: set[asyncio.Task[Any]] = set()
+
+    def run(self) -> None:
+        state = self.state
+        if not state.construct():
+            _wait_for_shutdown(state.channel)
+            return
+        state.channel.start_reader(self._from_reader, self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def _from_reader(self, msgs: list[Any]) -> None:
+        """Runs on the loop: messages the reader thread routed here."""
+        for msg in msgs:
+            if type(msg) is P.ExecuteActorCall:
+                if self.state.exiting:
+                    continue
+                task = self.loop.create_task(self.call(msg))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+            elif type(msg) is P.Shutdown or msg is None:
+                self.loop.stop()
+
+    async def call(self, msg: P.ExecuteActorCall) -> None:
+        state = self.state
+        limit = self.limits.get(msg.group) or self.limits[""]
+        async with limit:
+            if state.exiting:
+                return
+            token = runtime_context.set_current_task(state.context(msg.task_id))
+            try:
+                fn = state.method(msg.method)
+                args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+                result = fn(*args, **kwargs)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                reply = state.reply_for(msg, result)
+            except (SystemExit, exc.AsyncioActorExit):
+                state.report_exit(msg)
+                self.loop.create_task(self._exit_when_idle())
+                return
+            except BaseException as e:  # noqa: BLE001
+                reply = state.error_for(msg, e)
+            finally:
+                runtime_context.reset_current_task(token)
+                _flush_output()
+        state.channel.send(reply)
+
+    async def _exit_when_idle(self) -> None:
+        current = asyncio.current_task()
+        others = [t for t in self.running if t is not current and not t.done()]
+        if others:
+            await asyncio.wait(others)
+        self.loop.stop()

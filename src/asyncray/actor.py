@@ -1,0 +1,618 @@
+"""Actors: ``@remote`` on a class, handles, method calls, ``exit_actor``.
+
+``Cls.remote(...)`` returns an ``ActorHandle`` at once; the actor starts in
+its own process when its placement request fits. The kind follows Ray's
+rules: any ``async def`` method makes an async actor (``max_concurrency``
+1000 by default); a sync class with ``max_concurrency > 1`` or concurrency
+groups is threaded; otherwise calls run one at a time in submission order.
+
+Resources follow Ray's "1 to place, 0 to run" rule: an actor with no
+resource options needs 1 CPU free to start and holds none while alive, so
+more actors than CPUs can live at once.
+
+Lifetime: the handle returned by ``.remote()`` is owned by its process. If it
+never leaves the process and is dropped, the actor ends after the calls
+already queued (as ``__ray_terminate__``), as Ray ends an actor whose
+handles went out of scope. ``lifetime="detached"`` actors live until killed
+or ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+from typing import Any, Generic, TypeVar
+
+from . import _api, _client, _options
+from . import exceptions as exc
+from ._wire import protocol as P
+from ._wire import serialization as ser
+from .object_ref import ObjectRef
+from .remote_function import pack_arguments
+
+T = TypeVar("T")
+
+# Ray's default max_concurrency of async actors.
+ASYNC_DEFAULT_MAX_CONCURRENCY = 1000
+
+ACTOR_OPTIONS = frozenset(
+    {
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "memory",
+        "accelerator_type",
+        "max_concurrency",
+        "max_restarts",
+        "max_task_retries",
+        "max_pending_calls",
+        "name",
+        "namespace",
+        "lifetime",
+        "get_if_exists",
+        "concurrency_groups",
+        "allow_out_of_order_execution",
+        "scheduling_strategy",
+        "placement_group",
+        "placement_group_bundle_index",
+        "placement_group_capture_child_tasks",
+        "runtime_env",
+        "label_selector",
+        "fallback_strategy",
+        "enable_task_events",
+        "_labels",
+        "_metadata",
+        "_actor_generator_backpressure_num_objects",
+        "object_store_memory",
+    }
+)
+
+METHOD_CALL_OPTIONS = frozenset(
+    {
+        "num_returns",
+        "name",
+        "concurrency_group",
+        "max_task_retries",
+        "retry_exceptions",
+        "enable_task_events",
+        "_generator_backpressure_num_objects",
+        "timeout_s",
+    }
+)
+
+_BUILTIN_METHODS = ("__ray_ready__", "__ray_call__", "__ray_terminate__")
+
+
+class ActorClassInheritanceException(TypeError):
+    """Subclassing an actor class is not supported (as in Ray)."""
+
+
+def _check_int(key: str, value: Any, minimum: int, message: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(message)
+
+
+def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = False) -> None:
+    """Raise ``ValueError``/``TypeError`` naming the first bad actor option."""
+    for key, value in options.items():
+        if key not in ACTOR_OPTIONS:
+            raise ValueError(
+                f"Invalid option keyword {key} for actors. Valid ones are {sorted(ACTOR_OPTIONS)}."
+            )
+        if key in ("num_cpus", "num_gpus", "memory"):
+            _options._check_quantity(key, value)
+        elif key == "resources":
+            _options._check_resources(value)
+    _check_int(
+        "max_concurrency",
+        options.get("max_concurrency"),
+        0,
+        "The keyword 'max_concurrency' only accepts None, 0 or a positive integer.",
+    )
+    for key in ("max_restarts", "max_task_retries"):
+        _check_int(
+            key,
+            options.get(key),
+            -1,
+            f"The keyword '{key}' only accepts None, 0, -1 or a positive integer, where -1 "
+            "represents infinity.",
+        )
+    name = options.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be None or a string, got {type(name)}")
+        if name == "":
+            raise ValueError("Actor name cannot be an empty string.")
+    if options.get("namespace") is not None:
+        _api._check_namespace(options["namespace"])
+    lifetime = options.get("lifetime")
+    if lifetime not in (None, "detached", "non_detached"):
+        raise ValueError(
+            "actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'."
+        )
+    if options.get("get_if_exists") and not options.get("name"):
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")
+    if in_options_call and "concurrency_groups" in options:
+        raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
+    groups = options.get("concurrency_groups")
+    if groups is not None:
+        if isinstance(groups, (list, tuple)):
+            groups = {g: 1 for g in groups}
+        if not isinstance(groups, dict):
+            raise TypeError("concurrency_groups must be a dict of {name: max_concurrency}.")
+        for group, size in groups.items():
+            if not isinstance(group, str) or not isinstance(size, numbers.Integral) or size < 1:
+                raise ValueError(
+                    f"concurrency group {group!r} must map to a positive integer, got {size!r}"
+                )
+
+
+def _actor_resources(options: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """Ray's rule: (resources needed to place the actor, resources it holds while alive)."""
+    specified = any(
+        options.get(k) is not None for k in ("num_cpus", "num_gpus", "resources", "accelerator_type")
+    )
+    if not specified:
+        hold: dict[str, float] = {}
+        if options.get("memory"):
+            hold["memory"] = float(options["memory"])
+        return {"CPU": 1.0, **hold}, hold
+    hold = _options.resource_request(options, default_cpus=1)
+    return dict(hold), hold
+
+
+class _ActorDefinition:
+    """What every ``.options()`` variant of one actor class shares."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.class_id = os.urandom(16)
+        self._blob: bytes | None = None
+        self.name = cls.__name__
+        methods: dict[str, dict[str, Any]] = {}
+        is_async = False
+        for attr, member in inspect.getmembers(cls):
+            if not callable(member) or (attr.startswith("__") and attr != "__call__"):
+                continue
+            opts = dict(getattr(member, "__ray_method_options__", {}))
+            func = getattr(member, "__func__", member)
+            if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+                is_async = True
+            opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(
+                func
+            )
+            methods[attr] = opts
+        for builtin in _BUILTIN_METHODS:
+            methods[builtin] = {"generator": False}
+        self.methods = methods
+        self.is_async = is_async
+        init = cls.__dict__.get("__init__") or getattr(cls, "__init__", None)
+        try:
+            sig = inspect.signature(init) if init is not None and init is not object.__init__ else None
+        except (TypeError, ValueError):
+            sig = None
+        self.init_signature = sig
+
+    def blob(self) -> bytes:
+        if self._blob is None:
+            try:
+                self._blob = ser.dumps_function(self.cls)
+            except Exception as e:
+                raise TypeError(
+                    f"Could not serialize the actor class {self.name}.__init__: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        return self._blob
+
+    def bind_init(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.init_signature is not None:
+            self.init_signature.bind(None, *args, **kwargs)
+        elif args or kwargs:
+            raise TypeError(f"{self.name}() takes no arguments")
+
+
+class ActorClass(Generic[T]):
+    """A class decorated with ``@remote``: call ``.remote(...)`` to create an actor."""
+
+    def __init__(self, definition: _ActorDefinition, options: dict[str, Any]) -> None:
+        self._definition = definition
+        self._default_options = options
+        self.__name__ = definition.name
+        self.__qualname__ = getattr(definition.cls, "__qualname__", definition.name)
+        self.__doc__ = definition.cls.__doc__
+        self.__module__ = definition.cls.__module__
+
+    @classmethod
+    def _from_class(cls, klass: type, options: dict[str, Any]) -> ActorClass[Any]:
+        validate_actor_options(options)
+        definition = _ActorDefinition(klass)
+        _check_method_groups(definition, options)
+        return cls(definition, options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Actors cannot be instantiated directly. Instead of "
+            f"'{self.__name__}()', use '{self.__name__}.remote()'."
+        )
+
+    def __mro_entries__(self, bases: Any) -> Any:
+        raise ActorClassInheritanceException(
+            "Inheriting from actor classes is not currently supported. You can instead inherit "
+            "from a non-actor base class and make the derived class an actor class (with "
+            "@ray.remote)."
+        )
+
+    def options(self, **options: Any) -> _ActorClassWithOptions:
+        """Override options for the next ``.remote()`` (validated now)."""
+        validate_actor_options(options, in_options_call=True)
+        return _ActorClassWithOptions(self, {**self._default_options, **options})
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        """Create the actor; returns its handle at once."""
+        return _create_actor(self._definition, self._default_options, args, kwargs)
+
+    def _remote(
+        self, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> ActorHandle[T]:
+        """Ray's underscore API: options given here replace the decorator's."""
+        validate_actor_options(options, in_options_call=True)
+        return _create_actor(self._definition, options, tuple(args or ()), dict(kwargs or {}))
+
+
+class _ActorClassWithOptions:
+    def __init__(self, actor_class: ActorClass[Any], options: dict[str, Any]) -> None:
+        self._actor_class = actor_class
+        self._options = options
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[Any]:
+        return _create_actor(self._actor_class._definition, self._options, args, kwargs)
+
+
+def _check_method_groups(definition: _ActorDefinition, options: dict[str, Any]) -> None:
+    groups = options.get("concurrency_groups") or {}
+    for name, opts in definition.methods.items():
+        group = opts.get("concurrency_group")
+        if group and group not in groups:
+            raise AssertionError(
+                f"Method {definition.name}.{name} is assigned to concurrency group {group!r}, "
+                f"which the actor does not declare (declared: {sorted(groups)})."
+            )
+
+
+def _actor_config(definition: _ActorDefinition, options: dict[str, Any]) -> dict[str, Any]:
+    groups = options.get("concurrency_groups") or {}
+    if isinstance(groups, (list, tuple)):
+        groups = {g: 1 for g in groups}
+    max_concurrency = options.get("max_concurrency")
+    if definition.is_async:
+        kind = "async"
+        if max_concurrency is None:
+            max_concurrency = ASYNC_DEFAULT_MAX_CONCURRENCY
+    else:
+        if max_concurrency is None:
+            max_concurrency = 1
+        kind = "threaded" if max_concurrency > 1 or groups else "plain"
+    if options.get("allow_out_of_order_execution") is False and kind != "plain":
+        raise ValueError(
+            "If you're using async actors or multi-threaded actors, Ray can't execute actor "
+            "tasks in order. Set `allow_out_of_order_execution=True` to allow out-of-order "
+            "execution."
+        )
+    return {
+        "kind": kind,
+        "max_concurrency": max(1, int(max_concurrency)),
+        "groups": {str(k): int(v) for k, v in groups.items()},
+        "class_name": definition.name,
+    }
+
+
+def _create_actor(
+    definition: _ActorDefinition, options: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ActorHandle[Any]:
+    client, totals = _api.client_and_totals()
+    session = _api._auto_init()
+    definition.bind_init(args, kwargs)
+    _check_method_groups(definition, options)
+    place, hold = _actor_resources(options)
+    message = _options.infeasible_message(f"Actor {definition.name}", place, totals)
+    if message is not None:
+        raise exc.ActorUnschedulableError(message)
+    config = _actor_config(definition, options)
+    payload, dep_ids = pack_arguments(args, kwargs, f"{definition.name}.__init__")
+    client.ensure_function(definition.class_id, definition.blob)
+    meta = _HandleMeta(definition.name, definition.methods, config, options.get("max_task_retries") or 0)
+    meta_blob = ser.dumps_function(meta)
+    actor_id = os.urandom(16)
+    name = options.get("name") or ""
+    namespace = options.get("namespace") or session.namespace
+    detached = options.get("lifetime") == "detached"
+    max_restarts = options.get("max_restarts") or 0
+    create = P.CreateActor(
+        actor_id,
+        definition.class_id,
+        0,
+        name,
+        namespace,
+        bool(options.get("get_if_exists")),
+        detached,
+        payload,
+        dep_ids,
+        place,
+        hold,
+        max_restarts,
+        definition.name,
+        ser.dumps(config),
+        meta_blob,
+    )
+    if not name:
+        client.post(create)
+        return ActorHandle(actor_id, meta, _owned=not detached)
+    create.req_id = client.next_req_id()
+    reply = client.request(create)
+    if reply.error == "exists":
+        raise exc.ActorAlreadyExistsError(
+            f"The name {name} (namespace={options.get('namespace')}) is already taken. Please use "
+            "a different name or get the existing actor using "
+            f"ray.get_actor('{name}', namespace='{options.get('namespace')}')"
+        )
+    if reply.actor_id != actor_id:  # get_if_exists found one
+        return ActorHandle(reply.actor_id, ser.loads(reply.meta))
+    return ActorHandle(actor_id, meta, _owned=not detached)
+
+
+class _HandleMeta:
+    """What a handle needs to call methods: names, per-method options, groups."""
+
+    __slots__ = ("class_name", "config", "max_task_retries", "methods")
+
+    def __init__(
+        self, class_name: str, methods: dict[str, dict[str, Any]], config: dict[str, Any], retries: int
+    ) -> None:
+        self.class_name = class_name
+        self.methods = methods
+        self.config = config
+        self.max_task_retries = retries
+
+    def __reduce__(self) -> Any:
+        return (_HandleMeta, (self.class_name, self.methods, self.config, self.max_task_retries))
+
+
+class ActorHandle(Generic[T]):
+    """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
+
+    def __init__(self, actor_id: bytes, meta: _HandleMeta, _owned: bool = False) -> None:
+        self._actor_id = actor_id
+        self._meta = meta
+        self._owned = _owned
+        self._method_cache: dict[str, ActorMethod] = {}
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") and name not in self._meta.methods:
+            raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
+        cache = self.__dict__.get("_method_cache")
+        if cache is None:
+            raise AttributeError(name)
+        method = cache.get(name)
+        if method is None:
+            if name not in self._meta.methods:
+                raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
+            method = cache[name] = ActorMethod(self, name, self._meta.methods[name], {})
+        return method
+
+    def __repr__(self) -> str:
+        return f"Actor({self._meta.class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self) -> Any:
+        # A pickled handle may be held anywhere: stop ending the actor on drop.
+        self._owned = False
+        return (ActorHandle, (self._actor_id, self._meta))
+
+    def __del__(self) -> None:
+        if self.__dict__.get("_owned"):
+            client = _client._current
+            if client is not None:
+                try:
+                    client.post(P.ReleaseActor(self._actor_id))
+                except Exception:
+                    pass
+
+    @property
+    def _ray_actor_id(self) -> Any:
+        return _ActorID(self._actor_id)
+
+    def _call(self, name: str, method_opts: dict[str, Any], call_opts: dict[str, Any], args: Any, kwargs: Any) -> Any:
+        client = _api.client()
+        num_returns = call_opts.get("num_returns", method_opts.get("num_returns"))
+        streaming = False
+        if num_returns is None:
+            num_returns = "streaming" if method_opts.get("generator") else 1
+        if num_returns in ("streaming", "dynamic"):
+            streaming = True
+        group = call_opts.get("concurrency_group", method_opts.get("concurrency_group")) or ""
+        if group and group not in self._meta.config["groups"]:
+            raise ValueError(
+                f"Concurrency group {group!r} is not declared by actor {self._meta.class_name} "
+                f"(declared: {sorted(self._meta.config['groups'])})."
+            )
+        retries = call_opts.get("max_task_retries", method_opts.get("max_task_retries"))
+        if retries is None:
+            retries = self._meta.max_task_retries
+        payload, dep_ids = pack_arguments(args, kwargs, f"{self._meta.class_name}.{name}")
+        task_id = client.new_task_id()
+        if streaming:
+            return _streaming_call(client, self, name, payload, dep_ids, group, retries, task_id, call_opts)
+        return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        client.post(
+            P.CallActor(task_id, self._actor_id, name, payload, dep_ids, return_ids, group, retries)
+        )
+        if num_returns == 1:
+            return ObjectRef(return_ids[0], True)
+        if num_returns == 0:
+            return None
+        return [ObjectRef(rid, True) for rid in return_ids]
+
+
+def _streaming_call(*args: Any) -> Any:
+    from .object_ref_generator import start_actor_stream
+
+    return start_actor_stream(*args)
+
+
+class _ActorID:
+    def __init__(self, binary: bytes) -> None:
+        self._binary = binary
+
+    def hex(self) -> str:
+        return self._binary.hex()
+
+    def binary(self) -> bytes:
+        return self._binary
+
+
+class ActorMethod:
+    """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
+
+    __slots__ = ("_call_opts", "_handle", "_method_opts", "_name")
+
+    def __init__(
+        self, handle: ActorHandle[Any], name: str, method_opts: dict[str, Any], call_opts: dict[str, Any]
+    ) -> None:
+        self._handle = handle
+        self._name = name
+        self._method_opts = method_opts
+        self._call_opts = call_opts
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Actor methods cannot be called directly. Instead of running "
+            f"'object.{self._name}()', try 'object.{self._name}.remote()'."
+        )
+
+    def options(self, **options: Any) -> ActorMethod:
+        for key in options:
+            if key not in METHOD_CALL_OPTIONS:
+                raise ValueError(
+                    f"Invalid option keyword {key} for actor methods. Valid ones are "
+                    f"{sorted(METHOD_CALL_OPTIONS)}."
+                )
+        if "num_returns" in options:
+            _options._check_num_returns(options["num_returns"])
+        return ActorMethod(self._handle, self._name, self._method_opts, {**self._call_opts, **options})
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle._call(self._name, self._method_opts, self._call_opts, args, kwargs)
+
+
+# ==================================================================== inside an actor
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods.
+
+    The caller of that method gets ``ActorDiedError``; calls not yet started
+    fail the same way; calls already running (threaded and async actors)
+    finish. ``atexit`` handlers run. The actor is not restarted.
+    """
+    from ._worker.actor_host import ActorExitRequest, current_host
+
+    host = current_host()
+    if host is None:
+        raise TypeError(
+            "exit_actor API is called on a non-actor worker, which is not allowed. Call it "
+            "inside an actor method."
+        )
+    if host.config["kind"] == "async":
+        raise exc.AsyncioActorExit()
+    raise ActorExitRequest(0)
+
+
+def _current_actor_handle() -> ActorHandle[Any]:
+    from ._worker.actor_host import current_host
+
+    host = current_host()
+    if host is None:
+        raise RuntimeError("This method is only available in an actor.")
+    definition_methods = {name: {"generator": False} for name in _BUILTIN_METHODS}
+    for attr, member in inspect.getmembers(type(host.instance)):
+        if callable(member) and not attr.startswith("__"):
+            func = getattr(member, "__func__", member)
+            opts = dict(getattr(member, "__ray_method_options__", {}))
+            opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+            definition_methods[attr] = opts
+    meta = _HandleMeta(host.class_name, definition_methods, host.config, 0)
+    return ActorHandle(host.start.actor_id, meta)
+
+
+# ==================================================================== lookup and kill
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
+    """A handle to the named actor, or ``ValueError`` if there is none.
+
+    The handle does not keep the actor alive (as in Ray).
+    """
+    if not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name)}")
+    if namespace is not None:
+        _api._check_namespace(namespace)
+    session = _api._auto_init()
+    client = session.client
+    ns = namespace or session.namespace
+    reply = client.request(P.GetActor(client.next_req_id(), name, ns))
+    if reply.error:
+        raise ValueError(
+            f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
+            "to look up a named actor you didn't create. 2. The named actor died. 3. You did not "
+            "use a namespace matching the namespace of the actor."
+        )
+    return ActorHandle(reply.actor_id, ser.loads(reply.meta))
+
+
+async def get_actor_async(name: str, namespace: str | None = None) -> ActorHandle[Any]:
+    """The awaitable twin of ``get_actor``."""
+    if not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    session = _api._auto_init()
+    client = session.client
+    ns = namespace or session.namespace
+    reply = await client.request_async(P.GetActor(client.next_req_id(), name, ns))
+    if reply.error:
+        raise ValueError(f"Failed to look up actor with name '{name}'.")
+    return ActorHandle(reply.actor_id, ser.loads(reply.meta))
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Kill an actor at once: its running and queued calls fail with ``ActorDiedError``.
+
+    Args:
+        actor: the ``ActorHandle``.
+        no_restart: if False, the actor restarts when ``max_restarts`` allows.
+    """
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(
+            "ray.kill() only supported for actors. For tasks, try ray.cancel(). "
+            f"Got: {type(actor)}."
+        )
+    client = _api.client()
+    client.post(P.KillActor(actor._actor_id, bool(no_restart)))
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    """Names of live named actors in this namespace (or ``{name, namespace}`` dicts for all)."""
+    session = _api._auto_init()
+    client = session.client
+    reply = client.request(P.ListNamedActors(client.next_req_id(), session.namespace, all_namespaces))
+    import msgspec
+
+    return msgspec.msgpack.decode(reply.value)  # type: ignore[no-any-return]
