@@ -110,6 +110,18 @@ def test_failed_dependency_fails_the_dependent_without_running_it(ray_start, tmp
     assert asyncray.get(identity.remote([bad]))[0] == bad
 
 
+def test_failed_dependency_error_names_both_tasks(ray_start):
+    @asyncray.remote
+    def consume(value):
+        return value
+
+    with pytest.raises(CodedError) as info:
+        asyncray.get(consume.remote(raise_coded.remote()))
+    text = str(info.value)
+    assert "consume" in text, "the error should say which task could not run"
+    assert "raise_coded" in text, "the error should carry the upstream traceback"
+
+
 def test_task_error_survives_a_pickle_round_trip(ray_start):
     err = _raised(raise_coded.remote())
     copy = pickle.loads(pickle.dumps(err))

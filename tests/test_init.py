@@ -123,6 +123,12 @@ def test_remote_call_auto_initializes(shutdown_only):
     assert asyncray.get(ref) == 3
 
 
+def test_get_runtime_context_auto_initializes(shutdown_only):
+    ctx = asyncray.get_runtime_context()
+    assert asyncray.is_initialized()
+    assert ctx.get_job_id()
+
+
 def test_remote_decorator_does_not_initialize(shutdown_only):
     @asyncray.remote
     def f():
