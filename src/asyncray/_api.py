@@ -56,6 +56,8 @@ _ACCEPTED_INIT_KWARGS = frozenset(
 # How long shutdown waits for the zygote (which reaps every worker) to exit
 # before it SIGKILLs it.
 ZYGOTE_EXIT_TIMEOUT_S = 3.0
+# Loop iterations given to closing handles before the runtime loop is closed.
+LOOP_CLOSE_ATTEMPTS = 50
 
 
 class Session:
@@ -241,7 +243,6 @@ def _check_namespace(namespace: Any) -> str:
 def _start(session: Session, log_to_driver: bool) -> None:
     import uvloop
 
-    from ._core.runtime import Runtime
     from ._core.zygote import start_zygote
     from ._worker.main import child_main
 
@@ -307,13 +308,18 @@ def _run_loop(
     try:
         loop.run_forever()
     finally:
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(asyncio.sleep(0))
         for task in asyncio.all_tasks(loop):
             task.cancel()
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
+        # Let closing transports and cancelled tasks finish: uvloop refuses to
+        # close (EBUSY) while handles are still active.
+        for _ in range(LOOP_CLOSE_ATTEMPTS):
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.sleep(0.001))
+            try:
+                loop.close()
+                break
+            except OSError:
+                continue
 
 
 def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False) -> None:
@@ -441,7 +447,9 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
     try:
         data = ser.dumps(value)
     except Exception as e:
-        raise TypeError(f"Could not serialize the put value {value!r}: {type(e).__name__}: {e}") from e
+        raise TypeError(
+            f"Could not serialize the put value {value!r}: {type(e).__name__}: {e}"
+        ) from e
     oid = c.new_object_id()
     c.post(P.PutObject(oid, data))
     if len(data) <= _client.LOCAL_VALUE_LIMIT:
@@ -647,7 +655,9 @@ def wait(
     return _split(refs, ready)
 
 
-def _locally_ready(local: dict[bytes, bytes], ids: list[bytes], num_returns: int) -> list[int] | None:
+def _locally_ready(
+    local: dict[bytes, bytes], ids: list[bytes], num_returns: int
+) -> list[int] | None:
     """The first ``num_returns`` indices whose values are in the local store, if that many are."""
     found: list[int] = []
     for i, oid in enumerate(ids):

@@ -128,8 +128,10 @@ def decode_objects(reply: P.ObjectsReply) -> list[Any]:
                 raise ser.loads_error(data)
     if reply.timed_out:
         raise exc.GetTimeoutError("Get timed out: some object(s) not ready.")
-    loads = ser.loads
-    return [loads(v) for v in values]  # type: ignore[arg-type]
+    try:
+        return [ser.loads(v) for v in values]  # type: ignore[arg-type]
+    except Exception as e:
+        raise exc.RaySystemError(f"Failed to deserialize an object: {type(e).__name__}: {e}") from e
 
 
 # ==================================================================== driver
@@ -468,9 +470,7 @@ class SocketChannel:
 
     def _revoke(self, task_ids: list[bytes]) -> None:
         revoked = set(task_ids)
-        kept = [
-            m for m in self.inbound if not (type(m) is P.ExecuteTask and m.task_id in revoked)
-        ]
+        kept = [m for m in self.inbound if not (type(m) is P.ExecuteTask and m.task_id in revoked)]
         self.inbound.clear()
         self.inbound.extend(kept)
 

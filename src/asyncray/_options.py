@@ -101,8 +101,7 @@ def _check_retry_exceptions(value: Any) -> None:
     ):
         return
     raise TypeError(
-        "retry_exceptions must be either a boolean or a list of exceptions, "
-        f"but received {value!r}"
+        f"retry_exceptions must be either a boolean or a list of exceptions, but received {value!r}"
     )
 
 
@@ -170,7 +169,11 @@ def validate_task_options(options: dict[str, Any], *, in_options_call: bool = Fa
         raise ValueError("Setting '_num_objects_per_yield' is not supported in '.options()'.")
     if options.get("object_store_memory") is not None:
         raise ValueError("Setting 'object_store_memory' is not implemented for tasks")
-    legacy = {"placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks"}
+    legacy = {
+        "placement_group",
+        "placement_group_bundle_index",
+        "placement_group_capture_child_tasks",
+    }
     if options.get("scheduling_strategy") is not None and any(
         options.get(k) not in (None, "default", -1) for k in legacy
     ):
@@ -194,7 +197,9 @@ def resource_request(options: dict[str, Any], *, default_cpus: float = 1) -> dic
     return request
 
 
-def infeasible_message(what: str, request: dict[str, float], totals: dict[str, float]) -> str | None:
+def infeasible_message(
+    what: str, request: dict[str, float], totals: dict[str, float]
+) -> str | None:
     """A message naming the resources ``request`` can never get on this host, or None."""
     bad = {k: v for k, v in request.items() if v > 0 and v > totals.get(k, 0.0) + 1e-9}
     if not bad:

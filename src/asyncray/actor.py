@@ -153,7 +153,8 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
 def _actor_resources(options: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     """Ray's rule: (resources needed to place the actor, resources it holds while alive)."""
     specified = any(
-        options.get(k) is not None for k in ("num_cpus", "num_gpus", "resources", "accelerator_type")
+        options.get(k) is not None
+        for k in ("num_cpus", "num_gpus", "resources", "accelerator_type")
     )
     if not specified:
         hold: dict[str, float] = {}
@@ -191,7 +192,11 @@ class _ActorDefinition:
         self.is_async = is_async
         init = cls.__dict__.get("__init__") or getattr(cls, "__init__", None)
         try:
-            sig = inspect.signature(init) if init is not None and init is not object.__init__ else None
+            sig = (
+                inspect.signature(init)
+                if init is not None and init is not object.__init__
+                else None
+            )
         except (TypeError, ValueError):
             sig = None
         self.init_signature = sig
@@ -254,9 +259,7 @@ class ActorClass(Generic[T]):
         """Create the actor; returns its handle at once."""
         return _create_actor(self._definition, self._default_options, args, kwargs)
 
-    def _remote(
-        self, args: Any = None, kwargs: Any = None, **options: Any
-    ) -> ActorHandle[T]:
+    def _remote(self, args: Any = None, kwargs: Any = None, **options: Any) -> ActorHandle[T]:
         """Ray's underscore API: options given here replace the decorator's."""
         validate_actor_options(options, in_options_call=True)
         return _create_actor(self._definition, options, tuple(args or ()), dict(kwargs or {}))
@@ -310,7 +313,10 @@ def _actor_config(definition: _ActorDefinition, options: dict[str, Any]) -> dict
 
 
 def _create_actor(
-    definition: _ActorDefinition, options: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    definition: _ActorDefinition,
+    options: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> ActorHandle[Any]:
     client, totals = _api.client_and_totals()
     session = _api._auto_init()
@@ -323,7 +329,9 @@ def _create_actor(
     config = _actor_config(definition, options)
     payload, dep_ids = pack_arguments(args, kwargs, f"{definition.name}.__init__")
     client.ensure_function(definition.class_id, definition.blob)
-    meta = _HandleMeta(definition.name, definition.methods, config, options.get("max_task_retries") or 0)
+    meta = _HandleMeta(
+        definition.name, definition.methods, config, options.get("max_task_retries") or 0
+    )
     meta_blob = ser.dumps_function(meta)
     actor_id = os.urandom(16)
     name = options.get("name") or ""
@@ -369,7 +377,11 @@ class _HandleMeta:
     __slots__ = ("class_name", "config", "max_task_retries", "methods")
 
     def __init__(
-        self, class_name: str, methods: dict[str, dict[str, Any]], config: dict[str, Any], retries: int
+        self,
+        class_name: str,
+        methods: dict[str, dict[str, Any]],
+        config: dict[str, Any],
+        retries: int,
     ) -> None:
         self.class_name = class_name
         self.methods = methods
@@ -429,7 +441,14 @@ class ActorHandle(Generic[T]):
     def _ray_actor_id(self) -> Any:
         return _ActorID(self._actor_id)
 
-    def _call(self, name: str, method_opts: dict[str, Any], call_opts: dict[str, Any], args: Any, kwargs: Any) -> Any:
+    def _call(
+        self,
+        name: str,
+        method_opts: dict[str, Any],
+        call_opts: dict[str, Any],
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
         client = _api.client()
         num_returns = call_opts.get("num_returns", method_opts.get("num_returns"))
         streaming = False
@@ -449,7 +468,9 @@ class ActorHandle(Generic[T]):
         payload, dep_ids = pack_arguments(args, kwargs, f"{self._meta.class_name}.{name}")
         task_id = client.new_task_id()
         if streaming:
-            return _streaming_call(client, self, name, payload, dep_ids, group, retries, task_id, call_opts)
+            return _streaming_call(
+                client, self, name, payload, dep_ids, group, retries, task_id, call_opts
+            )
         return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
         client.post(
             P.CallActor(task_id, self._actor_id, name, payload, dep_ids, return_ids, group, retries)
@@ -484,7 +505,11 @@ class ActorMethod:
     __slots__ = ("_call_opts", "_handle", "_method_opts", "_name")
 
     def __init__(
-        self, handle: ActorHandle[Any], name: str, method_opts: dict[str, Any], call_opts: dict[str, Any]
+        self,
+        handle: ActorHandle[Any],
+        name: str,
+        method_opts: dict[str, Any],
+        call_opts: dict[str, Any],
     ) -> None:
         self._handle = handle
         self._name = name
@@ -506,7 +531,9 @@ class ActorMethod:
                 )
         if "num_returns" in options:
             _options._check_num_returns(options["num_returns"])
-        return ActorMethod(self._handle, self._name, self._method_opts, {**self._call_opts, **options})
+        return ActorMethod(
+            self._handle, self._name, self._method_opts, {**self._call_opts, **options}
+        )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self._handle._call(self._name, self._method_opts, self._call_opts, args, kwargs)
@@ -546,7 +573,9 @@ def _current_actor_handle() -> ActorHandle[Any]:
         if callable(member) and not attr.startswith("__"):
             func = getattr(member, "__func__", member)
             opts = dict(getattr(member, "__ray_method_options__", {}))
-            opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+            opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(
+                func
+            )
             definition_methods[attr] = opts
     meta = _HandleMeta(host.class_name, definition_methods, host.config, 0)
     return ActorHandle(host.start.actor_id, meta)
@@ -612,7 +641,9 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     """Names of live named actors in this namespace (or ``{name, namespace}`` dicts for all)."""
     session = _api._auto_init()
     client = session.client
-    reply = client.request(P.ListNamedActors(client.next_req_id(), session.namespace, all_namespaces))
+    reply = client.request(
+        P.ListNamedActors(client.next_req_id(), session.namespace, all_namespaces)
+    )
     import msgspec
 
     return msgspec.msgpack.decode(reply.value)  # type: ignore[no-any-return]

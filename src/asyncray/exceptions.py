@@ -113,7 +113,9 @@ class RayTaskError(RayError):
         self.ip = ip or "127.0.0.1"
         self.actor_repr = actor_repr
         self.actor_id = actor_id
-        super().__init__(function_name, traceback_str, cause)
+        # Exception.__init__ directly: in the dual class RayTaskError(Cause),
+        # super() would reach the user's __init__ with our arguments.
+        Exception.__init__(self, function_name, traceback_str, cause)
 
     def __reduce__(self) -> Any:
         return (
@@ -412,10 +414,7 @@ class UnserializableException(RayError):
         return (type(self), (self.original_stack_trace,))
 
     def __str__(self) -> str:
-        return (
-            "Failed to deserialize exception. Original exception:\n"
-            f"{self.original_stack_trace}"
-        )
+        return f"Failed to deserialize exception. Original exception:\n{self.original_stack_trace}"
 
 
 class ActorAlreadyExistsError(RayError, ValueError):

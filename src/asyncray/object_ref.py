@@ -29,13 +29,14 @@ _ID_SIZE = 28
 class ObjectRef(Generic[T]):
     """A reference to a remote object; ``get`` or ``await`` it for the value."""
 
-    __slots__ = ("__weakref__", "_id", "_owned")
+    __slots__ = ("__weakref__", "_fut", "_id", "_owned")
 
     def __init__(self, binary: bytes, _owned: bool = False) -> None:
         if not isinstance(binary, bytes):
             raise TypeError(f"ObjectRef expects the id as bytes, got {type(binary).__name__}")
         self._id = binary
         self._owned = _owned
+        self._fut: Any = None
 
     # ------------------------------------------------------------ identity
 
@@ -105,6 +106,42 @@ class ObjectRef(Generic[T]):
         from . import _api
 
         return _api.get_async(self).__await__()
+
+    # The asyncio future protocol, so ``asyncio.wait(refs)`` works on Python
+    # 3.11+, which no longer wraps awaitables (Ray issue #31606). Backed by one
+    # task per ref on the loop that first asks.
+
+    def _loop_future(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = self._fut
+        if fut is None or fut.get_loop() is not loop:
+            from . import _api
+
+            fut = self._fut = loop.create_task(_api.get_async(self))
+        return fut
+
+    def add_done_callback(self, fn: Callable[[Any], None], *, context: Any = None) -> None:
+        self._loop_future().add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], None]) -> int:
+        return 0 if self._fut is None else self._fut.remove_done_callback(fn)  # type: ignore[no-any-return]
+
+    def done(self) -> bool:
+        return self._fut is not None and self._fut.done()  # type: ignore[no-any-return]
+
+    def cancelled(self) -> bool:
+        return self._fut is not None and self._fut.cancelled()  # type: ignore[no-any-return]
+
+    def result(self) -> T:
+        return self._loop_future().result()  # type: ignore[no-any-return]
+
+    def exception(self) -> BaseException | None:
+        return self._loop_future().exception()  # type: ignore[no-any-return]
+
+    def get_loop(self) -> Any:
+        return self._loop_future().get_loop()
 
     def future(self) -> concurrent.futures.Future[T]:
         """A ``concurrent.futures.Future`` completed with the value or the error.

@@ -124,7 +124,7 @@ class RemoteFunction(Generic[P_, R]):
             self._retry_exc = ser.dumps_function(tuple(retry_exc))
         else:
             self._retry_exc = P.RETRY_NONE
-        self._name = opts.get("name") or self.__qualname__
+        self._name = opts.get("name") or self.__name__
         timeout = opts.get("timeout_s")
         self._timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
 
@@ -142,7 +142,9 @@ class RemoteFunction(Generic[P_, R]):
         return RemoteFunction(self._function, merged, self._shared)
 
     @overload
-    def remote(self: RemoteFunction[P_, R], *args: P_.args, **kwargs: P_.kwargs) -> ObjectRef[R]: ...
+    def remote(
+        self: RemoteFunction[P_, R], *args: P_.args, **kwargs: P_.kwargs
+    ) -> ObjectRef[R]: ...
 
     @overload
     def remote(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -202,7 +204,8 @@ class _Definition:
         except (TypeError, ValueError):
             self.signature = None
         self.has_required = self.signature is not None and any(
-            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             for p in self.signature.parameters.values()
         )
 

@@ -217,7 +217,9 @@ class ActorManager:
             self._seal_call(call, self._unknown_actor_payload(msg.actor_id), True)
             return
         if actor.state == "dead" or actor.exiting:
-            self._seal_call(call, actor.death or self._died_payload(actor, "The actor is dead."), True)
+            self._seal_call(
+                call, actor.death or self._died_payload(actor, "The actor is dead."), True
+            )
             return
         self._resolve_call_args(actor, call)
         actor.mailbox.append(call)
@@ -329,7 +331,9 @@ class ActorManager:
         if actor.state == "pending":
             self._die(actor, self._died_payload(actor, "The actor's handle went out of scope."))
             return
-        spec = P.CallActor(b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, b"", [], [], "", 0)
+        spec = P.CallActor(
+            b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, b"", [], [], "", 0
+        )
         actor.mailbox.append(CallRecord(spec, None))
         self._pump(actor)
 

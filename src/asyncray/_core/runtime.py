@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import socket
 import sys
 from collections import deque
@@ -89,7 +88,17 @@ class TaskRecord:
 class _Request:
     """An outstanding get or wait."""
 
-    __slots__ = ("conn", "done", "entries", "ids", "kind", "num_returns", "remaining", "req_id", "timer")
+    __slots__ = (
+        "conn",
+        "done",
+        "entries",
+        "ids",
+        "kind",
+        "num_returns",
+        "remaining",
+        "req_id",
+        "timer",
+    )
 
     def __init__(self, conn: Any, req_id: int, ids: list[bytes], kind: str) -> None:
         self.conn = conn
@@ -356,7 +365,7 @@ class Runtime:
             if entry.data is None:
                 waiting.append((i, entry))
             elif entry.is_error:
-                self._fail_task(task, entry.data)
+                self._fail_task(task, ser.dependency_failure(task.spec.name, entry.data))
                 return
             else:
                 task.dep_values[i] = entry.data
@@ -373,7 +382,7 @@ class Runtime:
                 return  # failed already because of another dependency
             if entry.is_error:
                 task.missing = 0
-                self._fail_task(task, entry.data)  # type: ignore[arg-type]
+                self._fail_task(task, ser.dependency_failure(task.spec.name, entry.data))  # type: ignore[arg-type]
                 return
             task.dep_values[index] = entry.data  # type: ignore[assignment]
             task.missing -= 1
@@ -419,6 +428,7 @@ class Runtime:
             or task.gpu_ids
             or len(worker.pipeline) >= PIPELINE_DEPTH
             or not self.ready.has(task.shape)
+            or self.resources.fits(task.shape)  # a free slot: it should run now, not queue here
         ):
             return
         nxt = self.ready.pop(task.shape)
@@ -558,12 +568,14 @@ class Runtime:
         finally:
             theirs.close()
         self.starting += 1
-        conn = ChildConn(self, worker)
+        conn = ChildConn(self, worker, ours)
         worker.conn = conn
         self.loop.create_task(self._connect(ours, conn))
         return worker
 
     async def _connect(self, sock: socket.socket, conn: ChildConn) -> None:
+        if self._stopped or sock.fileno() < 0:
+            return
         await self.loop.connect_accepted_socket(lambda: conn, sock)
 
     def _on_spawned(self, child_id: int, pid: int) -> None:
@@ -701,9 +713,11 @@ class Runtime:
         self._stopped = True
         for worker in list(self.workers.values()):
             conn = worker.conn
-            if conn is not None and conn.transport is not None:
+            if conn is None:
+                continue
+            if conn.transport is not None:
                 conn.send(P.Shutdown())
-                conn.close()
+            conn.close()
         self.zygote.close()
 
     def child_pids(self) -> list[int]:

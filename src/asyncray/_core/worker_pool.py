@@ -36,8 +36,8 @@ class WorkerRecord:
         "conn",
         "eof",
         "exit_status",
-        "known_functions",
         "kind",
+        "known_functions",
         "pid",
         "pipeline",
         "retire_handle",
@@ -82,9 +82,11 @@ class WorkerRecord:
 class ChildConn(asyncio.Protocol):
     """The runtime's end of one child's socket."""
 
-    def __init__(self, runtime: Runtime, worker: WorkerRecord) -> None:
+    def __init__(self, runtime: Runtime, worker: WorkerRecord, sock: socket.socket) -> None:
         self.runtime = runtime
         self.worker = worker
+        # The raw socket until the transport owns it (closed directly if we stop first).
+        self.sock = sock
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._out: list[bytes] = []
@@ -95,6 +97,9 @@ class ChildConn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.runtime._stopped:  # connected after shutdown began
+            transport.close()
+            return
         if self._out:
             transport.write(b"".join(self._out))  # type: ignore[attr-defined]
             self._out = []
@@ -139,6 +144,8 @@ class ChildConn(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        else:
+            self.sock.close()
 
 
 class ZygoteLink:
@@ -161,7 +168,9 @@ class ZygoteLink:
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
 
-    def spawn(self, child_id: int, kind: str, env: dict[str, str], child_sock: socket.socket) -> None:
+    def spawn(
+        self, child_id: int, kind: str, env: dict[str, str], child_sock: socket.socket
+    ) -> None:
         data = P.frame(P.Spawn(child_id, kind, env))
         # A control frame is far below the socket buffer, so this never blocks.
         socket.send_fds(self.sock, [data], [child_sock.fileno()])

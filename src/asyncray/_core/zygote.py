@@ -45,7 +45,9 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
-def start_zygote(child_main: Callable[[socket.socket, str, dict[str, str]], None]) -> tuple[int, socket.socket]:
+def start_zygote(
+    child_main: Callable[[socket.socket, str, dict[str, str]], None],
+) -> tuple[int, socket.socket]:
     """Fork the zygote; returns its pid and the runtime's end of the control socket."""
     parent_sock, zygote_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     driver_pid = os.getpid()
@@ -55,7 +57,7 @@ def start_zygote(child_main: Callable[[socket.socket, str, dict[str, str]], None
         try:
             parent_sock.close()
             _zygote_main(zygote_sock, driver_pid, child_main)
-        except BaseException:  # noqa: BLE001 - last line of defence in a forked child
+        except BaseException:
             code = 1
         finally:
             os._exit(code)
@@ -171,7 +173,7 @@ def _fork_child(
         child_main(sock, spawn.kind, spawn.env)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - never return into the zygote's loop
+    except BaseException:
         import traceback
 
         traceback.print_exc()

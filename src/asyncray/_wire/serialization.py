@@ -131,3 +131,36 @@ def loads_error(data: bytes) -> BaseException:
     if isinstance(err, RayTaskError):
         return err.as_instanceof_cause()
     return err
+
+
+class _DependencyFailure:
+    """Pickled by the runtime (which never unpickles user payloads) for a task whose
+    argument failed; becomes the dependent task's error when the caller unpickles it."""
+
+    def __init__(self, task_name: str, upstream: bytes) -> None:
+        self.task_name = task_name
+        self.upstream = upstream
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_dependency_error, (self.task_name, self.upstream))
+
+
+def _rebuild_dependency_error(task_name: str, upstream: bytes) -> BaseException:
+    try:
+        err = pickle.loads(upstream)
+    except Exception as exc:
+        from ..exceptions import UnserializableException
+
+        return UnserializableException(f"{type(exc).__name__}: {exc}")
+    if not isinstance(err, RayTaskError):
+        return err  # a system error (crash, lost object, ...) passes through unchanged
+    text = (
+        "  At least one of the input arguments for this task could not be computed:\n"
+        f"{type(err.as_instanceof_cause()).__module__}.RayTaskError: {err}\n"
+    )
+    return RayTaskError(task_name, text, err.cause)
+
+
+def dependency_failure(task_name: str, upstream: bytes) -> bytes:
+    """The error payload of a task that never ran because ``upstream`` (an error payload) failed."""
+    return pickle.dumps(_DependencyFailure(task_name, upstream), PROTOCOL)

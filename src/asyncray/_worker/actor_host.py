@@ -74,7 +74,7 @@ class _ActorState:
             instance = cls.__new__(cls)
             instance.__init__(*args, **kwargs)
             self.instance = instance
-        except BaseException as e:  # noqa: BLE001 - reported as the actor's death
+        except BaseException as e:
             self.channel.send(P.ActorStarted(False, self._init_failure(e)))
             return False
         finally:
@@ -95,8 +95,7 @@ class _ActorState:
         return ser.dumps_function(
             exc.ActorDiedError(
                 self.actor_id,
-                "The actor died because of an error raised in its creation task, "
-                f"{task_error}",
+                f"The actor died because of an error raised in its creation task, {task_error}",
                 actor_init_failed=True,
             )
         )
@@ -114,7 +113,7 @@ class _ActorState:
         name = f"{self.class_name}.{msg.method}"
         try:
             return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, name), False)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             return self.error_for(msg, e)
 
     def error_for(self, msg: P.ExecuteActorCall, error: BaseException) -> P.TaskDone:
@@ -213,7 +212,7 @@ class _PlainHost:
             # sys.exit() in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
             state.report_exit(msg)
             return True
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             reply = state.error_for(msg, e)
         finally:
             runtime_context.reset_current_task(token)
@@ -276,7 +275,7 @@ class _ThreadedHost:
             state.report_exit(msg)
             threading.Thread(target=self._exit_when_idle, daemon=True).start()
             return
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             reply = state.error_for(msg, e)
         finally:
             runtime_context.reset_current_task(token)
@@ -307,7 +306,9 @@ class _AsyncHost:
         self.loop = uvloop.new_event_loop()
         asyncio.set_event_loop(self.loop)
         config = state.config
-        self.limits: dict[str, asyncio.Semaphore] = {"": asyncio.Semaphore(config["max_concurrency"])}
+        self.limits: dict[str, asyncio.Semaphore] = {
+            "": asyncio.Semaphore(config["max_concurrency"])
+        }
         for group, size in config["groups"].items():
             self.limits[group] = asyncio.Semaphore(size)
         self.running: set[asyncio.Task[Any]] = set()
@@ -353,7 +354,7 @@ class _AsyncHost:
                 state.report_exit(msg)
                 self.loop.create_task(self._exit_when_idle())
                 return
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 reply = state.error_for(msg, e)
             finally:
                 runtime_context.reset_current_task(token)

@@ -173,19 +173,23 @@ class TaskWorker:
         except SystemExit:
             _flush_output()
             raise
-        except BaseException as e:  # noqa: BLE001 - every failure becomes the task's error
+        except BaseException as e:
             return error_reply(msg.task_id, e, msg.name, msg.retry_exc)
         finally:
             runtime_context.reset_current_task(token)
         try:
-            return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, msg.name), False)
-        except BaseException as e:  # noqa: BLE001
+            return P.TaskDone(
+                msg.task_id, serialize_returns(result, msg.num_returns, msg.name), False
+            )
+        except BaseException as e:
             return error_reply(msg.task_id, e, msg.name, P.RETRY_NONE)
         finally:
             _flush_output()
 
 
-def resolve_arguments(payload: bytes, dep_values: list[bytes]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def resolve_arguments(
+    payload: bytes, dep_values: list[bytes]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Unpickle call arguments and put resolved dependency values into their slots."""
     args, kwargs = ser.loads(payload)
     if dep_values:
