@@ -178,7 +178,7 @@ class ActorExiting(_Msg, tag=16):
 
 
 class ActorStarted(_Msg, tag=17):
-    """The actor's ``__init__`` returned (``ok``) or raised (``error`` is the pickled ActorDiedError)."""
+    """``__init__`` returned (``ok``) or raised (``error``: the pickled ActorDiedError)."""
 
     ok: bool
     error: bytes
