@@ -1,0 +1,227 @@
+"""A tour of asyncray: every feature built so far, each printing what it shows.
+
+Run:  python3 examples/tour.py
+It follows the Ray Core tour in ../shared/ray-core-tour.md (typos corrected),
+with `import asyncray as ray` in place of `import ray`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import asyncray as ray
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}")
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@ray.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@ray.remote(num_cpus=1, num_gpus=1)
+def on_gpu() -> tuple[str | None, list[int]]:
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), ray.get_gpu_ids()
+
+
+@ray.remote
+def fib(n: int) -> int:
+    if n < 2:
+        return n
+    return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+
+@ray.remote(num_returns=2)
+def divmod_task(a: int, b: int) -> tuple[int, int]:
+    return divmod(a, b)
+
+
+class NotANumber(ValueError):
+    pass
+
+
+@ray.remote
+def fails() -> None:
+    raise NotANumber("this task raised")
+
+
+@ray.remote
+def talk() -> str:
+    print("a line printed inside a task reaches the driver, tagged")
+    return "ok"
+
+
+def tour_tasks() -> None:
+    section("tasks and objects")
+    t0 = time.perf_counter()
+    print("squares:", ray.get([square.remote(i) for i in range(8)]))
+    print(f"  (8 tasks in {1000 * (time.perf_counter() - t0):.1f} ms)")
+    ref = ray.put(21)
+    print("a ref as argument is resolved:", ray.get(square.remote(ref)))
+    q, r = divmod_task.remote(17, 5)
+    print("num_returns=2:", ray.get(q), ray.get(r))
+    print("nested tasks, fib(10) with 2 CPUs:", ray.get(fib.remote(10)))
+    print("a GPU task sees its device:", ray.get(on_gpu.remote()))
+    refs = [square.remote(i) for i in range(4)]
+    ready, not_ready = ray.wait(refs, num_returns=2)
+    print(f"wait: {len(ready)} ready, {len(not_ready)} not ready, input order kept")
+    try:
+        ray.get(fails.remote())
+    except NotANumber as e:  # the error is the user's class *and* RayTaskError
+        print(
+            "error caught as the user's class:",
+            type(e).__name__,
+            isinstance(e, ray.exceptions.RayTaskError),
+        )
+    try:
+        square.options(num_cpus=64).remote(1)
+    except ray.exceptions.TaskUnschedulableError as e:
+        print("infeasible request rejected at once:", str(e).split(":")[0])
+    ray.get(talk.remote())
+    print(
+        "resources now free:",
+        {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU")},
+    )
+
+
+# ---------------------------------------------------------------- asyncio
+
+
+async def tour_asyncio() -> None:
+    section("asyncio")
+    print("await ref:", await square.remote(7))
+    print("gather:", await asyncio.gather(*[square.remote(i) for i in range(4)]))
+    done, _ = await asyncio.wait([square.remote(2), square.remote(3)])
+    print("asyncio.wait on refs:", sorted(r.result() for r in done))
+    print("get_async:", await ray.get_async([square.remote(5), square.remote(6)]))
+    ready, _ = await ray.wait_async([square.remote(1)], timeout=5)
+    print("wait_async ready:", len(ready))
+
+
+# ---------------------------------------------------------------- actors
+
+
+@ray.remote
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def increment(self) -> int:
+        self.value += 1
+        return self.value
+
+    def get_counter(self) -> int:
+        return self.value
+
+
+@ray.remote
+def bump(counter: ray.ActorHandle, times: int) -> None:
+    for _ in range(times):
+        ray.get(counter.increment.remote())
+
+
+@ray.remote
+class AsyncActor:
+    async def start(self, i: int) -> int:
+        await asyncio.sleep(0.2)
+        return i
+
+
+@ray.remote(max_concurrency=4)
+class ThreadedActor:
+    def work(self) -> str:
+        time.sleep(0.1)
+        return threading.current_thread().name
+
+
+@ray.remote(concurrency_groups={"io": 2, "compute": 4})
+class AsyncIOActor:
+    @ray.method(concurrency_group="io")
+    async def f1(self) -> str:
+        return "io"
+
+    @ray.method(concurrency_group="compute")
+    async def f2(self) -> str:
+        return "compute"
+
+    async def f3(self) -> str:
+        return "default"
+
+
+@ray.remote
+class BadInit:
+    def __init__(self) -> None:
+        raise RuntimeError("the constructor failed")
+
+    def method(self) -> int:
+        return 1
+
+
+def tour_actors() -> None:
+    section("actors")
+    counter = Counter.options(name="demo").remote()
+    ray.get([bump.remote(counter, 10) for _ in range(3)])
+    print("three tasks x 10 increments on one actor:", ray.get(counter.get_counter.remote()))
+    print("found by name:", ray.get(ray.get_actor("demo").get_counter.remote()))
+    same = Counter.options(name="demo", get_if_exists=True).remote()
+    print("get_if_exists returns the same actor:", same == counter)
+
+    a = AsyncActor.remote()
+    t0 = time.perf_counter()
+    print(
+        "async actor, 10 overlapping calls:",
+        ray.get([a.start.remote(i) for i in range(10)]),
+        f"in {time.perf_counter() - t0:.2f} s",
+    )
+    t = ThreadedActor.remote()
+    names = set(ray.get([t.work.remote() for _ in range(8)]))
+    print(f"threaded actor ran 8 calls on {len(names)} threads")
+    g = AsyncIOActor.remote()
+    print(
+        "concurrency groups:",
+        ray.get(
+            [
+                g.f1.remote(),
+                g.f2.remote(),
+                g.f3.remote(),
+                g.f3.options(concurrency_group="compute").remote(),
+            ]
+        ),
+    )
+
+    ray.kill(counter)
+    try:
+        ray.get(counter.get_counter.remote())
+    except ray.exceptions.ActorDiedError as e:
+        print("after kill:", str(e).splitlines()[-1])
+    try:
+        ray.get(BadInit.remote().method.remote())
+    except ray.exceptions.ActorDiedError as e:
+        print("failed __init__:", str(e).splitlines()[0][:70], "...")
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, num_gpus=1)
+    print(
+        f"init in {1000 * (time.perf_counter() - t0):.1f} ms:",
+        ray.cluster_resources()["CPU"],
+        "CPUs",
+    )
+    tour_tasks()
+    asyncio.run(tour_asyncio())
+    tour_actors()
+    ray.shutdown()
+    print(f"\ntour done in {time.perf_counter() - t0:.2f} s; is_initialized={ray.is_initialized()}")
+
+
+if __name__ == "__main__":
+    main()
