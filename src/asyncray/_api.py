@@ -244,6 +244,7 @@ def _start(session: Session, log_to_driver: bool) -> None:
     import uvloop
 
     from ._core.zygote import start_zygote
+    from ._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
     from ._worker.main import child_main
 
     # Children read this when they start: they are forked from the zygote,

@@ -26,6 +26,9 @@ import msgspec
 RETRY_NONE = b""
 RETRY_ALL = b"*"
 
+# The payload sealed one past a stream's last item: not a pickle, never a value.
+STREAM_END = b"\x00asyncray-stream-end"
+
 # A ``timeout`` field below zero means "wait forever".
 NO_TIMEOUT = -1.0
 
@@ -58,6 +61,7 @@ class SubmitTask(_Msg, tag=2):
     retry_exc: bytes
     streaming: bool = False
     timeout_s: float = NO_TIMEOUT
+    backpressure: int = -1
 
 
 class PutObject(_Msg, tag=3):
@@ -99,12 +103,54 @@ class Log(_Msg, tag=7):
 
 
 class TaskDone(_Msg, tag=8):
-    """A task finished: one payload per return id, or the error for every one of them."""
+    """A task finished: one payload per return id, or the error for every one of them.
+
+    A streaming task reports ``stream_count`` (items produced, an error item
+    included) and no results; ``cancelled`` marks a run interrupted by cancel.
+    """
 
     task_id: bytes
     results: list[bytes]
     is_error: bool
     retryable: bool = False
+    stream_count: int = -1
+    cancelled: bool = False
+
+
+class StreamItem(_Msg, tag=19):
+    """Item ``index`` (from 1) of a streaming task, sent as soon as it is yielded."""
+
+    task_id: bytes
+    index: int
+    data: bytes
+    is_error: bool
+
+
+class StreamNext(_Msg, tag=35):
+    """The consumer took items up to ``index - 1`` and wants item ``index``.
+
+    Replied with ``WaitReply`` (``ready == [0]``) once that item or the end of
+    the stream is sealed, or ``ready == []`` on timeout.
+    """
+
+    req_id: int
+    task_id: bytes
+    index: int
+    timeout: float
+
+
+class ReleaseStream(_Msg, tag=36):
+    """The consumer dropped the generator: free its items, release backpressure."""
+
+    task_id: bytes
+
+
+class CancelTask(_Msg, tag=37):
+    """``cancel()`` of a task, an actor call or a generator."""
+
+    task_id: bytes
+    force: bool
+    recursive: bool
 
 
 class CancelWaiter(_Msg, tag=9):
@@ -152,6 +198,8 @@ class CallActor(_Msg, tag=12):
     group: str
     max_task_retries: int
     streaming: bool = False
+    backpressure: int = -1
+    timeout_s: float = NO_TIMEOUT
 
 
 class KillActor(_Msg, tag=13):
@@ -209,6 +257,19 @@ class ExecuteTask(_Msg, tag=20):
     gpu_ids: list[int]
 
 
+class StreamCredit(_Msg, tag=33):
+    """Backpressure: the consumer has taken ``consumed`` items of this stream."""
+
+    task_id: bytes
+    consumed: int
+
+
+class CancelActorCall(_Msg, tag=34):
+    """Cancel an actor call the actor process holds (queued there, or running if async)."""
+
+    task_id: bytes
+
+
 class StartActor(_Msg, tag=30):
     """Construct the actor instance in a fresh actor process."""
 
@@ -231,6 +292,7 @@ class ExecuteActorCall(_Msg, tag=31):
     num_returns: int
     group: str
     streaming: bool = False
+    backpressure: int = -1
 
 
 class ActorReply(_Msg, tag=32):
@@ -310,6 +372,12 @@ Message = Union[
     StartActor,
     ExecuteActorCall,
     ActorReply,
+    StreamItem,
+    StreamNext,
+    ReleaseStream,
+    CancelTask,
+    StreamCredit,
+    CancelActorCall,
 ]
 
 # ---------------------------------------------------------------- zygote control
