@@ -25,6 +25,7 @@ from ._api import (
 from ._remote import method, remote
 from .actor import ActorClass, ActorHandle, get_actor, get_actor_async, kill
 from .object_ref import ObjectRef
+from .object_ref_generator import ObjectRefGenerator, cancel, cancel_async
 from .remote_function import RemoteFunction
 from .runtime_context import RuntimeContext, get_runtime_context
 
@@ -34,10 +35,13 @@ __all__ = [
     "ActorClass",
     "ActorHandle",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RemoteFunction",
     "RuntimeContext",
     "actor",
     "available_resources",
+    "cancel",
+    "cancel_async",
     "cluster_resources",
     "exceptions",
     "get",

@@ -490,7 +490,9 @@ def _timeout_value(timeout: Any) -> float:
 
 
 def _is_generator(value: Any) -> bool:
-    return type(value).__name__ == "ObjectRefGenerator"
+    from .object_ref_generator import ObjectRefGenerator
+
+    return isinstance(value, ObjectRefGenerator)
 
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:

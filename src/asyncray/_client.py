@@ -344,6 +344,10 @@ class SocketChannel:
         self._replies: dict[int, Any] = {}
         self.inbound: deque[Any] = deque()
         self._buf = bytearray()
+        # Backpressure: items of each stream the consumer has taken.
+        self.credits: dict[bytes, int] = {}
+        # Actor calls cancelled while running here (``is_canceled()``).
+        self.cancelled: set[bytes] = set()
         # Replies awaited on the reader loop (async actors), by req_id.
         self._async_waiters: dict[int, asyncio.Future[Any]] = {}
         self.reader_loop: asyncio.AbstractEventLoop | None = None
@@ -398,19 +402,25 @@ class SocketChannel:
                 cv.release()
                 try:
                     msgs = self._read_frames()
-                except BaseException:
+                except BaseException as e:
                     cv.acquire()
                     self._reading = False
-                    self._eof = True
+                    if not isinstance(e, KeyboardInterrupt):
+                        self._eof = True
                     cv.notify_all()
                     raise
                 cv.acquire()
                 self._reading = False
                 for msg in msgs:
-                    if type(msg) in _REPLY_TYPES:
+                    kind = type(msg)
+                    if kind in _REPLY_TYPES:
                         self._replies[msg.req_id] = msg
-                    elif type(msg) is P.RevokeTasks:
+                    elif kind is P.RevokeTasks:
                         self._revoke(msg.task_ids)
+                    elif kind is P.StreamCredit:
+                        self._credit(msg)
+                    elif kind is P.CancelActorCall:
+                        self._cancel_call(msg.task_id)
                     else:
                         self.inbound.append(msg)
                 cv.notify_all()
@@ -447,15 +457,21 @@ class SocketChannel:
             resolved: list[tuple[asyncio.Future[Any], Any]] = []
             with self._cv:
                 for msg in msgs:
-                    if type(msg) in _REPLY_TYPES:
+                    kind = type(msg)
+                    if kind in _REPLY_TYPES:
                         future = self._async_waiters.pop(msg.req_id, None)
                         if future is not None:
                             resolved.append((future, msg))
                         else:
                             self._replies[msg.req_id] = msg
-                    elif type(msg) is P.RevokeTasks:
+                    elif kind is P.RevokeTasks:
                         continue
+                    elif kind is P.StreamCredit:
+                        self._credit(msg)
+                        inbound.append(msg)  # async producers wait on the loop
                     else:
+                        if kind is P.CancelActorCall:
+                            self.cancelled.add(msg.task_id)
                         inbound.append(msg)
                 self._cv.notify_all()
             if inbound or resolved:
@@ -467,6 +483,24 @@ class SocketChannel:
     def register_async(self, req_id: int, future: asyncio.Future[Any]) -> None:
         with self._cv:
             self._async_waiters[req_id] = future
+
+    def _credit(self, msg: P.StreamCredit) -> None:
+        if msg.consumed > self.credits.get(msg.task_id, 0):
+            self.credits[msg.task_id] = msg.consumed
+
+    def wait_credit(self, task_id: bytes, consumed: int) -> None:
+        """Block until the consumer has taken at least ``consumed`` items (backpressure)."""
+        credits = self.credits
+        self._wait_for(lambda: True if credits.get(task_id, 0) >= consumed else None)
+
+    def _cancel_call(self, task_id: bytes) -> None:
+        """A cancelled actor call still queued here never runs; a running one is flagged."""
+        for msg in self.inbound:
+            if type(msg) is P.ExecuteActorCall and msg.task_id == task_id:
+                self.inbound.remove(msg)
+                self.send(P.TaskDone(task_id, [], True, cancelled=True))
+                return
+        self.cancelled.add(task_id)
 
     def _revoke(self, task_ids: list[bytes]) -> None:
         revoked = set(task_ids)
@@ -507,8 +541,11 @@ class WorkerClient(ClientBase):
             self.channel.send(msg)
 
     def request(self, msg: Any) -> Any:
-        self.post(msg)
-        return self.channel.wait_reply(msg.req_id)
+        from ._worker.interrupts import protocol_io
+
+        with protocol_io():
+            self.post(msg)
+            return self.channel.wait_reply(msg.req_id)
 
     async def request_async(self, msg: Any) -> Any:
         loop = asyncio.get_running_loop()

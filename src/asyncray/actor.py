@@ -467,25 +467,50 @@ class ActorHandle(Generic[T]):
             retries = self._meta.max_task_retries
         payload, dep_ids = pack_arguments(args, kwargs, f"{self._meta.class_name}.{name}")
         task_id = client.new_task_id()
+        from .object_ref_generator import remember_actor_task, start_actor_stream
+
+        remember_actor_task(task_id)
+        timeout = call_opts.get("timeout_s", method_opts.get("timeout_s"))
+        timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
         if streaming:
-            return _streaming_call(
-                client, self, name, payload, dep_ids, group, retries, task_id, call_opts
+            backpressure = call_opts.get(
+                "_generator_backpressure_num_objects",
+                method_opts.get("_generator_backpressure_num_objects"),
+            )
+            return start_actor_stream(
+                client,
+                self,
+                name,
+                payload,
+                dep_ids,
+                group,
+                retries,
+                task_id,
+                call_opts,
+                -1 if backpressure is None else backpressure,
+                timeout_s,
             )
         return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
         client.post(
-            P.CallActor(task_id, self._actor_id, name, payload, dep_ids, return_ids, group, retries)
+            P.CallActor(
+                task_id,
+                self._actor_id,
+                name,
+                payload,
+                dep_ids,
+                return_ids,
+                group,
+                retries,
+                False,
+                -1,
+                timeout_s,
+            )
         )
         if num_returns == 1:
             return ObjectRef(return_ids[0], True)
         if num_returns == 0:
             return None
         return [ObjectRef(rid, True) for rid in return_ids]
-
-
-def _streaming_call(*args: Any) -> Any:
-    from .object_ref_generator import start_actor_stream
-
-    return start_actor_stream(*args)
 
 
 class _ActorID:

@@ -25,7 +25,7 @@ from .object_ref import ObjectRef
 P_ = ParamSpec("P_")
 R = TypeVar("R")
 
-_EMPTY_ARGS = ser.dumps(((), {}))
+_EMPTY_ARGS = ser.EMPTY_ARGS
 
 
 class DepSlot:
@@ -127,6 +127,8 @@ class RemoteFunction(Generic[P_, R]):
         self._name = opts.get("name") or self.__name__
         timeout = opts.get("timeout_s")
         self._timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
+        backpressure = opts.get("_generator_backpressure_num_objects")
+        self._backpressure = -1 if backpressure is None else backpressure
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -164,9 +166,12 @@ class RemoteFunction(Generic[P_, R]):
         client.ensure_function(shared.func_id, shared.blob)
         task_id = client.new_task_id()
         num_returns = self._num_returns
-        if num_returns == "streaming" or num_returns == "dynamic":
-            raise NotImplementedError("streaming generators arrive with issue #5")
-        return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        streaming = num_returns == "streaming" or num_returns == "dynamic"
+        return_ids = (
+            []
+            if streaming
+            else [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        )
         client.post(
             P.SubmitTask(
                 task_id,
@@ -178,10 +183,15 @@ class RemoteFunction(Generic[P_, R]):
                 self._request,
                 self._max_retries,
                 self._retry_exc,
-                False,
+                streaming,
                 self._timeout_s,
+                self._backpressure,
             )
         )
+        if streaming:
+            from .object_ref_generator import ObjectRefGenerator
+
+            return ObjectRefGenerator(task_id)
         if num_returns == 1:
             return ObjectRef(return_ids[0], True)
         if num_returns == 0:

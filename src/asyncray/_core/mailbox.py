@@ -43,7 +43,16 @@ TERMINATE = "__ray_terminate__"
 class CallRecord:
     """One actor method call, from submission until its result is sealed."""
 
-    __slots__ = ("attempts", "dep_values", "failed", "missing", "owner", "spec")
+    __slots__ = (
+        "attempts",
+        "cancelled",
+        "dep_values",
+        "failed",
+        "missing",
+        "owner",
+        "spec",
+        "timer",
+    )
 
     def __init__(self, spec: P.CallActor, owner: Any) -> None:
         self.spec = spec
@@ -52,6 +61,9 @@ class CallRecord:
         self.missing = 0
         self.attempts = 0
         self.failed = False
+        # The error payload to seal instead of the result once cancelled.
+        self.cancelled: bytes | None = None
+        self.timer: Any = None
 
 
 class ActorRecord:
@@ -209,6 +221,8 @@ class ActorManager:
 
     def on_call(self, conn: Any, msg: P.CallActor) -> None:
         call = CallRecord(msg, conn)
+        if msg.streaming:
+            self.rt.open_stream(msg.task_id, conn, msg.backpressure)
         create = self.rt.objects.create
         for rid in msg.return_ids:
             create(rid)
@@ -279,6 +293,12 @@ class ActorManager:
             mailbox.popleft()
             spec = call.spec
             actor.inflight[spec.task_id] = call
+            if spec.streaming:
+                stream = self.rt.streams.get(spec.task_id)
+                if stream is not None:
+                    stream.producer = conn
+            if spec.timeout_s > 0 and call.timer is None:
+                call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             conn.send(
                 P.ExecuteActorCall(
                     spec.task_id,
@@ -288,6 +308,7 @@ class ActorManager:
                     len(spec.return_ids),
                     spec.group,
                     spec.streaming,
+                    spec.backpressure,
                 )
             )
 
@@ -296,15 +317,66 @@ class ActorManager:
         call = actor.inflight.pop(msg.task_id, None)
         if call is None:
             return
-        if msg.is_error:
+        if call.cancelled is not None:
+            self._seal_call(call, call.cancelled, True)
+        elif msg.stream_count >= 0:
+            self._stop_timer(call)
+            self.rt.end_stream(call.spec.task_id, msg.stream_count)
+        elif msg.is_error:
             self._seal_call(call, msg.results[0], True)
         else:
+            self._stop_timer(call)
             self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
 
     def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
+        self._stop_timer(call)
+        if call.spec.streaming:
+            self.rt.fail_stream(call.spec.task_id, payload)
+            return
         seal = self.rt.objects.seal
         for rid in call.spec.return_ids:
             seal(rid, payload, is_error)
+
+    def _stop_timer(self, call: CallRecord) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+
+    # ================================================================ cancel
+
+    def cancel_call(self, task_id: bytes, timeout: float = 0.0) -> None:
+        """Cancel an actor call: drop it if queued; otherwise ask the actor process."""
+        for actor in self.actors.values():
+            call = actor.inflight.get(task_id)
+            if call is None:
+                for queued in actor.mailbox:
+                    if queued.spec.task_id == task_id and not queued.failed:
+                        self._fail_call(queued, self._cancelled_payload(queued, timeout))
+                        return
+                continue
+            if call.cancelled is None:
+                call.cancelled = self._cancelled_payload(call, timeout)
+                if call.spec.streaming:
+                    self.rt.fail_stream(task_id, call.cancelled)
+                if actor.worker is not None and actor.worker.conn is not None:
+                    actor.worker.conn.send(P.CancelActorCall(task_id))
+            return
+
+    def _cancelled_payload(self, call: CallRecord, timeout: float) -> bytes:
+        tid = call.spec.task_id.hex()
+        if timeout:
+            return ser.dumps_function(
+                exc.TaskTimeoutError(
+                    tid,
+                    f"Actor call {call.spec.method} ran longer than its timeout_s={timeout:g} s "
+                    "and was cancelled.",
+                )
+            )
+        return ser.dumps_function(exc.TaskCancelledError(tid))
+
+    def _call_timed_out(self, call: CallRecord) -> None:
+        call.timer = None
+        self.cancel_call(call.spec.task_id, timeout=call.spec.timeout_s)
 
     # ================================================================ ending
 
@@ -332,7 +404,7 @@ class ActorManager:
             self._die(actor, self._died_payload(actor, "The actor's handle went out of scope."))
             return
         spec = P.CallActor(
-            b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, b"", [], [], "", 0
+            b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, ser.EMPTY_ARGS, [], [], "", 0
         )
         actor.mailbox.append(CallRecord(spec, None))
         self._pump(actor)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
 import sys
 from collections import deque
@@ -51,6 +52,9 @@ IDLE_RETIRE_S = 10.0
 # slot). One hides the runtime round trip between two tasks; more would only
 # delay rebalancing onto workers that free up.
 PIPELINE_DEPTH = 1
+# A task past its ``timeout_s`` gets KeyboardInterrupt; if it is still
+# running this long after, its worker is killed (C code can ignore SIGINT).
+TIMEOUT_KILL_GRACE_S = 1.0
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
@@ -61,12 +65,15 @@ class TaskRecord:
 
     __slots__ = (
         "attempts",
+        "cancelled",
+        "children",
         "dep_values",
         "gpu_ids",
         "missing",
         "owner",
         "shape",
         "spec",
+        "timer",
         "worker",
     )
 
@@ -79,10 +86,31 @@ class TaskRecord:
         self.attempts = 0
         self.worker: WorkerRecord | None = None
         self.gpu_ids: list[int] = []
+        # The error payload to seal instead of any result once cancelled.
+        self.cancelled: bytes | None = None
+        self.children: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
 
     def can_retry(self) -> bool:
+        if self.cancelled is not None or self.spec.streaming:
+            return False  # cancelled tasks are never retried; streams are not replayed
         limit = self.spec.max_retries
         return limit < 0 or self.attempts < limit
+
+
+class StreamRecord:
+    """A streaming generator's items as the producer yields and the consumer takes them."""
+
+    __slots__ = ("backpressure", "consumed", "count", "owner", "produced", "producer", "released")
+
+    def __init__(self, owner: Any, backpressure: int) -> None:
+        self.owner = owner
+        self.backpressure = backpressure
+        self.produced = 0
+        self.consumed = 0
+        self.count = -1  # set when the stream ends
+        self.producer: Any = None
+        self.released = False
 
 
 class _Request:
@@ -144,6 +172,8 @@ class Runtime:
         self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
         self.actors = ActorManager(self)
         self.task_workers = 0
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self.streams: dict[bytes, StreamRecord] = {}
         a = self.actors
         self._handlers = {
             P.CreateActor: a.on_create,
@@ -154,6 +184,10 @@ class Runtime:
             P.ActorExiting: a.on_exiting,
             P.ActorStarted: a.on_started,
             P.ListNamedActors: self._on_list_named_actors,
+            P.StreamItem: self._on_stream_item,
+            P.StreamNext: self._on_stream_next,
+            P.ReleaseStream: self._on_release_stream,
+            P.CancelTask: self._on_cancel_task,
             P.RegisterFunction: self._on_register_function,
             P.SubmitTask: self._on_submit_task,
             P.PutObject: self._on_put_object,
@@ -212,7 +246,7 @@ class Runtime:
         get = self.objects.get
         pending: list[ObjectEntry] = []
         for oid in msg.object_ids:
-            entry = get(oid)
+            entry = get(oid) or self._stream_entry(oid)
             if entry is None:
                 entry = ObjectEntry()
                 entry.data = self._lost_payload(oid)
@@ -258,7 +292,7 @@ class Runtime:
         # long list whose head is ready costs O(num_returns), not O(n).
         found: list[int] = []
         for i, oid in enumerate(msg.object_ids):
-            entry = get(oid)
+            entry = get(oid) or self._stream_entry(oid)
             if entry is None or entry.data is not None:
                 found.append(i)
                 if len(found) == msg.num_returns:
@@ -269,7 +303,7 @@ class Runtime:
         ready = 0
         pending: list[ObjectEntry] = []
         for oid in msg.object_ids:
-            entry = get(oid)
+            entry = get(oid) or self._stream_entry(oid)
             if entry is None:  # lost objects are "ready": get will raise
                 entry = ObjectEntry()
                 entry.data = b""
@@ -348,6 +382,12 @@ class Runtime:
 
     def _on_submit_task(self, conn: Any, msg: P.SubmitTask) -> None:
         task = TaskRecord(msg, conn)
+        self.tasks[msg.task_id] = task
+        worker = conn.worker
+        if worker is not None and worker.task is not None:
+            worker.task.children.append(msg.task_id)
+        if msg.streaming:
+            self.open_stream(msg.task_id, conn, msg.backpressure)
         create = self.objects.create
         for rid in msg.return_ids:
             create(rid)
@@ -396,9 +436,19 @@ class Runtime:
         self.dispatch()
 
     def _fail_task(self, task: TaskRecord, error: bytes) -> None:
+        self._finish_task(task)
+        if task.spec.streaming:
+            self.fail_stream(task.spec.task_id, error)
+            return
         seal = self.objects.seal
         for rid in task.spec.return_ids:
             seal(rid, error, True)
+
+    def _finish_task(self, task: TaskRecord) -> None:
+        self.tasks.pop(task.spec.task_id, None)
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
 
     def dispatch(self) -> None:
         """Start every queued task that fits and has an idle worker; fork workers if short."""
@@ -477,8 +527,20 @@ class Runtime:
         self._send_task(task, worker)
         self._pipeline_next(worker)
 
+    def _task_running(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        """The worker starts ``task`` now (directly, or after its pipelined predecessor)."""
+        spec = task.spec
+        if spec.timeout_s > 0:
+            task.timer = self.loop.call_later(spec.timeout_s, self._on_task_timeout, task)
+        if spec.streaming:
+            stream = self.streams.get(spec.task_id)
+            if stream is not None:
+                stream.producer = worker.conn
+
     def _send_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
         spec = task.spec
+        if worker.task is task:
+            self._task_running(task, worker)
         if spec.func_id in worker.known_functions:
             blob = b""
         else:
@@ -497,6 +559,8 @@ class Runtime:
                 spec.retry_exc,
                 spec.resources,
                 task.gpu_ids,
+                spec.streaming,
+                spec.backpressure,
             )
         )
 
@@ -526,21 +590,24 @@ class Runtime:
             nxt.gpu_ids = task.gpu_ids
             worker.task = nxt
             task.worker = None
+            self._task_running(nxt, worker)
             self._pipeline_next(worker)
         else:
             self._release_task(worker, task)
             self._make_idle(worker)
-        if msg.is_error and msg.retryable and task.can_retry():
+        if task.cancelled is not None:
+            self._fail_task(task, task.cancelled)
+        elif msg.is_error and msg.retryable and task.can_retry():
             task.attempts += 1
             self.ready.push_front(task.shape, task)
+        elif msg.stream_count >= 0:
+            self._finish_task(task)
+            self.end_stream(task.spec.task_id, msg.stream_count)
+        elif msg.is_error:
+            self._fail_task(task, msg.results[0])
         else:
-            seal = self.objects.seal
-            results = msg.results
-            if msg.is_error:
-                for rid in task.spec.return_ids:
-                    seal(rid, results[0], True)
-            else:
-                self.seal_results(task.owner, task.spec.return_ids, results)
+            self._finish_task(task)
+            self.seal_results(task.owner, task.spec.return_ids, msg.results)
         self.dispatch()
 
     def seal_results(self, owner: Any, return_ids: list[bytes], results: list[bytes]) -> None:
@@ -663,6 +730,8 @@ class Runtime:
             if task.can_retry():
                 task.attempts += 1
                 self.ready.push_front(task.shape, task)
+            elif task.cancelled is not None:
+                self._fail_task(task, task.cancelled)
             else:
                 err = exc.WorkerCrashedError(worker.describe_exit())
                 self._fail_task(task, ser.dumps_function(err))
@@ -671,6 +740,166 @@ class Runtime:
         if was_starting and worker.exit_status not in (None, 0):
             logger.error("asyncray: a worker died while starting %s", worker.describe_exit())
         self.dispatch()
+
+    # ================================================================ streams
+
+    def open_stream(self, task_id: bytes, owner: Any, backpressure: int) -> StreamRecord:
+        stream = self.streams[task_id] = StreamRecord(owner, backpressure)
+        return stream
+
+    def _stream_entry(self, oid: bytes) -> ObjectEntry | None:
+        """A pending entry for a stream item asked for before it was produced."""
+        stream = self.streams.get(oid[:24])
+        if stream is None or len(oid) != 28:
+            return None
+        index = int.from_bytes(oid[24:], "little")
+        if stream.count >= 0 and index > stream.count:
+            self.objects.seal(oid, P.STREAM_END)
+            return self.objects.get(oid)
+        return self.objects.create(oid)
+
+    def _on_stream_item(self, conn: Any, msg: P.StreamItem) -> None:
+        stream = self.streams.get(msg.task_id)
+        if stream is None or stream.count >= 0:
+            return
+        stream.produced = msg.index
+        if stream.released:
+            return
+        oid = msg.task_id + msg.index.to_bytes(4, "little")
+        if msg.is_error:
+            self.objects.seal(oid, msg.data, True)
+        else:
+            self.seal_results(stream.owner, [oid], [msg.data])
+
+    def end_stream(self, task_id: bytes, count: int) -> None:
+        """The producer is done after ``count`` items: seal the end marker after them."""
+        stream = self.streams.get(task_id)
+        if stream is None or stream.count >= 0:
+            return
+        stream.count = count
+        stream.producer = None
+        if stream.released:
+            del self.streams[task_id]
+            return
+        for index in range(count + 1, count + 2):
+            self.objects.seal(task_id + index.to_bytes(4, "little"), P.STREAM_END)
+        # Ask-ahead entries past the end (a wait on a finished stream) end too.
+        index = count + 2
+        while True:
+            oid = task_id + index.to_bytes(4, "little")
+            entry = self.objects.get(oid)
+            if entry is None or entry.data is not None:
+                break
+            self.objects.seal(oid, P.STREAM_END)
+            index += 1
+
+    def fail_stream(self, task_id: bytes, error: bytes) -> None:
+        """End a stream with ``error`` as its next item (cancel, crash, dependency failure)."""
+        stream = self.streams.get(task_id)
+        if stream is None or stream.count >= 0:
+            return
+        index = stream.produced + 1
+        self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
+        stream.produced = index
+        self.end_stream(task_id, index)
+
+    def _on_stream_next(self, conn: Any, msg: P.StreamNext) -> None:
+        stream = self.streams.get(msg.task_id)
+        if stream is not None and msg.index - 1 > stream.consumed:
+            stream.consumed = msg.index - 1
+            if stream.backpressure > 0 and stream.producer is not None:
+                stream.producer.send(P.StreamCredit(msg.task_id, stream.consumed))
+        oid = msg.task_id + msg.index.to_bytes(4, "little")
+        self._on_get_objects(conn, P.GetObjects(msg.req_id, [oid], msg.timeout))
+
+    def _on_release_stream(self, conn: Any, msg: P.ReleaseStream) -> None:
+        stream = self.streams.get(msg.task_id)
+        if stream is None:
+            return
+        stream.released = True
+        for index in range(stream.consumed + 1, stream.produced + 2):
+            self.objects.release(msg.task_id + index.to_bytes(4, "little"))
+        if stream.count >= 0:
+            del self.streams[msg.task_id]
+        elif stream.producer is not None and stream.backpressure > 0:
+            stream.producer.send(P.StreamCredit(msg.task_id, 1 << 62))
+
+    # ================================================================ cancel
+
+    def _on_cancel_task(self, conn: Any, msg: P.CancelTask) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is None:
+            self.actors.cancel_call(msg.task_id)
+            return
+        self.cancel_task(task, msg.force, msg.recursive)
+
+    def cancel_task(
+        self, task: TaskRecord, force: bool, recursive: bool, timeout: float = 0.0
+    ) -> None:
+        if task.cancelled is not None:
+            return
+        tid = task.spec.task_id
+        if timeout:
+            err: exc.TaskCancelledError = exc.TaskTimeoutError(
+                tid.hex(),
+                f"Task {task.spec.name} ran longer than its timeout_s={timeout:g} s and was "
+                "cancelled.",
+            )
+        else:
+            err = exc.TaskCancelledError(tid.hex())
+        task.cancelled = ser.dumps_function(err)
+        if task.spec.streaming:
+            # The consumer's next item is the cancellation; later items are dropped.
+            self.fail_stream(tid, task.cancelled)
+        if recursive:
+            for child_id in task.children:
+                child = self.tasks.get(child_id)
+                if child is not None:
+                    self.cancel_task(child, force, recursive)
+        worker = task.worker
+        if task.missing > 0:  # waiting for arguments
+            task.missing = 0
+            self._fail_task(task, task.cancelled)
+        elif worker is None:  # queued
+            self.ready.remove(task.shape, task)
+            self._fail_task(task, task.cancelled)
+        elif worker.task is not task:  # pipelined behind another task
+            worker.pipeline.remove(task)
+            task.worker = None
+            if worker.conn is not None:
+                worker.conn.send(P.RevokeTasks([tid]))
+            self._fail_task(task, task.cancelled)
+        elif force:
+            self._signal(worker, 9)
+        else:
+            # KeyboardInterrupt in the task; a get/wait it is blocked in
+            # returns at once so the interrupt can land.
+            self._signal(worker, 2)
+            for req in list(worker.conn.requests.values()):  # type: ignore[union-attr]
+                if req.kind == "get":
+                    self._reply_get(req, timed_out=True)
+                else:
+                    self._reply_wait(req)
+
+    def _signal(self, worker: WorkerRecord, sig: int) -> None:
+        if worker.pid:
+            try:
+                os.kill(worker.pid, sig)
+            except OSError:
+                pass
+
+    def _on_task_timeout(self, task: TaskRecord) -> None:
+        task.timer = None
+        if task.spec.task_id not in self.tasks:
+            return
+        self.cancel_task(task, False, True, timeout=task.spec.timeout_s)
+        worker = task.worker
+        if worker is not None:
+            self.loop.call_later(TIMEOUT_KILL_GRACE_S, self._kill_if_still_running, task, worker)
+
+    def _kill_if_still_running(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        if worker.task is task and worker.state != "dead":
+            self._signal(worker, 9)
 
     # ================================================================ output and state
 

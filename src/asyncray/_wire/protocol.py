@@ -255,6 +255,8 @@ class ExecuteTask(_Msg, tag=20):
     retry_exc: bytes
     resources: dict[str, float]
     gpu_ids: list[int]
+    streaming: bool = False
+    backpressure: int = -1
 
 
 class StreamCredit(_Msg, tag=33):

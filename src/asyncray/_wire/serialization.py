@@ -54,6 +54,9 @@ def dumps(value: Any) -> bytes:
 
 loads = pickle.loads
 
+# The argument payload of a call with no arguments.
+EMPTY_ARGS = pickle.dumps(((), {}), PROTOCOL)
+
 
 def dumps_function(fn: Any) -> bytes:
     """Serialize a function or class definition (always by cloudpickle)."""

@@ -126,6 +126,28 @@ class _ActorState:
         )
         return P.TaskDone(msg.task_id, [payload], True)
 
+    def writer(self, msg: P.ExecuteActorCall) -> Any:
+        from .streams import StreamWriter
+
+        return StreamWriter(
+            self.channel, msg.task_id, msg.backpressure, lambda e: self.error_for(msg, e).results[0]
+        )
+
+    def run_sync(self, msg: P.ExecuteActorCall) -> P.TaskDone:
+        """Run one call of a plain or threaded actor (a generator is streamed)."""
+        if msg.task_id in self.channel.cancelled:
+            return P.TaskDone(msg.task_id, [], True, cancelled=True)
+        fn = self.method(msg.method)
+        args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+        result = fn(*args, **kwargs)
+        if msg.streaming:
+            from .streams import produce_sync
+
+            return P.TaskDone(
+                msg.task_id, [], False, stream_count=produce_sync(self.writer(msg), result)
+            )
+        return self.reply_for(msg, result)
+
     def report_exit(self, msg: P.ExecuteActorCall) -> None:
         self.exiting = True
         _flush_output()
@@ -202,9 +224,7 @@ class _PlainHost:
         state = self.state
         token = runtime_context.set_current_task(state.context(msg.task_id))
         try:
-            fn = state.method(msg.method)
-            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
-            reply = state.reply_for(msg, fn(*args, **kwargs))
+            reply = state.run_sync(msg)
         except ActorExitRequest:
             state.report_exit(msg)
             return True
@@ -268,9 +288,7 @@ class _ThreadedHost:
             self._active += 1
         token = runtime_context.set_current_task(state.context(msg.task_id))
         try:
-            fn = state.method(msg.method)
-            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
-            reply = state.reply_for(msg, fn(*args, **kwargs))
+            reply = state.run_sync(msg)
         except SystemExit:
             state.report_exit(msg)
             threading.Thread(target=self._exit_when_idle, daemon=True).start()
@@ -312,6 +330,8 @@ class _AsyncHost:
         for group, size in config["groups"].items():
             self.limits[group] = asyncio.Semaphore(size)
         self.running: set[asyncio.Task[Any]] = set()
+        self.by_id: dict[bytes, asyncio.Task[Any]] = {}
+        self.credit_waiters: dict[bytes, list[tuple[int, asyncio.Future[Any]]]] = {}
 
     def run(self) -> None:
         state = self.state
@@ -327,39 +347,86 @@ class _AsyncHost:
     def _from_reader(self, msgs: list[Any]) -> None:
         """Runs on the loop: messages the reader thread routed here."""
         for msg in msgs:
-            if type(msg) is P.ExecuteActorCall:
+            kind = type(msg)
+            if kind is P.ExecuteActorCall:
                 if self.state.exiting:
                     continue
                 task = self.loop.create_task(self.call(msg))
                 self.running.add(task)
+                self.by_id[msg.task_id] = task
                 task.add_done_callback(self.running.discard)
-            elif type(msg) is P.Shutdown or msg is None:
+            elif kind is P.StreamCredit:
+                self._wake_producers(msg.task_id)
+            elif kind is P.CancelActorCall:
+                running = self.by_id.get(msg.task_id)
+                if running is not None:
+                    running.cancel()
+            elif kind is P.Shutdown or msg is None:
                 self.loop.stop()
+
+    def _wake_producers(self, task_id: bytes) -> None:
+        waiters = self.credit_waiters.get(task_id)
+        if not waiters:
+            return
+        have = self.state.channel.credits.get(task_id, 0)
+        keep = []
+        for need, future in waiters:
+            if have >= need:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((need, future))
+        self.credit_waiters[task_id] = keep
+
+    async def wait_credit(self, task_id: bytes, need: int) -> None:
+        if self.state.channel.credits.get(task_id, 0) >= need:
+            return
+        future = self.loop.create_future()
+        self.credit_waiters.setdefault(task_id, []).append((need, future))
+        await future
 
     async def call(self, msg: P.ExecuteActorCall) -> None:
         state = self.state
         limit = self.limits.get(msg.group) or self.limits[""]
-        async with limit:
-            if state.exiting:
-                return
-            token = runtime_context.set_current_task(state.context(msg.task_id))
-            try:
-                fn = state.method(msg.method)
-                args, kwargs = resolve_arguments(msg.args, msg.dep_values)
-                result = fn(*args, **kwargs)
-                if asyncio.iscoroutine(result):
-                    result = await result
-                reply = state.reply_for(msg, result)
-            except (SystemExit, exc.AsyncioActorExit):
-                state.report_exit(msg)
-                self.loop.create_task(self._exit_when_idle())
-                return
-            except BaseException as e:
-                reply = state.error_for(msg, e)
-            finally:
-                runtime_context.reset_current_task(token)
-                _flush_output()
+        try:
+            async with limit:
+                if state.exiting:
+                    return
+                reply = await self._run(msg)
+        except asyncio.CancelledError:
+            # cancel(): the method's CancelledError handlers have run.
+            reply = P.TaskDone(msg.task_id, [], True, cancelled=True)
+        except (SystemExit, exc.AsyncioActorExit):
+            state.report_exit(msg)
+            self.loop.create_task(self._exit_when_idle())
+            return
+        finally:
+            self.by_id.pop(msg.task_id, None)
+            self.credit_waiters.pop(msg.task_id, None)
         state.channel.send(reply)
+
+    async def _run(self, msg: P.ExecuteActorCall) -> P.TaskDone:
+        state = self.state
+        token = runtime_context.set_current_task(state.context(msg.task_id))
+        try:
+            fn = state.method(msg.method)
+            args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            result = fn(*args, **kwargs)
+            if msg.streaming:
+                from .streams import produce_async
+
+                count = await produce_async(state.writer(msg), result, self.wait_credit)
+                return P.TaskDone(msg.task_id, [], False, stream_count=count)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return state.reply_for(msg, result)
+        except (SystemExit, exc.AsyncioActorExit, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # the method's error goes to its caller
+            return state.error_for(msg, e)
+        finally:
+            runtime_context.reset_current_task(token)
+            _flush_output()
 
     async def _exit_when_idle(self) -> None:
         current = asyncio.current_task()

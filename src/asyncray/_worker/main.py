@@ -24,6 +24,7 @@ from .. import _api, _client, runtime_context
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from ..remote_function import DepSlot
+from . import interrupts
 
 _ORIGINAL_CUDA = os.environ.get("CUDA_VISIBLE_DEVICES")
 
@@ -50,7 +51,7 @@ def _reset_inherited_state() -> None:
     asyncio.events._set_running_loop(None)
     with _suppress():
         asyncio.set_event_loop(None)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.install()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with _suppress():
         faulthandler.enable()
@@ -166,16 +167,25 @@ class TaskWorker:
         ctx = runtime_context.TaskContext(msg.task_id, msg.name, msg.resources, msg.gpu_ids)
         token = runtime_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
+        interrupts.enter_user_code()
         try:
             fn = self._function(msg)
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
             result = fn(*args, **kwargs)
+            if msg.streaming:
+                return self._stream(msg, result)
         except SystemExit:
             _flush_output()
             raise
-        except BaseException as e:
+        except KeyboardInterrupt as e:
+            # cancel(): the runtime seals TaskCancelledError whatever we send.
+            return P.TaskDone(
+                msg.task_id, [ser.dumps_task_error(e, msg.name)], True, cancelled=True
+            )
+        except BaseException as e:  # every failure becomes the task's error
             return error_reply(msg.task_id, e, msg.name, msg.retry_exc)
         finally:
+            interrupts.leave_user_code()
             runtime_context.reset_current_task(token)
         try:
             return P.TaskDone(
@@ -185,6 +195,21 @@ class TaskWorker:
             return error_reply(msg.task_id, e, msg.name, P.RETRY_NONE)
         finally:
             _flush_output()
+
+    def _stream(self, msg: P.ExecuteTask, gen: Any) -> P.TaskDone:
+        from .streams import StreamWriter, produce_sync
+
+        writer = StreamWriter(
+            self.channel,
+            msg.task_id,
+            msg.backpressure,
+            lambda e: ser.dumps_task_error(e, msg.name),
+        )
+        try:
+            count = produce_sync(writer, gen)
+        finally:
+            _flush_output()
+        return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
 
 def resolve_arguments(
