@@ -328,13 +328,14 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     global _session
     with _lock:
         session = _session
-        if session is None:
-            return
+        if session is None or session.loop is None:
+            return  # not started, or inside a worker (the driver owns the session)
         _session = None
         _client.set_current(None)
     client = session.client
     loop = session.loop
-    assert loop is not None and session.thread is not None
+    if loop is None or session.thread is None:
+        return  # inside a worker: the session belongs to the driver
 
     def stop() -> None:
         client.runtime.stop()

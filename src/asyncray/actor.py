@@ -233,9 +233,8 @@ class ActorClass(Generic[T]):
     @classmethod
     def _from_class(cls, klass: type, options: dict[str, Any]) -> ActorClass[Any]:
         validate_actor_options(options)
-        definition = _ActorDefinition(klass)
-        _check_method_groups(definition, options)
-        return cls(definition, options)
+        # An undeclared group is reported at creation (.remote()), as in Ray.
+        return cls(_ActorDefinition(klass), options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(

@@ -392,8 +392,8 @@ class ActorManager:
             reason = "The actor never ran - it was cancelled before it started running."
         else:
             reason = "The actor is dead because it was killed by `ray.kill`."
+        self._kill_process(actor)  # first: no graceful exit, no atexit handlers
         self._die(actor, self._died_payload(actor, reason))
-        self._kill_process(actor)
 
     def on_release(self, conn: Any, msg: P.ReleaseActor) -> None:
         """The owner dropped its handle: terminate after queued calls (as ``__ray_terminate__``)."""
@@ -480,7 +480,12 @@ class ActorManager:
             self.rt.resources.release(actor.hold_shape, actor.gpu_ids)
             self.rt.dispatch()
         worker = actor.worker
-        if worker is not None and worker.conn is not None and worker.state != "dead":
+        if (
+            worker is not None
+            and worker.conn is not None
+            and worker.state != "dead"
+            and not actor.killed
+        ):
             worker.conn.send(P.Shutdown())
 
     def _fail_inflight(self, actor: ActorRecord, death: bytes) -> None:

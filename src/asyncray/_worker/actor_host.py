@@ -182,7 +182,8 @@ def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) ->
     else:
         _PlainHost(state).run()
     _flush_output()
-    atexit._run_exitfuncs()
+    if state.exiting:  # exit_actor() / __ray_terminate__: a graceful exit runs atexit
+        atexit._run_exitfuncs()
 
 
 def _wait_for_shutdown(channel: _client.SocketChannel) -> None:

@@ -11,6 +11,7 @@ runtime treats it as a crash (retried per ``max_retries``), as Ray does.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import faulthandler
 import io
 import os
@@ -46,6 +47,11 @@ def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
 
 
 def _reset_inherited_state() -> None:
+    # The driver's exit handlers (asyncray's shutdown among them) belong to
+    # the driver: an actor's exit must run only its own.
+    atexit._clear()
+    # init() holds this lock while the zygote is forked.
+    _api._lock = threading.RLock()
     # The driver may have called init() inside a running event loop; this
     # process must not believe it is inside that loop.
     asyncio.events._set_running_loop(None)
