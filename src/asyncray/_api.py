@@ -704,7 +704,7 @@ def available_resources() -> dict[str, float]:
 def cluster_resources() -> dict[str, float]:
     """The host's total resources."""
     session = _require_session()
-    return dict(session.totals)
+    return session.client.query("cluster")  # type: ignore[no-any-return]
 
 
 def nodes() -> list[dict[str, Any]]:

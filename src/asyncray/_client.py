@@ -117,6 +117,10 @@ class ClientBase:
         reply = self.request(P.QueryState(self.next_req_id(), what))
         return msgspec.msgpack.decode(reply.value)
 
+    def query_arg(self, what: str, arg: str) -> Any:
+        reply = self.request(P.QueryState(self.next_req_id(), what, arg))
+        return msgspec.msgpack.decode(reply.value)
+
 
 def decode_objects(reply: P.ObjectsReply) -> list[Any]:
     """Values of a get reply, raising the first error in request order."""

@@ -24,7 +24,7 @@ import numbers
 import os
 from typing import Any, Generic, TypeVar
 
-from . import _api, _client, _options
+from . import _api, _client, _options, _scheduling
 from . import exceptions as exc
 from ._wire import protocol as P
 from ._wire import serialization as ser
@@ -322,8 +322,9 @@ def _create_actor(
     definition.bind_init(args, kwargs)
     _check_method_groups(definition, options)
     place, hold = _actor_resources(options)
+    pg_id, pg_bundle, pg_capture = _scheduling.resolve(options, place, definition.name)
     message = _options.infeasible_message(f"Actor {definition.name}", place, totals)
-    if message is not None:
+    if message is not None and not pg_id:
         raise exc.ActorUnschedulableError(message)
     config = _actor_config(definition, options)
     payload, dep_ids = pack_arguments(args, kwargs, f"{definition.name}.__init__")
@@ -353,6 +354,9 @@ def _create_actor(
         definition.name,
         ser.dumps(config),
         meta_blob,
+        pg_id,
+        pg_bundle,
+        pg_capture,
     )
     if not name:
         client.post(create)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _api, _options
+from . import _api, _options, _scheduling
 from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
@@ -157,11 +157,13 @@ class RemoteFunction(Generic[P_, R]):
         shared = self._shared
         if args or kwargs or shared.has_required:
             shared.bind(args, kwargs)
-        message = _options.infeasible_message(f"Task {self._name}", self._request, totals)
-        if message is not None:
-            from .exceptions import TaskUnschedulableError
+        pg_id, pg_bundle, pg_capture = _scheduling.resolve(self._options, self._request, self._name)
+        if not pg_id:
+            message = _options.infeasible_message(f"Task {self._name}", self._request, totals)
+            if message is not None:
+                from .exceptions import TaskUnschedulableError
 
-            raise TaskUnschedulableError(message)
+                raise TaskUnschedulableError(message)
         payload, dep_ids = pack_arguments(args, kwargs, self.__qualname__)
         client.ensure_function(shared.func_id, shared.blob)
         task_id = client.new_task_id()
@@ -186,6 +188,9 @@ class RemoteFunction(Generic[P_, R]):
                 streaming,
                 self._timeout_s,
                 self._backpressure,
+                pg_id,
+                pg_bundle,
+                pg_capture,
             )
         )
         if streaming:

@@ -23,7 +23,8 @@ class TaskContext:
         "gpu_ids",
         "is_async_actor",
         "name",
-        "placement_group_id",
+        "pg_capture",
+        "placement_group",
         "resources",
         "task_id",
     )
@@ -43,7 +44,9 @@ class TaskContext:
         self.gpu_ids = gpu_ids or []
         self.actor_id = actor_id
         self.actor_name = actor_name
-        self.placement_group_id: str | None = None
+        # The PlacementGroup this task or actor runs in, and whether it captures children.
+        self.placement_group: Any = None
+        self.pg_capture = False
         self.cancelled = False
         self.is_async_actor = False
 
@@ -113,7 +116,8 @@ class RuntimeContext:
         return {"GPU": [str(i) for i in current_task().gpu_ids]}
 
     def get_placement_group_id(self) -> str | None:
-        return current_task().placement_group_id
+        pg = current_task().placement_group
+        return None if pg is None else pg.id.hex()
 
     def is_canceled(self) -> bool:
         ctx = current_task()

@@ -78,6 +78,8 @@ class ActorRecord:
         self.hold_shape: Shape = shape_of(spec.hold)
         self.gpu_ids: list[int] = []
         self.holding = False
+        self.group = (spec.pg_id, spec.pg_bundle) if spec.pg_id else None
+        self.pool: Any = None
         self.worker: WorkerRecord | None = None
         self.pid = 0
         self.mailbox: deque[CallRecord] = deque()
@@ -169,18 +171,20 @@ class ActorManager:
 
     def place_pending(self) -> None:
         """Start every pending actor whose placement request fits, in creation order."""
-        fits = self.rt.resources.fits
+        still: deque[ActorRecord] = deque()
         while self.pending:
-            actor = self.pending[0]
+            actor = self.pending.popleft()
             if actor.state != "pending":
-                self.pending.popleft()
                 continue
-            if not (fits(actor.place_shape) and fits(actor.hold_shape)):
-                return
-            self.pending.popleft()
-            actor.gpu_ids = self.rt.resources.acquire(actor.hold_shape)
+            pool = self.rt.pool_for(actor.group, actor.place_shape)
+            if pool is None or not pool.fits(actor.hold_shape):
+                still.append(actor)  # actors in other pools may still fit
+                continue
+            actor.pool = pool
+            actor.gpu_ids = pool.acquire(actor.hold_shape)
             actor.holding = True
             self._spawn(actor)
+        self.pending = still
 
     def _spawn(self, actor: ActorRecord) -> None:
         actor.state = "starting"
@@ -204,6 +208,7 @@ class ActorManager:
                 actor.gpu_ids,
                 spec.name,
                 spec.namespace,
+                *self.rt._group_context(spec.pg_id, spec.pg_capture),
             )
         )
 
@@ -477,7 +482,7 @@ class ActorManager:
         self._drop_name(actor)
         if actor.holding:
             actor.holding = False
-            self.rt.resources.release(actor.hold_shape, actor.gpu_ids)
+            actor.pool.release(actor.hold_shape, actor.gpu_ids)
             self.rt.dispatch()
         worker = actor.worker
         if (
@@ -510,6 +515,21 @@ class ActorManager:
                 os.kill(worker.pid, signal.SIGKILL)
             except OSError:
                 pass
+
+    def end_group_actors(self, pg_id: bytes) -> None:
+        """Its placement group was removed: the actor dies (as in Ray)."""
+        for actor in list(self.actors.values()):
+            if actor.group is None or actor.group[0] != pg_id or actor.state == "dead":
+                continue
+            actor.killed = True
+            self._kill_process(actor)
+            actor.holding = False  # the bundle's resources go back with the group
+            self._die(
+                actor,
+                self._died_payload(
+                    actor, "The actor is dead because its placement group was removed."
+                ),
+            )
 
     # ================================================================ lookup
 

@@ -35,6 +35,7 @@ from .._wire import protocol as P
 from .._wire import serialization as ser
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
+from .placement import PlacementGroupManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
 
@@ -69,8 +70,10 @@ class TaskRecord:
         "children",
         "dep_values",
         "gpu_ids",
+        "key",
         "missing",
         "owner",
+        "pool",
         "shape",
         "spec",
         "timer",
@@ -81,6 +84,11 @@ class TaskRecord:
         self.spec = spec
         self.owner = owner
         self.shape: Shape = shape_of(spec.resources)
+        # The ready-queue key: (placement group and bundle, or None; shape).
+        group = (spec.pg_id, spec.pg_bundle) if spec.pg_id else None
+        self.key: tuple[Any, Shape] = (group, self.shape)
+        # The pool the task's resources came from: the host's or a bundle's.
+        self.pool: ResourcePool | None = None
         self.dep_values: list[bytes] = []
         self.missing = 0
         self.attempts = 0
@@ -171,6 +179,7 @@ class Runtime:
         self._stopped = False
         self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
         self.actors = ActorManager(self)
+        self.groups = PlacementGroupManager(self)
         self.task_workers = 0
         self.tasks: dict[bytes, TaskRecord] = {}
         self.streams: dict[bytes, StreamRecord] = {}
@@ -184,6 +193,8 @@ class Runtime:
             P.ActorExiting: a.on_exiting,
             P.ActorStarted: a.on_started,
             P.ListNamedActors: self._on_list_named_actors,
+            P.CreatePlacementGroup: self.groups.on_create,
+            P.RemovePlacementGroup: self.groups.on_remove,
             P.StreamItem: self._on_stream_item,
             P.StreamNext: self._on_stream_next,
             P.ReleaseStream: self._on_release_stream,
@@ -349,7 +360,8 @@ class Runtime:
         if worker is not None and worker.task is not None and not worker.blocked:
             worker.blocked = True
             self._revoke_pipeline(worker)
-            self.resources.adjust("CPU", worker.task.spec.resources.get("CPU", 0.0))
+            task = worker.task
+            task.pool.adjust("CPU", task.spec.resources.get("CPU", 0.0))  # type: ignore[union-attr]
             self.dispatch()
 
     def _finish(self, req: _Request) -> None:
@@ -361,9 +373,10 @@ class Runtime:
         worker: WorkerRecord | None = conn.worker
         if worker is not None and worker.blocked and not conn.requests:
             worker.blocked = False
-            if worker.task is not None:
+            task = worker.task
+            if task is not None:
                 # Take the lent CPU back, even if that oversubscribes briefly.
-                self.resources.adjust("CPU", -worker.task.spec.resources.get("CPU", 0.0))
+                task.pool.adjust("CPU", -task.spec.resources.get("CPU", 0.0))  # type: ignore[union-attr]
 
     def _expire(self, req: _Request) -> None:
         if req.done:
@@ -432,7 +445,7 @@ class Runtime:
         return on_sealed
 
     def _enqueue(self, task: TaskRecord) -> None:
-        self.ready.push(task.shape, task)
+        self.ready.push(task.key, task)
         self.dispatch()
 
     def _fail_task(self, task: TaskRecord, error: bytes) -> None:
@@ -452,22 +465,56 @@ class Runtime:
 
     def dispatch(self) -> None:
         """Start every queued task that fits and has an idle worker; fork workers if short."""
+        if self.groups.pending:
+            self.groups.place_pending()
         if self.actors.pending:
             self.actors.place_pending()
         if not self.ready:
             return
-        fits = self.resources.fits
+        pool_for = self.pool_for
         idle = self.idle
         short = False
-        for shape, queue in self.ready.shapes():
-            while queue and fits(shape):
+        for key, queue in self.ready.shapes():
+            group, shape = key
+            while queue:
+                pool = pool_for(group, shape)
+                if pool is None:
+                    break
                 if not idle:
                     short = True
                     break
-                task = self.ready.pop(shape)
-                self._start_task(task, idle.pop())
+                task = self.ready.pop(key)
+                self._start_task(task, idle.pop(), pool)
         if short:
             self._grow_pool()
+
+    def pool_for(self, group: tuple[bytes, int] | None, shape: Shape) -> ResourcePool | None:
+        """The pool a request of ``shape`` can draw from now: the host's, or its group's bundle."""
+        if group is None:
+            return self.resources if self.resources.fits(shape) else None
+        record = self.groups.get(group[0])
+        return None if record is None else record.pool_for(group[1], shape)
+
+    def fail_group_tasks(self, pg_id: bytes, error: bytes) -> None:
+        """A placement group was removed: its queued and running tasks fail."""
+        for task in list(self.tasks.values()):
+            group = task.key[0]
+            if group is None or group[0] != pg_id or task.cancelled is not None:
+                continue
+            worker = task.worker
+            if worker is not None and worker.task is task:
+                task.cancelled = error
+                self._signal(worker, 9)
+            elif worker is not None:
+                worker.pipeline.remove(task)
+                task.worker = None
+                self._fail_task(task, error)
+            elif task.missing == 0:
+                self.ready.remove(task.key, task)
+                self._fail_task(task, error)
+            else:
+                task.missing = 0
+                self._fail_task(task, error)
 
     def _pipeline_next(self, worker: WorkerRecord) -> None:
         """Send ``worker`` the next queued task of its running task's shape, to run after it."""
@@ -476,12 +523,13 @@ class Runtime:
             task is None
             or worker.blocked
             or task.gpu_ids
+            or task.key[0] is not None
             or len(worker.pipeline) >= PIPELINE_DEPTH
-            or not self.ready.has(task.shape)
+            or not self.ready.has(task.key)
             or self.resources.fits(task.shape)  # a free slot: it should run now, not queue here
         ):
             return
-        nxt = self.ready.pop(task.shape)
+        nxt = self.ready.pop(task.key)
         nxt.worker = worker
         worker.pipeline.append(nxt)
         self._send_task(nxt, worker)
@@ -496,14 +544,17 @@ class Runtime:
             worker.conn.send(P.RevokeTasks([t.spec.task_id for t in tasks]))
         for t in reversed(tasks):
             t.worker = None
-            self.ready.push_front(t.shape, t)
+            self.ready.push_front(t.key, t)
 
     def _grow_pool(self) -> None:
         """Fork as many workers as the queued tasks that fit could use right now."""
         available = dict(self.resources.available)
         fits = self.resources.fits
         wanted = 0
-        for shape, queue in self.ready.shapes():
+        for (group, shape), queue in self.ready.shapes():
+            if group is not None:
+                wanted += 1 if self.pool_for(group, shape) is not None else 0
+                continue
             for _ in range(len(queue)):
                 if wanted >= MAX_CONCURRENT_STARTS or not fits(shape, available):
                     break
@@ -516,11 +567,12 @@ class Runtime:
         for _ in range(wanted):
             self._spawn_worker()
 
-    def _start_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
+    def _start_task(self, task: TaskRecord, worker: WorkerRecord, pool: ResourcePool) -> None:
         if worker.retire_handle is not None:
             worker.retire_handle.cancel()
             worker.retire_handle = None
-        task.gpu_ids = self.resources.acquire(task.shape)
+        task.pool = pool
+        task.gpu_ids = pool.acquire(task.shape)
         task.worker = worker
         worker.state = "busy"
         worker.task = task
@@ -561,15 +613,24 @@ class Runtime:
                 task.gpu_ids,
                 spec.streaming,
                 spec.backpressure,
+                *self._group_context(spec.pg_id, spec.pg_capture),
             )
         )
 
+    def _group_context(self, pg_id: bytes, capture: bool) -> tuple[bytes, bool]:
+        """What a task or actor in a group needs to know: its pickled handle, capture flag."""
+        if not pg_id:
+            return b"", False
+        record = self.groups.get(pg_id)
+        return (b"", False) if record is None else (record.spec.handle, capture)
+
     def _release_task(self, worker: WorkerRecord, task: TaskRecord) -> None:
         """Give back the task's resources (minus any CPU it had lent while blocked)."""
+        pool = task.pool or self.resources
         if worker.blocked:
             worker.blocked = False
-            self.resources.adjust("CPU", -task.spec.resources.get("CPU", 0.0))
-        self.resources.release(task.shape, task.gpu_ids)
+            pool.adjust("CPU", -task.spec.resources.get("CPU", 0.0))
+        pool.release(task.shape, task.gpu_ids)
         worker.task = None
         task.worker = None
 
@@ -586,7 +647,8 @@ class Runtime:
             nxt = worker.pipeline.popleft()
             if worker.blocked:
                 worker.blocked = False
-                self.resources.adjust("CPU", -task.spec.resources.get("CPU", 0.0))
+                task.pool.adjust("CPU", -task.spec.resources.get("CPU", 0.0))  # type: ignore[union-attr]
+            nxt.pool = task.pool
             nxt.gpu_ids = task.gpu_ids
             worker.task = nxt
             task.worker = None
@@ -599,7 +661,7 @@ class Runtime:
             self._fail_task(task, task.cancelled)
         elif msg.is_error and msg.retryable and task.can_retry():
             task.attempts += 1
-            self.ready.push_front(task.shape, task)
+            self.ready.push_front(task.key, task)
         elif msg.stream_count >= 0:
             self._finish_task(task)
             self.end_stream(task.spec.task_id, msg.stream_count)
@@ -722,14 +784,14 @@ class Runtime:
             return
         for t in reversed(worker.pipeline):  # never started: not an attempt
             t.worker = None
-            self.ready.push_front(t.shape, t)
+            self.ready.push_front(t.key, t)
         worker.pipeline.clear()
         task = worker.task
         if task is not None:
             self._release_task(worker, task)
             if task.can_retry():
                 task.attempts += 1
-                self.ready.push_front(task.shape, task)
+                self.ready.push_front(task.key, task)
             elif task.cancelled is not None:
                 self._fail_task(task, task.cancelled)
             else:
@@ -861,7 +923,7 @@ class Runtime:
             task.missing = 0
             self._fail_task(task, task.cancelled)
         elif worker is None:  # queued
-            self.ready.remove(task.shape, task)
+            self.ready.remove(task.key, task)
             self._fail_task(task, task.cancelled)
         elif worker.task is not task:  # pipelined behind another task
             worker.pipeline.remove(task)
@@ -921,8 +983,15 @@ class Runtime:
         value: Any
         if msg.what == "available":
             value = self.resources.snapshot_available()
+            value.update(self.groups.derived_resources(available=True))
         elif msg.what == "cluster":
             value = dict(self.resources.totals)
+            value.update(self.groups.derived_resources(available=False))
+        elif msg.what == "pg_table":
+            value = self.groups.table(bytes.fromhex(msg.arg) if msg.arg else None)
+        elif msg.what == "pg_by_name":
+            namespace, _, name = msg.arg.partition("\x00")
+            value = self.groups.lookup(namespace, name)
         elif msg.what == "stats":
             value = {
                 "objects": len(self.objects),

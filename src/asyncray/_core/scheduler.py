@@ -33,11 +33,13 @@ def shape_of(request: dict[str, float]) -> Shape:
 class ResourcePool:
     """Totals and availability of the host's resources, plus GPU slot ids."""
 
-    def __init__(self, totals: dict[str, float]) -> None:
+    def __init__(self, totals: dict[str, float], gpu_ids: list[int] | None = None) -> None:
         self.totals = {k: float(v) for k, v in totals.items()}
         self.available = dict(self.totals)
-        # Free capacity of each GPU, by id: whole requests take whole devices.
+        # Free capacity of each GPU slot: whole requests take whole devices.
         self._gpu_free = [1.0] * int(self.totals.get("GPU", 0))
+        # The device id of each slot (a placement-group bundle owns some of the host's).
+        self._gpu_names = gpu_ids if gpu_ids is not None else list(range(len(self._gpu_free)))
 
     def infeasible(self, request: dict[str, float]) -> dict[str, tuple[float, float]]:
         """Resources in ``request`` that exceed the host's totals: name → (asked, total)."""
@@ -90,20 +92,21 @@ class ResourcePool:
 
     def _take_gpus(self, qty: float) -> list[int]:
         if qty >= 1:
-            ids = [i for i, f in enumerate(self._gpu_free) if f >= 1 - _EPSILON][: int(qty)]
-            for i in ids:
+            slots = [i for i, f in enumerate(self._gpu_free) if f >= 1 - _EPSILON][: int(qty)]
+            for i in slots:
                 self._gpu_free[i] = 0.0
-            return ids
+            return [self._gpu_names[i] for i in slots]
         # Fractional: pack onto the fullest device that still fits, as Ray does.
         candidates = [i for i, f in enumerate(self._gpu_free) if f + _EPSILON >= qty]
         if not candidates:
             return []
         i = min(candidates, key=lambda j: self._gpu_free[j])
         self._gpu_free[i] -= qty
-        return [i]
+        return [self._gpu_names[i]]
 
     def _give_gpus(self, qty: float, ids: list[int]) -> None:
-        for i in ids:
+        for gpu in ids:
+            i = self._gpu_names.index(gpu)
             self._gpu_free[i] = min(1.0, self._gpu_free[i] + (1.0 if qty >= 1 else qty))
 
 

@@ -62,6 +62,10 @@ class SubmitTask(_Msg, tag=2):
     streaming: bool = False
     timeout_s: float = NO_TIMEOUT
     backpressure: int = -1
+    # Placement group (b"" for none), bundle index (-1: any), capture_child_tasks.
+    pg_id: bytes = b""
+    pg_bundle: int = -1
+    pg_capture: bool = False
 
 
 class PutObject(_Msg, tag=3):
@@ -164,6 +168,7 @@ class QueryState(_Msg, tag=10):
 
     req_id: int
     what: str
+    arg: str = ""
 
 
 class CreateActor(_Msg, tag=11):
@@ -184,6 +189,9 @@ class CreateActor(_Msg, tag=11):
     class_name: str
     config: bytes
     meta: bytes
+    pg_id: bytes = b""
+    pg_bundle: int = -1
+    pg_capture: bool = False
 
 
 class CallActor(_Msg, tag=12):
@@ -232,6 +240,22 @@ class ActorStarted(_Msg, tag=17):
     error: bytes
 
 
+class CreatePlacementGroup(_Msg, tag=38):
+    """Reserve ``bundles`` at once; ``handle`` is the pickled PlacementGroup ``ready()`` gives."""
+
+    pg_id: bytes
+    bundles: list[dict[str, float]]
+    strategy: str
+    name: str
+    namespace: str
+    detached: bool
+    handle: bytes
+
+
+class RemovePlacementGroup(_Msg, tag=39):
+    pg_id: bytes
+
+
 class ListNamedActors(_Msg, tag=18):
     req_id: int
     namespace: str
@@ -257,6 +281,9 @@ class ExecuteTask(_Msg, tag=20):
     gpu_ids: list[int]
     streaming: bool = False
     backpressure: int = -1
+    # The pickled PlacementGroup the task runs in and whether it captures children.
+    pg: bytes = b""
+    pg_capture: bool = False
 
 
 class StreamCredit(_Msg, tag=33):
@@ -284,6 +311,8 @@ class StartActor(_Msg, tag=30):
     gpu_ids: list[int]
     name: str
     namespace: str
+    pg: bytes = b""
+    pg_capture: bool = False
 
 
 class ExecuteActorCall(_Msg, tag=31):
@@ -380,6 +409,8 @@ Message = Union[
     CancelTask,
     StreamCredit,
     CancelActorCall,
+    CreatePlacementGroup,
+    RemovePlacementGroup,
 ]
 
 # ---------------------------------------------------------------- zygote control

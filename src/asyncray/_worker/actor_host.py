@@ -50,6 +50,7 @@ class _ActorState:
         self.actor_id = start.actor_id.hex()
         self.instance: Any = None
         self.exiting = False
+        self._group: Any = None
         _set_visible_gpus(start.gpu_ids)
 
     def context(self, task_id: bytes | None) -> runtime_context.TaskContext:
@@ -62,6 +63,11 @@ class _ActorState:
             self.start.name,
         )
         ctx.is_async_actor = self.config["kind"] == "async"
+        if self.start.pg:
+            if self._group is None:
+                self._group = ser.loads(self.start.pg)
+            ctx.placement_group = self._group
+            ctx.pg_capture = self.start.pg_capture
         return ctx
 
     def construct(self) -> bool:

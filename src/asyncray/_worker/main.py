@@ -171,6 +171,9 @@ class TaskWorker:
 
     def execute(self, msg: P.ExecuteTask) -> P.TaskDone:
         ctx = runtime_context.TaskContext(msg.task_id, msg.name, msg.resources, msg.gpu_ids)
+        if msg.pg:
+            ctx.placement_group = ser.loads(msg.pg)
+            ctx.pg_capture = msg.pg_capture
         token = runtime_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
         interrupts.enter_user_code()

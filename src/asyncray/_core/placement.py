@@ -1,0 +1,185 @@
+"""Placement groups on the runtime side: atomic reservations of resource bundles.
+
+A group is created all or nothing: its bundles are taken from the host's
+pool together, and each bundle becomes a ``ResourcePool`` of its own. Tasks
+and actors scheduled into a group draw only from their bundle (or from any
+bundle, for index -1), never from the free pool. ``STRICT_SPREAD`` with more
+than one bundle cannot be satisfied on one host and stays ``PENDING``, as in
+Ray. Removing a group ends the actors in it, fails its queued and running
+tasks with ``TaskPlacementGroupRemoved``, and returns its resources.
+
+``PlacementGroupManager`` is part of the ``Runtime`` and touches state only
+on the runtime loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from .scheduler import ResourcePool, Shape, shape_of
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+# Ray reports this much of the ``bundle`` resource per bundle.
+BUNDLE_UNITS = 1000.0
+
+
+def ready_object_id(pg_id: bytes) -> bytes:
+    """The object ``pg.ready()`` refers to: sealed with the group's handle once created."""
+    return b"pgready-" + pg_id + b"\x00\x00\x00\x00"
+
+
+class PlacementGroupRecord:
+    """One placement group: its spec, state and (once created) its bundle pools."""
+
+    def __init__(self, spec: P.CreatePlacementGroup, owner: Any) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.pg_id = spec.pg_id
+        self.state = "PENDING"
+        self.bundles: list[ResourcePool] = []
+        self.gpu_ids: list[list[int]] = []
+
+    def pool_for(self, bundle: int, shape: Shape) -> ResourcePool | None:
+        """The bundle that can run ``shape`` now (``bundle`` -1: any), or None."""
+        if self.state != "CREATED":
+            return None
+        if bundle >= 0:
+            pool = self.bundles[bundle] if bundle < len(self.bundles) else None
+            return pool if pool is not None and pool.fits(shape) else None
+        for pool in self.bundles:
+            if pool.fits(shape):
+                return pool
+        return None
+
+
+class PlacementGroupManager:
+    """Placement-group handlers of the runtime (``runtime.groups``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.groups: dict[bytes, PlacementGroupRecord] = {}
+        self.pending: list[PlacementGroupRecord] = []
+
+    def __iter__(self) -> Iterator[PlacementGroupRecord]:
+        return iter(self.groups.values())
+
+    def get(self, pg_id: bytes) -> PlacementGroupRecord | None:
+        return self.groups.get(pg_id)
+
+    # ================================================================ create
+
+    def on_create(self, conn: Any, msg: P.CreatePlacementGroup) -> None:
+        group = PlacementGroupRecord(msg, conn)
+        self.groups[msg.pg_id] = group
+        self.rt.objects.create(ready_object_id(msg.pg_id))
+        self.pending.append(group)
+        self.place_pending()
+
+    def place_pending(self) -> None:
+        """Create every pending group whose bundles all fit now, in creation order."""
+        if not self.pending:
+            return
+        still: list[PlacementGroupRecord] = []
+        for group in self.pending:
+            if group.state == "PENDING" and not self._try_place(group):
+                still.append(group)
+        self.pending = still
+
+    def _try_place(self, group: PlacementGroupRecord) -> bool:
+        spec = group.spec
+        if spec.strategy == "STRICT_SPREAD" and len(spec.bundles) > 1:
+            return False  # needs one node per bundle: never on one host
+        total: dict[str, float] = {}
+        for bundle in spec.bundles:
+            for name, qty in bundle.items():
+                total[name] = total.get(name, 0.0) + qty
+        host = self.rt.resources
+        if not host.fits(shape_of(total)) or not self._gpus_fit(spec.bundles):
+            return False
+        for bundle in spec.bundles:
+            gpu_ids = host.acquire(shape_of(bundle))
+            group.gpu_ids.append(gpu_ids)
+            group.bundles.append(ResourcePool(bundle, gpu_ids=gpu_ids))
+        group.state = "CREATED"
+        self.rt.objects.seal(ready_object_id(group.pg_id), spec.handle)
+        return True
+
+    def _gpus_fit(self, bundles: list[dict[str, float]]) -> bool:
+        whole = sum(int(b.get("GPU", 0)) for b in bundles if b.get("GPU", 0) >= 1)
+        free = sum(1 for f in self.rt.resources._gpu_free if f >= 1 - 1e-9)
+        return whole <= free
+
+    # ================================================================ remove
+
+    def on_remove(self, conn: Any, msg: P.RemovePlacementGroup) -> None:
+        group = self.groups.get(msg.pg_id)
+        if group is None or group.state == "REMOVED":
+            return
+        was_created = group.state == "CREATED"
+        group.state = "REMOVED"
+        removed = ser.dumps_function(exc.TaskPlacementGroupRemoved())
+        ready = self.rt.objects.get(ready_object_id(group.pg_id))
+        if ready is None or ready.data is None:
+            self.rt.objects.seal(ready_object_id(group.pg_id), removed, True)
+        else:  # pg.ready() of a removed group raises, as in Ray
+            self.rt.objects.release(ready_object_id(group.pg_id))
+            self.rt.objects.seal(ready_object_id(group.pg_id), removed, True)
+        self.rt.fail_group_tasks(group.pg_id, removed)
+        self.rt.actors.end_group_actors(group.pg_id)
+        if was_created:
+            for bundle, gpu_ids in zip(group.spec.bundles, group.gpu_ids):
+                self.rt.resources.release(shape_of(bundle), gpu_ids)
+        self.rt.dispatch()
+
+    # ================================================================ state
+
+    def table(self, pg_id: bytes | None = None) -> Any:
+        if pg_id is not None:
+            group = self.groups.get(pg_id)
+            return None if group is None else self._row(group)
+        return {g.pg_id.hex(): self._row(g) for g in self.groups.values()}
+
+    def _row(self, group: PlacementGroupRecord) -> dict[str, Any]:
+        spec = group.spec
+        return {
+            "placement_group_id": group.pg_id.hex(),
+            "name": spec.name,
+            "bundles": {i: dict(b) for i, b in enumerate(spec.bundles)},
+            "bundles_to_node_id": {i: "local" for i in range(len(spec.bundles))}
+            if group.state == "CREATED"
+            else {},
+            "strategy": spec.strategy,
+            "state": group.state,
+            "stats": {"scheduling_state": "FINISHED" if group.state == "CREATED" else "PENDING"},
+        }
+
+    def lookup(self, namespace: str, name: str) -> bytes | None:
+        for group in self.groups.values():
+            spec = group.spec
+            if spec.name == name and spec.namespace == namespace and group.state != "REMOVED":
+                return spec.handle
+        return None
+
+    def derived_resources(self, available: bool) -> dict[str, float]:
+        """Ray's per-group resources: ``CPU_group_<id>``, ``CPU_group_<i>_<id>``, ``bundle_*``."""
+        out: dict[str, float] = {}
+        for group in self.groups.values():
+            if group.state != "CREATED":
+                continue
+            gid = group.pg_id.hex()
+            for i, pool in enumerate(group.bundles):
+                amounts = pool.available if available else pool.totals
+                for name, qty in amounts.items():
+                    if available and qty <= 1e-9:
+                        continue
+                    out[f"{name}_group_{i}_{gid}"] = qty
+                    out[f"{name}_group_{gid}"] = out.get(f"{name}_group_{gid}", 0.0) + qty
+                out[f"bundle_group_{i}_{gid}"] = BUNDLE_UNITS
+                out[f"bundle_group_{gid}"] = out.get(f"bundle_group_{gid}", 0.0) + BUNDLE_UNITS
+        return out
