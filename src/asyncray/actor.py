@@ -305,6 +305,7 @@ def _actor_config(definition: _ActorDefinition, options: dict[str, Any]) -> dict
         )
     return {
         "kind": kind,
+        "max_pending_calls": int(options.get("max_pending_calls") or -1),
         "max_concurrency": max(1, int(max_concurrency)),
         "groups": {str(k): int(v) for k, v in groups.items()},
         "class_name": definition.name,
@@ -403,6 +404,8 @@ class ActorHandle(Generic[T]):
         self._meta = meta
         self._owned = _owned
         self._method_cache: dict[str, ActorMethod] = {}
+        # Refs of this handle's calls not yet known to be done (max_pending_calls).
+        self._pending: list[ObjectRef[Any]] = []
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_") and name not in self._meta.methods:
@@ -468,6 +471,9 @@ class ActorHandle(Generic[T]):
         retries = call_opts.get("max_task_retries", method_opts.get("max_task_retries"))
         if retries is None:
             retries = self._meta.max_task_retries
+        limit = self._meta.config.get("max_pending_calls", -1)
+        if limit > 0:
+            self._check_pending(name, limit)
         payload, dep_ids = pack_arguments(args, kwargs, f"{self._meta.class_name}.{name}")
         task_id = client.new_task_id()
         from .object_ref_generator import remember_actor_task, start_actor_stream
@@ -509,11 +515,25 @@ class ActorHandle(Generic[T]):
                 timeout_s,
             )
         )
+        refs = [ObjectRef(rid, True) for rid in return_ids]
+        if limit > 0 and refs:
+            self._pending.append(ObjectRef(return_ids[0]))
         if num_returns == 1:
-            return ObjectRef(return_ids[0], True)
+            return refs[0]
         if num_returns == 0:
             return None
-        return [ObjectRef(rid, True) for rid in return_ids]
+        return refs
+
+    def _check_pending(self, name: str, limit: int) -> None:
+        """Raise PendingCallsLimitExceeded when ``limit`` calls of this handle are unfinished."""
+        if len(self._pending) >= limit:
+            _, self._pending = _api.wait(self._pending, num_returns=len(self._pending), timeout=0)
+        if len(self._pending) >= limit:
+            raise exc.PendingCallsLimitExceeded(
+                f"The task {name} could not be submitted to Actor({self._meta.class_name}, "
+                f"{self._actor_id.hex()}) because more than {limit} tasks are queued on the "
+                "actor. This limit can be adjusted with the `max_pending_calls` actor option."
+            )
 
 
 class _ActorID:
