@@ -491,9 +491,21 @@ def _timeout_value(timeout: Any) -> float:
 
 
 def _is_generator(value: Any) -> bool:
-    from .object_ref_generator import ObjectRefGenerator
+    # By exact type: ObjectRefGenerator derives from the Iterator ABCs, and an
+    # ABC isinstance check on every get() is measurable.
+    return type(value) is _generator_type()
 
-    return isinstance(value, ObjectRefGenerator)
+
+_GENERATOR_TYPE: Any = None
+
+
+def _generator_type() -> Any:
+    global _GENERATOR_TYPE
+    if _GENERATOR_TYPE is None:
+        from .object_ref_generator import ObjectRefGenerator
+
+        _GENERATOR_TYPE = ObjectRefGenerator
+    return _GENERATOR_TYPE
 
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:

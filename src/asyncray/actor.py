@@ -29,6 +29,7 @@ from . import exceptions as exc
 from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
+from .object_ref_generator import remember_actor_task, start_actor_stream
 from .remote_function import pack_arguments
 
 T = TypeVar("T")
@@ -476,8 +477,6 @@ class ActorHandle(Generic[T]):
             self._check_pending(name, limit)
         payload, dep_ids = pack_arguments(args, kwargs, f"{self._meta.class_name}.{name}")
         task_id = client.new_task_id()
-        from .object_ref_generator import remember_actor_task, start_actor_stream
-
         remember_actor_task(task_id)
         timeout = call_opts.get("timeout_s", method_opts.get("timeout_s"))
         timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
