@@ -1,0 +1,7 @@
+"""``python -m bench``: same as ``python bench/run.py``."""
+
+import sys
+
+from bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,186 @@
+"""Every workload, in run order, and which systems can run it.
+
+Names are byte-for-byte those ``ray microbenchmark`` prints where Ray has the
+benchmark; the rest (payload and worker scaling, latency, driver load, init
+to first result, idle memory, generators, cancel) are asyncray's additions.
+"""
+
+from __future__ import annotations
+
+from bench import peers
+from bench import workloads as w
+from bench.spec import CUSTOM_GROUP, FRESH, SAMPLE, Metric, Workload, cpus_group
+
+RUNTIMES = ("asyncray", "ray")
+PEERS = tuple(peers.POOLS)
+SYSTEMS = RUNTIMES + PEERS
+
+CALL = frozenset({"call"})
+MANY = frozenset({"many"})
+
+PAYLOADS = (("1 B", 1, 1000), ("1 KB", 1000, 1000), ("100 KB", 100_000, 200))
+PAYLOADS += (("1 MB", 1_000_000, 50), ("10 MB", 10_000_000, 10))
+"""(label, bytes, tasks per call) for payload scaling."""
+
+WORKER_COUNTS = (1, 2, 4)
+LATENCY_SAMPLES = 200
+
+FRESH_METRICS = (
+    Metric("init to first result", "s", higher_is_better=False),
+    Metric("idle memory (driver + children RSS)", "MB", higher_is_better=False),
+)
+
+
+def _build() -> list[Workload]:
+    wl = [
+        Workload(
+            "init to first result",
+            "s",
+            kind=FRESH,
+            peer_needs=CALL,
+            metrics=FRESH_METRICS,
+            note="fresh process: import, init, get(f.remote()); idle tree memory after",
+        ),
+        Workload("single client get calls (Plasma Store)", "gets/s", runtime=w.setup_get_calls),
+        Workload("single client put calls (Plasma Store)", "puts/s", runtime=w.setup_put_calls),
+        Workload(
+            "multi client put calls (Plasma Store)", "puts/s", runtime=w.setup_multi_put_calls
+        ),
+        Workload("single client put gigabytes", "GB/s", runtime=w.setup_put_gigabytes),
+        Workload(
+            "single client tasks and get batch",
+            "batches/s",
+            runtime=w.setup_tasks_batch,
+            peer=peers.setup_tasks_batch,
+            peer_needs=MANY,
+        ),
+        Workload("multi client put gigabytes", "GB/s", runtime=w.setup_multi_put_gigabytes),
+        Workload(
+            "single client get object containing 10k refs", "gets/s", runtime=w.setup_get_10k_refs
+        ),
+        Workload("single client wait 1k refs", "loops/s", runtime=w.setup_wait_1k_refs),
+        Workload(
+            "single client tasks sync",
+            "tasks/s",
+            runtime=w.setup_tasks_sync,
+            peer=peers.setup_tasks_sync,
+            peer_needs=CALL,
+        ),
+        Workload(
+            "single client tasks async",
+            "tasks/s",
+            runtime=w.setup_tasks_async,
+            peer=peers.setup_tasks_async,
+            peer_needs=MANY,
+        ),
+        Workload("multi client tasks async", "tasks/s", runtime=w.setup_multi_client_tasks),
+        Workload("1:1 actor calls sync", "calls/s", runtime=w.setup_actor_sync),
+        Workload("1:1 actor calls async", "calls/s", runtime=w.setup_actor_async),
+        Workload("1:1 actor calls concurrent", "calls/s", runtime=w.setup_actor_concurrent),
+        Workload(
+            "1:n actor calls async",
+            "calls/s",
+            runtime=w.setup_one_to_n("Actor", w._remote_default),
+        ),
+        Workload("n:n actor calls async", "calls/s", runtime=w.setup_n_to_n("Actor")),
+        Workload("n:n actor calls with arg async", "calls/s", runtime=w.setup_n_to_n_with_arg),
+        Workload("1:1 async-actor calls sync", "calls/s", runtime=w.setup_async_actor_sync),
+        Workload("1:1 async-actor calls async", "calls/s", runtime=w.setup_async_actor_async),
+        Workload(
+            "1:1 async-actor calls with args async",
+            "calls/s",
+            runtime=w.setup_async_actor_with_args,
+        ),
+        Workload(
+            "1:n async-actor calls async",
+            "calls/s",
+            runtime=w.setup_one_to_n("AsyncActor", lambda cls: cls.remote()),
+        ),
+        Workload("n:n async-actor calls async", "calls/s", runtime=w.setup_n_to_n("AsyncActor")),
+        Workload("actor creation", "actors/s", runtime=w.setup_actor_creation),
+        Workload("single client get gigabytes", "GB/s", runtime=w.setup_get_gigabytes),
+        Workload("pass large arg to 10 tasks", "rounds/s", runtime=w.setup_large_arg),
+        Workload("memcpy", "GB/s", runtime=w.setup_memcpy, note="numpy copy; no runtime"),
+        Workload("generator items sync", "items/s", runtime=w.setup_generator_sync),
+        Workload("generator items async for", "items/s", runtime=w.setup_generator_async),
+        Workload(
+            "cancel latency",
+            "ms",
+            kind=SAMPLE,
+            runtime=w.setup_cancel_latency,
+            higher_is_better=False,
+        ),
+        Workload(
+            "single task round-trip latency",
+            "ms",
+            kind=SAMPLE,
+            runtime=w.setup_latency(LATENCY_SAMPLES),
+            peer=peers.setup_latency(LATENCY_SAMPLES),
+            peer_needs=CALL,
+            metrics=tuple(
+                Metric(f"single task round-trip latency {p}", "ms", higher_is_better=False)
+                for p in ("p50", "p99")
+            ),
+        ),
+        Workload(
+            "single client tasks async (driver thread busy)",
+            "tasks/s",
+            runtime=w.setup_tasks_async_busy_driver,
+            peer=peers.setup_tasks_async_busy_driver,
+            peer_needs=MANY,
+            note="a second driver thread spins a pure-Python loop meanwhile",
+        ),
+    ]
+    wl += [
+        Workload(
+            f"payload scaling: {label} arg+return",
+            "tasks/s",
+            runtime=w.setup_payload(size, batch),
+            peer=peers.setup_payload(size, batch),
+            peer_needs=MANY,
+        )
+        for label, size, batch in PAYLOADS
+    ]
+    wl.append(
+        Workload(
+            "placement group create/removal",
+            "PGs/s",
+            group=CUSTOM_GROUP,
+            runtime=w.setup_placement_groups,
+        )
+    )
+    wl += [
+        Workload(
+            f"worker scaling: tasks async num_cpus={n}",
+            "tasks/s",
+            group=cpus_group(n),
+            runtime=w.setup_tasks_async,
+            peer=peers.setup_tasks_async,
+            peer_needs=MANY,
+        )
+        for n in WORKER_COUNTS
+    ]
+    return wl
+
+
+WORKLOADS: list[Workload] = _build()
+BY_NAME: dict[str, Workload] = {wl.name: wl for wl in WORKLOADS}
+
+
+def runs_on(workload: Workload, system: str) -> bool:
+    """Whether ``system`` has an implementation of ``workload``."""
+    if system in RUNTIMES:
+        return workload.runtime is not None or workload.kind == FRESH
+    has_impl = workload.peer is not None or workload.kind == FRESH
+    return has_impl and workload.peer_needs <= peers.PEER_OPS[system]
+
+
+def select(only: list[str] | None) -> list[Workload]:
+    """Workloads whose name, or one of whose metric names, contains an ``only`` string."""
+    if not only:
+        return list(WORKLOADS)
+    return [
+        wl
+        for wl in WORKLOADS
+        if any(s in name for s in only for name in (wl.name, *(m.name for m in wl.metric_list())))
+    ]

@@ -1,0 +1,176 @@
+"""The per-system process: run a list of workloads on one system, report as JSON lines.
+
+Run as ``python -m bench.child`` by :mod:`bench.orchestrate`, with a JSON
+spec on stdin::
+
+    {"system": "ray", "workloads": [...names...], "scale": 1.0,
+     "timing": {"warmup_s": 0.5, "trials": 5, "trial_s": 1.0}}
+
+Protocol (parent <- child), one line each, prefixed with :data:`PREFIX` on
+the original stdout; everything else the runtime prints (Ray forwards worker
+output to the driver's stdout) is diverted to stderr, which the parent logs::
+
+    hello  {python, runtime_version}
+    init   {group}                      before init() / creating the pool
+    start  {workload}
+    result {workload, metric, values} or {workload, error}
+    done   {workload}                   after the workload's cleanup
+    end                                 after shutdown
+
+The parent times out on silence between two lines, so a hung workload costs
+one timeout, not the run. Workloads run grouped by init group, in the order
+given; a workload that raises is reported and the next one runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import IO, Any
+
+from bench import peers, tasks
+from bench.catalog import BY_NAME, RUNTIMES
+from bench.harness import Timing, time_rate, time_samples
+from bench.spec import (
+    RATE,
+    PeerCtx,
+    RuntimeCtx,
+    Scaled,
+    Workload,
+    init_kwargs,
+    pool_workers,
+)
+
+PREFIX = "@@bench "
+ERROR_CHARS = 400
+"""Error text kept per cell; the full traceback goes to the system's log."""
+
+
+class Emitter:
+    """Writes protocol lines to a private duplicate of the original stdout."""
+
+    def __init__(self) -> None:
+        self._out: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)  # from now on, fd 1 (stdout) goes where stderr goes
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        self._out.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
+        self._out.flush()
+
+
+def describe(exc: BaseException) -> str:
+    """One-line description of an exception, for a table cell's footnote."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:ERROR_CHARS]
+
+
+class Session:
+    """One init group on one system: the runtime (or pool) and its context."""
+
+    def __init__(self, system: str, group: str, scale: float) -> None:
+        self.system = system
+        self.ctx: Scaled
+        if system in RUNTIMES:
+            rt = importlib.import_module(system)
+            rt.init(**init_kwargs(group))
+            self.ctx = RuntimeCtx(scale, rt=rt, defs=tasks.Defs(rt))
+            self._close: Callable[[], None] = rt.shutdown
+        else:
+            pool = peers.POOLS[system](pool_workers(group))
+            self.ctx = PeerCtx(scale, pool=pool)
+            self._close = pool.close
+
+    def run(self, wl: Workload, timing: Timing) -> dict[str, list[float]]:
+        """Set ``wl`` up, time it, clean up; return values per metric."""
+        setup = wl.runtime if self.system in RUNTIMES else wl.peer
+        assert setup is not None, f"{wl.name} has no implementation for {self.system}"
+        prepared = setup(self.ctx)  # type: ignore[arg-type]
+        try:
+            if wl.kind == RATE:
+                return {wl.name: time_rate(prepared.fn, prepared.multiplier, timing)}
+            return time_samples(prepared.fn, timing)
+        finally:
+            if prepared.cleanup is not None:
+                try:
+                    prepared.cleanup()
+                except Exception:
+                    print(f"cleanup of {wl.name} failed:", file=sys.stderr)
+                    traceback.print_exc()
+
+    def close(self) -> None:
+        """Shut the runtime down, or close the pool."""
+        self._close()
+
+
+def runtime_version(system: str) -> str:
+    """The runtime's ``__version__`` (or loky's), or the Python version for stdlib peers."""
+    module = {"asyncray": "asyncray", "ray": "ray", "loky": "loky"}.get(system)
+    if module is None:
+        return platform.python_version()
+    try:
+        return str(getattr(importlib.import_module(module), "__version__", "?"))
+    except Exception as exc:
+        return f"unavailable ({describe(exc)})"
+
+
+def grouped(names: list[str]) -> dict[str, list[Workload]]:
+    """Workloads by init group, groups in order of first appearance."""
+    groups: dict[str, list[Workload]] = {}
+    for name in names:
+        wl = BY_NAME[name]
+        groups.setdefault(wl.group, []).append(wl)
+    return groups
+
+
+def run_group(
+    emit: Emitter, system: str, group: str, wls: list[Workload], spec: dict[str, Any]
+) -> None:
+    """Init once, run the group's workloads one by one, shut down."""
+    timing = Timing(**spec["timing"])
+    emit("init", group=group)
+    t0 = time.monotonic()
+    try:
+        session = Session(system, group, spec["scale"])
+        print(f"[{system}] init {group}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
+    except Exception as exc:
+        traceback.print_exc()
+        for wl in wls:
+            emit("result", workload=wl.name, error=f"init failed: {describe(exc)}")
+            emit("done", workload=wl.name)
+        return
+    for wl in wls:
+        emit("start", workload=wl.name)
+        t0 = time.monotonic()
+        try:
+            for metric, values in session.run(wl, timing).items():
+                emit("result", workload=wl.name, metric=metric, values=values)
+        except Exception as exc:
+            print(f"workload {wl.name!r} failed:", file=sys.stderr)
+            traceback.print_exc()
+            emit("result", workload=wl.name, error=describe(exc))
+        print(f"[{system}] {wl.name}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
+        emit("done", workload=wl.name)
+    t0 = time.monotonic()
+    session.close()
+    print(f"[{system}] close {group}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
+
+
+def main() -> None:
+    """Read the spec from stdin and run it."""
+    spec = json.load(sys.stdin)
+    emit = Emitter()
+    system = spec["system"]
+    emit("hello", python=platform.python_version(), version=runtime_version(system))
+    for group, wls in grouped(spec["workloads"]).items():
+        run_group(emit, system, group, wls, spec)
+    emit("end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""Parent side: run each system's workloads in subprocesses, with hard timeouts.
+
+Data flow for one system::
+
+    Runner.run_system
+      |- fresh workloads: N x  python fresh.py SYSTEM   (stdout -> temp file)
+      |                   + 3 x  python -c pass         (interpreter start)
+      '- other workloads: python -m bench.child  <- JSON spec on stdin
+                              |  "@@bench {...}" lines on stdout -> reader thread -> queue
+                              '  everything else -> results/logs/SYSTEM.log
+
+Every subprocess gets its own session (``start_new_session``). If the child
+is silent for longer than the current phase allows (startup, init, one
+workload, shutdown), its whole process tree and session are killed, the
+workload in progress gets a timeout error, and a new child resumes with the
+workloads left. A child that dies is handled the same way. So asyncray (or
+Ray) hanging or crashing costs one cell, never the run, and leaves no
+processes behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from bench.catalog import BY_NAME
+from bench.child import PREFIX
+from bench.harness import Timing
+from bench.spec import FRESH, Workload
+from bench.systems import REPO_ROOT, System
+
+STARTUP_TIMEOUT_S = 60.0
+"""Child start to its hello line: interpreter start and imports."""
+INIT_TIMEOUT_S = 120.0
+"""One ``init()`` (Ray takes seconds, more on a loaded machine)."""
+SHUTDOWN_TIMEOUT_S = 60.0
+"""Last result to child exit: ``shutdown()`` of the runtime or pool."""
+FRESH_TIMEOUT_S = 120.0
+"""One fresh-process probe, end to end."""
+KILL_GRACE_S = 5.0
+"""How long killed processes get to disappear before we stop waiting."""
+POLL_S = 0.5
+"""How often the parent wakes up to check deadlines and child liveness."""
+FRESH_SCRIPT = Path(__file__).with_name("fresh.py")
+
+
+@dataclass
+class Cell:
+    """One measured figure (or failure) of one system on one metric."""
+
+    system: str
+    workload: str
+    metric: str
+    values: list[float] = field(default_factory=list)
+    error: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """Everything the runner needs besides the systems and workloads."""
+
+    timing: Timing
+    scale: float
+    fresh_runs: int
+    idle_s: float
+    workload_timeout_s: float
+    log_dir: Path
+
+
+# ---------------------------------------------------------- process hygiene
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``, its descendants and anything left in its session."""
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=KILL_GRACE_S)
+    reap_session(pid)
+
+
+def reap_session(sid: int) -> None:
+    """SIGKILL every process still in session ``sid`` (ours, by construction)."""
+    leftovers = []
+    for pid in psutil.pids():
+        try:
+            if pid != os.getpid() and os.getsid(pid) == sid:
+                os.kill(pid, signal.SIGKILL)
+                leftovers.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    if leftovers:
+        procs = []
+        for pid in leftovers:
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(pid))
+        psutil.wait_procs(procs, timeout=KILL_GRACE_S)
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Reader thread: forward protocol lines, then ``None`` at EOF."""
+    for line in stream:
+        if line.startswith(PREFIX):
+            lines.put(line[len(PREFIX) :])
+    lines.put(None)
+
+
+# ------------------------------------------------------------------ runner
+
+
+class Runner:
+    """Runs workloads on systems and collects :class:`Cell` records."""
+
+    def __init__(self, config: RunConfig, on_done: Callable[[str, str], None]) -> None:
+        self.config = config
+        self.on_done = on_done  # called with (system, workload) as each finishes
+        self.cells: list[Cell] = []
+        self.versions: dict[str, dict[str, str]] = {}
+
+    def run_system(self, system: System, workloads: list[Workload]) -> None:
+        """Fresh-process workloads first (on a quiet machine), then the rest."""
+        fresh = [wl for wl in workloads if wl.kind == FRESH]
+        others = [wl.name for wl in workloads if wl.kind != FRESH]
+        for wl in fresh:
+            self._run_fresh(system, wl)
+            self.on_done(system.name, wl.name)
+        if others:
+            self._run_children(system, others)
+
+    # ---- fresh processes
+
+    def _run_fresh(self, system: System, wl: Workload) -> None:
+        start_s = self._interpreter_start(system)
+        runs: list[dict[str, Any]] = []
+        errors: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
+            script = Path(shutil.copy(FRESH_SCRIPT, tmp))
+            for _ in range(self.config.fresh_runs):
+                try:
+                    runs.append(self._fresh_once(system, script))
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+        init_metric, mem_metric = (m.name for m in wl.metric_list())
+        if not runs:
+            for metric in (init_metric, mem_metric):
+                self.cells.append(Cell(system.name, wl.name, metric, error=errors[0]))
+            return
+        med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+        init_extras = {k: med(k) for k in ("import_s", "init_s", "first_s", "end_to_end_s")}
+        init_extras["interpreter_start_s"] = start_s
+        pss = [r["pss_mb"] for r in runs if r["pss_mb"] is not None]
+        mem_extras = {"pss_mb": statistics.median(pss) if pss else None}
+        mem_extras["n_procs"] = med("n_procs")
+        self.cells.append(
+            Cell(system.name, wl.name, init_metric, [r["total_s"] for r in runs], "", init_extras)
+        )
+        self.cells.append(
+            Cell(system.name, wl.name, mem_metric, [r["rss_mb"] for r in runs], "", mem_extras)
+        )
+
+    def _interpreter_start(self, system: System) -> float:
+        """Median wall time of ``python -c pass`` with the system's environment."""
+        times = []
+        for _ in range(max(1, min(3, self.config.fresh_runs))):
+            t0 = time.perf_counter()
+            subprocess.run([system.python, "-c", "pass"], env=system.env, check=True, timeout=60)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def _fresh_once(self, system: System, script: Path) -> dict[str, Any]:
+        """One fresh-process probe; the output goes to a file, not a pipe.
+
+        A file cannot block on a forgotten grandchild holding the pipe open.
+        """
+        argv = [system.python, str(script), system.name, str(self.config.idle_s)]
+        with tempfile.TemporaryFile("w+") as out, self._log(system) as log:
+            wall0 = time.time()
+            proc = subprocess.Popen(
+                argv,
+                cwd=script.parent,
+                env=system.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=log,
+                start_new_session=True,
+            )
+            try:
+                proc.wait(timeout=FRESH_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc.pid)
+                raise TimeoutError(f"fresh probe timed out after {FRESH_TIMEOUT_S:.0f}s")
+            reap_session(proc.pid)
+            out.seek(0)
+            found = [ln for ln in out if ln.startswith(PREFIX)]
+        if not found:
+            raise RuntimeError(f"fresh probe exited {proc.returncode} without a result; see log")
+        result: dict[str, Any] = json.loads(found[-1][len(PREFIX) :])
+        result["end_to_end_s"] = result["first_wall"] - wall0
+        return result
+
+    # ---- long-lived children
+
+    def _log(self, system: System) -> IO[str]:
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.config.log_dir / f"{system.name}.log", "a")
+
+    def _run_children(self, system: System, names: list[str]) -> None:
+        """Run ``names`` in children, restarting after a timeout or a crash."""
+        remaining = list(names)
+        while remaining:
+            self._one_child(system, remaining)
+
+    def _one_child(self, system: System, remaining: list[str]) -> None:
+        """Start a child on ``remaining``; return when it ends, fails or hangs.
+
+        Finished (or abandoned) workloads are removed from ``remaining``.
+        """
+        spec = {
+            "system": system.name,
+            "workloads": remaining,
+            "scale": self.config.scale,
+            "timing": dataclasses.asdict(self.config.timing),
+        }
+        with self._log(system) as log:
+            log.write(f"\n===== {time.ctime()} child for {len(remaining)} workloads\n")
+            log.flush()
+            proc = subprocess.Popen(
+                [system.python, "-m", "bench.child"],
+                cwd=REPO_ROOT,
+                env=system.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(spec))
+        proc.stdin.close()
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        watch = _Watch(system.name, self.config.workload_timeout_s)
+        clean = False
+        try:
+            clean = self._converse(system, proc, lines, watch, remaining)
+        finally:
+            self._finish(proc, clean)
+
+    def _converse(
+        self,
+        system: System,
+        proc: subprocess.Popen[str],
+        lines: queue.Queue[str | None],
+        watch: _Watch,
+        remaining: list[str],
+    ) -> bool:
+        """Read events until ``end``, EOF, death or timeout; update the records.
+
+        Returns True if the child ended normally (it may still be shutting down).
+        """
+        while True:
+            try:
+                line = lines.get(timeout=POLL_S)
+            except queue.Empty:
+                if watch.expired():
+                    self._abandon(system, watch, remaining, f"timed out: {watch.describe()}")
+                    return False
+                if proc.poll() is not None and lines.empty():
+                    line = None
+                else:
+                    continue
+            if line is None:
+                if watch.phase == "end":
+                    return True
+                code = proc.poll()
+                self._abandon(system, watch, remaining, f"child died (exit code {code})")
+                return False
+            event = json.loads(line)
+            watch.advance(event)
+            self._on_event(system, event, remaining)
+
+    def _on_event(self, system: System, event: dict[str, Any], remaining: list[str]) -> None:
+        kind = event["event"]
+        if kind == "hello":
+            self.versions[system.name] = {"python": event["python"], "version": event["version"]}
+        elif kind == "result":
+            cell = Cell(system.name, event["workload"], event.get("metric", ""))
+            cell.values = event.get("values", [])
+            cell.error = event.get("error", "")
+            self.cells.append(cell)
+        elif kind == "done":
+            remaining.remove(event["workload"])
+            self.on_done(system.name, event["workload"])
+
+    def _abandon(self, system: System, watch: _Watch, remaining: list[str], why: str) -> None:
+        """Kill the child; record ``why`` for what it was doing and drop that work."""
+        if watch.phase == "workload" and watch.workload in remaining:
+            victims = [watch.workload]
+        elif watch.phase == "init":
+            victims = [n for n in remaining if BY_NAME[n].group == watch.group]
+        elif watch.phase == "startup":
+            victims = list(remaining)
+        else:  # between groups or at the end: finished work is kept, a new child resumes
+            victims = []
+        if watch.phase == "startup":
+            why += f"; see {self.config.log_dir / (system.name + '.log')}"
+        for name in victims:
+            self.cells.append(Cell(system.name, name, "", error=why))
+            remaining.remove(name)
+            self.on_done(system.name, name)
+
+    def _finish(self, proc: subprocess.Popen[str], clean: bool) -> None:
+        """Let a clean child exit within the shutdown timeout; then kill what is left."""
+        if clean:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        kill_tree(proc.pid)
+
+
+class _Watch:
+    """Tracks the child's phase and the deadline for its next line."""
+
+    def __init__(self, system: str, workload_timeout_s: float) -> None:
+        self.system = system
+        self.workload_timeout_s = workload_timeout_s
+        self.phase = "startup"
+        self.group = ""
+        self.workload = ""
+        self._limit = STARTUP_TIMEOUT_S
+        self._since = time.monotonic()
+
+    def advance(self, event: dict[str, Any]) -> None:
+        """Move to the phase ``event`` starts and restart the clock."""
+        kind = event["event"]
+        if kind == "init":
+            self.phase, self.group, self._limit = "init", event["group"], INIT_TIMEOUT_S
+        elif kind == "start":
+            self.phase, self.workload = "workload", event["workload"]
+            self._limit = self.workload_timeout_s
+        elif kind == "done":
+            self.phase, self._limit = "between", self.workload_timeout_s
+        elif kind == "end":
+            self.phase, self._limit = "end", SHUTDOWN_TIMEOUT_S
+        self._since = time.monotonic()
+
+    def expired(self) -> bool:
+        return time.monotonic() - self._since > self._limit
+
+    def describe(self) -> str:
+        what = {"workload": self.workload, "init": f"init of group {self.group}"}
+        return f"no progress in {self._limit:g}s during {what.get(self.phase, self.phase)}"

@@ -1,0 +1,239 @@
+"""Turn cells into the table, the JSON record, the markdown file and the chart.
+
+A ratio is always "how many times better asyncray is than the peer": for a
+rate, asyncray / peer; for a time or a size (lower is better), peer /
+asyncray. So > 1 means asyncray wins, < 1 means it loses, on every row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import summarize
+from bench.orchestrate import Cell
+from bench.spec import Metric, Workload
+
+BASE = "asyncray"
+NOT_RUN = "—"
+
+
+@dataclass
+class Row:
+    """One metric across systems: a summary, an error, or nothing per system."""
+
+    metric: Metric
+    workload: str
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def ratio(self, peer: str) -> float | None:
+        """asyncray's advantage over ``peer`` (> 1 is better), if both ran."""
+        if BASE not in self.stats or peer not in self.stats:
+            return None
+        a, p = self.stats[BASE]["median"], self.stats[peer]["median"]
+        if a <= 0 or p <= 0:
+            return None
+        return a / p if self.metric.higher_is_better else p / a
+
+
+def build_rows(workloads: list[Workload], cells: list[Cell]) -> list[Row]:
+    """One :class:`Row` per metric that any system ran, in catalog order.
+
+    A value beats an error for the same system (a child can die in cleanup
+    after reporting).
+    """
+    rows: list[Row] = []
+    for wl in workloads:
+        for metric in wl.metric_list():
+            row = Row(metric, wl.name)
+            for cell in cells:
+                if cell.workload != wl.name or cell.metric not in ("", metric.name):
+                    continue
+                if cell.values:
+                    row.stats[cell.system] = summarize(cell.values)
+                    row.extras[cell.system] = cell.extras
+                elif cell.error:
+                    row.errors.setdefault(cell.system, cell.error)
+            if row.stats or row.errors:
+                rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------ numbers
+
+
+def fmt(v: float) -> str:
+    """Three significant figures, k/M suffixes for big numbers."""
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    if a >= 100:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    """``12x``, ``1.35x``, ``0.0089x``: two significant figures below 0.1."""
+    if r is None:
+        return NOT_RUN
+    if r >= 10:
+        return f"{r:.0f}x"
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
+
+
+def spread_pct(s: dict[str, float]) -> float:
+    """Half the min-max range, as a percentage of the median."""
+    return 100 * (s["max"] - s["min"]) / 2 / s["median"] if s["median"] else 0.0
+
+
+# -------------------------------------------------------------------- table
+
+
+class Footnotes:
+    """Numbers repeated errors, so a cell shows ``ERR1`` and the text comes once."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"ERR{self.texts.index(text) + 1}"
+
+
+def _cell(row: Row, system: str, notes: Footnotes, long: bool) -> str:
+    if system in row.stats:
+        s = row.stats[system]
+        if long:
+            return f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+        return f"{fmt(s['median'])} ±{spread_pct(s):.0f}%"
+    if system in row.errors:
+        return notes.ref(row.errors[system])
+    return NOT_RUN
+
+
+def table(rows: list[Row], systems: list[str], markdown: bool = False) -> str:
+    """The results table (plain text, or markdown with min-max spreads)."""
+    peers = [s for s in systems if s != BASE] if BASE in systems else []
+    header = ["workload", "unit", *systems, *(f"vs {p}" for p in peers)]
+    notes = Footnotes()
+    body = [
+        [
+            r.metric.name,
+            r.metric.unit,
+            *(_cell(r, s, notes, markdown) for s in systems),
+            *(fmt_ratio(r.ratio(p)) for p in peers),
+        ]
+        for r in rows
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+    else:
+        widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+        just = lambda x, i: x.ljust(widths[i]) if i < 2 else x.rjust(widths[i])  # noqa: E731
+        lines = ["  ".join(just(x, i) for i, x in enumerate(line)) for line in [header, *body]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += ["", *(f"ERR{i + 1}: {t}" for i, t in enumerate(notes.texts))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def legend(timing_text: str) -> str:
+    """What the numbers in the table mean."""
+    return (
+        f"Median over trials ({timing_text}); ±% is half the min-max range. "
+        f"Ratios: how many times better {BASE} is (>1 = {BASE} faster or smaller), "
+        f"so 1/ratio for rows where lower is better (s, ms, MB). {NOT_RUN} = not run.\n"
+    )
+
+
+# ---------------------------------------------------------------- artefacts
+
+
+def write_json(
+    path: Path, rows: list[Row], cells: list[Cell], systems: list[str], meta: dict[str, Any]
+) -> None:
+    """Raw results: every per-trial value, summaries, ratios, errors, versions."""
+    peers = [s for s in systems if s != BASE]
+    doc = {
+        "meta": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            **meta,
+        },
+        "rows": [
+            {
+                "metric": r.metric.name,
+                "workload": r.workload,
+                "unit": r.metric.unit,
+                "higher_is_better": r.metric.higher_is_better,
+                "stats": r.stats,
+                "errors": r.errors,
+                "extras": r.extras,
+                "ratios": {p: r.ratio(p) for p in peers if r.ratio(p) is not None},
+            }
+            for r in rows
+        ],
+        "cells": [asdict(c) for c in cells],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def write_chart(path: Path, rows: list[Row], systems: list[str]) -> str:
+    """Bar chart of asyncray's ratios (log scale); returns a note of what happened."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (pip install matplotlib)"
+    peers = [s for s in systems if s != BASE]
+    plotted = [r for r in rows if any(r.ratio(p) is not None for p in peers)]
+    if not plotted:
+        return f"chart skipped: no row has both {BASE} and a peer"
+    fig, ax = plt.subplots(figsize=(10, len(plotted) * (0.12 * len(peers) + 0.15) + 1.5))
+    height = 0.8 / max(1, len(peers))
+    for k, peer in enumerate(peers):
+        ys, xs = [], []
+        for i, r in enumerate(plotted):
+            ratio = r.ratio(peer)
+            if ratio is not None:
+                ys.append(i + k * height)
+                xs.append(ratio)
+        # Bars grow from 1 (parity): right when asyncray wins, left when it loses.
+        ax.barh(ys, [x - 1 for x in xs], height=height, left=1, label=f"vs {peer}")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(plotted))])
+    ax.set_yticklabels([r.metric.name for r in plotted], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"times better than the peer (log scale; >1 = {BASE} wins)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {path}"
+
+
+def extras_text(rows: list[Row]) -> str:
+    """The fresh-process breakdown (interpreter start, import, init, first task, PSS)."""
+    lines = []
+    for r in rows:
+        for system, ex in r.extras.items():
+            if ex:
+                parts = ", ".join(
+                    f"{k}={fmt(v)}" for k, v in ex.items() if isinstance(v, (int, float))
+                )
+                lines.append(f"  {r.metric.name} [{system}]: {parts}")
+    return ("details:\n" + "\n".join(lines) + "\n") if lines else ""

@@ -1,0 +1,398 @@
+"""Runtime workloads, written once against the Ray API (``ray`` or ``asyncray``).
+
+Each ``setup_*`` function takes a :class:`~bench.spec.RuntimeCtx` whose ``rt``
+is the runtime module, does the one-off setup and returns a
+:class:`~bench.spec.Prepared`. The bodies follow ``ray/_private/ray_perf.py``
+(see ``/work/shared/ray-semantics.md`` section 12): same call pattern, same
+work per call and multiplier, ``n_cpu = cpu_count() // 2``. In quick mode
+``ctx.n`` scales the per-call work down; the multiplier follows, so the unit
+(tasks/s, GB/s) is unchanged.
+
+Large arrays use ``MiB / 1000`` as their "gigabytes" multiplier, as Ray does
+(800 MiB counts as 0.8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bench.harness import percentile
+from bench.spec import Prepared, RuntimeCtx
+
+MIB = 1024 * 1024
+BATCH = 1000
+"""Ray's batch: calls submitted before one ``get`` in the "async" workloads."""
+MIN_BATCH = 100
+"""Smallest batch quick mode scales ``BATCH`` down to."""
+CANCEL_START_TIMEOUT_S = 30.0
+"""How long cancel latency waits for its victim task to start running."""
+CANCEL_GET_TIMEOUT_S = 20.0
+"""How long cancel latency waits for ``get`` to raise after ``cancel``."""
+
+
+def _int64_zeros(mib: float) -> Any:
+    import numpy as np
+
+    return np.zeros(int(mib * MIB) // 8, dtype=np.int64)
+
+
+def _remote_default(actor_cls: Any) -> Any:
+    """Ray's ``Actor._remote()``: default actor resources instead of the decorator's.
+
+    A runtime without the private ``_remote`` gets the public ``remote()``.
+    """
+    private = getattr(actor_cls, "_remote", None)
+    return private() if private is not None else actor_cls.remote()
+
+
+def _killer(ctx: RuntimeCtx, actors: list[Any]) -> Callable[[], None]:
+    """A cleanup that kills ``actors`` so their processes do not pile up."""
+
+    def cleanup() -> None:
+        for actor in actors:
+            ctx.rt.kill(actor)
+
+    return cleanup
+
+
+def _gets(ctx: RuntimeCtx, make: Callable[[], Any], n: int) -> Prepared:
+    """Submit ``n`` remote calls made by ``make`` and get them all, per call of fn."""
+    return Prepared(lambda: ctx.rt.get([make() for _ in range(n)]), multiplier=n)
+
+
+# ------------------------------------------------------------- object store
+
+
+def setup_get_calls(ctx: RuntimeCtx) -> Prepared:
+    value = ctx.rt.put(0)
+    return Prepared(lambda: ctx.rt.get(value))
+
+
+def setup_put_calls(ctx: RuntimeCtx) -> Prepared:
+    return Prepared(lambda: ctx.rt.put(0))
+
+
+def setup_multi_put_calls(ctx: RuntimeCtx) -> Prepared:
+    d, n = ctx.defs, ctx.n(10, minimum=2)
+    return Prepared(lambda: ctx.rt.get([d.do_put_small.remote() for _ in range(n)]), 100 * n)
+
+
+def setup_put_gigabytes(ctx: RuntimeCtx) -> Prepared:
+    mib = 800 * ctx.scale
+    arr = _int64_zeros(mib)
+    return Prepared(lambda: ctx.rt.put(arr), multiplier=mib / 1000)
+
+
+def setup_multi_put_gigabytes(ctx: RuntimeCtx) -> Prepared:
+    mib = 80 * ctx.scale
+    n_elems = int(mib * MIB) // 8
+    d = ctx.defs
+    fn = lambda: ctx.rt.get([d.do_put.remote(n_elems) for _ in range(10)])  # noqa: E731
+    return Prepared(fn, multiplier=100 * mib / 1000)
+
+
+def setup_get_gigabytes(ctx: RuntimeCtx) -> Prepared:
+    mib = 200 * ctx.scale
+    ref = ctx.rt.put(_int64_zeros(mib))
+    return Prepared(lambda: ctx.rt.get(ref), multiplier=mib / 1000)
+
+
+def setup_large_arg(ctx: RuntimeCtx) -> Prepared:
+    """Put a 100 MiB array, pass its ref to 10 tasks, get their results."""
+    arr = _int64_zeros(100 * ctx.scale)
+    d = ctx.defs
+
+    def fn() -> None:
+        ref = ctx.rt.put(arr)
+        ctx.rt.get([d.consume.remote(ref) for _ in range(10)])
+
+    return Prepared(fn)
+
+
+def setup_get_10k_refs(ctx: RuntimeCtx) -> Prepared:
+    obj = ctx.defs.create_object_containing_ref.remote(ctx.n(10_000, minimum=1000))
+    return Prepared(lambda: ctx.rt.get(obj))
+
+
+def setup_memcpy(ctx: RuntimeCtx) -> Prepared:
+    """numpy copy of a 200 MiB array: the physical limit for any object store."""
+    import numpy as np
+
+    mib = 200 * ctx.scale
+    src = np.ones(int(mib * MIB) // 8, dtype=np.int64)
+    dst = np.empty_like(src)
+    return Prepared(lambda: np.copyto(dst, src), multiplier=mib / 1000)
+
+
+# -------------------------------------------------------------------- tasks
+
+
+def setup_tasks_sync(ctx: RuntimeCtx) -> Prepared:
+    d = ctx.defs
+    return Prepared(lambda: ctx.rt.get(d.small_value.remote()))
+
+
+def setup_tasks_async(ctx: RuntimeCtx) -> Prepared:
+    return _gets(ctx, ctx.defs.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH))
+
+
+def setup_tasks_batch(ctx: RuntimeCtx) -> Prepared:
+    """Like tasks async, but counted in batches of 1000 per second.
+
+    Quick mode submits smaller batches and converts to 1000-task batches.
+    """
+    prepared = _gets(ctx, ctx.defs.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH))
+    prepared.multiplier /= BATCH
+    return prepared
+
+
+def setup_wait_1k_refs(ctx: RuntimeCtx) -> Prepared:
+    d = ctx.defs
+
+    def fn() -> None:
+        not_ready = [d.small_value.remote() for _ in range(1000)]
+        for i in range(1000):
+            _, not_ready = ctx.rt.wait(not_ready, fetch_local=(i == 0))
+
+    return Prepared(fn)
+
+
+def setup_multi_client_tasks(ctx: RuntimeCtx) -> Prepared:
+    actors = [ctx.defs.Actor.remote() for _ in range(4)]
+    n = ctx.n(10_000)
+    fn = lambda: ctx.rt.get([a.small_value_batch.remote(n) for a in actors])  # noqa: E731
+    return Prepared(fn, multiplier=4 * n, cleanup=_killer(ctx, actors))
+
+
+def setup_payload(size: int, batch: int) -> Callable[[RuntimeCtx], Prepared]:
+    """Tasks whose argument and return are ``size`` bytes; ``batch`` per call."""
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        payload = b"x" * size
+        return _gets(ctx, lambda: ctx.defs.echo.remote(payload), ctx.n(batch, minimum=5))
+
+    return setup
+
+
+def setup_latency(n_samples: int) -> Callable[[RuntimeCtx], Prepared]:
+    """Sequential round trips; each trial reports its p50 and p99 in ms."""
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        d = ctx.defs
+
+        def fn() -> dict[str, float]:
+            samples = []
+            for _ in range(ctx.n(n_samples, minimum=20)):
+                t0 = time.perf_counter()
+                ctx.rt.get(d.small_value.remote())
+                samples.append((time.perf_counter() - t0) * 1e3)
+            return latency_metrics(samples)
+
+        return Prepared(fn)
+
+    return setup
+
+
+def latency_metrics(samples_ms: list[float]) -> dict[str, float]:
+    """The two latency rows, from one trial's samples."""
+    return {
+        "single task round-trip latency p50": percentile(samples_ms, 50),
+        "single task round-trip latency p99": percentile(samples_ms, 99),
+    }
+
+
+class BusyThread:
+    """A daemon thread spinning a pure-Python loop, competing for the GIL."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True, name="bench-busy")
+        self._thread.start()
+
+    def _spin(self) -> None:
+        x = 0
+        while not self._stop.is_set():
+            for _ in range(1000):
+                x += 1
+
+    def stop(self) -> None:
+        """Stop spinning and join the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
+def setup_tasks_async_busy_driver(ctx: RuntimeCtx) -> Prepared:
+    busy = BusyThread()
+    prepared = _gets(ctx, ctx.defs.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH))
+    prepared.cleanup = busy.stop
+    return prepared
+
+
+def setup_cancel_latency(ctx: RuntimeCtx) -> Prepared:
+    """Cancel a running task; time from ``cancel`` until ``get`` raises, in ms."""
+    d = ctx.defs
+    tmpdir = tempfile.mkdtemp(prefix="bench-cancel-")
+
+    def fn() -> dict[str, float]:
+        marker = os.path.join(tmpdir, uuid.uuid4().hex)
+        ref = d.sleeper.remote(marker)
+        deadline = time.monotonic() + CANCEL_START_TIMEOUT_S
+        while not os.path.exists(marker):
+            if time.monotonic() > deadline:
+                raise TimeoutError("victim task never started")
+            time.sleep(0.0005)
+        t0 = time.perf_counter()
+        ctx.rt.cancel(ref)
+        try:
+            ctx.rt.get(ref, timeout=CANCEL_GET_TIMEOUT_S)
+        except Exception as exc:
+            if "Cancel" not in type(exc).__name__:
+                raise
+        else:
+            raise RuntimeError("cancelled task returned a value")
+        return {"cancel latency": (time.perf_counter() - t0) * 1e3}
+
+    return Prepared(fn)
+
+
+# --------------------------------------------------------------- generators
+
+
+def setup_generator_sync(ctx: RuntimeCtx) -> Prepared:
+    n = ctx.n(10_000)
+    d = ctx.defs
+
+    def fn() -> None:
+        for ref in d.gen_items.remote(n):
+            ctx.rt.get(ref)
+
+    return Prepared(fn, multiplier=n)
+
+
+def setup_generator_async(ctx: RuntimeCtx) -> Prepared:
+    n = ctx.n(10_000)
+    d = ctx.defs
+    loop = asyncio.new_event_loop()
+
+    async def consume() -> None:
+        async for ref in d.gen_items.remote(n):
+            await ref
+
+    return Prepared(lambda: loop.run_until_complete(consume()), n, cleanup=loop.close)
+
+
+# ------------------------------------------------------------------- actors
+
+
+def setup_actor_sync(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.Actor.remote()
+    return Prepared(lambda: ctx.rt.get(a.small_value.remote()), cleanup=_killer(ctx, [a]))
+
+
+def setup_actor_async(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.Actor.remote()
+    return _with_cleanup(
+        _gets(ctx, a.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH)), _killer(ctx, [a])
+    )
+
+
+def setup_actor_concurrent(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.Actor.options(max_concurrency=16).remote()
+    return _with_cleanup(
+        _gets(ctx, a.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH)), _killer(ctx, [a])
+    )
+
+
+def _with_cleanup(prepared: Prepared, cleanup: Callable[[], None]) -> Prepared:
+    prepared.cleanup = cleanup
+    return prepared
+
+
+def setup_one_to_n(actor_attr: str, make: Callable[[Any], Any]) -> Callable[..., Prepared]:
+    """``1:n``: one Client actor calls each of ``n_cpu`` servers ``n`` times."""
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        n = ctx.n(5000)
+        servers = [make(getattr(ctx.defs, actor_attr)) for _ in range(ctx.n_cpu)]
+        client = ctx.defs.Client.remote(servers)
+        fn = lambda: ctx.rt.get(client.small_value_batch.remote(n))  # noqa: E731
+        return Prepared(fn, n * ctx.n_cpu, cleanup=_killer(ctx, [*servers, client]))
+
+    return setup
+
+
+def setup_n_to_n(actor_attr: str) -> Callable[[RuntimeCtx], Prepared]:
+    """``n:n``: 4 caller tasks each spread ``n`` calls over ``n_cpu`` actors."""
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        n, m = ctx.n(5000), 4
+        actors = [getattr(ctx.defs, actor_attr).remote() for _ in range(ctx.n_cpu)]
+        fn = lambda: ctx.rt.get([ctx.defs.work.remote(actors, n) for _ in range(m)])  # noqa: E731
+        return Prepared(fn, m * n, cleanup=_killer(ctx, actors))
+
+    return setup
+
+
+def setup_n_to_n_with_arg(ctx: RuntimeCtx) -> Prepared:
+    n = ctx.n(1000)
+    servers = [_remote_default(ctx.defs.Actor) for _ in range(ctx.n_cpu)]
+    clients = [ctx.defs.Client.remote(s) for s in servers]
+    fn = lambda: ctx.rt.get([c.small_value_batch_arg.remote(n) for c in clients])  # noqa: E731
+    return Prepared(fn, n * ctx.n_cpu, cleanup=_killer(ctx, [*servers, *clients]))
+
+
+def setup_async_actor_sync(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.AsyncActor.remote()
+    return Prepared(lambda: ctx.rt.get(a.small_value.remote()), cleanup=_killer(ctx, [a]))
+
+
+def setup_async_actor_async(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.AsyncActor.remote()
+    return _with_cleanup(
+        _gets(ctx, a.small_value.remote, ctx.n(BATCH, minimum=MIN_BATCH)), _killer(ctx, [a])
+    )
+
+
+def setup_async_actor_with_args(ctx: RuntimeCtx) -> Prepared:
+    a = ctx.defs.AsyncActor.remote()
+    n = ctx.n(BATCH, minimum=MIN_BATCH)
+    fn = lambda: ctx.rt.get([a.small_value_with_arg.remote(i) for i in range(n)])  # noqa: E731
+    return Prepared(fn, n, cleanup=_killer(ctx, [a]))
+
+
+def setup_actor_creation(ctx: RuntimeCtx) -> Prepared:
+    """Create 10 actors, get one result from each, then kill them."""
+    cls = ctx.defs.Actor
+    n = ctx.n(10, minimum=2)
+
+    def fn() -> None:
+        actors = [cls.remote() for _ in range(n)]
+        ctx.rt.get([a.small_value.remote() for a in actors])
+        for a in actors:
+            ctx.rt.kill(a)
+
+    return Prepared(fn, multiplier=n)
+
+
+# --------------------------------------------------------- placement groups
+
+
+def setup_placement_groups(ctx: RuntimeCtx) -> Prepared:
+    util = importlib.import_module(f"{ctx.rt.__name__}.util")
+
+    def fn() -> None:
+        pgs = [util.placement_group(bundles=[{"custom": 0.001}]) for _ in range(100)]
+        for pg in pgs:
+            pg.wait(timeout_seconds=30)
+        for pg in pgs:
+            util.remove_placement_group(pg)
+
+    return Prepared(fn, multiplier=100)
