@@ -1,0 +1,299 @@
+"""``Queue``: a FIFO queue shared by the driver, tasks and actors (``ray.util.queue``).
+
+As in Ray, the queue lives in an async actor (``_QueueActor``, an
+``asyncio.Queue``); a ``Queue`` object is only ``maxsize`` plus the actor's
+handle, so it pickles into tasks and actors, and every call is one actor call::
+
+    Queue.put(item) ──put.remote(item, timeout)──▶ _QueueActor ─▶ asyncio.Queue
+    Queue.get()     ◀──────── the item ────────── (waits inside the actor)
+
+Every operation is exactly one round trip. Blocking waits happen inside the
+actor (``asyncio.wait_for`` on the async queue), so a blocked caller never
+holds up other callers, and the actor skips the wait entirely when it can
+answer at once. ``put_nowait``/``get_nowait`` report "full"/"empty" with a
+marker value instead of an exception, so a polling loop costs no traceback.
+The batch methods move many items in one call: use them for throughput.
+
+Errors follow Ray: a non-blocking call on a full/empty queue raises ``Full``/
+``Empty``; a blocking call that times out and a batch call that does not fit
+raise them from the actor, so they arrive as ``RayTaskError(Full)`` /
+``RayTaskError(Empty)``, instances of ``Full``/``Empty`` (and of
+``queue.Full``/``queue.Empty``) too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Iterable
+from typing import Any
+
+import asyncray
+
+__all__ = ["Empty", "Full", "Queue"]
+
+# The queue actor holds no CPU: it only waits, and must never be stuck behind
+# busy tasks waiting for a CPU to be placed on (Ray's default needs 1 to place).
+DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
+
+
+class Empty(queue.Empty):
+    """Raised by ``get`` on an empty queue (non-blocking, or after the timeout)."""
+
+
+class Full(queue.Full):
+    """Raised by ``put`` on a full queue (non-blocking, or after the timeout)."""
+
+
+class _Marker:
+    """The actor's "would block" answer: pickled by name, compared by identity."""
+
+    def __reduce__(self) -> str:
+        return "_WOULD_BLOCK"
+
+
+_WOULD_BLOCK = _Marker()
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
+class Queue:
+    """A first-in, first-out queue backed by an async actor.
+
+    Args:
+        maxsize: the most items the queue holds; ``<= 0`` means unbounded.
+        actor_options: options for the queue actor, merged over
+            ``DEFAULT_ACTOR_OPTIONS`` (``{"num_cpus": 0}``), e.g.
+            ``{"num_cpus": 1}`` or ``{"name": "jobs"}``.
+
+    Example:
+        >>> q = Queue()
+        >>> for i in range(3):
+        ...     q.put(i)
+        >>> [q.get() for _ in range(3)]
+        [0, 1, 2]
+    """
+
+    def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
+        options = {**DEFAULT_ACTOR_OPTIONS, **(actor_options or {})}
+        self.maxsize = maxsize
+        self.actor: Any = _queue_actor_class().options(**options).remote(maxsize)
+
+    # ------------------------------------------------------------ size
+
+    def __len__(self) -> int:
+        return self.size()
+
+    def size(self) -> int:
+        """The number of items in the queue."""
+        return asyncray.get(self.actor.qsize.remote())  # type: ignore[no-any-return]
+
+    def qsize(self) -> int:
+        """The number of items in the queue."""
+        return self.size()
+
+    def empty(self) -> bool:
+        """Whether the queue is empty."""
+        return asyncray.get(self.actor.empty.remote())  # type: ignore[no-any-return]
+
+    def full(self) -> bool:
+        """Whether the queue is full (never, if unbounded)."""
+        return asyncray.get(self.actor.full.remote())  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ put
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Add ``item`` to the queue.
+
+        Args:
+            item: the item (a top-level ``ObjectRef`` is stored as its value, as in Ray).
+            block: wait up to ``timeout`` for room; if False, fail at once when full.
+            timeout: seconds to wait when blocking; None waits forever.
+
+        Raises:
+            Full: the queue is full and ``block`` is False, or stayed full for ``timeout``.
+            ValueError: ``timeout`` is negative.
+        """
+        if not block:
+            if asyncray.get(self.actor.put_nowait.remote(item)) is _WOULD_BLOCK:
+                raise Full
+            return
+        _check_timeout(timeout)
+        asyncray.get(self.actor.put.remote(item, timeout))
+
+    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """The awaitable twin of ``put``."""
+        if not block:
+            if await self.actor.put_nowait.remote(item) is _WOULD_BLOCK:
+                raise Full
+            return
+        _check_timeout(timeout)
+        await self.actor.put.remote(item, timeout)
+
+    def put_nowait(self, item: Any) -> None:
+        """``put(item, block=False)``.
+
+        Raises:
+            Full: the queue is full.
+        """
+        return self.put(item, block=False)
+
+    def put_nowait_batch(self, items: Iterable[Any]) -> None:
+        """Add all ``items`` in order, in one call: all of them or none.
+
+        Raises:
+            TypeError: ``items`` is not iterable.
+            Full: they do not all fit (nothing is added).
+        """
+        if not isinstance(items, Iterable):
+            raise TypeError("Argument 'items' must be an Iterable")
+        asyncray.get(self.actor.put_nowait_batch.remote(list(items)))
+
+    # ------------------------------------------------------------ get
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item.
+
+        Args:
+            block: wait up to ``timeout`` for an item; if False, fail at once when empty.
+            timeout: seconds to wait when blocking; None waits forever.
+
+        Raises:
+            Empty: the queue is empty and ``block`` is False, or stayed empty for ``timeout``.
+            ValueError: ``timeout`` is negative.
+        """
+        if not block:
+            item = asyncray.get(self.actor.get_nowait.remote())
+            if item is _WOULD_BLOCK:
+                raise Empty
+            return item
+        _check_timeout(timeout)
+        return asyncray.get(self.actor.get.remote(timeout))
+
+    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The awaitable twin of ``get``."""
+        if not block:
+            item = await self.actor.get_nowait.remote()
+            if item is _WOULD_BLOCK:
+                raise Empty
+            return item
+        _check_timeout(timeout)
+        return await self.actor.get.remote(timeout)
+
+    def get_nowait(self) -> Any:
+        """``get(block=False)``.
+
+        Raises:
+            Empty: the queue is empty.
+        """
+        return self.get(block=False)
+
+    def get_nowait_batch(self, num_items: int) -> list[Any]:
+        """Remove and return the ``num_items`` oldest items, in one call: all or none.
+
+        Raises:
+            TypeError: ``num_items`` is not an int.
+            ValueError: ``num_items`` is negative.
+            Empty: fewer than ``num_items`` items are queued (nothing is removed).
+        """
+        if not isinstance(num_items, int):
+            raise TypeError("Argument 'num_items' must be an int")
+        if num_items < 0:
+            raise ValueError("'num_items' must be nonnegative")
+        return asyncray.get(self.actor.get_nowait_batch.remote(num_items))  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ shutdown
+
+    def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:
+        """End the queue actor; the queue is unusable afterwards (``actor`` is None).
+
+        Args:
+            force: kill the actor at once instead of asking it to exit.
+            grace_period_s: how long a polite exit may take before the actor is killed.
+        """
+        if self.actor:
+            if force:
+                asyncray.kill(self.actor, no_restart=True)
+            else:
+                done = self.actor.__ray_terminate__.remote()
+                _, not_done = asyncray.wait([done], timeout=grace_period_s)
+                if not_done:
+                    asyncray.kill(self.actor, no_restart=True)
+        self.actor = None
+
+
+class _QueueActor:
+    """The queue itself: an ``asyncio.Queue`` in an async actor.
+
+    Sync methods run on the actor's loop without a task switch; the async
+    ones wait only when they have to.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+
+    def qsize(self) -> int:
+        return self.queue.qsize()
+
+    def empty(self) -> bool:
+        return self.queue.empty()
+
+    def full(self) -> bool:
+        return self.queue.full()
+
+    async def put(self, item: Any, timeout: float | None = None) -> None:
+        if not self.queue.full():
+            self.queue.put_nowait(item)  # what queue.put does when there is room
+            return
+        try:
+            await asyncio.wait_for(self.queue.put(item), timeout)
+        except asyncio.TimeoutError:
+            raise Full
+
+    async def get(self, timeout: float | None = None) -> Any:
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # what queue.get does when there is an item
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except asyncio.TimeoutError:
+            raise Empty
+
+    def put_nowait(self, item: Any) -> Any:
+        if self.queue.full():
+            return _WOULD_BLOCK
+        self.queue.put_nowait(item)
+        return None
+
+    def get_nowait(self) -> Any:
+        if self.queue.empty():
+            return _WOULD_BLOCK
+        return self.queue.get_nowait()
+
+    def put_nowait_batch(self, items: list[Any]) -> None:
+        if self.maxsize > 0 and len(items) + self.qsize() > self.maxsize:
+            raise Full(
+                f"Cannot add {len(items)} items to queue of size "
+                f"{self.qsize()} and maxsize {self.maxsize}."
+            )
+        for item in items:
+            self.queue.put_nowait(item)
+
+    def get_nowait_batch(self, num_items: int) -> list[Any]:
+        if num_items > self.qsize():
+            raise Empty(f"Cannot get {num_items} items from queue of size {self.qsize()}.")
+        return [self.queue.get_nowait() for _ in range(num_items)]
+
+
+_actor_class: Any = None
+
+
+def _queue_actor_class() -> Any:
+    """``remote(_QueueActor)``, made once per process."""
+    global _actor_class
+    if _actor_class is None:
+        _actor_class = asyncray.remote(_QueueActor)
+    return _actor_class
