@@ -125,6 +125,7 @@ class RemoteFunction(Generic[P_, R]):
         else:
             self._retry_exc = P.RETRY_NONE
         self._name = opts.get("name") or self.__name__
+        self._feasible_for: Any = None
         timeout = opts.get("timeout_s")
         self._timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
         backpressure = opts.get("_generator_backpressure_num_objects")
@@ -158,12 +159,13 @@ class RemoteFunction(Generic[P_, R]):
         if args or kwargs or shared.has_required:
             shared.bind(args, kwargs)
         pg_id, pg_bundle, pg_capture = _scheduling.resolve(self._options, self._request, self._name)
-        if not pg_id:
+        if not pg_id and totals is not self._feasible_for:
             message = _options.infeasible_message(f"Task {self._name}", self._request, totals)
             if message is not None:
                 from .exceptions import TaskUnschedulableError
 
                 raise TaskUnschedulableError(message)
+            self._feasible_for = totals  # a session's totals never change: check once
         payload, dep_ids = pack_arguments(args, kwargs, self.__qualname__)
         client.ensure_function(shared.func_id, shared.blob)
         task_id = client.new_task_id()

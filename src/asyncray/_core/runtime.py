@@ -53,6 +53,9 @@ IDLE_RETIRE_S = 10.0
 # slot). One hides the runtime round trip between two tasks; more would only
 # delay rebalancing onto workers that free up.
 PIPELINE_DEPTH = 1
+# A wait over at least this many pending objects watches their ids as a set
+# (one check per seal) instead of adding a callback to each of them.
+WATCH_SET_MIN = 32
 # A task past its ``timeout_s`` gets KeyboardInterrupt; if it is still
 # running this long after, its worker is killed (C code can ignore SIGINT).
 TIMEOUT_KILL_GRACE_S = 1.0
@@ -134,6 +137,7 @@ class _Request:
         "remaining",
         "req_id",
         "timer",
+        "watch",
     )
 
     def __init__(self, conn: Any, req_id: int, ids: list[bytes], kind: str) -> None:
@@ -146,6 +150,7 @@ class _Request:
         self.num_returns = 0
         self.done = False
         self.timer: asyncio.TimerHandle | None = None
+        self.watch: Any = None
 
 
 class Runtime:
@@ -328,12 +333,17 @@ class Runtime:
             return
         req.remaining = msg.num_returns - ready
         callback = self._wait_callback(req)
-        for entry in pending:  # on_ready, inlined: this loop is O(pending) per wait
-            cbs = entry.callbacks
-            if cbs is None:
-                entry.callbacks = [callback]
-            else:
-                cbs.append(callback)
+        if len(pending) >= WATCH_SET_MIN:
+            ids = {oid for oid, e in zip(msg.object_ids, req.entries) if e.data is None}
+            self.objects.watch(ids, callback)
+            req.watch = callback
+        else:
+            for entry in pending:  # on_ready, inlined
+                cbs = entry.callbacks
+                if cbs is None:
+                    entry.callbacks = [callback]
+                else:
+                    cbs.append(callback)
         self._park(req, msg.timeout)
 
     def _wait_callback(self, req: _Request) -> Any:
@@ -368,6 +378,9 @@ class Runtime:
         req.done = True
         if req.timer is not None:
             req.timer.cancel()
+        if req.watch is not None:
+            self.objects.unwatch(req.watch)
+            req.watch = None
         conn = req.conn
         conn.requests.pop(req.req_id, None)
         worker: WorkerRecord | None = conn.worker
