@@ -251,10 +251,13 @@ class DriverClient(ClientBase):
         inbox = self._inbox
         handle = self.runtime.handle
         conn = self.conn
-        if self._released:
-            handle(conn, P.ReleaseObjects(self._take_releases()))
         while inbox:
             handle(conn, inbox.popleft())
+        # Releases go last: one must never overtake a message posted before it
+        # (a submission that uses the object). Late is always safe: a released
+        # ref never left this process, so nothing posted after it names it.
+        if self._released:
+            handle(conn, P.ReleaseObjects(self._take_releases()))
 
     # ------------------------------------------------------------ requests
 
@@ -539,8 +542,8 @@ class WorkerClient(ClientBase):
         self.channel = channel
 
     def post(self, msg: Any) -> None:
-        if self._released:
-            self.channel.send_many([P.ReleaseObjects(self._take_releases()), msg])
+        if self._released:  # after msg: see DriverClient.drain
+            self.channel.send_many([msg, P.ReleaseObjects(self._take_releases())])
         else:
             self.channel.send(msg)
 

@@ -7,12 +7,20 @@ handle, so it pickles into tasks and actors, and every call is one actor call::
     Queue.put(item) ──put.remote(item, timeout)──▶ _QueueActor ─▶ asyncio.Queue
     Queue.get()     ◀──────── the item ────────── (waits inside the actor)
 
-Every operation is exactly one round trip. Blocking waits happen inside the
-actor (``asyncio.wait_for`` on the async queue), so a blocked caller never
-holds up other callers, and the actor skips the wait entirely when it can
-answer at once. ``put_nowait``/``get_nowait`` report "full"/"empty" with a
-marker value instead of an exception, so a polling loop costs no traceback.
-The batch methods move many items in one call: use them for throughput.
+A synchronous operation is exactly one round trip, so its rate is the
+runtime's actor round-trip rate (see ``bench/queue_bench.py``). Blocking waits
+happen inside the actor (``asyncio.wait_for`` on the async queue), so a
+blocked caller never holds up other callers, and the actor skips the wait
+entirely when it can answer at once. ``put_nowait``/``get_nowait`` report
+"full"/"empty" with a marker value instead of an exception, so a polling loop
+costs no traceback. The batch methods move many items in one call.
+
+``put_async``/``get_async`` calls that are in flight together on one event
+loop are coalesced: all the calls made in one turn of the loop share a single
+actor call (``put_many``/``get_many``), which takes what fits or what is there
+at once; a call it could not serve falls back to its own blocking call (or
+raises ``Full``/``Empty`` if it does not block). Each caller still gets
+exactly its own item, and no item is taken before a caller asked for it.
 
 Errors follow Ray: a non-blocking call on a full/empty queue raises ``Full``/
 ``Empty``; a blocking call that times out and a batch call that does not fit
@@ -25,10 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncray
+from asyncray.object_ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]
 
@@ -125,12 +135,23 @@ class Queue:
         asyncray.get(self.actor.put.remote(item, timeout))
 
     async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """The awaitable twin of ``put``."""
+        """The awaitable twin of ``put``; concurrent calls share actor calls (see above)."""
+        if block:
+            _check_timeout(timeout)
+        if type(item) is ObjectRef:  # stored as its value: it must be a top-level argument
+            return await self._put_one_async(item, block, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if await self._coalescer().put(item):
+            return
+        if not block:
+            raise Full
+        await self.actor.put.remote(item, _remaining(deadline))
+
+    async def _put_one_async(self, item: Any, block: bool, timeout: float | None) -> None:
         if not block:
             if await self.actor.put_nowait.remote(item) is _WOULD_BLOCK:
                 raise Full
             return
-        _check_timeout(timeout)
         await self.actor.put.remote(item, timeout)
 
     def put_nowait(self, item: Any) -> None:
@@ -174,14 +195,28 @@ class Queue:
         return asyncray.get(self.actor.get.remote(timeout))
 
     async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
-        """The awaitable twin of ``get``."""
-        if not block:
-            item = await self.actor.get_nowait.remote()
-            if item is _WOULD_BLOCK:
-                raise Empty
+        """The awaitable twin of ``get``; concurrent calls share actor calls (see above)."""
+        if block:
+            _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        item = await self._coalescer().get()
+        if item is not _WOULD_BLOCK:
             return item
-        _check_timeout(timeout)
-        return await self.actor.get.remote(timeout)
+        if not block:
+            raise Empty
+        return await self.actor.get.remote(_remaining(deadline))
+
+    def _coalescer(self) -> _Coalescer:
+        """The coalescer of the running loop (a queue may be used from several loops)."""
+        loop = asyncio.get_running_loop()
+        current = self.__dict__.get("_coalescer_state")
+        if current is None or current.loop is not loop:
+            current = self._coalescer_state = _Coalescer(loop, self.actor)
+        return current
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The coalescer belongs to this process's loop; a copy elsewhere makes its own.
+        return {"maxsize": self.maxsize, "actor": self.actor}
 
     def get_nowait(self) -> Any:
         """``get(block=False)``.
@@ -223,6 +258,80 @@ class Queue:
                 if not_done:
                     asyncray.kill(self.actor, no_restart=True)
         self.actor = None
+        self.__dict__.pop("_coalescer_state", None)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _Coalescer:
+    """Turns the ``put_async``/``get_async`` calls of one loop turn into one actor call each.
+
+    The first call of a turn schedules ``flush`` with ``call_soon``; calls
+    made before it runs join the batch. Each caller awaits its own future:
+    for a put, True if its item went in; for a get, its item or
+    ``_WOULD_BLOCK``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, actor: Any) -> None:
+        self.loop = loop
+        self.actor = actor
+        self.puts: list[tuple[Any, asyncio.Future[bool]]] = []
+        self.gets: list[asyncio.Future[Any]] = []
+        self.scheduled = False
+
+    def put(self, item: Any) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self.puts.append((item, future))
+        self._schedule()
+        return future
+
+    def get(self) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.gets.append(future)
+        self._schedule()
+        return future
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        puts, self.puts = self.puts, []
+        gets, self.gets = self.gets, []
+        if puts:
+            items = [item for item, _ in puts]
+            ref = self.actor.put_many.remote(items)
+            futures = [f for _, f in puts]
+            self.loop.create_task(_deliver(ref, futures, lambda n, i: i < n))
+        if gets:
+            ref = self.actor.get_many.remote(len(gets))
+            self.loop.create_task(
+                _deliver(ref, gets, lambda got, i: got[i] if i < len(got) else _WOULD_BLOCK)
+            )
+
+
+async def _deliver(
+    ref: Any, futures: list[asyncio.Future[Any]], pick: Callable[[Any, int], Any]
+) -> None:
+    """Await one batched call and hand each waiting caller its share."""
+    try:
+        reply = await ref
+    except asyncio.CancelledError:  # the loop is going away
+        for future in futures:
+            future.cancel()
+        raise
+    except Exception as error:  # e.g. the actor died: every caller sees it
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+        return
+    for i, future in enumerate(futures):
+        if not future.done():  # a cancelled caller's item is lost, as with a cancelled call
+            future.set_result(pick(reply, i))
 
 
 class _QueueActor:
@@ -281,6 +390,20 @@ class _QueueActor:
             )
         for item in items:
             self.queue.put_nowait(item)
+
+    def put_many(self, items: list[Any]) -> int:
+        """Put the longest prefix of ``items`` that fits; how many went in."""
+        queue = self.queue
+        for n, item in enumerate(items):
+            if queue.full():
+                return n
+            queue.put_nowait(item)
+        return len(items)
+
+    def get_many(self, num_items: int) -> list[Any]:
+        """Up to ``num_items`` items, as many as are queued now."""
+        queue = self.queue
+        return [queue.get_nowait() for _ in range(min(num_items, queue.qsize()))]
 
     def get_nowait_batch(self, num_items: int) -> list[Any]:
         if num_items > self.qsize():
