@@ -208,6 +208,96 @@ def tour_actors() -> None:
         print("failed __init__:", str(e).splitlines()[0][:70], "...")
 
 
+# ---------------------------------------------------------------- generators, cancel
+
+
+@ray.remote
+def countdown(n: int):
+    for i in range(n, 0, -1):
+        time.sleep(0.05)
+        yield i
+
+
+@ray.remote
+def stream_with_error():
+    for i in range(5):
+        if i == 1:
+            raise ValueError("raised mid-stream")
+        yield i
+
+
+@ray.remote
+class Producer:
+    async def items(self, n: int):
+        for i in range(n):
+            await asyncio.sleep(0.01)
+            yield i
+
+
+@ray.remote
+def sleeps_forever() -> None:
+    time.sleep(3600)
+
+
+@ray.remote(timeout_s=0.2)
+def too_slow() -> None:
+    time.sleep(10)
+
+
+def tour_generators_and_cancel() -> None:
+    section("streaming generators and cancel")
+    t0 = time.perf_counter()
+    gen = countdown.remote(4)
+    first = ray.get(next(gen))
+    print(f"first item {first} after {1000 * (time.perf_counter() - t0):.0f} ms (not 200)")
+    print("the rest:", [ray.get(ref) for ref in gen])
+    got = []
+    try:
+        for ref in stream_with_error.remote():
+            got.append(ray.get(ref))
+    except ValueError as e:
+        print("items before the error:", got, "| then", type(e).__name__)
+
+    async def consume() -> list[int]:
+        return [await ref async for ref in Producer.remote().items.remote(3)]
+
+    print("async for over an async actor's generator:", asyncio.run(consume()))
+    ref = sleeps_forever.remote()
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    ray.cancel(ref)
+    try:
+        ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        print(f"cancel interrupted time.sleep in {1000 * (time.perf_counter() - t0):.1f} ms")
+    try:
+        ray.get(too_slow.remote())
+    except ray.exceptions.TaskTimeoutError as e:
+        print("timeout_s:", e)
+
+
+# ---------------------------------------------------------------- placement groups
+
+
+def tour_placement_groups() -> None:
+    from asyncray.util import placement_group, remove_placement_group
+    from asyncray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    section("placement groups")
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
+    print(
+        "reserved atomically:",
+        pg.wait(5),
+        "| free CPU now:",
+        ray.available_resources().get("CPU", 0),
+    )
+    in_bundle = square.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0))
+    print("a task in bundle 0:", ray.get(in_bundle.remote(9)))
+    remove_placement_group(pg)
+    time.sleep(0.1)
+    print("after removal, free CPU:", ray.available_resources().get("CPU", 0))
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, num_gpus=1)
@@ -219,6 +309,8 @@ def main() -> None:
     tour_tasks()
     asyncio.run(tour_asyncio())
     tour_actors()
+    tour_generators_and_cancel()
+    tour_placement_groups()
     ray.shutdown()
     print(f"\ntour done in {time.perf_counter() - t0:.2f} s; is_initialized={ray.is_initialized()}")
 
