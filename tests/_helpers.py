@@ -67,3 +67,23 @@ def attempts(path: str | os.PathLike[str]) -> list[int]:
             return [int(line) for line in f if line.strip()]
     except FileNotFoundError:
         return []
+
+
+def process_gone(pid: int) -> bool:
+    """True if ``pid`` no longer runs (it exited; an unreaped zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    # The state letter follows the parenthesised command name, which may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def wait_for_process_exit(pid: int, timeout: float = 10.0) -> None:
+    """Poll until ``pid`` has exited; raise AssertionError naming it after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not process_gone(pid):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"process {pid} still running after {timeout} s")
+        time.sleep(POLL_S)
