@@ -28,6 +28,7 @@ from . import _client
 from . import exceptions as exc
 from ._wire import protocol as P
 from ._wire import serialization as ser
+from ._wire import shm
 from .object_ref import ObjectRef
 
 logger = logging.getLogger("asyncray")
@@ -82,6 +83,7 @@ class Session:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.zygote_pid = 0
+        self.shm_tag = ""
 
 
 _session: Session | None = None
@@ -261,6 +263,9 @@ def _start(session: Session, log_to_driver: bool) -> None:
     # which is forked from here, so they inherit it.
     global _boot
     _boot = session
+    # Segment names carry the driver's pid, so a later session can sweep them.
+    session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    shm.configure(session.shm_tag)
     zygote_pid, zygote_sock = start_zygote(child_main)
     loop = uvloop.new_event_loop()
     ready = threading.Event()
@@ -360,6 +365,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     session.thread.join(timeout=10)
     client.fail_all_waiters()
     _reap_zygote(session.zygote_pid)
+    shm.remove_session(session.shm_tag)
     global _saved_switch_interval
     if _saved_switch_interval is not None:
         sys.setswitchinterval(_saved_switch_interval)

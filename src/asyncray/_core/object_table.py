@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._wire import shm
+
 Callback = Callable[["ObjectEntry"], None]
 
 
@@ -43,6 +45,8 @@ class ObjectTable:
         # Waits over long lists watch a set of ids instead of putting a
         # callback on every pending entry: O(1) per seal, not O(n) per wait.
         self._watchers: list[tuple[set[bytes], Callback]] = []
+        # Bytes of shared-memory segments held by live entries.
+        self.shm_bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,9 +70,12 @@ class ObjectTable:
             return  # sealed already (a retried task finishing late): first value wins
         entry.data = data
         entry.is_error = is_error
+        if data[:7] == shm.MARKER:
+            self.shm_bytes += shm.segment_size(shm.segment_name(data))
         callbacks, entry.callbacks = entry.callbacks, None
         if entry.released:
             del self._entries[object_id]
+            self._free(data)
         if callbacks:
             for cb in callbacks:
                 cb(entry)
@@ -98,5 +105,11 @@ class ObjectTable:
             return
         if entry.data is not None:
             del self._entries[object_id]
+            self._free(entry.data)
         else:
             entry.released = True
+
+    def _free(self, data: bytes) -> None:
+        """A dropped entry's shared-memory segment goes too (readers keep their mapping)."""
+        if data[:7] == shm.MARKER:
+            self.shm_bytes -= shm.unlink(shm.segment_name(data))

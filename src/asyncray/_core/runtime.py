@@ -33,6 +33,7 @@ import msgspec
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from .._wire import shm
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
@@ -472,6 +473,9 @@ class Runtime:
 
     def _finish_task(self, task: TaskRecord) -> None:
         self.tasks.pop(task.spec.task_id, None)
+        args = task.spec.args
+        if args[:7] == shm.MARKER:  # large arguments live as long as the task
+            shm.unlink(shm.segment_name(args))
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
@@ -1011,6 +1015,7 @@ class Runtime:
                 "workers": len(self.workers),
                 "idle": len(self.idle),
                 "queued": len(self.ready),
+                "shm_bytes": self.objects.shm_bytes,
                 "pids": [w.pid for w in self.workers.values() if w.pid],
             }
         else:

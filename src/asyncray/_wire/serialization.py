@@ -20,6 +20,7 @@ from typing import Any
 import cloudpickle
 
 from ..exceptions import RayError, RayTaskError
+from . import shm
 
 PROTOCOL = 5
 
@@ -46,13 +47,33 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
 
 
 def dumps(value: Any) -> bytes:
-    """Serialize a value; raises whatever the pickler raises for unpicklable input."""
+    """Serialize a value; large pickle-5 buffers go to one shared-memory segment.
+
+    Raises whatever the pickler raises for unpicklable input.
+    """
     if _is_plain(value):
         return pickle.dumps(value, PROTOCOL)
-    return cloudpickle.dumps(value, PROTOCOL)
+    large: list[pickle.PickleBuffer] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        # False: out of band (we keep it); True: in the pickle stream.
+        if buffer.raw().nbytes >= shm.SHM_THRESHOLD:
+            large.append(buffer)
+            return False
+        return True
+
+    data = cloudpickle.dumps(value, PROTOCOL, buffer_callback=out_of_band)
+    if not large:
+        return data
+    return shm.dumps_large(data, large)
 
 
-loads = pickle.loads
+def loads(data: bytes) -> Any:
+    """Unpickle a payload from ``dumps``; shared-memory buffers are mapped, not copied."""
+    if data[:7] == shm.MARKER:
+        return shm.loads_large(data)
+    return pickle.loads(data)
+
 
 # The argument payload of a call with no arguments.
 EMPTY_ARGS = pickle.dumps(((), {}), PROTOCOL)
