@@ -1,0 +1,107 @@
+"""Large objects go through shared memory: written once, read zero-copy, freed with refs."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import numpy as np
+import pytest
+from _helpers import wait_for_condition
+
+import asyncray
+from asyncray._wire import shm
+
+pytestmark = pytest.mark.timeout(30)
+
+BIG = 2_000_000  # 16 MB of int64: well above the shared-memory threshold
+
+
+def _segments() -> list[str]:
+    return [n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX)]
+
+
+def _store_bytes() -> int:
+    return asyncray._api.client().query("stats")["shm_bytes"]
+
+
+def test_a_large_array_from_get_is_a_read_only_view_of_shared_memory(ray_start):
+    original = np.arange(BIG, dtype=np.int64)
+    ref = asyncray.put(original)
+    value = asyncray.get(ref)
+    assert np.array_equal(value, original)
+    assert not value.flags.writeable
+    assert not np.shares_memory(value, original)  # put copies once
+    with pytest.raises(ValueError, match="read-only"):
+        value[0] = 1
+    assert np.shares_memory(value, asyncray.get(ref))  # two gets share the same pages
+
+
+def test_small_arrays_stay_inline(ray_start):
+    ref = asyncray.put(np.arange(10))
+    assert np.array_equal(asyncray.get(ref), np.arange(10))
+    assert _segments() == []
+
+
+@asyncray.remote
+def summarize(array):
+    return int(array[::1000].sum()), array.flags.writeable, os.getpid()
+
+
+@asyncray.remote
+def make_array(n):
+    return np.ones(n, dtype=np.float64)
+
+
+def test_one_large_argument_is_read_by_ten_tasks_from_one_segment(ray_start):
+    ref = asyncray.put(np.arange(BIG, dtype=np.int64))
+    assert len(_segments()) == 1
+    results = asyncray.get([summarize.remote(ref) for _ in range(10)])
+    assert {r[0] for r in results} == {int(np.arange(BIG, dtype=np.int64)[::1000].sum())}
+    assert all(r[1] is False for r in results)  # read-only in the task too, as in Ray
+    assert len(_segments()) == 1  # no copy was made for any task
+
+
+def test_a_large_task_result_comes_back_through_shared_memory(ray_start):
+    value = asyncray.get(make_array.remote(BIG))
+    assert value.shape == (BIG,) and value.sum() == BIG
+    assert not value.flags.writeable
+
+
+def test_dropping_the_last_ref_frees_the_segment_and_the_store_bytes(ray_start):
+    assert _store_bytes() == 0
+    ref = asyncray.put(np.zeros(BIG))
+    asyncray.get(summarize.remote(ref))
+    assert _store_bytes() >= BIG * 8
+    assert len(_segments()) == 1
+    del ref
+    gc.collect()
+    asyncray.get(summarize.remote(np.zeros(10)))  # flushes the release
+    wait_for_condition(lambda: _segments() == [] and _store_bytes() == 0)
+
+
+def test_a_value_stays_readable_after_its_segment_is_freed(ray_start):
+    ref = asyncray.put(np.arange(BIG, dtype=np.int64))
+    value = asyncray.get(ref)
+    del ref
+    gc.collect()
+    asyncray.get(summarize.remote(np.zeros(10)))
+    wait_for_condition(lambda: _segments() == [])
+    assert value[-1] == BIG - 1  # the mapping outlives the file
+
+
+def test_shutdown_removes_every_segment(shutdown_only):
+    asyncray.init(num_cpus=2)
+    keep = [asyncray.put(np.zeros(BIG)) for _ in range(3)]
+    assert len(_segments()) == 3
+    asyncray.shutdown()
+    assert _segments() == []
+    del keep
+
+
+def test_segments_of_a_dead_driver_are_swept_at_the_next_init(shutdown_only):
+    stale = os.path.join(shm.directory(), f"{shm.PREFIX}999999999-deadbeef_x")
+    with open(stale, "wb") as f:
+        f.write(b"left behind")
+    asyncray.init(num_cpus=1)
+    assert not os.path.exists(stale)
