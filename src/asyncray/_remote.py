@@ -79,8 +79,9 @@ def method(*args: Any, **kwargs: Any) -> Any:
                 f"Unexpected keyword argument to @ray.method: '{key}'. The supported keywords "
                 f"are {sorted(_METHOD_OPTIONS)}."
             )
-    if "num_returns" in kwargs:
-        _options._check_num_returns(kwargs["num_returns"])
+    from .actor import _check_method_options
+
+    _check_method_options(kwargs)
 
     def annotate(fn: Any) -> Any:
         fn.__ray_method_options__ = dict(kwargs)

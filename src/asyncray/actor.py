@@ -24,7 +24,7 @@ import numbers
 import os
 from typing import Any, Generic, TypeVar
 
-from . import _api, _client, _options, _scheduling
+from . import _api, _client, _options, _scheduling, runtime_context
 from . import exceptions as exc
 from ._wire import protocol as P
 from ._wire import serialization as ser
@@ -512,6 +512,7 @@ class ActorHandle(Generic[T]):
                 False,
                 -1,
                 timeout_s,
+                runtime_context.current_task().task_id or b"",
             )
         )
         refs = [ObjectRef(rid, True) for rid in return_ids]
@@ -546,6 +547,16 @@ class _ActorID:
         return self._binary
 
 
+def _check_method_options(options: dict[str, Any]) -> None:
+    """Validate per-method options (``@method`` and ``.options()``) as for tasks."""
+    if "num_returns" in options:
+        _options._check_num_returns(options["num_returns"])
+    if "_generator_backpressure_num_objects" in options:
+        _options._check_backpressure(options["_generator_backpressure_num_objects"])
+    if "timeout_s" in options:
+        _options._check_timeout(options["timeout_s"])
+
+
 class ActorMethod:
     """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
 
@@ -576,8 +587,7 @@ class ActorMethod:
                     f"Invalid option keyword {key} for actor methods. Valid ones are "
                     f"{sorted(METHOD_CALL_OPTIONS)}."
                 )
-        if "num_returns" in options:
-            _options._check_num_returns(options["num_returns"])
+        _check_method_options(options)
         return ActorMethod(
             self._handle, self._name, self._method_opts, {**self._call_opts, **options}
         )

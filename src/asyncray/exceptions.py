@@ -147,7 +147,9 @@ class RayTaskError(RayError):
         if cause is None or isinstance(cause, RayTaskError):
             return self if cause is None else cause.as_instanceof_cause()
         cause_cls = type(cause)
-        if issubclass(cause_cls, RayError) and not issubclass(cause_cls, RayTaskError):
+        if issubclass(cause_cls, RayError) and not issubclass(
+            cause_cls, (RayTaskError, TaskCancelledError)
+        ):
             return self
         try:
             dual = _dual_class(cause_cls)

@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from . import _api, _client
+from . import _api, _client, runtime_context
 from ._wire import protocol as P
 from .object_ref import ObjectRef
+
+# The id suffix of a stream's completion object (``completed()``).
+COMPLETION_INDEX = b"\xff\xff\xff\xff"
 
 
 class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]):
@@ -98,10 +101,24 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         return ObjectRef(oid, True)
 
     def completed(self) -> ObjectRef[Any]:
-        """A ref that is ready once the generator has finished (its value is the end marker)."""
-        return ObjectRef(self._item_id(self._next_index))
+        """A ref that is ready once the generator task has finished.
+
+        Its value is ``None``; it raises if the task failed as a whole
+        (cancelled, crashed), not for an error raised at an item.
+        """
+        return ObjectRef(self._task_id + COMPLETION_INDEX)
 
     def is_finished(self) -> bool:
+        """True once the generator has ended and every item has been taken."""
+        if self._finished:
+            return True
+        client = _api.client()
+        # A plain get (not StreamNext): peeking must not count as consuming.
+        reply = client.request(
+            P.GetObjects(client.next_req_id(), [self._item_id(self._next_index)], 0.0)
+        )
+        if not reply.timed_out and reply.values[0] == P.STREAM_END:
+            self._finished = True
         return self._finished
 
     def next_ready(self) -> bool:
@@ -151,6 +168,7 @@ def start_actor_stream(
             True,
             backpressure,
             timeout_s,
+            runtime_context.current_task().task_id or b"",
         )
     )
     return ObjectRefGenerator(task_id)

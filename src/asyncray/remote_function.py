@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _api, _options, _scheduling
+from . import _api, _options, _scheduling, runtime_context
 from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
@@ -193,6 +193,7 @@ class RemoteFunction(Generic[P_, R]):
                 pg_id,
                 pg_bundle,
                 pg_capture,
+                runtime_context.current_task().task_id or b"",
             )
         )
         if streaming:

@@ -46,6 +46,7 @@ class CallRecord:
     __slots__ = (
         "attempts",
         "cancelled",
+        "children",
         "dep_values",
         "failed",
         "missing",
@@ -64,6 +65,8 @@ class CallRecord:
         # The error payload to seal instead of the result once cancelled.
         self.cancelled: bytes | None = None
         self.timer: Any = None
+        # Tasks and calls this call submitted (for recursive cancel).
+        self.children: list[bytes] = []
 
 
 class ActorRecord:
@@ -105,6 +108,8 @@ class ActorManager:
         self.actors: dict[bytes, ActorRecord] = {}
         self.names: dict[tuple[str, str], bytes] = {}
         self.pending: deque[ActorRecord] = deque()
+        # Live calls by task id, and the actor each belongs to (cancel, children).
+        self.calls: dict[bytes, tuple[ActorRecord, CallRecord]] = {}
 
     # ================================================================ creation
 
@@ -240,6 +245,9 @@ class ActorManager:
                 call, actor.death or self._died_payload(actor, "The actor is dead."), True
             )
             return
+        if msg.parent:
+            self.rt.note_child(msg.parent, msg.task_id)
+        self.calls[msg.task_id] = (actor, call)
         self._resolve_call_args(actor, call)
         actor.mailbox.append(call)
         self._pump(actor)
@@ -326,15 +334,18 @@ class ActorManager:
             self._seal_call(call, call.cancelled, True)
         elif msg.stream_count >= 0:
             self._stop_timer(call)
+            self.calls.pop(call.spec.task_id, None)
             self.rt.end_stream(call.spec.task_id, msg.stream_count)
         elif msg.is_error:
             self._seal_call(call, msg.results[0], True)
         else:
             self._stop_timer(call)
+            self.calls.pop(call.spec.task_id, None)
             self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
 
     def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
         self._stop_timer(call)
+        self.calls.pop(call.spec.task_id, None)
         if call.spec.streaming:
             self.rt.fail_stream(call.spec.task_id, payload)
             return
@@ -349,23 +360,44 @@ class ActorManager:
 
     # ================================================================ cancel
 
+    def note_child(self, parent: bytes, child: bytes) -> None:
+        found = self.calls.get(parent)
+        if found is not None:
+            found[1].children.append(child)
+
     def cancel_call(self, task_id: bytes, timeout: float = 0.0) -> None:
-        """Cancel an actor call: drop it if queued; otherwise ask the actor process."""
-        for actor in self.actors.values():
-            call = actor.inflight.get(task_id)
-            if call is None:
-                for queued in actor.mailbox:
-                    if queued.spec.task_id == task_id and not queued.failed:
-                        self._fail_call(queued, self._cancelled_payload(queued, timeout))
-                        return
-                continue
-            if call.cancelled is None:
-                call.cancelled = self._cancelled_payload(call, timeout)
-                if call.spec.streaming:
-                    self.rt.fail_stream(task_id, call.cancelled)
-                if actor.worker is not None and actor.worker.conn is not None:
-                    actor.worker.conn.send(P.CancelActorCall(task_id))
+        """Cancel an actor call (and what it submitted).
+
+        Queued here: dropped. Sent to the actor but not running: it fails now
+        and the actor drops it. Running: an async actor cancels its asyncio
+        task; a sync actor gets a flag (``is_canceled()``), as in Ray — except
+        that a plain actor's call past its ``timeout_s`` is interrupted.
+        """
+        found = self.calls.get(task_id)
+        if found is None:
             return
+        actor, call = found
+        if call.cancelled is not None:
+            return
+        self.rt.cancel_children(call.children, False)
+        payload = self._cancelled_payload(call, timeout)
+        if task_id not in actor.inflight:
+            self._fail_call(call, payload)
+            return
+        call.cancelled = payload
+        if call.spec.streaming:
+            self.rt.fail_stream(task_id, payload, next_to_consumer=True)
+        worker = actor.worker
+        if worker is None or worker.conn is None:
+            return
+        worker.conn.send(P.CancelActorCall(task_id))
+        kind = ser.loads(actor.spec.config)["kind"]
+        running = next(iter(actor.inflight)) == task_id
+        if kind == "plain" and not running:
+            self._seal_call(call, payload, True)  # it will never run: say so now
+        elif kind == "plain" and timeout and worker.pid:
+            # KeyboardInterrupt in the method (the host only lets it land in user code).
+            os.kill(worker.pid, signal.SIGINT)
 
     def _cancelled_payload(self, call: CallRecord, timeout: float) -> bytes:
         tid = call.spec.task_id.hex()

@@ -54,6 +54,9 @@ IDLE_RETIRE_S = 10.0
 # slot). One hides the runtime round trip between two tasks; more would only
 # delay rebalancing onto workers that free up.
 PIPELINE_DEPTH = 1
+# The id suffix of a stream's completion object (``ObjectRefGenerator.completed()``).
+STREAM_COMPLETION = b"\xff\xff\xff\xff"
+_NONE_PAYLOAD = ser.dumps(None)
 # A wait over at least this many pending objects watches their ids as a set
 # (one check per seal) instead of adding a callback to each of them.
 WATCH_SET_MIN = 32
@@ -410,9 +413,8 @@ class Runtime:
     def _on_submit_task(self, conn: Any, msg: P.SubmitTask) -> None:
         task = TaskRecord(msg, conn)
         self.tasks[msg.task_id] = task
-        worker = conn.worker
-        if worker is not None and worker.task is not None:
-            worker.task.children.append(msg.task_id)
+        if msg.parent:
+            self.note_child(msg.parent, msg.task_id)
         if msg.streaming:
             self.open_stream(msg.task_id, conn, msg.backpressure)
         create = self.objects.create
@@ -824,12 +826,13 @@ class Runtime:
 
     def open_stream(self, task_id: bytes, owner: Any, backpressure: int) -> StreamRecord:
         stream = self.streams[task_id] = StreamRecord(owner, backpressure)
+        self.objects.create(task_id + STREAM_COMPLETION)
         return stream
 
     def _stream_entry(self, oid: bytes) -> ObjectEntry | None:
         """A pending entry for a stream item asked for before it was produced."""
         stream = self.streams.get(oid[:24])
-        if stream is None or len(oid) != 28:
+        if stream is None or len(oid) != 28 or oid[24:] == STREAM_COMPLETION:
             return None
         index = int.from_bytes(oid[24:], "little")
         if stream.count >= 0 and index > stream.count:
@@ -857,6 +860,7 @@ class Runtime:
             return
         stream.count = count
         stream.producer = None
+        self.objects.seal(task_id + STREAM_COMPLETION, _NONE_PAYLOAD)
         if stream.released:
             del self.streams[task_id]
             return
@@ -872,20 +876,33 @@ class Runtime:
             self.objects.seal(oid, P.STREAM_END)
             index += 1
 
-    def fail_stream(self, task_id: bytes, error: bytes) -> None:
-        """End a stream with ``error`` as its next item (cancel, crash, dependency failure)."""
+    def fail_stream(self, task_id: bytes, error: bytes, *, next_to_consumer: bool = False) -> None:
+        """End a stream with ``error`` as its next item (cancel, crash, dependency failure).
+
+        With ``next_to_consumer`` (cancel) the error is the consumer's very next
+        item: produced items it has not taken yet are dropped.
+        """
         stream = self.streams.get(task_id)
         if stream is None or stream.count >= 0:
             return
         index = stream.produced + 1
+        if next_to_consumer:
+            index = max(stream.consumed, 1)
+            asked = self.objects.get(task_id + index.to_bytes(4, "little"))
+            if asked is not None and asked.data is not None and stream.consumed:
+                index += 1  # the consumer already has the item it asked for
+            for dropped in range(index, stream.produced + 1):
+                self.objects.release(task_id + dropped.to_bytes(4, "little"))
         self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
+        self.objects.seal(task_id + STREAM_COMPLETION, error, True)
         self.end_stream(task_id, index)
 
     def _on_stream_next(self, conn: Any, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
-        if stream is not None and msg.index - 1 > stream.consumed:
-            stream.consumed = msg.index - 1
+        if stream is not None and msg.index > stream.consumed:
+            # Asking for item k takes it: the producer may run N past it.
+            stream.consumed = msg.index
             if stream.backpressure > 0 and stream.producer is not None:
                 stream.producer.send(P.StreamCredit(msg.task_id, stream.consumed))
         oid = msg.task_id + msg.index.to_bytes(4, "little")
@@ -898,6 +915,7 @@ class Runtime:
         stream.released = True
         for index in range(stream.consumed + 1, stream.produced + 2):
             self.objects.release(msg.task_id + index.to_bytes(4, "little"))
+        self.objects.release(msg.task_id + STREAM_COMPLETION)
         if stream.count >= 0:
             del self.streams[msg.task_id]
         elif stream.producer is not None and stream.backpressure > 0:
@@ -926,16 +944,19 @@ class Runtime:
             )
         else:
             err = exc.TaskCancelledError(tid.hex())
-        task.cancelled = ser.dumps_function(err)
+        worker = task.worker
+        if worker is not None and worker.task is task:
+            # Interrupted while running: a task error too (RayTaskError(TaskCancelledError)).
+            task.cancelled = ser.dumps_function(
+                exc.RayTaskError(task.spec.name, f"{type(err).__name__}: {err}\n", err)
+            )
+        else:
+            task.cancelled = ser.dumps_function(err)
         if task.spec.streaming:
             # The consumer's next item is the cancellation; later items are dropped.
-            self.fail_stream(tid, task.cancelled)
+            self.fail_stream(tid, task.cancelled, next_to_consumer=True)
         if recursive:
-            for child_id in task.children:
-                child = self.tasks.get(child_id)
-                if child is not None:
-                    self.cancel_task(child, force, recursive)
-        worker = task.worker
+            self.cancel_children(task.children, force)
         if task.missing > 0:  # waiting for arguments
             task.missing = 0
             self._fail_task(task, task.cancelled)
@@ -959,6 +980,22 @@ class Runtime:
                     self._reply_get(req, timed_out=True)
                 else:
                     self._reply_wait(req)
+
+    def note_child(self, parent: bytes, child: bytes) -> None:
+        """Remember that ``parent`` (a task or an actor call) submitted ``child``."""
+        parent_task = self.tasks.get(parent)
+        if parent_task is not None:
+            parent_task.children.append(child)
+        else:
+            self.actors.note_child(parent, child)
+
+    def cancel_children(self, children: list[bytes], force: bool) -> None:
+        for child_id in children:
+            child = self.tasks.get(child_id)
+            if child is not None:
+                self.cancel_task(child, force, True)
+            else:
+                self.actors.cancel_call(child_id)
 
     def _signal(self, worker: WorkerRecord, sig: int) -> None:
         if worker.pid:

@@ -66,6 +66,8 @@ class SubmitTask(_Msg, tag=2):
     pg_id: bytes = b""
     pg_bundle: int = -1
     pg_capture: bool = False
+    # The task or actor call that submitted this one (for recursive cancel).
+    parent: bytes = b""
 
 
 class PutObject(_Msg, tag=3):
@@ -208,6 +210,7 @@ class CallActor(_Msg, tag=12):
     streaming: bool = False
     backpressure: int = -1
     timeout_s: float = NO_TIMEOUT
+    parent: bytes = b""
 
 
 class KillActor(_Msg, tag=13):

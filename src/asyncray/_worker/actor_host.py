@@ -32,6 +32,7 @@ from .. import _client, runtime_context
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from . import interrupts
 from .main import _flush_output, _set_visible_gpus, resolve_arguments, serialize_returns
 
 
@@ -230,6 +231,9 @@ class _PlainHost:
         """Run one call; True if the actor should exit."""
         state = self.state
         token = runtime_context.set_current_task(state.context(msg.task_id))
+        # A plain actor's call past its timeout_s is interrupted by SIGINT;
+        # it may land only while the method itself runs.
+        interrupts.enter_user_code()
         try:
             reply = state.run_sync(msg)
         except ActorExitRequest:
@@ -242,6 +246,7 @@ class _PlainHost:
         except BaseException as e:
             reply = state.error_for(msg, e)
         finally:
+            interrupts.leave_user_code()
             runtime_context.reset_current_task(token)
             _flush_output()
         state.channel.send(reply)

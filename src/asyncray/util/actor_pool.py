@@ -61,6 +61,22 @@ def _ignored(refs: Refs) -> TimeoutError:
     return TimeoutError(f"{_TIMEOUT_MSG}. The task {refs} has been ignored.")
 
 
+class _PendingCall(tuple):  # type: ignore[type-arg]
+    """A pending submit_future call: Ray's ``(fn, value)`` shape, plus its future."""
+
+    future: PoolFuture[Any]
+
+    def __new__(cls, fn: PoolFn, value: Any, future: PoolFuture[Any]) -> _PendingCall:
+        entry = super().__new__(cls, (fn, value))
+        entry.future = future
+        return entry
+
+
+def _future_of(entry: tuple[PoolFn, Any]) -> PoolFuture[Any] | None:
+    """The future of a pending entry; None for a plain submit."""
+    return entry.future if type(entry) is _PendingCall else None
+
+
 class PoolFuture(concurrent.futures.Future, Generic[R]):  # type: ignore[type-arg]
     """The result of one ``ActorPool.submit_future`` call.
 
@@ -88,6 +104,8 @@ class PoolFuture(concurrent.futures.Future, Generic[R]):  # type: ignore[type-ar
     def result(self, timeout: float | None = None) -> R:
         """The call's value (or its exception raised), waiting up to ``timeout`` seconds."""
         self._pool._drive(self, timeout)
+        if not self.done():
+            raise TimeoutError(f"{_TIMEOUT_MSG} of a submit_future call")
         return super().result(timeout=0)  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, R]:
@@ -116,8 +134,6 @@ class ActorPool:
         self._next_return_index = 0
         # (fn, value) not yet dispatched, oldest first; Ray's name and shape.
         self._pending_submits: list[tuple[PoolFn, Any]] = []
-        # Pending submit_future calls: id of the pending tuple -> its future.
-        self._pending_futures: dict[int, PoolFuture[Any]] = {}
         # Dispatched submit_future calls still running -> their actor.
         self._detached: dict[PoolFuture[Any], ActorHandle[Any]] = {}
 
@@ -153,18 +169,19 @@ class ActorPool:
         if self._idle_actors:
             self._dispatch(fn, value, future)
         else:
-            entry = (fn, value)
-            self._pending_submits.append(entry)
-            self._pending_futures[id(entry)] = future
+            self._pending_submits.append(_PendingCall(fn, value, future))
         return future
 
     def _dispatch(self, fn: PoolFn, value: Any, future: PoolFuture[Any] | None) -> None:
         actor = self._idle_actors.pop()
         try:
             refs = fn(actor, value)
-        except BaseException:
-            self._idle_actors.append(actor)
-            raise
+        except BaseException as error:
+            self._idle_actors.append(actor)  # Ray loses the actor here
+            if future is None or not isinstance(error, Exception):
+                raise
+            _settle(future, error=error)  # a submit_future's error goes to its future
+            return
         if future is not None:
             self._detached[future] = actor
             future.object_ref = refs
@@ -180,7 +197,7 @@ class ActorPool:
             self._idle_actors.append(actor)
         while self._pending_submits and self._idle_actors:
             entry = self._pending_submits.pop(0)
-            self._dispatch(entry[0], entry[1], self._pending_futures.pop(id(entry), None))
+            self._dispatch(entry[0], entry[1], _future_of(entry))
 
     def _reap(self) -> None:
         """Take back the actors of finished ``submit_future`` calls."""
@@ -206,7 +223,7 @@ class ActorPool:
         """A plain submit waits for an actor that a submit_future call will free."""
         if not self._detached:
             return False
-        return any(id(entry) not in self._pending_futures for entry in self._pending_submits)
+        return any(_future_of(entry) is None for entry in self._pending_submits)
 
     def has_free(self) -> bool:
         """Whether an actor is idle and no submit is waiting for one."""
@@ -333,7 +350,13 @@ class ActorPool:
     async def get_next_async(
         self, timeout: float | None = None, ignore_if_timedout: bool = False
     ) -> Any:
-        """The awaitable twin of ``get_next`` (same order, errors and bookkeeping)."""
+        """The awaitable twin of ``get_next``: same order, errors and bookkeeping.
+
+        Raises:
+            StopAsyncIteration: nothing is pending (a coroutine cannot raise
+                ``StopIteration``).
+            TimeoutError, ValueError: as ``get_next``.
+        """
         deadline = _deadline(timeout)
         if not await self._await_dispatch_async(deadline):
             return self._ignore_pending(ignore_if_timedout)
@@ -354,7 +377,12 @@ class ActorPool:
     async def get_next_unordered_async(
         self, timeout: float | None = None, ignore_if_timedout: bool = False
     ) -> Any:
-        """The awaitable twin of ``get_next_unordered``."""
+        """The awaitable twin of ``get_next_unordered``.
+
+        Raises:
+            StopAsyncIteration: nothing is pending.
+            TimeoutError: as ``get_next_unordered``.
+        """
         deadline = _deadline(timeout)
         if not await self._await_dispatch_async(deadline):
             return self._ignore_pending(ignore_if_timedout)
@@ -439,7 +467,7 @@ class ActorPool:
         if not ignore_if_timedout:
             raise TimeoutError(_TIMEOUT_MSG)
         for i, entry in enumerate(self._pending_submits):
-            if id(entry) not in self._pending_futures:
+            if _future_of(entry) is None:
                 del self._pending_submits[i]
                 raise TimeoutError(
                     f"{_TIMEOUT_MSG}. The submit of {entry[1]!r}, still waiting for an "

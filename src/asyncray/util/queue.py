@@ -245,18 +245,23 @@ class Queue:
     def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:
         """End the queue actor; the queue is unusable afterwards (``actor`` is None).
 
+        Calls still blocked in the actor (a ``get`` on an empty queue, a
+        ``put`` on a full one) fail with ``RayActorError`` instead of hanging.
+
         Args:
             force: kill the actor at once instead of asking it to exit.
             grace_period_s: how long a polite exit may take before the actor is killed.
         """
         if self.actor:
-            if force:
-                asyncray.kill(self.actor, no_restart=True)
-            else:
+            if not force:
                 done = self.actor.__ray_terminate__.remote()
-                _, not_done = asyncray.wait([done], timeout=grace_period_s)
-                if not_done:
-                    asyncray.kill(self.actor, no_restart=True)
+                asyncray.wait([done], timeout=grace_period_s)
+            # Kill even after a polite exit: a get or put still blocked in the
+            # actor waits for an item or a slot that no later call can bring
+            # (an exiting actor takes no more calls), so it would keep the actor,
+            # and its caller, waiting for ever (Ray leaves them hanging). Every
+            # call that was not blocked has been answered by now.
+            asyncray.kill(self.actor, no_restart=True)
         self.actor = None
         self.__dict__.pop("_coalescer_state", None)
 
