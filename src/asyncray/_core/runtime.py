@@ -526,6 +526,7 @@ class Runtime:
                 self._signal(worker, 9)
             elif worker is not None:
                 worker.pipeline.remove(task)
+                worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
                 task.worker = None
                 self._fail_task(task, error)
             elif task.missing == 0:
@@ -559,6 +560,10 @@ class Runtime:
             return
         tasks = list(worker.pipeline)
         worker.pipeline.clear()
+        for t in tasks:
+            # The revoked message may have carried the function's code, which
+            # the worker now never loads: send it again with the next task.
+            worker.known_functions.discard(t.spec.func_id)
         if worker.state != "dead" and worker.conn is not None:
             worker.conn.send(P.RevokeTasks([t.spec.task_id for t in tasks]))
         for t in reversed(tasks):
@@ -965,6 +970,7 @@ class Runtime:
             self._fail_task(task, task.cancelled)
         elif worker.task is not task:  # pipelined behind another task
             worker.pipeline.remove(task)
+            worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
             task.worker = None
             if worker.conn is not None:
                 worker.conn.send(P.RevokeTasks([tid]))
