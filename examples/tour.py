@@ -298,6 +298,63 @@ def tour_placement_groups() -> None:
     print("after removal, free CPU:", ray.available_resources().get("CPU", 0))
 
 
+# ---------------------------------------------------------------- utilities, large objects
+
+
+@ray.remote
+class Doubler:
+    def double(self, n: int) -> int:
+        return n * 2
+
+
+@ray.remote
+def consumer(worker_id: int, queue) -> list[int]:
+    from asyncray.util.queue import Empty
+
+    got = []
+    try:
+        while True:
+            got.append(queue.get(block=True, timeout=1))
+    except Empty:
+        return got
+
+
+@ray.remote
+def checksum(array) -> float:
+    return float(array.sum())
+
+
+def tour_utilities() -> None:
+    from asyncray.util import ActorPool
+    from asyncray.util.queue import Queue
+
+    section("ActorPool, Queue")
+    pool = ActorPool([Doubler.remote(), Doubler.remote()])
+    print("ActorPool.map:", list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3, 4])))
+    queue = Queue(maxsize=100)
+    for i in range(10):
+        queue.put(i)
+    drained = ray.get([consumer.remote(i, queue) for i in range(2)])
+    print("two consumers drained the queue:", sorted(x for part in drained for x in part))
+
+
+def tour_large_objects() -> None:
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    section("large objects (shared memory, zero-copy)")
+    array = np.ones(25_000_000)  # 200 MB
+    ref = ray.put(array)
+    t0 = time.perf_counter()
+    view = ray.get(ref)
+    print(
+        f"get of 200 MB in {1000 * (time.perf_counter() - t0):.2f} ms; read-only view:",
+        not view.flags.writeable,
+    )
+    print("ten tasks read the same pages:", ray.get([checksum.remote(ref) for _ in range(10)])[0])
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, num_gpus=1)
@@ -311,6 +368,8 @@ def main() -> None:
     tour_actors()
     tour_generators_and_cancel()
     tour_placement_groups()
+    tour_utilities()
+    tour_large_objects()
     ray.shutdown()
     print(f"\ntour done in {time.perf_counter() - t0:.2f} s; is_initialized={ray.is_initialized()}")
 
