@@ -564,7 +564,7 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     t = _timeout_value(timeout)
     local = c.local_values
     if single:
-        data = local.get(refs[0]._id)
+        data = local.get(refs[0]._id)  # one lookup: another thread may release it
         if data is not None:
             return ser.loads(data)
     ids = [r._id for r in refs]
@@ -592,7 +592,7 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
     t = _timeout_value(timeout)
     local = c.local_values
     if single:
-        data = local.get(refs[0]._id)
+        data = local.get(refs[0]._id)  # one lookup: another thread may release it
         if data is not None:
             return ser.loads(data)
     ids = [r._id for r in refs]

@@ -446,7 +446,9 @@ class ActorHandle(Generic[T]):
 
     @property
     def _ray_actor_id(self) -> Any:
-        return _ActorID(self._actor_id)
+        from .util.placement_group import BinaryID
+
+        return BinaryID(self._actor_id)
 
     def _call(
         self,
@@ -534,17 +536,6 @@ class ActorHandle(Generic[T]):
                 f"{self._actor_id.hex()}) because more than {limit} tasks are queued on the "
                 "actor. This limit can be adjusted with the `max_pending_calls` actor option."
             )
-
-
-class _ActorID:
-    def __init__(self, binary: bytes) -> None:
-        self._binary = binary
-
-    def hex(self) -> str:
-        return self._binary.hex()
-
-    def binary(self) -> bytes:
-        return self._binary
 
 
 def _check_method_options(options: dict[str, Any]) -> None:

@@ -564,12 +564,14 @@ def _chain(refs: Refs, future: PoolFuture[Any], reap: Callable[[], None]) -> Non
         if error is None:
             values[i] = done.result()
         left[0] -= 1
+        # The call is done (its actor reclaimable) before anyone awaiting the
+        # future can resume and look at the pool.
+        if left[0] == 0 or isinstance(error, ActorDiedError):
+            _settle(future._call_done, value=isinstance(error, ActorDiedError))
         if error is not None:
             _settle(future, error=error)
         elif left[0] == 0:
             _settle(future, value=values[0] if isinstance(refs, ObjectRef) else values)
-        if left[0] == 0 or isinstance(error, ActorDiedError):
-            _settle(future._call_done, value=isinstance(error, ActorDiedError))
 
     for i, ref in enumerate(inner):
         ref.future().add_done_callback(lambda d, i=i: one_done(i, d))

@@ -21,8 +21,8 @@ from ..object_ref import ObjectRef
 VALID_STRATEGIES = frozenset({"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"})
 
 
-class PlacementGroupID:
-    """The id of a placement group (``.hex()``, ``.binary()``)."""
+class BinaryID:
+    """An id with Ray's accessors (``.hex()``, ``.binary()``): placement groups, actors."""
 
     def __init__(self, binary: bytes) -> None:
         self._binary = binary
@@ -34,13 +34,17 @@ class PlacementGroupID:
         return self._binary
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PlacementGroupID) and other._binary == self._binary
+        return type(other) is type(self) and other._binary == self._binary  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash(self._binary)
 
     def __repr__(self) -> str:
-        return f"PlacementGroupID({self.hex()})"
+        return f"{type(self).__name__}({self.hex()})"
+
+
+class PlacementGroupID(BinaryID):
+    """The id of a placement group."""
 
 
 class PlacementGroup:
