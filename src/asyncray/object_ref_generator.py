@@ -57,6 +57,9 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
             raise StopIteration
         client = _api.client()
         index = self._next_index
+        local = self._take_local(client, index)
+        if local is not None:
+            return local
         reply = client.request(
             P.StreamNext(client.next_req_id(), self._task_id, index, _api._timeout_value(timeout_s))
         )
@@ -75,6 +78,9 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
             raise StopAsyncIteration
         client = _api.client()
         index = self._next_index
+        local = self._take_local(client, index)
+        if local is not None:
+            return local
         reply = await client.request_async(
             P.StreamNext(client.next_req_id(), self._task_id, index, _api._timeout_value(timeout_s))
         )
@@ -84,6 +90,18 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
             raise StopAsyncIteration from None
 
     # ------------------------------------------------------------ shared
+
+    def _take_local(self, client: _client.ClientBase, index: int) -> ObjectRef[Any] | None:
+        """The next item, if the runtime already delivered it to this process's store.
+
+        No round trip: the runtime only hears that it was taken (backpressure).
+        """
+        oid = self._item_id(index)
+        if oid not in client.local_values:
+            return None
+        client.post(P.StreamNext(0, self._task_id, index, 0.0))
+        self._next_index = index + 1
+        return ObjectRef(oid, True)
 
     def _take(
         self, client: _client.ClientBase, index: int, reply: P.ObjectsReply

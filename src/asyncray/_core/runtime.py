@@ -910,6 +910,8 @@ class Runtime:
             stream.consumed = msg.index
             if stream.backpressure > 0 and stream.producer is not None:
                 stream.producer.send(P.StreamCredit(msg.task_id, stream.consumed))
+        if msg.req_id == 0:
+            return  # a consumption notice: the consumer had the item locally
         oid = msg.task_id + msg.index.to_bytes(4, "little")
         self._on_get_objects(conn, P.GetObjects(msg.req_id, [oid], msg.timeout))
 

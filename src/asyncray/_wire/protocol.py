@@ -135,8 +135,9 @@ class StreamItem(_Msg, tag=19):
 class StreamNext(_Msg, tag=35):
     """The consumer took items up to ``index - 1`` and wants item ``index``.
 
-    Replied with ``WaitReply`` (``ready == [0]``) once that item or the end of
-    the stream is sealed, or ``ready == []`` on timeout.
+    Replied with ``ObjectsReply`` once that item or the end of the stream is
+    sealed (timed out otherwise). ``req_id`` 0 is a one-way notice: the
+    consumer already holds the item; only the consumption is counted.
     """
 
     req_id: int
