@@ -562,15 +562,30 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             stacklevel=2,
         )
     t = _timeout_value(timeout)
-    local = c.local_values
-    if single:
-        data = local.get(refs[0]._id)  # one lookup: another thread may release it
-        if data is not None:
-            return ser.loads(data)
+    value = _get_locally(c, refs, single)
+    if value is not _MISS:
+        return value
     ids = [r._id for r in refs]
     reply = c.request(P.GetObjects(c.next_req_id(), ids, t))
+    return _values_of(c, ids, reply, single)
+
+
+_MISS: Any = object()
+
+
+def _get_locally(c: _client.ClientBase, refs: list[ObjectRef[Any]], single: bool) -> Any:
+    """A single ref's value from the owner's in-process store, or ``_MISS``."""
+    if single:
+        data = c.local_values.get(refs[0]._id)  # one lookup: another thread may release it
+        if data is not None:
+            return ser.loads(data)
+    return _MISS
+
+
+def _values_of(c: _client.ClientBase, ids: list[bytes], reply: P.ObjectsReply, single: bool) -> Any:
+    """The values a get reply carries (raising the first error); small ones are kept locally."""
     values = _client.decode_objects(reply)
-    _remember(local, ids, reply)
+    _remember(c.local_values, ids, reply)
     return values[0] if single else values
 
 
@@ -590,16 +605,12 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
     if not refs:
         return []
     t = _timeout_value(timeout)
-    local = c.local_values
-    if single:
-        data = local.get(refs[0]._id)  # one lookup: another thread may release it
-        if data is not None:
-            return ser.loads(data)
+    value = _get_locally(c, refs, single)
+    if value is not _MISS:
+        return value
     ids = [r._id for r in refs]
     reply = await c.request_async(P.GetObjects(c.next_req_id(), ids, t))
-    values = _client.decode_objects(reply)
-    _remember(local, ids, reply)
-    return values[0] if single else values
+    return _values_of(c, ids, reply, single)
 
 
 def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:

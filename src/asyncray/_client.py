@@ -73,10 +73,6 @@ class ClientBase:
     def post(self, msg: Any) -> None:
         raise NotImplementedError
 
-    def post_many(self, msgs: list[Any]) -> None:
-        for msg in msgs:
-            self.post(msg)
-
     def ensure_function(self, func_id: bytes, blob: Callable[[], bytes]) -> None:
         """Send a function's definition before its first task (once per client)."""
         if func_id not in self._registered:
@@ -228,11 +224,6 @@ class DriverClient(ClientBase):
 
     def post(self, msg: Any) -> None:
         self._inbox.append(msg)
-        if not self._wake_scheduled:
-            self._wake()
-
-    def post_many(self, msgs: list[Any]) -> None:
-        self._inbox.extend(msgs)
         if not self._wake_scheduled:
             self._wake()
 

@@ -197,14 +197,21 @@ def resource_request(options: dict[str, Any], *, default_cpus: float = 1) -> dic
     return request
 
 
+def shortfall(request: dict[str, float], totals: dict[str, float]) -> str | None:
+    """``"CPU=3 (this host has 2), ..."`` for what ``request`` asks beyond the host, or None."""
+    bad = {k: v for k, v in request.items() if v > 0 and v > totals.get(k, 0.0) + 1e-9}
+    if not bad:
+        return None
+    return ", ".join(f"{k}={v:g} (this host has {totals.get(k, 0.0):g})" for k, v in bad.items())
+
+
 def infeasible_message(
     what: str, request: dict[str, float], totals: dict[str, float]
 ) -> str | None:
     """A message naming the resources ``request`` can never get on this host, or None."""
-    bad = {k: v for k, v in request.items() if v > 0 and v > totals.get(k, 0.0) + 1e-9}
-    if not bad:
+    parts = shortfall(request, totals)
+    if parts is None:
         return None
-    parts = ", ".join(f"{k}={v:g} (this host has {totals.get(k, 0.0):g})" for k, v in bad.items())
     return (
         f"{what} requests {parts}: it can never be scheduled on this host. "
         "Lower the request, or pass the resource to asyncray.init(num_cpus=..., num_gpus=..., "

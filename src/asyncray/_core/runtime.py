@@ -1080,6 +1080,3 @@ class Runtime:
                 conn.send(P.Shutdown())
             conn.close()
         self.zygote.close()
-
-    def child_pids(self) -> list[int]:
-        return [w.pid for w in self.workers.values() if w.pid] + [self.zygote.pid]

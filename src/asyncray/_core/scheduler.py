@@ -41,14 +41,6 @@ class ResourcePool:
         # The device id of each slot (a placement-group bundle owns some of the host's).
         self._gpu_names = gpu_ids if gpu_ids is not None else list(range(len(self._gpu_free)))
 
-    def infeasible(self, request: dict[str, float]) -> dict[str, tuple[float, float]]:
-        """Resources in ``request`` that exceed the host's totals: name → (asked, total)."""
-        return {
-            k: (v, self.totals.get(k, 0.0))
-            for k, v in request.items()
-            if v > 0 and v > self.totals.get(k, 0.0) + _EPSILON
-        }
-
     def fits(self, shape: Shape, available: dict[str, float] | None = None) -> bool:
         avail = self.available if available is None else available
         for name, qty in shape:

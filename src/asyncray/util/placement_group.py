@@ -13,7 +13,7 @@ import numbers
 import os
 from typing import Any
 
-from .. import _api, runtime_context
+from .. import _api, _options, runtime_context
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from ..object_ref import ObjectRef
@@ -166,14 +166,11 @@ def placement_group(
     session = _api._auto_init()
     totals = session.totals
     for i, bundle in enumerate(bundle_list):
-        bad = {k: v for k, v in bundle.items() if v > totals.get(k, 0.0) + 1e-9}
-        if bad:
+        parts = _options.shortfall(bundle, totals)
+        if parts is not None:
             raise ValueError(
-                f"Bundle {i} {bundle} can never be placed on this host: it asks for "
-                + ", ".join(
-                    f"{k}={v:g} (this host has {totals.get(k, 0.0):g})" for k, v in bad.items()
-                )
-                + ". Shrink the bundle or pass more resources to asyncray.init()."
+                f"Bundle {i} {bundle} can never be placed on this host: it asks for {parts}. "
+                "Shrink the bundle or pass more resources to asyncray.init()."
             )
     pg_id = os.urandom(16)
     handle = PlacementGroup(PlacementGroupID(pg_id), bundle_list)
