@@ -616,16 +616,8 @@ def _current_actor_handle() -> ActorHandle[Any]:
     host = current_host()
     if host is None:
         raise RuntimeError("This method is only available in an actor.")
-    definition_methods = {name: {"generator": False} for name in _BUILTIN_METHODS}
-    for attr, member in inspect.getmembers(type(host.instance)):
-        if callable(member) and not attr.startswith("__"):
-            func = getattr(member, "__func__", member)
-            opts = dict(getattr(member, "__ray_method_options__", {}))
-            opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(
-                func
-            )
-            definition_methods[attr] = opts
-    meta = _HandleMeta(host.class_name, definition_methods, host.config, 0)
+    methods = _ActorDefinition(type(host.instance)).methods
+    meta = _HandleMeta(host.class_name, methods, host.config, 0)
     return ActorHandle(host.start.actor_id, meta)
 
 

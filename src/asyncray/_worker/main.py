@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import faulthandler
 import io
 import os
@@ -55,20 +56,12 @@ def _reset_inherited_state() -> None:
     # The driver may have called init() inside a running event loop; this
     # process must not believe it is inside that loop.
     asyncio.events._set_running_loop(None)
-    with _suppress():
+    with contextlib.suppress(Exception):
         asyncio.set_event_loop(None)
     interrupts.install()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    with _suppress():
+    with contextlib.suppress(Exception):
         faulthandler.enable()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return exc[0] is not None and issubclass(exc[0], Exception)
 
 
 # ==================================================================== output
