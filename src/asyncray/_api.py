@@ -27,8 +27,8 @@ from typing import Any
 from . import _client
 from . import exceptions as exc
 from ._wire import protocol as P
+from ._wire import refs, shm
 from ._wire import serialization as ser
-from ._wire import shm
 from .object_ref import ObjectRef
 
 logger = logging.getLogger("asyncray")
@@ -478,7 +478,7 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
         ) from e
     oid = c.new_object_id()
     c.post(P.PutObject(oid, data))
-    if len(data) <= _client.LOCAL_VALUE_LIMIT:
+    if len(data) <= _client.LOCAL_VALUE_LIMIT and not refs.has_refs(data):
         c.local_values[oid] = data
     return ObjectRef(oid, True)
 
@@ -592,7 +592,12 @@ def _values_of(c: _client.ClientBase, ids: list[bytes], reply: P.ObjectsReply, s
 def _remember(local: dict[bytes, bytes], ids: list[bytes], reply: P.ObjectsReply) -> None:
     """Keep small fetched values in the local store for the next get."""
     for oid, data, is_error in zip(ids, reply.values, reply.errors):
-        if data is not None and not is_error and len(data) <= _client.LOCAL_VALUE_LIMIT:
+        if (
+            data is not None
+            and not is_error
+            and len(data) <= _client.LOCAL_VALUE_LIMIT
+            and not refs.has_refs(data)
+        ):
             local[oid] = data
 
 

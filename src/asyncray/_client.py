@@ -30,6 +30,7 @@ import msgspec
 
 from . import exceptions as exc
 from ._wire import protocol as P
+from ._wire import refs
 from ._wire import serialization as ser
 
 # Releases are sent in batches of at least this many ids (or with the next
@@ -122,16 +123,22 @@ def decode_objects(reply: P.ObjectsReply) -> list[Any]:
     """Values of a get reply, raising the first error in request order."""
     errors = reply.errors
     values = reply.values
-    if True in errors:
+    if True in errors or reply.timed_out:
+        for data in values:
+            ser.discard(data)  # never loaded: give back the units of refs inside
         for data, is_error in zip(values, errors):
             if is_error and data is not None:
                 raise ser.loads_error(data)
-    if reply.timed_out:
         raise exc.GetTimeoutError("Get timed out: some object(s) not ready.")
+    out = []
     try:
-        return [ser.loads(v) for v in values]  # type: ignore[arg-type]
+        for v in values:
+            out.append(ser.loads(v))  # type: ignore[arg-type]
     except Exception as e:
+        for v in values[len(out) + 1 :]:
+            ser.discard(v)
         raise exc.RaySystemError(f"Failed to deserialize an object: {type(e).__name__}: {e}") from e
+    return out
 
 
 # ==================================================================== driver
@@ -176,10 +183,13 @@ class DriverConn:
         self.client = client
         self.requests: dict[int, Any] = {}
         self.local_values = client.local_values
+        # The driver's units are not tracked per process: it outlives the runtime.
+        self.units = None
 
     def deliver(self, object_id: bytes, data: bytes) -> None:
         """A small result of a task this driver owns: keep it in the owner's store (as Ray does)."""
-        if len(data) <= LOCAL_VALUE_LIMIT:
+        # Not a value with refs inside: each load of it needs units the runtime grants.
+        if len(data) <= LOCAL_VALUE_LIMIT and data[:7] != refs.MARKER:
             self.local_values[object_id] = data
 
     def forget(self, object_ids: list[bytes]) -> None:
@@ -502,7 +512,15 @@ class SocketChannel:
 
     def _revoke(self, task_ids: list[bytes]) -> None:
         revoked = set(task_ids)
-        kept = [m for m in self.inbound if not (type(m) is P.ExecuteTask and m.task_id in revoked)]
+        kept = []
+        for m in self.inbound:
+            if type(m) is P.ExecuteTask and m.task_id in revoked:
+                # Never run here: give back the units of refs in its arguments.
+                ser.discard(m.args)
+                for value in m.dep_values:
+                    ser.discard(value)
+            else:
+                kept.append(m)
         self.inbound.clear()
         self.inbound.extend(kept)
 

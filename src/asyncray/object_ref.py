@@ -5,10 +5,14 @@ loop (``await ref``), so it also works with ``asyncio.gather``,
 ``asyncio.wait``, ``asyncio.wait_for`` and ``asyncio.as_completed``;
 ``ref.future()`` gives a ``concurrent.futures.Future``.
 
-Lifetime: a ref created by ``put`` or ``.remote()`` is *owned* by its
-process. If it never leaves that process (is never pickled into an argument,
-a value or a result), dropping it releases the object at once. A ref that
-was pickled may be held anywhere, so it stays pinned for the session.
+Lifetime (reference counting): the runtime counts, per object, the units
+held by live refs, by stored objects and pending task arguments that contain
+refs to it. A ref made by ``put`` or ``.remote()`` owns one unit; a ref
+rebuilt from a payload (an argument, a value, a result) owns the unit the
+runtime granted when it sent that payload. Dropping a ref gives its unit
+back; at zero the object is freed. A ref pickled outside asyncray (say by
+``pickle.dumps``) cannot be followed, so its object stays pinned for the
+session, as in Ray.
 """
 
 from __future__ import annotations
@@ -20,10 +24,19 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from . import _client
+from ._wire import refs as _refs
 
 T = TypeVar("T")
 
 _ID_SIZE = 28
+
+
+def _rebuild(binary: bytes) -> ObjectRef[Any]:
+    """Unpickle a ref from a payload: it owns the unit the runtime granted for it."""
+    rebuilt = _refs.state.rebuilt
+    if rebuilt is not None:
+        rebuilt.append(binary)
+    return ObjectRef(binary, True)
 
 
 class ObjectRef(Generic[T]):
@@ -80,16 +93,23 @@ class ObjectRef(Generic[T]):
     # ------------------------------------------------------------ lifetime
 
     def __reduce__(self) -> Any:
-        # Once pickled, a copy may live anywhere: stop releasing on drop.
-        self._owned = False
-        return (ObjectRef, (self._id,))
+        collecting = _refs.state.collecting
+        if collecting is None:
+            # Pickled outside asyncray (out-of-band, e.g. by ``pickle.dumps``):
+            # nobody can count where the copy goes, so pin the object for
+            # the session, as Ray does.
+            self._owned = False
+            return (ObjectRef, (self._id,))
+        # Inside a payload: the runtime counts the payload's refs and grants
+        # each receiving process one unit per ref, owned by the rebuilt ref.
+        collecting.append(self._id)
+        return (_rebuild, (self._id,))
 
     def __copy__(self) -> ObjectRef[T]:
-        self._owned = False
-        return ObjectRef(self._id)
+        return self  # immutable: a copy is the same reference
 
     def __deepcopy__(self, memo: Any) -> ObjectRef[T]:
-        return self.__copy__()
+        return self
 
     def __del__(self) -> None:
         if self._owned:

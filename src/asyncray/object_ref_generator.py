@@ -18,6 +18,8 @@ from typing import Any
 
 from . import _api, _client, runtime_context
 from ._wire import protocol as P
+from ._wire import refs
+from ._wire import serialization as ser
 from .object_ref import ObjectRef
 
 # The id suffix of a stream's completion object (``completed()``).
@@ -114,7 +116,9 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
             raise StopIteration
         oid = self._item_id(index)
         self._next_index = index + 1
-        if not reply.errors[0] and len(data) <= _client.LOCAL_VALUE_LIMIT:
+        if refs.has_refs(data):
+            ser.discard(data)  # not loaded here: the get that follows fetches it again
+        elif not reply.errors[0] and len(data) <= _client.LOCAL_VALUE_LIMIT:
             client.local_values[oid] = data  # the get that follows is local
         return ObjectRef(oid, True)
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as exc
 from .._wire import protocol as P
+from .._wire import refs, shm
 from .._wire import serialization as ser
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
@@ -49,6 +50,7 @@ class CallRecord:
         "children",
         "dep_values",
         "failed",
+        "holding",
         "missing",
         "owner",
         "spec",
@@ -62,6 +64,8 @@ class CallRecord:
         self.missing = 0
         self.attempts = 0
         self.failed = False
+        # Whether it holds its arguments' objects (until it ends).
+        self.holding = False
         # The error payload to seal instead of the result once cancelled.
         self.cancelled: bytes | None = None
         self.timer: Any = None
@@ -94,6 +98,8 @@ class ActorRecord:
         self.exiting = False
         self.killed = False
         self.name_key: tuple[str, str] | None = None
+        # Whether it holds its constructor arguments' objects (restarts reuse them).
+        self.holding_args = False
 
     def can_restart(self) -> bool:
         limit = self.spec.max_restarts
@@ -131,6 +137,8 @@ class ActorManager:
             self.names[actor.name_key] = msg.actor_id
         if msg.req_id:
             conn.send(P.ActorReply(msg.req_id, msg.actor_id, msg.meta, ""))
+        self.rt.take_argument_holds(msg.args, msg.dep_ids)
+        actor.holding_args = True
         self._resolve_ctor_args(actor)
 
     def _resolve_ctor_args(self, actor: ActorRecord) -> None:
@@ -202,6 +210,7 @@ class ActorManager:
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
+        self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)
         worker.conn.send(  # type: ignore[union-attr]
             P.StartActor(
                 actor.actor_id,
@@ -236,6 +245,8 @@ class ActorManager:
         create = self.rt.objects.create
         for rid in msg.return_ids:
             create(rid)
+        if conn.units is not None:
+            self.rt.own(conn, msg.return_ids)
         actor = self.actors.get(msg.actor_id)
         if actor is None:
             self._seal_call(call, self._unknown_actor_payload(msg.actor_id), True)
@@ -248,6 +259,8 @@ class ActorManager:
         if msg.parent:
             self.rt.note_child(msg.parent, msg.task_id)
         self.calls[msg.task_id] = (actor, call)
+        self.rt.take_argument_holds(msg.args, msg.dep_ids)
+        call.holding = True
         self._resolve_call_args(actor, call)
         actor.mailbox.append(call)
         self._pump(actor)
@@ -312,6 +325,8 @@ class ActorManager:
                     stream.producer = conn
             if spec.timeout_s > 0 and call.timer is None:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
+            if call.dep_values or spec.args[:7] == refs.MARKER:
+                self.rt.grant_call(conn, spec.args, call.dep_values)
             conn.send(
                 P.ExecuteActorCall(
                     spec.task_id,
@@ -333,19 +348,28 @@ class ActorManager:
         if call.cancelled is not None:
             self._seal_call(call, call.cancelled, True)
         elif msg.stream_count >= 0:
-            self._stop_timer(call)
-            self.calls.pop(call.spec.task_id, None)
+            self._end_call(call)
             self.rt.end_stream(call.spec.task_id, msg.stream_count)
         elif msg.is_error:
             self._seal_call(call, msg.results[0], True)
         else:
-            self._stop_timer(call)
-            self.calls.pop(call.spec.task_id, None)
+            self._end_call(call)
             self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
 
-    def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
+    def _end_call(self, call: CallRecord) -> None:
+        """The call is over: stop its timer, forget it, let go of its arguments."""
         self._stop_timer(call)
-        self.calls.pop(call.spec.task_id, None)
+        spec = call.spec
+        self.calls.pop(spec.task_id, None)
+        if call.holding:
+            call.holding = False
+            self.rt.drop_argument_holds(spec.args, spec.dep_ids)
+            segment = shm.segment_of(spec.args)
+            if segment is not None:  # large arguments live as long as the call
+                shm.unlink(segment)
+
+    def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
+        self._end_call(call)
         if call.spec.streaming:
             self.rt.fail_stream(call.spec.task_id, payload)
             return
@@ -509,6 +533,13 @@ class ActorManager:
     def _die(self, actor: ActorRecord, death: bytes) -> None:
         actor.state = "dead"
         actor.death = death
+        if actor.holding_args:
+            actor.holding_args = False
+            spec = actor.spec
+            self.rt.drop_argument_holds(spec.args, spec.dep_ids)
+            segment = shm.segment_of(spec.args)
+            if segment is not None:
+                shm.unlink(segment)
         self._fail_inflight(actor, death)
         self._fail_queued(actor, death)
         self._drop_name(actor)

@@ -8,33 +8,45 @@ bytes to whoever asks, so a value is serialized once, by its producer.
 Waiters are plain callbacks run when the entry is sealed; gets, waits and
 tasks waiting on dependencies all use them.
 
-Lifetime: an entry is dropped when its owner releases it and nothing else
-needs it. A client releases only refs that never left its process (see
-``ObjectRef``), so an entry released while pending is dropped as soon as it
-is sealed.
+Lifetime (reference counting): ``refs`` counts the units held on an entry:
+one per live ``ObjectRef`` in any process (the owner's from creation, a
+borrower's granted when the runtime sent it a payload naming the object),
+one per stored object whose value contains a ref to it, and one per pending
+task or actor call that takes it as an argument. When the count reaches
+zero a ready entry is freed — its shared-memory segment unlinked and the
+refs its own value contained given back, which may free those in turn; a
+pending entry is freed as soon as it is sealed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._wire import refs as _refs
 from .._wire import shm
 
 Callback = Callable[["ObjectEntry"], None]
 
 
 class ObjectEntry:
-    __slots__ = ("callbacks", "data", "is_error", "released")
+    __slots__ = ("callbacks", "contained", "data", "is_error", "refs")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
         self.is_error = False
         self.callbacks: list[Callback] | None = None
-        self.released = False
+        # Units held on this entry; a new entry starts with its creator's.
+        self.refs = 1
+        # Ids of the refs inside ``data`` (each holding one unit while this lives).
+        self.contained: list[bytes] | None = None
 
     @property
     def ready(self) -> bool:
         return self.data is not None
+
+    @property
+    def released(self) -> bool:
+        return self.refs <= 0
 
 
 class ObjectTable:
@@ -70,12 +82,18 @@ class ObjectTable:
             return  # sealed already (a retried task finishing late): first value wins
         entry.data = data
         entry.is_error = is_error
-        if data[:7] == shm.MARKER:
-            self.shm_bytes += shm.segment_size(shm.segment_name(data))
+        if data[:7] == _refs.MARKER:
+            entry.contained = contained = _refs.contained(data)
+            incref = self.incref
+            for oid in contained:
+                incref(oid)
+        segment = shm.segment_of(data)
+        if segment is not None:
+            self.shm_bytes += shm.segment_size(segment)
         callbacks, entry.callbacks = entry.callbacks, None
-        if entry.released:
+        if entry.refs <= 0:
             del self._entries[object_id]
-            self._free(data)
+            self._free(entry)
         if callbacks:
             for cb in callbacks:
                 cb(entry)
@@ -98,18 +116,45 @@ class ObjectTable:
         else:
             entry.callbacks.append(callback)
 
-    def release(self, object_id: bytes) -> None:
-        """The owner dropped its ref: free a ready entry now, a pending one when sealed."""
+    def incref(self, object_id: bytes, n: int = 1) -> None:
+        """Someone holds ``n`` more units on the object (a no-op once it is gone)."""
+        entry = self._entries.get(object_id)
+        if entry is not None:
+            entry.refs += n
+
+    def release(self, object_id: bytes, n: int = 1) -> None:
+        """Give back ``n`` units: at zero, free a ready entry now, a pending one when sealed."""
         entry = self._entries.get(object_id)
         if entry is None:
             return
-        if entry.data is not None:
+        entry.refs -= n
+        if entry.refs <= 0 and entry.data is not None:
             del self._entries[object_id]
-            self._free(entry.data)
-        else:
-            entry.released = True
+            self._free(entry)
 
-    def _free(self, data: bytes) -> None:
-        """A dropped entry's shared-memory segment goes too (readers keep their mapping)."""
-        if data[:7] == shm.MARKER:
-            self.shm_bytes -= shm.unlink(shm.segment_name(data))
+    def _free(self, entry: ObjectEntry) -> None:
+        """A dropped entry's segment goes (readers keep their mapping), and its refs' units."""
+        data = entry.data
+        if data is not None:
+            segment = shm.segment_of(data)
+            if segment is not None:
+                self.shm_bytes -= shm.unlink(segment)
+        contained, entry.contained = entry.contained, None
+        if contained:
+            # A chain of nested objects frees iteratively, not by recursion.
+            stack = contained
+            entries = self._entries
+            while stack:
+                oid = stack.pop()
+                inner = entries.get(oid)
+                if inner is None:
+                    continue
+                inner.refs -= 1
+                if inner.refs <= 0 and inner.data is not None:
+                    del entries[oid]
+                    segment = shm.segment_of(inner.data)
+                    if segment is not None:
+                        self.shm_bytes -= shm.unlink(segment)
+                    if inner.contained:
+                        stack.extend(inner.contained)
+                        inner.contained = None

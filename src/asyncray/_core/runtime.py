@@ -32,8 +32,8 @@ import msgspec
 
 from .. import exceptions as exc
 from .._wire import protocol as P
+from .._wire import refs, shm
 from .._wire import serialization as ser
-from .._wire import shm
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
@@ -242,14 +242,78 @@ class Runtime:
 
     def _on_put_object(self, conn: Any, msg: P.PutObject) -> None:
         self.objects.seal(msg.object_id, msg.data, msg.is_error)
+        if conn.units is not None:
+            conn.units[msg.object_id] = conn.units.get(msg.object_id, 0) + 1
 
     def _on_release_objects(self, conn: Any, msg: P.ReleaseObjects) -> None:
         release = self.objects.release
         for oid in msg.object_ids:
             release(oid)
+        units = conn.units
+        if units is not None:
+            for oid in msg.object_ids:
+                units[oid] = units.get(oid, 0) - 1
         forget = getattr(conn, "forget", None)
         if forget is not None:
             forget(msg.object_ids)
+
+    # ================================================================ reference counting
+
+    def grant(self, conn: Any, data: bytes | None) -> None:
+        """``data`` is sent to ``conn``'s process: one unit per ref inside it.
+
+        Each ``ObjectRef`` unpickled from it there owns one of these units
+        (a payload dropped unloaded gives them back), so an object stays
+        alive while the payload is in flight and while the rebuilt refs live.
+        """
+        if data is None or data[:7] != refs.MARKER:
+            return
+        incref = self.objects.incref
+        units = conn.units
+        for oid in refs.contained(data):
+            incref(oid)
+            if units is not None:
+                units[oid] = units.get(oid, 0) + 1
+
+    def grant_call(self, conn: Any, args: bytes, dep_values: list[bytes]) -> None:
+        """Grants for a call's argument payloads sent to ``conn``."""
+        if args[:7] == refs.MARKER:
+            self.grant(conn, args)
+        for value in dep_values:
+            if value[:7] == refs.MARKER:
+                self.grant(conn, value)
+
+    def take_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
+        """A pending call holds the objects it takes (top-level and nested refs) until it ends."""
+        incref = self.objects.incref
+        for oid in dep_ids:
+            incref(oid)
+        if args[:7] == refs.MARKER:
+            for oid in refs.contained(args):
+                incref(oid)
+
+    def drop_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
+        release = self.objects.release
+        for oid in dep_ids:
+            release(oid)
+        if args[:7] == refs.MARKER:
+            for oid in refs.contained(args):
+                release(oid)
+
+    def own(self, conn: Any, object_ids: list[bytes]) -> None:
+        """``conn``'s process created refs to these objects (their first units)."""
+        units = conn.units
+        if units is not None:
+            for oid in object_ids:
+                units[oid] = units.get(oid, 0) + 1
+
+    def drop_units(self, conn: Any) -> None:
+        """A child process is gone: the units its refs held go with it."""
+        units, conn.units = conn.units, {}
+        release = self.objects.release
+        for oid, n in units.items():
+            if n > 0:
+                release(oid, n)
 
     def _lost_payload(self, oid: bytes) -> bytes:
         err = exc.ObjectLostError(
@@ -304,7 +368,11 @@ class Runtime:
         self._finish(req)
         values = [e.data for e in req.entries]  # type: ignore[union-attr]
         errors = [e.is_error for e in req.entries]  # type: ignore[union-attr]
-        req.conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
+        conn = req.conn
+        for e in req.entries:
+            if e.contained:
+                self.grant(conn, e.data)
+        conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
         get = self.objects.get
@@ -420,6 +488,10 @@ class Runtime:
         create = self.objects.create
         for rid in msg.return_ids:
             create(rid)
+        if conn.units is not None:
+            self.own(conn, msg.return_ids)
+        if msg.dep_ids or msg.args[:7] == refs.MARKER:
+            self.take_argument_holds(msg.args, msg.dep_ids)
         if not msg.dep_ids:
             self._enqueue(task)
             return
@@ -474,10 +546,13 @@ class Runtime:
             seal(rid, error, True)
 
     def _finish_task(self, task: TaskRecord) -> None:
-        self.tasks.pop(task.spec.task_id, None)
-        args = task.spec.args
-        if args[:7] == shm.MARKER:  # large arguments live as long as the task
-            shm.unlink(shm.segment_name(args))
+        spec = task.spec
+        if self.tasks.pop(spec.task_id, None) is not None:
+            segment = shm.segment_of(spec.args)
+            if segment is not None:  # large arguments live as long as the task
+                shm.unlink(segment)
+            if spec.dep_ids or spec.args[:7] == refs.MARKER:
+                self.drop_argument_holds(spec.args, spec.dep_ids)
         if task.timer is not None:
             task.timer.cancel()
             task.timer = None
@@ -622,6 +697,8 @@ class Runtime:
         else:
             blob = self.functions.get(spec.func_id, b"")
             worker.known_functions.add(spec.func_id)
+        if spec.dep_ids or spec.args[:7] == refs.MARKER:
+            self.grant_call(worker.conn, spec.args, task.dep_values)
         worker.conn.send(  # type: ignore[union-attr]
             P.ExecuteTask(
                 spec.task_id,
@@ -704,7 +781,7 @@ class Runtime:
         for rid, data in zip(return_ids, results):
             if deliver is not None:
                 entry = get(rid)
-                if entry is not None and not entry.released:
+                if entry is not None and entry.refs > 0:
                     deliver(rid, data)
             seal(rid, data, False)
 
@@ -802,6 +879,7 @@ class Runtime:
         if conn is not None:
             for req in list(conn.requests.values()):
                 self._finish(req)
+            self.drop_units(conn)
         if worker.actor is not None:
             if not self._stopped:
                 self.actors.on_process_gone(worker)

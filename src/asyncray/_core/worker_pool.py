@@ -92,6 +92,9 @@ class ChildConn(asyncio.Protocol):
         self._out: list[bytes] = []
         # Outstanding get/wait requests of this child, by req_id.
         self.requests: dict[int, Any] = {}
+        # Reference-count units held by this child's refs, by object id:
+        # given back all at once if the child dies.
+        self.units: dict[bytes, int] = {}
 
     # ------------------------------------------------------------ asyncio.Protocol
 

@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 
 from ..exceptions import RayError, RayTaskError
-from . import shm
+from . import refs, shm
 
 PROTOCOL = 5
 
@@ -62,17 +62,67 @@ def dumps(value: Any) -> bytes:
             return False
         return True
 
-    data = cloudpickle.dumps(value, PROTOCOL, buffer_callback=out_of_band)
-    if not large:
-        return data
-    return shm.dumps_large(data, large)
+    state = refs.state
+    outer, state.collecting = state.collecting, []
+    try:
+        data = cloudpickle.dumps(value, PROTOCOL, buffer_callback=out_of_band)
+        contained = state.collecting
+    finally:
+        state.collecting = outer
+    if large:
+        data = shm.dumps_large(data, large)
+    if contained:
+        data = refs.wrap(contained, data)
+    return data
 
 
 def loads(data: bytes) -> Any:
-    """Unpickle a payload from ``dumps``; shared-memory buffers are mapped, not copied."""
+    """Unpickle a payload from ``dumps``; shared-memory buffers are mapped, not copied.
+
+    A payload with refs must be loaded (or ``discard`` ed) exactly once per
+    delivery: the runtime granted this process one unit per ref in it, which
+    the rebuilt ``ObjectRef`` s own.
+    """
+    if data[:7] == refs.MARKER:
+        return _loads_with_refs(data)
     if data[:7] == shm.MARKER:
         return shm.loads_large(data)
     return pickle.loads(data)
+
+
+def _loads_with_refs(data: bytes) -> Any:
+    ids, inner = refs.split(data)
+    state = refs.state
+    outer, state.rebuilt = state.rebuilt, []
+    try:
+        if inner[:7] == shm.MARKER:
+            return shm.loads_large(inner)
+        return pickle.loads(inner)
+    except BaseException:
+        # Refs rebuilt before the failure give their units back when collected;
+        # give back the units of those never rebuilt.
+        unbuilt = list(ids)
+        for oid in state.rebuilt:
+            unbuilt.remove(oid)
+        _release(unbuilt)
+        raise
+    finally:
+        state.rebuilt = outer
+
+
+def discard(data: bytes | None) -> None:
+    """A delivered payload that will never be loaded: give back the units of its refs."""
+    if data is not None and data[:7] == refs.MARKER:
+        _release(refs.contained(data))
+
+
+def _release(ids: list[bytes]) -> None:
+    from .. import _client
+
+    client = _client._current
+    if client is not None:
+        for oid in ids:
+            client.release(oid)
 
 
 # The argument payload of a call with no arguments.

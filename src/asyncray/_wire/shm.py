@@ -31,6 +31,9 @@ import warnings
 import weakref
 from typing import Any
 
+from .refs import MARKER as _REFS_MARKER
+from .refs import inner as _refs_inner
+
 # Out-of-band buffers at least this large go to shared memory (Ray stores
 # objects up to 100 KiB inline). Smaller ones are cheaper to copy than to map.
 SHM_THRESHOLD = 100 * 1024
@@ -118,6 +121,15 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
 
 def is_shm(payload: bytes) -> bool:
     return payload[:7] == MARKER
+
+
+def segment_of(payload: bytes) -> str | None:
+    """The segment a stored payload (possibly prefixed with refs) names, or None."""
+    if payload[:7] == _REFS_MARKER:
+        payload = _refs_inner(payload)
+    if payload[:7] != MARKER:
+        return None
+    return segment_name(payload)
 
 
 def segment_name(payload: bytes) -> str:

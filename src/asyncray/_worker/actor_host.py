@@ -33,7 +33,13 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from . import interrupts
-from .main import _flush_output, _set_visible_gpus, resolve_arguments, serialize_returns
+from .main import (
+    _flush_output,
+    _set_visible_gpus,
+    discard_arguments,
+    resolve_arguments,
+    serialize_returns,
+)
 
 
 class ActorExitRequest(SystemExit):
@@ -143,9 +149,10 @@ class _ActorState:
     def run_sync(self, msg: P.ExecuteActorCall) -> P.TaskDone:
         """Run one call of a plain or threaded actor (a generator is streamed)."""
         if msg.task_id in self.channel.cancelled:
+            discard_arguments(msg)
             return P.TaskDone(msg.task_id, [], True, cancelled=True)
-        fn = self.method(msg.method)
         args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+        fn = self.method(msg.method)
         result = fn(*args, **kwargs)
         if msg.streaming:
             from .streams import produce_sync
@@ -159,6 +166,14 @@ class _ActorState:
         self.exiting = True
         _flush_output()
         self.channel.send(P.ActorExiting(msg.task_id))
+
+    def send_reply(self, reply: P.TaskDone) -> None:
+        """Send a call's reply with the releases of refs dropped meanwhile (after it)."""
+        client = _client._current
+        if client is not None:
+            client.post(reply)
+        else:
+            self.channel.send(reply)
 
 
 def _terminate() -> None:
@@ -249,7 +264,7 @@ class _PlainHost:
             interrupts.leave_user_code()
             runtime_context.reset_current_task(token)
             _flush_output()
-        state.channel.send(reply)
+        state.send_reply(reply)
         return False
 
 
@@ -313,7 +328,7 @@ class _ThreadedHost:
             with self._active_lock:
                 self._active -= 1
                 self._active_lock.notify_all()
-        state.channel.send(reply)
+        state.send_reply(reply)
 
     def _exit_when_idle(self) -> None:
         """exit_actor(): calls already running finish; then run atexit handlers and exit."""
@@ -400,13 +415,17 @@ class _AsyncHost:
     async def call(self, msg: P.ExecuteActorCall) -> None:
         state = self.state
         limit = self.limits.get(msg.group) or self.limits[""]
+        loaded = [False]  # set once _run has loaded the arguments
         try:
             async with limit:
                 if state.exiting:
+                    discard_arguments(msg)
                     return
-                reply = await self._run(msg)
+                reply = await self._run(msg, loaded)
         except asyncio.CancelledError:
             # cancel(): the method's CancelledError handlers have run.
+            if not loaded[0]:
+                discard_arguments(msg)
             reply = P.TaskDone(msg.task_id, [], True, cancelled=True)
         except (SystemExit, exc.AsyncioActorExit):
             state.report_exit(msg)
@@ -415,14 +434,15 @@ class _AsyncHost:
         finally:
             self.by_id.pop(msg.task_id, None)
             self.credit_waiters.pop(msg.task_id, None)
-        state.channel.send(reply)
+        state.send_reply(reply)
 
-    async def _run(self, msg: P.ExecuteActorCall) -> P.TaskDone:
+    async def _run(self, msg: P.ExecuteActorCall, loaded: list[bool]) -> P.TaskDone:
         state = self.state
         token = runtime_context.set_current_task(state.context(msg.task_id))
         try:
-            fn = state.method(msg.method)
+            loaded[0] = True  # from here on, the refs in them are rebuilt or given back
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            fn = state.method(msg.method)
             result = fn(*args, **kwargs)
             if msg.streaming:
                 from .streams import produce_async

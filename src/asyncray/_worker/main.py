@@ -171,8 +171,8 @@ class TaskWorker:
         _set_visible_gpus(msg.gpu_ids)
         interrupts.enter_user_code()
         try:
-            fn = self._function(msg)
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
+            fn = self._function(msg)
             result = fn(*args, **kwargs)
             if msg.streaming:
                 return self._stream(msg, result)
@@ -214,14 +214,32 @@ class TaskWorker:
         return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
 
+def discard_arguments(msg: Any) -> None:
+    """A call dropped before its arguments were loaded gives back their refs' units."""
+    ser.discard(msg.args)
+    for value in msg.dep_values:
+        ser.discard(value)
+
+
 def resolve_arguments(
     payload: bytes, dep_values: list[bytes]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Unpickle call arguments and put resolved dependency values into their slots."""
-    args, kwargs = ser.loads(payload)
+    try:
+        args, kwargs = ser.loads(payload)
+    except BaseException:
+        for v in dep_values:
+            ser.discard(v)
+        raise
     if dep_values:
-        loads = ser.loads
-        values = [loads(v) for v in dep_values]
+        values = []
+        try:
+            for v in dep_values:
+                values.append(ser.loads(v))
+        except BaseException:
+            for v in dep_values[len(values) + 1 :]:
+                ser.discard(v)
+            raise
         args = tuple(values[a.index] if type(a) is DepSlot else a for a in args)
         if kwargs:
             kwargs = {k: values[v.index] if type(v) is DepSlot else v for k, v in kwargs.items()}
