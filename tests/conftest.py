@@ -30,8 +30,11 @@ SHM_PREFIXES = ("asyncray", "ar_")
 
 
 def _shm_segments() -> set[str]:
+    """Segments of sessions this process started (their names carry its pid), so
+    another test run on the same machine cannot fail this one."""
+    mine = (f"asyncray_{os.getpid()}-", *SHM_PREFIXES[1:])
     try:
-        return {name for name in os.listdir(SHM_DIR) if name.startswith(SHM_PREFIXES)}
+        return {name for name in os.listdir(SHM_DIR) if name.startswith(mine)}
     except FileNotFoundError:
         return set()
 

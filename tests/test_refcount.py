@@ -28,7 +28,11 @@ BIG = 1_000_000  # 8 MB of int64: well above the shared-memory threshold
 
 
 def _segments() -> list[str]:
-    return [n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX)]
+    """Segments of live objects (recycled ones are free memory kept for reuse)."""
+    recycled = set(_stats()["store_recycled_names"])
+    return [
+        n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX) and n not in recycled
+    ]
 
 
 def _stats() -> dict:

@@ -38,7 +38,6 @@ _DEFAULT_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 _ACCEPTED_INIT_KWARGS = frozenset(
     {
         "labels",
-        "object_store_memory",
         "include_dashboard",
         "dashboard_host",
         "dashboard_port",
@@ -84,6 +83,7 @@ class Session:
         self.thread: threading.Thread | None = None
         self.zygote_pid = 0
         self.shm_tag = ""
+        self.store_capacity = 0
 
 
 _session: Session | None = None
@@ -121,6 +121,9 @@ def init(
     ignore_reinit_error: bool = False,
     local_mode: bool = False,
     log_to_driver: bool = True,
+    object_store_memory: int | None = None,
+    object_spilling_directory: str | None = None,
+    _system_config: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start asyncray in this process: a runtime thread, a zygote and a worker pool.
@@ -134,6 +137,13 @@ def init(
         ignore_reinit_error: return the running session instead of raising on a second call.
         local_mode: removed in Ray 2.60; raises as Ray does.
         log_to_driver: forward workers' output to this process's stdout/stderr.
+        object_store_memory: bytes of shared memory for large objects (default: 30% of
+            RAM, at most what the shared-memory directory can hold). Beyond it, objects
+            are spilled to disk; ``ObjectStoreFullError`` if nothing can be spilled.
+        object_spilling_directory: where spilled objects go (default: the temp directory).
+        _system_config: Ray's tuning dict; ``max_direct_call_object_size`` (bytes) sets
+            the size from which buffers go to shared memory (default 100 KiB), and
+            ``object_spilling_config`` (Ray's JSON) may name the spill directory.
 
     Returns:
         A ``RayContext`` mapping (usable as ``with asyncray.init(): ...``).
@@ -168,14 +178,70 @@ def init(
             )
         totals = _resource_totals(num_cpus, num_gpus, resources)
         namespace = _check_namespace(namespace)
+        store = _store_config(object_store_memory, object_spilling_directory, _system_config)
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
-        _start(session, log_to_driver)
+        _start(session, log_to_driver, store)
         _session = session
         _client.set_current(session.client)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
         return _context(session)
+
+
+class _StoreConfig:
+    def __init__(self, capacity: int | None, spill_root: str | None, threshold: int | None):
+        self.capacity = capacity
+        self.spill_root = spill_root
+        self.threshold = threshold
+
+
+def _store_config(
+    object_store_memory: Any, spill_directory: Any, system_config: Any
+) -> _StoreConfig:
+    """Validate the object-store arguments of ``init`` (Ray's names)."""
+    if object_store_memory is not None and (
+        isinstance(object_store_memory, bool)
+        or not isinstance(object_store_memory, numbers.Integral)
+        or object_store_memory <= 0
+    ):
+        raise ValueError(
+            f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}"
+        )
+    if system_config is not None and not isinstance(system_config, dict):
+        raise TypeError(f"_system_config must be a dict, got {type(system_config).__name__}")
+    config = system_config or {}
+    threshold = config.get("max_direct_call_object_size")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, numbers.Integral) or threshold < 0
+    ):
+        raise ValueError(
+            f"_system_config['max_direct_call_object_size'] must be a non-negative number of "
+            f"bytes, got {threshold!r}"
+        )
+    spilling = config.get("object_spilling_config")
+    if spill_directory is None and spilling:
+        import json
+
+        params = (json.loads(spilling) if isinstance(spilling, str) else spilling).get("params", {})
+        spill_directory = params.get("directory_path")
+        if isinstance(spill_directory, list):
+            spill_directory = spill_directory[0] if spill_directory else None
+    if spill_directory is not None and not isinstance(spill_directory, (str, os.PathLike)):
+        raise TypeError(
+            f"object_spilling_directory must be a path, got {type(spill_directory).__name__}"
+        )
+    return _StoreConfig(
+        None if object_store_memory is None else int(object_store_memory),
+        None if spill_directory is None else os.fspath(spill_directory),
+        None if threshold is None else int(threshold),
+    )
+
+
+# The default store: this share of RAM (as Ray), and at most this share of
+# what the shared-memory directory can hold.
+DEFAULT_STORE_RAM_FRACTION = 0.3
+DEFAULT_STORE_SHM_FRACTION = 0.8
 
 
 def _context(session: Session) -> RayContext:
@@ -252,7 +318,7 @@ def _check_namespace(namespace: Any) -> str:
     return namespace
 
 
-def _start(session: Session, log_to_driver: bool) -> None:
+def _start(session: Session, log_to_driver: bool, store: _StoreConfig) -> None:
     import uvloop
 
     from ._core.zygote import start_zygote
@@ -265,7 +331,15 @@ def _start(session: Session, log_to_driver: bool) -> None:
     _boot = session
     # Segment names carry the driver's pid, so a later session can sweep them.
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    shm.configure(session.shm_tag)
+    shm.configure(session.shm_tag, store.threshold, store.spill_root)
+    capacity = store.capacity
+    if capacity is None:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        capacity = int(
+            min(ram * DEFAULT_STORE_RAM_FRACTION, shm.free_bytes() * DEFAULT_STORE_SHM_FRACTION)
+        )
+    session.store_capacity = capacity
+    session.totals["object_store_memory"] = float(capacity)
     zygote_pid, zygote_sock = start_zygote(child_main)
     loop = uvloop.new_event_loop()
     ready = threading.Event()
@@ -316,6 +390,7 @@ def _run_loop(
             namespace=session.namespace,
             job_id=session.job_id,
             log_to_driver=log_to_driver,
+            store_capacity=session.store_capacity,
         )
         session.client.runtime = runtime
         runtime.start()
@@ -472,13 +547,21 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
         )
     try:
         data = ser.dumps(value)
+    except exc.ObjectStoreFullError:
+        raise
     except Exception as e:
         raise TypeError(
             f"Could not serialize the put value {value!r}: {type(e).__name__}: {e}"
         ) from e
     oid = c.new_object_id()
     c.post(P.PutObject(oid, data))
-    if len(data) <= _client.LOCAL_VALUE_LIMIT and not refs.has_refs(data):
+    if (
+        len(data) <= _client.LOCAL_VALUE_LIMIT
+        and not refs.has_refs(data)
+        # A child reads its shared-memory objects through the runtime, which then
+        # knows the child may hold views of the segment (it must not recycle it).
+        and (c.is_driver or not shm.is_shm(data))
+    ):
         c.local_values[oid] = data
     return ObjectRef(oid, True)
 

@@ -30,14 +30,14 @@ import msgspec
 
 from . import exceptions as exc
 from ._wire import protocol as P
-from ._wire import refs
+from ._wire import refs, shm
 from ._wire import serialization as ser
 
 # Releases are sent in batches of at least this many ids (or with the next
 # message): one ReleaseObjects per batch instead of one per dropped ref.
 RELEASE_BATCH = 512
 
-_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply, P.ActorReply)
+_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply, P.ActorReply, P.SegmentReply)
 # Values up to this size are kept in the owner's in-process store, so getting
 # them needs no round trip (Ray's max_direct_call_object_size).
 LOCAL_VALUE_LIMIT = 100 * 1024
@@ -594,3 +594,21 @@ def current() -> ClientBase | None:
 def set_current(client: ClientBase | None) -> None:
     global _current
     _current = client
+    # Large objects ask this process's runtime for room before they are written.
+    shm.reserver = None if client is None else _reserve_segment
+    shm.abandoner = None if client is None else _abandon_segment
+
+
+def _reserve_segment(size: int) -> tuple[str, bool]:
+    client = _current
+    assert client is not None
+    reply = client.request(P.ReserveSegment(client.next_req_id(), size))
+    if reply.error:
+        raise exc.ObjectStoreFullError(reply.error)
+    return reply.name, reply.recycled
+
+
+def _abandon_segment(name: str) -> None:
+    client = _current
+    if client is not None:
+        client.post(P.DropReservation(name))

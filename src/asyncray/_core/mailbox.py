@@ -211,6 +211,7 @@ class ActorManager:
         actor.pid = worker.pid
         worker.state = "busy"
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)
+        self.rt.mark_sent(spec.dep_ids)
         worker.conn.send(  # type: ignore[union-attr]
             P.StartActor(
                 actor.actor_id,
@@ -327,6 +328,7 @@ class ActorManager:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             if call.dep_values or spec.args[:7] == refs.MARKER:
                 self.rt.grant_call(conn, spec.args, call.dep_values)
+                self.rt.mark_sent(spec.dep_ids)
             conn.send(
                 P.ExecuteActorCall(
                     spec.task_id,
@@ -346,6 +348,8 @@ class ActorManager:
         if call is None:
             return
         if call.cancelled is not None:
+            for data in msg.results:
+                self.rt.objects.discard(data)
             self._seal_call(call, call.cancelled, True)
         elif msg.stream_count >= 0:
             self._end_call(call)

@@ -21,15 +21,19 @@ pending entry is freed as soon as it is sealed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .._wire import refs as _refs
 from .._wire import shm
+
+if TYPE_CHECKING:
+    from .store import SegmentStore
 
 Callback = Callable[["ObjectEntry"], None]
 
 
 class ObjectEntry:
-    __slots__ = ("callbacks", "contained", "data", "is_error", "refs")
+    __slots__ = ("callbacks", "contained", "data", "is_error", "refs", "sent")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
@@ -39,6 +43,9 @@ class ObjectEntry:
         self.refs = 1
         # Ids of the refs inside ``data`` (each holding one unit while this lives).
         self.contained: list[bytes] | None = None
+        # Its bytes went to another process, which may still map its segment:
+        # the segment must not be recycled when it is freed.
+        self.sent = False
 
     @property
     def ready(self) -> bool:
@@ -52,13 +59,17 @@ class ObjectEntry:
 class ObjectTable:
     """Owned by the runtime loop; no locking."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: SegmentStore) -> None:
+        self.store = store
         self._entries: dict[bytes, ObjectEntry] = {}
         # Waits over long lists watch a set of ids instead of putting a
         # callback on every pending entry: O(1) per seal, not O(n) per wait.
         self._watchers: list[tuple[set[bytes], Callback]] = []
-        # Bytes of shared-memory segments held by live entries.
-        self.shm_bytes = 0
+
+    @property
+    def shm_bytes(self) -> int:
+        """Bytes of shared-memory segments held by live entries."""
+        return self.store.resident_bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -79,7 +90,9 @@ class ObjectTable:
         if entry is None:
             entry = self._entries[object_id] = ObjectEntry()
         elif entry.data is not None:
-            return  # sealed already (a retried task finishing late): first value wins
+            # Sealed already (a retried task finishing late): first value wins.
+            self.discard(data)
+            return
         entry.data = data
         entry.is_error = is_error
         if data[:7] == _refs.MARKER:
@@ -89,7 +102,7 @@ class ObjectTable:
                 incref(oid)
         segment = shm.segment_of(data)
         if segment is not None:
-            self.shm_bytes += shm.segment_size(segment)
+            self.store.sealed(segment)
         callbacks, entry.callbacks = entry.callbacks, None
         if entry.refs <= 0:
             del self._entries[object_id]
@@ -132,13 +145,22 @@ class ObjectTable:
             del self._entries[object_id]
             self._free(entry)
 
+    def discard(self, data: bytes) -> None:
+        """A payload that will never be stored: its segment goes."""
+        segment = shm.segment_of(data)
+        if segment is not None:
+            self.store.cancel(segment)
+
+    def _free_segment(self, entry: ObjectEntry) -> None:
+        segment = shm.segment_of(entry.data)  # type: ignore[arg-type]
+        if segment is not None:
+            # Recycle its pages only if no other process can hold a view of it.
+            self.store.freed(segment, not entry.sent and not shm.is_mapped(segment))
+
     def _free(self, entry: ObjectEntry) -> None:
         """A dropped entry's segment goes (readers keep their mapping), and its refs' units."""
-        data = entry.data
-        if data is not None:
-            segment = shm.segment_of(data)
-            if segment is not None:
-                self.shm_bytes -= shm.unlink(segment)
+        if entry.data is not None:
+            self._free_segment(entry)
         contained, entry.contained = entry.contained, None
         if contained:
             # A chain of nested objects frees iteratively, not by recursion.
@@ -152,9 +174,7 @@ class ObjectTable:
                 inner.refs -= 1
                 if inner.refs <= 0 and inner.data is not None:
                     del entries[oid]
-                    segment = shm.segment_of(inner.data)
-                    if segment is not None:
-                        self.shm_bytes -= shm.unlink(segment)
+                    self._free_segment(inner)
                     if inner.contained:
                         stack.extend(inner.contained)
                         inner.contained = None

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections import deque
 from typing import Any
 
@@ -38,6 +39,7 @@ from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
+from .store import SegmentStore, StoreFull
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
 
 logger = logging.getLogger("asyncray")
@@ -54,6 +56,9 @@ IDLE_RETIRE_S = 10.0
 # slot). One hides the runtime round trip between two tasks; more would only
 # delay rebalancing onto workers that free up.
 PIPELINE_DEPTH = 1
+# Recycled shared-memory segments unused this long are removed (the pool is a
+# cache for bursts of puts, not memory kept for good).
+RECYCLE_IDLE_S = 1.0
 # The id suffix of a stream's completion object (``ObjectRefGenerator.completed()``).
 STREAM_COMPLETION = b"\xff\xff\xff\xff"
 _NONE_PAYLOAD = ser.dumps(None)
@@ -170,13 +175,17 @@ class Runtime:
         namespace: str,
         job_id: str,
         log_to_driver: bool = True,
+        store_capacity: int = 1 << 40,
     ) -> None:
         self.loop = loop
         self.namespace = namespace
         self.job_id = job_id
         self.log_to_driver = log_to_driver
         self.resources = ResourcePool(totals)
-        self.objects = ObjectTable()
+        self.store = SegmentStore(store_capacity, shm.spill_directory())
+        self.objects = ObjectTable(self.store)
+        self._trim_handle: asyncio.TimerHandle | None = None
+        self.store.on_recycle = self.schedule_trim
         self.ready = ReadyQueue()
         self.functions: dict[bytes, bytes] = {}
         self.workers: dict[int, WorkerRecord] = {}
@@ -219,6 +228,8 @@ class Runtime:
             P.CancelWaiter: self._on_cancel_waiter,
             P.QueryState: self._on_query_state,
             P.WorkerHello: self._on_worker_hello,
+            P.ReserveSegment: self._on_reserve_segment,
+            P.DropReservation: self._on_drop_reservation,
         }
 
     # ================================================================ entry point
@@ -257,6 +268,29 @@ class Runtime:
         if forget is not None:
             forget(msg.object_ids)
 
+    def _on_reserve_segment(self, conn: Any, msg: P.ReserveSegment) -> None:
+        try:
+            name, recycled = self.store.reserve(msg.size, shm.is_mapped)
+        except StoreFull as e:
+            conn.send(P.SegmentReply(msg.req_id, "", False, str(e)))
+            return
+        conn.send(P.SegmentReply(msg.req_id, name, recycled, ""))
+
+    def _on_drop_reservation(self, conn: Any, msg: P.DropReservation) -> None:
+        self.store.cancel(msg.name)
+
+    def _trim_recycled(self) -> None:
+        """Recycled segments nobody reused for a while go back to the system."""
+        self._trim_handle = None
+        store = self.store
+        store.trim(time.monotonic() - RECYCLE_IDLE_S)
+        if store.recycled:
+            self._trim_handle = self.loop.call_later(RECYCLE_IDLE_S, self._trim_recycled)
+
+    def schedule_trim(self) -> None:
+        if self._trim_handle is None and self.store.recycled:
+            self._trim_handle = self.loop.call_later(RECYCLE_IDLE_S, self._trim_recycled)
+
     # ================================================================ reference counting
 
     def grant(self, conn: Any, data: bytes | None) -> None:
@@ -282,6 +316,14 @@ class Runtime:
         for value in dep_values:
             if value[:7] == refs.MARKER:
                 self.grant(conn, value)
+
+    def mark_sent(self, object_ids: list[bytes]) -> None:
+        """These objects' bytes go to a child, which may keep views of their segments."""
+        get = self.objects.get
+        for oid in object_ids:
+            entry = get(oid)
+            if entry is not None:
+                entry.sent = True
 
     def take_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
         """A pending call holds the objects it takes (top-level and nested refs) until it ends."""
@@ -369,9 +411,12 @@ class Runtime:
         values = [e.data for e in req.entries]  # type: ignore[union-attr]
         errors = [e.is_error for e in req.entries]  # type: ignore[union-attr]
         conn = req.conn
+        child = conn.units is not None
         for e in req.entries:
             if e.contained:
                 self.grant(conn, e.data)
+            if child:
+                e.sent = True
         conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
@@ -699,6 +744,7 @@ class Runtime:
             worker.known_functions.add(spec.func_id)
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
             self.grant_call(worker.conn, spec.args, task.dep_values)
+            self.mark_sent(spec.dep_ids)
         worker.conn.send(  # type: ignore[union-attr]
             P.ExecuteTask(
                 spec.task_id,
@@ -759,6 +805,8 @@ class Runtime:
             self._release_task(worker, task)
             self._make_idle(worker)
         if task.cancelled is not None:
+            for data in msg.results:
+                self.objects.discard(data)
             self._fail_task(task, task.cancelled)
         elif msg.is_error and msg.retryable and task.can_retry():
             task.attempts += 1
@@ -929,6 +977,7 @@ class Runtime:
             return
         stream.produced = msg.index
         if stream.released:
+            self.objects.discard(msg.data)
             return
         oid = msg.task_id + msg.index.to_bytes(4, "little")
         if msg.is_error:
@@ -1139,6 +1188,7 @@ class Runtime:
                 "idle": len(self.idle),
                 "queued": len(self.ready),
                 "shm_bytes": self.objects.shm_bytes,
+                **self.store.stats(),
                 "pids": [w.pid for w in self.workers.values() if w.pid],
             }
         else:

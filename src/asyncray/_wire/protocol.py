@@ -378,6 +378,28 @@ class WorkerHello(_Msg, tag=25):
     pid: int
 
 
+class ReserveSegment(_Msg, tag=60):
+    """Ask for room for a large object's segment of ``size`` bytes before writing it."""
+
+    req_id: int
+    size: int
+
+
+class SegmentReply(_Msg, tag=61):
+    """The segment to write (``recycled``: it exists, resize it), or ``error`` (store full)."""
+
+    req_id: int
+    name: str
+    recycled: bool
+    error: str
+
+
+class DropReservation(_Msg, tag=62):
+    """The producer failed before its object was stored: give the room back."""
+
+    name: str
+
+
 Message = Union[
     RegisterFunction,
     SubmitTask,
@@ -415,6 +437,9 @@ Message = Union[
     CancelActorCall,
     CreatePlacementGroup,
     RemovePlacementGroup,
+    ReserveSegment,
+    SegmentReply,
+    DropReservation,
 ]
 
 # ---------------------------------------------------------------- zygote control

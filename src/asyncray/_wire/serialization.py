@@ -110,6 +110,13 @@ def _loads_with_refs(data: bytes) -> Any:
         state.rebuilt = outer
 
 
+def abandon(data: bytes) -> None:
+    """A payload made by ``dumps`` that will never be sent: free its segment, if any."""
+    segment = shm.segment_of(data)
+    if segment is not None:
+        shm.abandon(segment)
+
+
 def discard(data: bytes | None) -> None:
     """A delivered payload that will never be loaded: give back the units of its refs."""
     if data is not None and data[:7] == refs.MARKER:

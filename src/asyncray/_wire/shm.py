@@ -24,11 +24,13 @@ import contextlib
 import mmap
 import os
 import pickle
+import shutil
 import struct
 import tempfile
 import uuid
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .refs import MARKER as _REFS_MARKER
@@ -36,7 +38,8 @@ from .refs import inner as _refs_inner
 
 # Out-of-band buffers at least this large go to shared memory (Ray stores
 # objects up to 100 KiB inline). Smaller ones are cheaper to copy than to map.
-SHM_THRESHOLD = 100 * 1024
+DEFAULT_SHM_THRESHOLD = 100 * 1024
+SHM_THRESHOLD = DEFAULT_SHM_THRESHOLD
 MARKER = b"\x00ARSHM1"
 PREFIX = "asyncray_"
 _U32 = struct.Struct("<I")
@@ -45,21 +48,46 @@ _U64 = struct.Struct("<Q")
 MIN_SHM_FREE_BYTES = 256 * 1024 * 1024
 
 _directory: str | None = None
+_spill_directory: str | None = None
 _session_tag = ""
+# Asks the runtime for a segment of n bytes: (name, recycled). Set by the
+# client of this process; raises ObjectStoreFullError when there is no room.
+reserver: Callable[[int], tuple[str, bool]] | None = None
+# Tells the runtime a reservation will not be used (the producer failed).
+abandoner: Callable[[str], None] | None = None
 # Mappings this process has open, by segment path. Weak: a mapping lives as
 # long as the values that view it, so freed objects give their memory back.
 _maps: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
 
 
-def configure(session_tag: str, threshold: int | None = None) -> str:
-    """Pick the segment directory for a new session (once per driver); returns it."""
-    global _directory, _session_tag, SHM_THRESHOLD
-    if threshold is not None:
-        SHM_THRESHOLD = threshold
+def configure(session_tag: str, threshold: int | None = None, spill_root: str | None = None) -> str:
+    """Pick the segment and spill directories for a new session (once per driver).
+
+    Children inherit these settings: they are forked after this runs.
+    """
+    global _directory, _spill_directory, _session_tag, SHM_THRESHOLD
+    SHM_THRESHOLD = DEFAULT_SHM_THRESHOLD if threshold is None else threshold
     _session_tag = session_tag
     _directory = _pick_directory()
     sweep_stale(_directory)
+    root = spill_root or os.path.join(tempfile.gettempdir(), "asyncray-spill")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    sweep_stale(root)
+    _spill_directory = os.path.join(root, f"{PREFIX}{session_tag}")
     return _directory
+
+
+def spill_directory() -> str:
+    return _spill_directory or os.path.join(tempfile.gettempdir(), "asyncray-spill")
+
+
+def free_bytes() -> int:
+    """Free space where segments go (bounds the default store size)."""
+    try:
+        st = os.statvfs(directory())
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 def _pick_directory() -> str:
@@ -91,13 +119,23 @@ def session_tag() -> str:
 def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
     """Write ``buffers`` into a new segment; return the payload that names it."""
     views = [b.raw() for b in buffers]
-    total = sum(v.nbytes for v in views)
-    name = f"{PREFIX}{_session_tag}_{uuid.uuid4().hex[:16]}"
+    total = max(sum(v.nbytes for v in views), 1)
+    if reserver is not None:
+        name, recycled = reserver(total)  # may raise ObjectStoreFullError
+    else:  # no runtime to ask (a bare process): a fresh private name
+        name, recycled = f"{PREFIX}{_session_tag}_{uuid.uuid4().hex[:16]}", False
     path = os.path.join(directory(), name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.ftruncate(fd, max(total, 1))
-        with mmap.mmap(fd, max(total, 1)) as m:
+        flags = os.O_RDWR if recycled else os.O_RDWR | os.O_CREAT | os.O_EXCL
+        fd = os.open(path, flags, 0o600)
+    except BaseException:
+        _abandon(name, path, recycled)
+        raise
+    try:
+        if os.fstat(fd).st_size != total:
+            os.ftruncate(fd, total)
+        # Populate: one call maps every page (recycled pages need no zeroing).
+        with mmap.mmap(fd, total, flags=mmap.MAP_SHARED | _MAP_POPULATE) as m:
             pos = 0
             offsets = []
             for v in views:
@@ -106,8 +144,7 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
                 pos += v.nbytes
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        _abandon(name, path, recycled)
         raise
     os.close(fd)
     name_b = name.encode()
@@ -117,6 +154,22 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
         parts.append(_U64.pack(off))
         parts.append(_U64.pack(n))
     return b"".join(parts)
+
+
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _abandon(name: str, path: str, recycled: bool) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    if abandoner is not None:
+        with contextlib.suppress(Exception):
+            abandoner(name)
+
+
+def abandon(name: str) -> None:
+    """A written segment whose payload will never be sent: remove it, give back its room."""
+    _abandon(name, os.path.join(directory(), name), False)
 
 
 def is_shm(payload: bytes) -> bool:
@@ -161,6 +214,11 @@ def loads_large(payload: bytes) -> Any:
     return pickle.loads(pickled, buffers=buffers)
 
 
+def is_mapped(name: str) -> bool:
+    """Whether this process holds a view of the segment (its values still live)."""
+    return os.path.join(directory(), name) in _maps
+
+
 def _map(name: str) -> mmap.mmap:
     path = os.path.join(directory(), name)
     mapping = _maps.get(path)
@@ -168,11 +226,7 @@ def _map(name: str) -> mmap.mmap:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            from ..exceptions import ObjectLostError
-
-            raise ObjectLostError(
-                name, "", "Its shared-memory segment is gone (freed, or removed at shutdown)."
-            ) from None
+            fd = _open_spilled(name)
         try:
             size = os.fstat(fd).st_size
             mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ)
@@ -180,6 +234,18 @@ def _map(name: str) -> mmap.mmap:
             os.close(fd)
         _maps[path] = mapping
     return mapping
+
+
+def _open_spilled(name: str) -> int:
+    """A segment spilled to disk is read from there (mapped through the page cache)."""
+    try:
+        return os.open(os.path.join(spill_directory(), name), os.O_RDONLY)
+    except FileNotFoundError:
+        from ..exceptions import ObjectLostError
+
+        raise ObjectLostError(
+            name, "", "Its shared-memory segment is gone (freed, or removed at shutdown)."
+        ) from None
 
 
 def unlink(name: str) -> int:
@@ -201,7 +267,9 @@ def segment_size(name: str) -> int:
 
 
 def remove_session(tag: str) -> None:
-    """Remove every segment of a session (at shutdown)."""
+    """Remove every segment and spilled object of a session (at shutdown)."""
+    if _spill_directory is not None and tag in _spill_directory:
+        shutil.rmtree(_spill_directory, ignore_errors=True)
     base = directory()
     prefix = f"{PREFIX}{tag}_"
     with contextlib.suppress(OSError):
@@ -219,8 +287,12 @@ def sweep_stale(base: str) -> None:
                 continue
             pid_text = entry[len(PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _alive(int(pid_text)):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(base, entry))
+                path = os.path.join(base, entry)
+                if os.path.isdir(path):  # a dead session's spill directory
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
 
 
 def _alive(pid: int) -> bool:

@@ -23,6 +23,7 @@ import threading
 from typing import Any
 
 from .. import _api, _client, runtime_context
+from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from ..remote_function import DepSlot
@@ -265,11 +266,15 @@ def serialize_returns(result: Any, num_returns: int, name: str) -> list[bytes]:
                 f"Task {name} declared num_returns={num_returns} but returned {n} values."
             )
         values = list(result)
-    out = []
+    out: list[bytes] = []
     for value in values:
         try:
             out.append(ser.dumps(value))
         except Exception as e:
+            for done in out:  # the values already written will never be stored
+                ser.abandon(done)
+            if isinstance(e, exc.ObjectStoreFullError):
+                raise
             raise TypeError(
                 f"Could not serialize the return value of {name} ({type(value).__name__}): "
                 f"{type(e).__name__}: {e}"

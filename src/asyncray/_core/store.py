@@ -1,0 +1,208 @@
+"""The object store's memory: a bounded budget of shared-memory segments.
+
+Every large object is one segment file (see ``_wire/shm.py``). Before a
+producer writes one it asks the runtime for a name (``ReserveSegment``):
+that is where the budget (``object_store_memory``) is enforced and where
+room is made when it is short:
+
+1. recycled segments are evicted first (free memory kept for reuse);
+2. then sealed objects are *spilled*, oldest first: copied to the spill
+   directory on disk, then removed from shared memory. Their payload does
+   not change — readers look for a segment in shared memory first and in
+   the spill directory second — so a spilled object is read back
+   transparently (mapped from the file, through the page cache);
+3. if that still leaves too little room, the reservation fails and the
+   producer raises ``ObjectStoreFullError`` with the numbers.
+
+Recycling is what makes repeated large puts fast: a freshly created tmpfs
+file page-faults and zeroes every page on first touch, so a segment freed
+by an object whose bytes no other process ever saw (and the driver no
+longer maps) keeps its pages and is handed to the next producer of a
+similar size. A segment that was sent to another process is never reused,
+as a reader may still hold a view of it.
+
+Owned by the runtime loop, like the object table it serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+from .._wire import shm
+
+# A recycled segment is reused for a request of at least this fraction of
+# its size (larger would waste the pages the shrink gives back).
+REUSE_MIN_FRACTION = 0.5
+
+
+class StoreFull(Exception):
+    """No room can be made for a reservation; the message carries the numbers."""
+
+
+class SegmentStore:
+    """Budget, recycled segments and spilling of the session's segments."""
+
+    def __init__(self, capacity: int, spill_directory: str) -> None:
+        self.capacity = capacity
+        self.spill_directory = spill_directory
+        # Bytes of segments reserved or holding live objects in shared memory.
+        self.used = 0
+        # Reserved segments whose object has not been stored yet: name -> size.
+        self.reservations: dict[str, int] = {}
+        # Segments of live objects still in shared memory, oldest first.
+        self.resident: dict[str, int] = {}
+        self.resident_bytes = 0
+        # Recycled segments ready for reuse: name -> (size, when recycled), oldest
+        # first; their bytes are ``cached``.
+        self.recycled: dict[str, tuple[int, float]] = {}
+        self.cached = 0
+        self.spilled: dict[str, int] = {}
+        self.spilled_total = 0
+        self._names = 0
+        # Called when a segment is recycled (the owner schedules trimming).
+        self.on_recycle: Callable[[], None] = lambda: None
+
+    # ------------------------------------------------------------ reservations
+
+    def reserve(self, size: int, pinned: Callable[[str], bool]) -> tuple[str, bool]:
+        """A segment name for ``size`` bytes and whether it is a recycled one.
+
+        ``pinned(name)`` says a resident segment may not be spilled now.
+        Raises ``StoreFull`` if no room can be made.
+        """
+        if size > self.capacity:
+            raise StoreFull(
+                f"Failed to put an object of {size} bytes: it is larger than the object "
+                f"store ({self.capacity} bytes). Pass a larger object_store_memory to init()."
+            )
+        name = self._take_recycled(size)
+        recycled = name is not None
+        if name is None:
+            self._make_room(size, pinned)
+            self._names += 1
+            name = f"{shm.PREFIX}{shm.session_tag()}_{self._names:x}"
+        self.used += size
+        self.reservations[name] = size
+        return name, recycled
+
+    def _take_recycled(self, size: int) -> str | None:
+        best = None
+        for name, (have, _) in self.recycled.items():
+            fits = have * REUSE_MIN_FRACTION <= size <= have
+            if fits and (best is None or have < self.recycled[best][0]):
+                best = name
+        if best is not None:
+            self.cached -= self.recycled.pop(best)[0]
+        return best
+
+    def _make_room(self, size: int, pinned: Callable[[str], bool]) -> None:
+        while self.recycled and self.used + self.cached + size > self.capacity:
+            name, (have, _) = next(iter(self.recycled.items()))
+            del self.recycled[name]
+            self.cached -= have
+            shm.unlink(name)
+        if self.used + size <= self.capacity:
+            return
+        for name in list(self.resident):
+            if self.used + size <= self.capacity:
+                return
+            if not pinned(name):
+                self._spill(name)
+        if self.used + size > self.capacity:
+            raise StoreFull(
+                f"Failed to put an object of {size} bytes: the object store is full "
+                f"({self.used} of {self.capacity} bytes in use by objects that cannot be "
+                "spilled now). Free some objects (drop their refs), or pass a larger "
+                "object_store_memory to init()."
+            )
+
+    def cancel(self, name: str) -> None:
+        """A segment that will never be stored (producer failed, duplicate result): remove it."""
+        size = self.reservations.pop(name, None)
+        if size is not None:
+            self.used -= size
+        shm.unlink(name)
+
+    # ------------------------------------------------------------ lifetime
+
+    def sealed(self, name: str) -> None:
+        """An object's segment is stored: the reservation becomes a resident segment."""
+        size = self.reservations.pop(name, None)
+        if size is None:  # written without a reservation (a process with no runtime link)
+            size = shm.segment_size(name)
+            self.used += size
+        self.resident[name] = size
+        self.resident_bytes += size
+
+    def trim(self, older_than: float) -> None:
+        """Give recycled segments unused since ``older_than`` (monotonic) back to the system."""
+        for name, (size, when) in list(self.recycled.items()):
+            if when > older_than:
+                break
+            del self.recycled[name]
+            self.cached -= size
+            shm.unlink(name)
+
+    def freed(self, name: str, recyclable: bool) -> int:
+        """The object is gone: recycle or remove its segment; returns the bytes freed."""
+        size = self.resident.pop(name, None)
+        if size is None:
+            size = self.spilled.pop(name, None)
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.spill_directory, name))
+            return 0
+        self.used -= size
+        self.resident_bytes -= size
+        if recyclable and self.used + self.cached + size <= self.capacity:
+            self.recycled[name] = (size, time.monotonic())
+            self.cached += size
+            self.on_recycle()
+        else:
+            shm.unlink(name)
+        return size
+
+    def _spill(self, name: str) -> None:
+        """Copy a resident segment to disk, then drop it from shared memory."""
+        size = self.resident.pop(name)
+        os.makedirs(self.spill_directory, mode=0o700, exist_ok=True)
+        source = os.path.join(shm.directory(), name)
+        target = os.path.join(self.spill_directory, name)
+        partial = target + ".partial"
+        try:
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)  # readers see the whole file or none
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            self.resident[name] = size  # could not spill: keep it where it is
+            return
+        shm.unlink(name)
+        self.used -= size
+        self.resident_bytes -= size
+        self.spilled[name] = size
+        self.spilled_total += size
+
+    def clear(self) -> None:
+        """Session end: every segment and spill file goes."""
+        for name in self.recycled:
+            shm.unlink(name)
+        self.recycled.clear()
+        self.cached = 0
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.spill_directory)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "store_capacity": self.capacity,
+            "store_used": self.used,
+            "store_resident": self.resident_bytes,
+            "store_recycled": self.cached,
+            "spilled_bytes": sum(self.spilled.values()),
+            "spilled_total": self.spilled_total,
+            "store_recycled_names": list(self.recycled),
+        }
