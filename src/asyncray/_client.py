@@ -81,16 +81,25 @@ class ClientBase:
             self._registered.add(func_id)
 
     def release(self, object_id: bytes) -> None:
-        """An owned ref that never left this process was dropped (called from ``__del__``)."""
-        self.local_values.pop(object_id, None)
+        """Give back a unit (``ObjectRef.__del__`` does the same inline)."""
         released = self._released
         released.append(object_id)
         if len(released) >= RELEASE_BATCH:
-            self._released = []
+            self.flush_releases()
+
+    def flush_releases(self) -> None:
+        released = self._take_releases()
+        if released:
             self.post(P.ReleaseObjects(released))
 
     def _take_releases(self) -> list[bytes]:
+        """The ids released since the last call; their cached values are dropped too."""
         released, self._released = self._released, []
+        local = self.local_values
+        if local:
+            pop = local.pop
+            for oid in released:
+                pop(oid, None)
         return released
 
     # ------------------------------------------------------------ requests
@@ -255,8 +264,8 @@ class DriverClient(ClientBase):
         while inbox:
             handle(conn, inbox.popleft())
         # Releases go last: one must never overtake a message posted before it
-        # (a submission that uses the object). Late is always safe: a released
-        # ref never left this process, so nothing posted after it names it.
+        # (a submission that uses the object). Late is always safe: it only
+        # keeps an object a little longer.
         if self._released:
             handle(conn, P.ReleaseObjects(self._take_releases()))
 
@@ -602,6 +611,10 @@ def set_current(client: ClientBase | None) -> None:
 def _reserve_segment(size: int) -> tuple[str, bool]:
     client = _current
     assert client is not None
+    released = client._take_releases()
+    if released:
+        # Objects dropped just before (a loop of large puts) free their room first.
+        client.post(P.ReleaseObjects(released))
     reply = client.request(P.ReserveSegment(client.next_req_id(), size))
     if reply.error:
         raise exc.ObjectStoreFullError(reply.error)

@@ -26,17 +26,30 @@ from typing import Any, Generic, TypeVar
 from . import _client
 from ._wire import refs as _refs
 
+_new_ref = object.__new__
+# Refs rebuilt from payloads so far, in this process. A failed load compares
+# it before and after to know how many of the payload's refs exist (refs are
+# rebuilt in pickling order). Not per thread: it costs less on the hot path,
+# and concurrent loads that fail at once could only keep objects too long.
+rebuilt = 0
+
 T = TypeVar("T")
 
 _ID_SIZE = 28
 
 
 def _rebuild(binary: bytes) -> ObjectRef[Any]:
-    """Unpickle a ref from a payload: it owns the unit the runtime granted for it."""
-    rebuilt = _refs.state.rebuilt
-    if rebuilt is not None:
-        rebuilt.append(binary)
-    return ObjectRef(binary, True)
+    """Unpickle a ref from a payload: it owns the unit the runtime granted for it.
+
+    The hottest line of a get of many refs: no ``__init__`` call.
+    """
+    global rebuilt
+    rebuilt += 1
+    ref = _new_ref(ObjectRef)
+    ref._id = binary
+    ref._owned = True
+    ref._fut = None
+    return ref
 
 
 class ObjectRef(Generic[T]):
@@ -115,10 +128,14 @@ class ObjectRef(Generic[T]):
         if self._owned:
             client = _client._current
             if client is not None:
-                try:
-                    client.release(self._id)
-                except Exception:
-                    pass  # interpreter shutdown, closed loop: nothing left to free
+                # ``ClientBase.release``, inlined: this runs once per dropped ref.
+                released = client._released
+                released.append(self._id)
+                if len(released) >= _client.RELEASE_BATCH:
+                    try:
+                        client.flush_releases()
+                    except Exception:
+                        pass  # interpreter shutdown, closed loop: nothing left to free
 
     # ------------------------------------------------------------ async
 

@@ -157,6 +157,17 @@ class ObjectTable:
             # Recycle its pages only if no other process can hold a view of it.
             self.store.freed(segment, not entry.sent and not shm.is_mapped(segment))
 
+    def release_many(self, object_ids: list[bytes]) -> None:
+        """``release`` of one unit each (a client's batch of dropped refs)."""
+        entries = self._entries
+        for oid in object_ids:
+            entry = entries.get(oid)
+            if entry is not None:
+                entry.refs -= 1
+                if entry.refs <= 0 and entry.data is not None:
+                    del entries[oid]
+                    self._free(entry)
+
     def _free(self, entry: ObjectEntry) -> None:
         """A dropped entry's segment goes (readers keep their mapping), and its refs' units."""
         if entry.data is not None:

@@ -257,9 +257,7 @@ class Runtime:
             conn.units[msg.object_id] = conn.units.get(msg.object_id, 0) + 1
 
     def _on_release_objects(self, conn: Any, msg: P.ReleaseObjects) -> None:
-        release = self.objects.release
-        for oid in msg.object_ids:
-            release(oid)
+        self.objects.release_many(msg.object_ids)
         units = conn.units
         if units is not None:
             for oid in msg.object_ids:
@@ -300,12 +298,16 @@ class Runtime:
         (a payload dropped unloaded gives them back), so an object stays
         alive while the payload is in flight and while the rebuilt refs live.
         """
-        if data is None or data[:7] != refs.MARKER:
-            return
-        incref = self.objects.incref
+        if data is not None and data[:7] == refs.MARKER:
+            self.grant_ids(conn, refs.contained(data))
+
+    def grant_ids(self, conn: Any, object_ids: list[bytes]) -> None:
+        get = self.objects.get
         units = conn.units
-        for oid in refs.contained(data):
-            incref(oid)
+        for oid in object_ids:
+            entry = get(oid)
+            if entry is not None:
+                entry.refs += 1
             if units is not None:
                 units[oid] = units.get(oid, 0) + 1
 
@@ -414,7 +416,7 @@ class Runtime:
         child = conn.units is not None
         for e in req.entries:
             if e.contained:
-                self.grant(conn, e.data)
+                self.grant_ids(conn, e.contained)
             if child:
                 e.sent = True
         conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))

@@ -5,9 +5,10 @@ payload refers to. ``serialization.dumps`` collects the id of every ref it
 pickles (``ObjectRef.__reduce__`` appends to ``state.collecting``) and, when
 there are any, prefixes the payload with them::
 
-    MARKER | u16 count | (u8 len | id) * count | inner payload
+    MARKER | u32 len(ids) | u8 id size | ids back to back | inner payload
 
-The list has one entry per pickled ref *object* (pickle's memo pickles a ref
+(id size 0: ids of varying size, each behind its u8 length). The list has
+one entry per pickled ref *object* (pickle's memo pickles a ref
 object once however often it appears), so it matches the ``ObjectRef``
 instances unpickling will create one for one. The runtime reads the list to
 count the references a stored object holds and to grant one unit per entry
@@ -22,15 +23,14 @@ import struct
 import threading
 
 MARKER = b"\x00ARREF1"
-_U16 = struct.Struct("<H")
-MAX_REFS = 0xFFFF
+_HEADER = struct.Struct("<IB")  # length of the id block, id size (0: varying)
+_BODY = 7 + _HEADER.size
+MAX_REFS = 1 << 24
 
 
 class _State(threading.local):
     # Ids of refs pickled by the dumps running on this thread (None: not in one).
     collecting: list[bytes] | None = None
-    # Refs rebuilt by the loads running on this thread (None: not in one).
-    rebuilt: list[bytes] | None = None
 
 
 state = _State()
@@ -41,43 +41,41 @@ def wrap(ids: list[bytes], payload: bytes) -> bytes:
     if len(ids) > MAX_REFS:
         raise ValueError(
             f"A value may contain at most {MAX_REFS} ObjectRefs, not {len(ids)}: "
-            "put them in several objects, or pass a list of values instead."
+            "put them in several objects."
         )
-    parts = [MARKER, _U16.pack(len(ids))]
-    for oid in ids:
-        parts.append(len(oid).to_bytes(1, "little"))
-        parts.append(oid)
-    parts.append(payload)
-    return b"".join(parts)
+    size = len(ids[0])
+    if 0 < size < 256 and all(len(oid) == size for oid in ids):
+        block = b"".join(ids)  # the common case: same-size ids, back to back
+    else:
+        size = 0
+        block = b"".join(len(oid).to_bytes(1, "little") + oid for oid in ids)
+    return b"".join((MARKER, _HEADER.pack(len(block), size), block, payload))
 
 
 def has_refs(payload: bytes) -> bool:
     return payload[:7] == MARKER
 
 
-def split(payload: bytes) -> tuple[list[bytes], bytes]:
-    """``(ids, inner payload)`` of a payload; ``([], payload)`` if it has no refs."""
+def contained(payload: bytes) -> list[bytes]:
+    """The ids of the refs a payload contains, in pickling order (cheap: no unpickling)."""
     if payload[:7] != MARKER:
-        return [], payload
-    (count,) = _U16.unpack_from(payload, 7)
-    pos = 9
+        return []
+    length, size = _HEADER.unpack_from(payload, 7)
+    end = _BODY + length
+    if size:
+        return [payload[i : i + size] for i in range(_BODY, end, size)]
     ids = []
-    for _ in range(count):
+    pos = _BODY
+    while pos < end:
         n = payload[pos]
         ids.append(payload[pos + 1 : pos + 1 + n])
         pos += 1 + n
-    return ids, payload[pos:]
-
-
-def contained(payload: bytes) -> list[bytes]:
-    """The ids of the refs a payload contains (cheap: no unpickling)."""
-    if payload[:7] != MARKER:
-        return []
-    return split(payload)[0]
+    return ids
 
 
 def inner(payload: bytes) -> bytes:
     """The payload without its refs prefix."""
     if payload[:7] != MARKER:
         return payload
-    return split(payload)[1]
+    (length,) = struct.unpack_from("<I", payload, 7)
+    return payload[_BODY + length :]
