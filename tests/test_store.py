@@ -197,3 +197,26 @@ def test_ray_spilling_config_names_the_directory(shutdown_only, tmp_path):
         time.sleep(0.01)
     assert _spill_files(str(tmp_path))
     del keep
+
+
+def test_a_worker_lets_go_of_a_segment_it_wrote_once_it_is_removed(shutdown_only):
+    asyncray.init(num_cpus=1)
+
+    @asyncray.remote
+    def put_and_drop():
+        asyncray.put(np.full(CHUNK, 1, dtype=np.uint8))  # the ref is dropped at once
+        asyncray.put(np.zeros(10))  # a message after it carries the release
+        return os.getpid()
+
+    pid = asyncray.get(put_and_drop.remote())
+
+    def mapped_segments() -> list[str]:
+        with open(f"/proc/{pid}/maps") as maps:
+            return [line for line in maps if shm.PREFIX in line]
+
+    # The worker keeps its writable mapping while the segment waits for reuse...
+    wait_for_condition(lambda: len(_stats()["store_recycled_names"]) == 1)
+    assert mapped_segments()
+    # ...and closes it when the idle segment is removed, so its memory returns.
+    wait_for_condition(lambda: _stats()["store_recycled_names"] == [])
+    wait_for_condition(lambda: mapped_segments() == [])

@@ -525,6 +525,7 @@ def attach_worker(worker_client: _client.ClientBase) -> Session:
     session.client = worker_client
     _session = session
     _client.set_current(worker_client)
+    shm.become_child()
     return session
 
 

@@ -434,6 +434,8 @@ class SocketChannel:
                         self._replies[msg.req_id] = msg
                     elif kind is P.RevokeTasks:
                         self._revoke(msg.task_ids)
+                    elif kind is P.DropMappings:
+                        shm.forget_writable(msg.names)
                     elif kind is P.StreamCredit:
                         self._credit(msg)
                     elif kind is P.CancelActorCall:
@@ -483,6 +485,8 @@ class SocketChannel:
                             self._replies[msg.req_id] = msg
                     elif kind is P.RevokeTasks:
                         continue
+                    elif kind is P.DropMappings:
+                        shm.forget_writable(msg.names)
                     elif kind is P.StreamCredit:
                         self._credit(msg)
                         inbound.append(msg)  # async producers wait on the loop

@@ -186,6 +186,7 @@ class Runtime:
         self.objects = ObjectTable(self.store)
         self._trim_handle: asyncio.TimerHandle | None = None
         self.store.on_recycle = self.schedule_trim
+        self.store.on_removed = self._segment_removed
         self.ready = ReadyQueue()
         self.functions: dict[bytes, bytes] = {}
         self.workers: dict[int, WorkerRecord] = {}
@@ -268,11 +269,17 @@ class Runtime:
 
     def _on_reserve_segment(self, conn: Any, msg: P.ReserveSegment) -> None:
         try:
-            name, recycled = self.store.reserve(msg.size, shm.is_mapped)
+            writer = conn if conn.units is not None else None
+            name, recycled = self.store.reserve(msg.size, shm.is_mapped, writer)
         except StoreFull as e:
             conn.send(P.SegmentReply(msg.req_id, "", False, str(e)))
             return
         conn.send(P.SegmentReply(msg.req_id, name, recycled, ""))
+
+    def _segment_removed(self, writer: Any, name: str) -> None:
+        """A child that wrote the segment closes the mapping it kept (memory comes back)."""
+        if writer.transport is not None and not self._stopped:
+            writer.send(P.DropMappings([name]))
 
     def _on_drop_reservation(self, conn: Any, msg: P.DropReservation) -> None:
         self.store.cancel(msg.name)

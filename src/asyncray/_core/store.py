@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .._wire import shm
 
@@ -65,13 +66,20 @@ class SegmentStore:
         self._names = 0
         # Called when a segment is recycled (the owner schedules trimming).
         self.on_recycle: Callable[[], None] = lambda: None
+        # Children that wrote a segment keep a writable mapping of it for
+        # reuse; when it is removed they are told to close it.
+        self.writers: dict[str, list[Any]] = {}
+        self.on_removed: Callable[[Any, str], None] = lambda writer, name: None
 
     # ------------------------------------------------------------ reservations
 
-    def reserve(self, size: int, pinned: Callable[[str], bool]) -> tuple[str, bool]:
+    def reserve(
+        self, size: int, pinned: Callable[[str], bool], writer: Any = None
+    ) -> tuple[str, bool]:
         """A segment name for ``size`` bytes and whether it is a recycled one.
 
-        ``pinned(name)`` says a resident segment may not be spilled now.
+        ``pinned(name)`` says a resident segment may not be spilled now;
+        ``writer`` is the child that will write it (None: the driver).
         Raises ``StoreFull`` if no room can be made.
         """
         if size > self.capacity:
@@ -87,6 +95,10 @@ class SegmentStore:
             name = f"{shm.PREFIX}{shm.session_tag()}_{self._names:x}"
         self.used += size
         self.reservations[name] = size
+        if writer is not None:
+            writers = self.writers.setdefault(name, [])
+            if writer not in writers:
+                writers.append(writer)
         return name, recycled
 
     def _take_recycled(self, size: int) -> str | None:
@@ -104,7 +116,7 @@ class SegmentStore:
             name, (have, _) = next(iter(self.recycled.items()))
             del self.recycled[name]
             self.cached -= have
-            shm.unlink(name)
+            self._remove(name)
         if self.used + size <= self.capacity:
             return
         for name in list(self.resident):
@@ -125,7 +137,7 @@ class SegmentStore:
         size = self.reservations.pop(name, None)
         if size is not None:
             self.used -= size
-        shm.unlink(name)
+        self._remove(name)
 
     # ------------------------------------------------------------ lifetime
 
@@ -145,7 +157,7 @@ class SegmentStore:
                 break
             del self.recycled[name]
             self.cached -= size
-            shm.unlink(name)
+            self._remove(name)
 
     def freed(self, name: str, recyclable: bool) -> int:
         """The object is gone: recycle or remove its segment; returns the bytes freed."""
@@ -163,7 +175,7 @@ class SegmentStore:
             self.cached += size
             self.on_recycle()
         else:
-            shm.unlink(name)
+            self._remove(name)
         return size
 
     def _spill(self, name: str) -> None:
@@ -181,20 +193,18 @@ class SegmentStore:
                 os.unlink(partial)
             self.resident[name] = size  # could not spill: keep it where it is
             return
-        shm.unlink(name)
+        self._remove(name)
         self.used -= size
         self.resident_bytes -= size
         self.spilled[name] = size
         self.spilled_total += size
 
-    def clear(self) -> None:
-        """Session end: every segment and spill file goes."""
-        for name in self.recycled:
-            shm.unlink(name)
-        self.recycled.clear()
-        self.cached = 0
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.spill_directory)
+    def _remove(self, name: str) -> None:
+        shm.unlink(name)
+        writers = self.writers.pop(name, None)
+        if writers:
+            for writer in writers:
+                self.on_removed(writer, name)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -400,6 +400,12 @@ class DropReservation(_Msg, tag=62):
     name: str
 
 
+class DropMappings(_Msg, tag=63):
+    """These segments are gone: close the writable mappings kept for reuse."""
+
+    names: list[str]
+
+
 Message = Union[
     RegisterFunction,
     SubmitTask,
@@ -440,6 +446,7 @@ Message = Union[
     ReserveSegment,
     SegmentReply,
     DropReservation,
+    DropMappings,
 ]
 
 # ---------------------------------------------------------------- zygote control

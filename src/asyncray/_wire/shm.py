@@ -55,6 +55,12 @@ _session_tag = ""
 reserver: Callable[[int], tuple[str, bool]] | None = None
 # Tells the runtime a reservation will not be used (the producer failed).
 abandoner: Callable[[str], None] | None = None
+# Producers keep their writable mappings of segments open, so a recycled
+# segment is written again without setting up page tables (most of the cost
+# of a large put beyond the copy). The runtime closes the driver's when it
+# removes a segment, and tells children to close theirs (``DropMappings``).
+cache_writable = False
+_writable: dict[str, mmap.mmap] = {}
 # Mappings this process has open, by segment path. Weak: a mapping lives as
 # long as the values that view it, so freed objects give their memory back.
 _maps: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
@@ -66,7 +72,9 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
     Children inherit these settings: they are forked after this runs.
     """
     global _directory, _spill_directory, _session_tag, SHM_THRESHOLD
+    global cache_writable
     SHM_THRESHOLD = DEFAULT_SHM_THRESHOLD if threshold is None else threshold
+    cache_writable = True  # the driver: see ``cache_writable``
     _session_tag = session_tag
     _directory = _pick_directory()
     sweep_stale(_directory)
@@ -75,6 +83,12 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
     sweep_stale(root)
     _spill_directory = os.path.join(root, f"{PREFIX}{session_tag}")
     return _directory
+
+
+def become_child() -> None:
+    """In a forked child: drop writable mappings inherited from the parent."""
+    for name in list(_writable):
+        _forget_writable(name)
 
 
 def spill_directory() -> str:
@@ -126,27 +140,23 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
         name, recycled = f"{PREFIX}{_session_tag}_{uuid.uuid4().hex[:16]}", False
     path = os.path.join(directory(), name)
     try:
-        flags = os.O_RDWR if recycled else os.O_RDWR | os.O_CREAT | os.O_EXCL
-        fd = os.open(path, flags, 0o600)
+        m = _writable_map(name, path, total, recycled)
     except BaseException:
         _abandon(name, path, recycled)
         raise
     try:
-        if os.fstat(fd).st_size != total:
-            os.ftruncate(fd, total)
-        # Populate: one call maps every page (recycled pages need no zeroing).
-        with mmap.mmap(fd, total, flags=mmap.MAP_SHARED | _MAP_POPULATE) as m:
-            pos = 0
-            offsets = []
-            for v in views:
-                m[pos : pos + v.nbytes] = v
-                offsets.append((pos, v.nbytes))
-                pos += v.nbytes
+        pos = 0
+        offsets = []
+        for v in views:
+            m[pos : pos + v.nbytes] = v
+            offsets.append((pos, v.nbytes))
+            pos += v.nbytes
     except BaseException:
-        os.close(fd)
         _abandon(name, path, recycled)
         raise
-    os.close(fd)
+    finally:
+        if not cache_writable:
+            m.close()
     name_b = name.encode()
     parts = [MARKER, _U32.pack(len(pickled)), pickled, _U32.pack(len(name_b)), name_b]
     parts.append(_U32.pack(len(offsets)))
@@ -159,7 +169,43 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
+def _writable_map(name: str, path: str, total: int, recycled: bool) -> mmap.mmap:
+    """A writable mapping of ``total`` bytes of the segment: the cached one if it fits."""
+    if recycled:
+        cached = _writable.pop(name, None)
+        if cached is not None:
+            if len(cached) == total:
+                _writable[name] = cached
+                return cached  # page tables already set up: just copy
+            cached.close()
+    fd = os.open(path, os.O_RDWR if recycled else os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if os.fstat(fd).st_size != total:
+            os.ftruncate(fd, total)
+        # Populate: one call maps every page (recycled pages need no zeroing).
+        m = mmap.mmap(fd, total, flags=mmap.MAP_SHARED | _MAP_POPULATE)
+    finally:
+        os.close(fd)
+    if cache_writable:
+        _writable[name] = m
+    return m
+
+
+def forget_writable(names: list[str]) -> None:
+    """The runtime removed these segments: close the writable mappings kept of them."""
+    for name in names:
+        _forget_writable(name)
+
+
+def _forget_writable(name: str) -> None:
+    m = _writable.pop(name, None)
+    if m is not None:
+        with contextlib.suppress(BufferError, ValueError):
+            m.close()
+
+
 def _abandon(name: str, path: str, recycled: bool) -> None:
+    _forget_writable(name)
     with contextlib.suppress(OSError):
         os.unlink(path)
     if abandoner is not None:
@@ -250,6 +296,8 @@ def _open_spilled(name: str) -> int:
 
 def unlink(name: str) -> int:
     """Remove a segment (mappings stay valid until closed); returns the bytes freed."""
+    if _writable:
+        _forget_writable(name)
     path = os.path.join(directory(), name)
     try:
         size = os.stat(path).st_size
@@ -268,6 +316,8 @@ def segment_size(name: str) -> int:
 
 def remove_session(tag: str) -> None:
     """Remove every segment and spilled object of a session (at shutdown)."""
+    for name in list(_writable):
+        _forget_writable(name)
     if _spill_directory is not None and tag in _spill_directory:
         shutil.rmtree(_spill_directory, ignore_errors=True)
     base = directory()
