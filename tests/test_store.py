@@ -220,3 +220,18 @@ def test_a_worker_lets_go_of_a_segment_it_wrote_once_it_is_removed(shutdown_only
     # ...and closes it when the idle segment is removed, so its memory returns.
     wait_for_condition(lambda: _stats()["store_recycled_names"] == [])
     wait_for_condition(lambda: mapped_segments() == [])
+
+
+def test_a_segment_read_by_a_finished_task_is_recycled(shutdown_only):
+    asyncray.init(num_cpus=1)
+
+    @asyncray.remote
+    def total(array):
+        return int(array[::4096].sum())
+
+    ref = asyncray.put(_chunk(1))
+    assert asyncray.get(total.remote(ref)) == len(range(0, CHUNK, 4096))
+    del ref
+    gc.collect()
+    # The task's view closed with it, so the pages are kept for the next put.
+    wait_for_condition(lambda: len(_stats()["store_recycled_names"]) == 1)

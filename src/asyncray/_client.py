@@ -564,8 +564,17 @@ class WorkerClient(ClientBase):
         self.channel = channel
 
     def post(self, msg: Any) -> None:
-        if self._released:  # after msg: see DriverClient.drain
-            self.channel.send_many([msg, P.ReleaseObjects(self._take_releases())])
+        if self._released or shm.mapped_log or shm.unmapped_log:
+            # Views opened go before msg (which may let their object go),
+            # releases and views closed after it (see DriverClient.drain).
+            mapped, unmapped = shm.take_view_reports()
+            msgs = [P.SegmentMaps(mapped, [])] if mapped else []
+            msgs.append(msg)
+            if self._released:
+                msgs.append(P.ReleaseObjects(self._take_releases()))
+            if unmapped:
+                msgs.append(P.SegmentMaps([], unmapped))
+            self.channel.send_many(msgs)
         else:
             self.channel.send(msg)
 

@@ -211,7 +211,6 @@ class ActorManager:
         actor.pid = worker.pid
         worker.state = "busy"
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)
-        self.rt.mark_sent(spec.dep_ids)
         worker.conn.send(  # type: ignore[union-attr]
             P.StartActor(
                 actor.actor_id,
@@ -328,7 +327,6 @@ class ActorManager:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             if call.dep_values or spec.args[:7] == refs.MARKER:
                 self.rt.grant_call(conn, spec.args, call.dep_values)
-                self.rt.mark_sent(spec.dep_ids)
             conn.send(
                 P.ExecuteActorCall(
                     spec.task_id,
@@ -370,7 +368,7 @@ class ActorManager:
             self.rt.drop_argument_holds(spec.args, spec.dep_ids)
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the call
-                shm.unlink(segment)
+                self.rt.store.cancel(segment)
 
     def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
         self._end_call(call)
@@ -543,7 +541,7 @@ class ActorManager:
             self.rt.drop_argument_holds(spec.args, spec.dep_ids)
             segment = shm.segment_of(spec.args)
             if segment is not None:
-                shm.unlink(segment)
+                self.rt.store.cancel(segment)
         self._fail_inflight(actor, death)
         self._fail_queued(actor, death)
         self._drop_name(actor)

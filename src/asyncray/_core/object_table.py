@@ -33,7 +33,7 @@ Callback = Callable[["ObjectEntry"], None]
 
 
 class ObjectEntry:
-    __slots__ = ("callbacks", "contained", "data", "is_error", "refs", "sent")
+    __slots__ = ("callbacks", "contained", "data", "is_error", "refs")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
@@ -43,9 +43,6 @@ class ObjectEntry:
         self.refs = 1
         # Ids of the refs inside ``data`` (each holding one unit while this lives).
         self.contained: list[bytes] | None = None
-        # Its bytes went to another process, which may still map its segment:
-        # the segment must not be recycled when it is freed.
-        self.sent = False
 
     @property
     def ready(self) -> bool:
@@ -154,8 +151,7 @@ class ObjectTable:
     def _free_segment(self, entry: ObjectEntry) -> None:
         segment = shm.segment_of(entry.data)  # type: ignore[arg-type]
         if segment is not None:
-            # Recycle its pages only if no other process can hold a view of it.
-            self.store.freed(segment, not entry.sent and not shm.is_mapped(segment))
+            self.store.freed(segment)
 
     def release_many(self, object_ids: list[bytes]) -> None:
         """``release`` of one unit each (a client's batch of dropped refs)."""

@@ -231,6 +231,7 @@ class Runtime:
             P.WorkerHello: self._on_worker_hello,
             P.ReserveSegment: self._on_reserve_segment,
             P.DropReservation: self._on_drop_reservation,
+            P.SegmentMaps: self._on_segment_maps,
         }
 
     # ================================================================ entry point
@@ -270,7 +271,7 @@ class Runtime:
     def _on_reserve_segment(self, conn: Any, msg: P.ReserveSegment) -> None:
         try:
             writer = conn if conn.units is not None else None
-            name, recycled = self.store.reserve(msg.size, shm.is_mapped, writer)
+            name, recycled = self.store.reserve(msg.size, writer)
         except StoreFull as e:
             conn.send(P.SegmentReply(msg.req_id, "", False, str(e)))
             return
@@ -280,6 +281,10 @@ class Runtime:
         """A child that wrote the segment closes the mapping it kept (memory comes back)."""
         if writer.transport is not None and not self._stopped:
             writer.send(P.DropMappings([name]))
+
+    def _on_segment_maps(self, conn: Any, msg: P.SegmentMaps) -> None:
+        """A child mapped or unmapped segments (views of objects it read)."""
+        self.store.child_mapped(conn, msg.mapped, msg.unmapped)
 
     def _on_drop_reservation(self, conn: Any, msg: P.DropReservation) -> None:
         self.store.cancel(msg.name)
@@ -325,14 +330,6 @@ class Runtime:
         for value in dep_values:
             if value[:7] == refs.MARKER:
                 self.grant(conn, value)
-
-    def mark_sent(self, object_ids: list[bytes]) -> None:
-        """These objects' bytes go to a child, which may keep views of their segments."""
-        get = self.objects.get
-        for oid in object_ids:
-            entry = get(oid)
-            if entry is not None:
-                entry.sent = True
 
     def take_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
         """A pending call holds the objects it takes (top-level and nested refs) until it ends."""
@@ -420,12 +417,9 @@ class Runtime:
         values = [e.data for e in req.entries]  # type: ignore[union-attr]
         errors = [e.is_error for e in req.entries]  # type: ignore[union-attr]
         conn = req.conn
-        child = conn.units is not None
         for e in req.entries:
             if e.contained:
                 self.grant_ids(conn, e.contained)
-            if child:
-                e.sent = True
         conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
@@ -604,7 +598,7 @@ class Runtime:
         if self.tasks.pop(spec.task_id, None) is not None:
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the task
-                shm.unlink(segment)
+                self.store.cancel(segment)
             if spec.dep_ids or spec.args[:7] == refs.MARKER:
                 self.drop_argument_holds(spec.args, spec.dep_ids)
         if task.timer is not None:
@@ -753,7 +747,6 @@ class Runtime:
             worker.known_functions.add(spec.func_id)
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
             self.grant_call(worker.conn, spec.args, task.dep_values)
-            self.mark_sent(spec.dep_ids)
         worker.conn.send(  # type: ignore[union-attr]
             P.ExecuteTask(
                 spec.task_id,
@@ -937,6 +930,7 @@ class Runtime:
             for req in list(conn.requests.values()):
                 self._finish(req)
             self.drop_units(conn)
+            self.store.child_gone(conn)
         if worker.actor is not None:
             if not self._stopped:
                 self.actors.on_process_gone(worker)

@@ -15,11 +15,12 @@ room is made when it is short:
    producer raises ``ObjectStoreFullError`` with the numbers.
 
 Recycling is what makes repeated large puts fast: a freshly created tmpfs
-file page-faults and zeroes every page on first touch, so a segment freed
-by an object whose bytes no other process ever saw (and the driver no
-longer maps) keeps its pages and is handed to the next producer of a
-similar size. A segment that was sent to another process is never reused,
-as a reader may still hold a view of it.
+file page-faults and zeroes every page on first touch, so the segment of a
+freed object keeps its pages and is handed to the next producer of a
+similar size — but only if no process still holds a view of it: the driver
+(checked directly, it is this process) and children, which report the
+segments they map and unmap (``SegmentMaps``: a map is reported before
+the message that could let its object go, so the count is never late).
 
 Owned by the runtime loop, like the object table it serves.
 """
@@ -70,15 +71,16 @@ class SegmentStore:
         # reuse; when it is removed they are told to close it.
         self.writers: dict[str, list[Any]] = {}
         self.on_removed: Callable[[Any, str], None] = lambda writer, name: None
+        # Views children hold, by segment, and by child (dropped if it dies).
+        self.child_views: dict[str, int] = {}
+        # Says whether the driver (this process) holds a view of a segment.
+        self.driver_views: Callable[[str], bool] = shm.is_mapped
 
     # ------------------------------------------------------------ reservations
 
-    def reserve(
-        self, size: int, pinned: Callable[[str], bool], writer: Any = None
-    ) -> tuple[str, bool]:
+    def reserve(self, size: int, writer: Any = None) -> tuple[str, bool]:
         """A segment name for ``size`` bytes and whether it is a recycled one.
 
-        ``pinned(name)`` says a resident segment may not be spilled now;
         ``writer`` is the child that will write it (None: the driver).
         Raises ``StoreFull`` if no room can be made.
         """
@@ -90,7 +92,7 @@ class SegmentStore:
         name = self._take_recycled(size)
         recycled = name is not None
         if name is None:
-            self._make_room(size, pinned)
+            self._make_room(size)
             self._names += 1
             name = f"{shm.PREFIX}{shm.session_tag()}_{self._names:x}"
         self.used += size
@@ -111,7 +113,11 @@ class SegmentStore:
             self.cached -= self.recycled.pop(best)[0]
         return best
 
-    def _make_room(self, size: int, pinned: Callable[[str], bool]) -> None:
+    def _viewed(self, name: str) -> bool:
+        """Some process holds a view of the segment (spilling it would free nothing)."""
+        return name in self.child_views or self.driver_views(name)
+
+    def _make_room(self, size: int) -> None:
         while self.recycled and self.used + self.cached + size > self.capacity:
             name, (have, _) = next(iter(self.recycled.items()))
             del self.recycled[name]
@@ -122,7 +128,7 @@ class SegmentStore:
         for name in list(self.resident):
             if self.used + size <= self.capacity:
                 return
-            if not pinned(name):
+            if not self._viewed(name):
                 self._spill(name)
         if self.used + size > self.capacity:
             raise StoreFull(
@@ -159,7 +165,32 @@ class SegmentStore:
             self.cached -= size
             self._remove(name)
 
-    def freed(self, name: str, recyclable: bool) -> int:
+    def child_mapped(self, child: Any, mapped: list[str], unmapped: list[str]) -> None:
+        views = self.child_views
+        mine = child.views
+        for name in mapped:
+            views[name] = views.get(name, 0) + 1
+            mine[name] = mine.get(name, 0) + 1
+        for name in unmapped:
+            if mine.get(name, 0) > 0:
+                mine[name] -= 1
+                left = views.get(name, 0) - 1
+                if left > 0:
+                    views[name] = left
+                else:
+                    views.pop(name, None)
+
+    def child_gone(self, child: Any) -> None:
+        """A dead child's views went with it."""
+        for name, n in child.views.items():
+            left = self.child_views.get(name, 0) - n
+            if left > 0:
+                self.child_views[name] = left
+            else:
+                self.child_views.pop(name, None)
+        child.views = {}
+
+    def freed(self, name: str) -> int:
         """The object is gone: recycle or remove its segment; returns the bytes freed."""
         size = self.resident.pop(name, None)
         if size is None:
@@ -170,7 +201,7 @@ class SegmentStore:
             return 0
         self.used -= size
         self.resident_bytes -= size
-        if recyclable and self.used + self.cached + size <= self.capacity:
+        if not self._viewed(name) and self.used + self.cached + size <= self.capacity:
             self.recycled[name] = (size, time.monotonic())
             self.cached += size
             self.on_recycle()

@@ -95,6 +95,8 @@ class ChildConn(asyncio.Protocol):
         # Reference-count units held by this child's refs, by object id:
         # given back all at once if the child dies.
         self.units: dict[bytes, int] = {}
+        # Views of shared-memory segments this child reported, by name.
+        self.views: dict[str, int] = {}
 
     # ------------------------------------------------------------ asyncio.Protocol
 

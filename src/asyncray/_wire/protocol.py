@@ -400,6 +400,13 @@ class DropReservation(_Msg, tag=62):
     name: str
 
 
+class SegmentMaps(_Msg, tag=64):
+    """A child's views of segments: opened (sent before what follows) or closed."""
+
+    mapped: list[str]
+    unmapped: list[str]
+
+
 class DropMappings(_Msg, tag=63):
     """These segments are gone: close the writable mappings kept for reuse."""
 
@@ -447,6 +454,7 @@ Message = Union[
     SegmentReply,
     DropReservation,
     DropMappings,
+    SegmentMaps,
 ]
 
 # ---------------------------------------------------------------- zygote control

@@ -35,7 +35,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _is_plain(value: Any, depth: int = 0) -> bool:
     t = type(value)
     if t in _PLAIN_SCALARS:
-        return True
+        # Large byte strings are not: their bytes go to shared memory.
+        return (t is not bytes and t is not bytearray) or len(value) < shm.SHM_THRESHOLD
     if depth >= 2:
         return False
     if t is tuple or t is list:
@@ -47,6 +48,19 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
+class _LargeBytes:
+    """Pickles a large ``bytes`` value out of band (a plain bytes never is):
+    written once to shared memory, read back as ``bytes`` (a copy, as in Ray)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (bytes, (pickle.PickleBuffer(self.value),))
+
+
 def dumps(value: Any) -> bytes:
     """Serialize a value; large pickle-5 buffers go to one shared-memory segment.
 
@@ -54,6 +68,8 @@ def dumps(value: Any) -> bytes:
     """
     if _is_plain(value):
         return pickle.dumps(value, PROTOCOL)
+    if type(value) is bytes:
+        value = _LargeBytes(value)
     large: list[pickle.PickleBuffer] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:

@@ -27,6 +27,7 @@ import pickle
 import shutil
 import struct
 import tempfile
+import threading
 import uuid
 import warnings
 import weakref
@@ -61,6 +62,12 @@ abandoner: Callable[[str], None] | None = None
 # removes a segment, and tells children to close theirs (``DropMappings``).
 cache_writable = False
 _writable: dict[str, mmap.mmap] = {}
+# In children: segments mapped / unmapped since the last report to the
+# runtime, which recycles a segment only when nobody views it.
+report_views = False
+mapped_log: list[str] = []
+unmapped_log: list[str] = []
+_log_lock = threading.Lock()
 # Mappings this process has open, by segment path. Weak: a mapping lives as
 # long as the values that view it, so freed objects give their memory back.
 _maps: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
@@ -86,9 +93,24 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
 
 
 def become_child() -> None:
-    """In a forked child: drop writable mappings inherited from the parent."""
+    """In a forked child: drop writable mappings inherited from the parent; report views."""
+    global report_views
+    report_views = True
     for name in list(_writable):
         _forget_writable(name)
+
+
+def take_view_reports() -> tuple[list[str], list[str]]:
+    """Segments mapped and unmapped since the last call (children).
+
+    Under a lock: a mapping reported late could let the runtime recycle a
+    segment a value here still views.
+    """
+    global mapped_log, unmapped_log
+    with _log_lock:
+        mapped, mapped_log = mapped_log, []
+        unmapped, unmapped_log = unmapped_log, []
+    return mapped, unmapped
 
 
 def spill_directory() -> str:
@@ -279,7 +301,16 @@ def _map(name: str) -> mmap.mmap:
         finally:
             os.close(fd)
         _maps[path] = mapping
+        if report_views:
+            with _log_lock:
+                mapped_log.append(name)
+            weakref.finalize(mapping, _unmapped, name)
     return mapping
+
+
+def _unmapped(name: str) -> None:
+    with _log_lock:
+        unmapped_log.append(name)
 
 
 def _open_spilled(name: str) -> int:
