@@ -34,6 +34,9 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         self._next_index = 1
         self._finished = False
         self._owned = _owned
+        # After cancel(), items already delivered here are not taken locally:
+        # the runtime answers the next one (with the cancellation, if it came first).
+        self._cancelled = False
 
     def __repr__(self) -> str:
         return f"ObjectRefGenerator({self._task_id.hex()})"
@@ -99,7 +102,7 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         No round trip: the runtime only hears that it was taken (backpressure).
         """
         oid = self._item_id(index)
-        if oid not in client.local_values:
+        if oid not in client.local_values or self._cancelled:
             return None
         client.post(P.StreamNext(0, self._task_id, index, 0.0))
         self._next_index = index + 1
@@ -210,6 +213,7 @@ def cancel(ref: Any, *, force: bool = False, recursive: bool = True) -> None:
     """
     if isinstance(ref, ObjectRefGenerator):
         task_id = ref._task_id
+        ref._cancelled = True
     elif isinstance(ref, ObjectRef):
         task_id = ref.task_id()
     else:

@@ -985,8 +985,13 @@ class Runtime:
         oid = msg.task_id + msg.index.to_bytes(4, "little")
         if msg.is_error:
             self.objects.seal(oid, msg.data, True)
-        else:
-            self.seal_results(stream.owner, [oid], [msg.data])
+            return
+        # Straight to the owner's store (even if nobody asked yet): a consumer
+        # behind the producer then takes each item without a round trip.
+        deliver = getattr(stream.owner, "deliver", None)
+        if deliver is not None:
+            deliver(oid, msg.data)
+        self.objects.seal(oid, msg.data, False)
 
     def end_stream(self, task_id: bytes, count: int) -> None:
         """The producer is done after ``count`` items: seal the end marker after them."""
@@ -1026,8 +1031,11 @@ class Runtime:
             asked = self.objects.get(task_id + index.to_bytes(4, "little"))
             if asked is not None and asked.data is not None and stream.consumed:
                 index += 1  # the consumer already has the item it asked for
-            for dropped in range(index, stream.produced + 1):
-                self.objects.release(task_id + dropped.to_bytes(4, "little"))
+            dropped = [task_id + i.to_bytes(4, "little") for i in range(index, stream.produced + 1)]
+            self.objects.release_many(dropped)
+            forget = getattr(stream.owner, "forget", None)
+            if forget is not None:
+                forget(dropped)
         self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
         self.objects.seal(task_id + STREAM_COMPLETION, error, True)
@@ -1050,8 +1058,14 @@ class Runtime:
         if stream is None:
             return
         stream.released = True
-        for index in range(stream.consumed + 1, stream.produced + 2):
-            self.objects.release(msg.task_id + index.to_bytes(4, "little"))
+        dropped = [
+            msg.task_id + index.to_bytes(4, "little")
+            for index in range(stream.consumed + 1, stream.produced + 2)
+        ]
+        self.objects.release_many(dropped)
+        forget = getattr(stream.owner, "forget", None)
+        if forget is not None:
+            forget(dropped)  # items delivered to the owner's store, never taken
         self.objects.release(msg.task_id + STREAM_COMPLETION)
         if stream.count >= 0:
             del self.streams[msg.task_id]
