@@ -37,6 +37,7 @@ from .._wire import shm
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
+from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
 
@@ -189,6 +190,7 @@ class Runtime:
         self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
         self.actors = ActorManager(self)
         self.groups = PlacementGroupManager(self)
+        self.queues = QueueManager(self)
         self.task_workers = 0
         self.tasks: dict[bytes, TaskRecord] = {}
         self.streams: dict[bytes, StreamRecord] = {}
@@ -219,6 +221,8 @@ class Runtime:
             P.CancelWaiter: self._on_cancel_waiter,
             P.QueryState: self._on_query_state,
             P.WorkerHello: self._on_worker_hello,
+            P.CreateQueue: self.queues.on_create,
+            P.QueueOp: self.queues.on_op,
         }
 
     # ================================================================ entry point
@@ -385,6 +389,8 @@ class Runtime:
         if req.watch is not None:
             self.objects.unwatch(req.watch)
             req.watch = None
+        if req.kind == "queue":
+            self.queues.detach(req)  # type: ignore[arg-type]
         conn = req.conn
         conn.requests.pop(req.req_id, None)
         worker: WorkerRecord | None = conn.worker
@@ -986,6 +992,8 @@ class Runtime:
             for req in list(worker.conn.requests.values()):  # type: ignore[union-attr]
                 if req.kind == "get":
                     self._reply_get(req, timed_out=True)
+                elif req.kind == "queue":
+                    self.queues.expire(req)  # type: ignore[arg-type]
                 else:
                     self._reply_wait(req)
 
@@ -1072,6 +1080,7 @@ class Runtime:
     def stop(self) -> None:
         """Tell every child to exit and close the zygote (which reaps them all)."""
         self._stopped = True
+        self.queues.stop()
         for worker in list(self.workers.values()):
             conn = worker.conn
             if conn is None:
