@@ -9,11 +9,14 @@ calls/s for the actor round-trip baseline), the spread, and the ratio to Ray
 when Ray was run too. Workloads:
 
 * ``actor round trip``: ``get(actor.noop.remote())`` on an async actor; the
-  floor under every single-item queue call (one call = one round trip).
+  cost of every single-item call of Ray's queue (one call = one round trip).
+  asyncray's driver makes none: its calls work on the runtime's state.
 * ``seq``: N ``put`` then N ``get``; ``interleaved``: ``put`` then ``get`` N times.
 * ``nowait``: the same as ``seq`` with ``put_nowait``/``get_nowait``.
 * ``batch``: ``put_nowait_batch``/``get_nowait_batch`` of 1,000 items.
 * ``async gather``: N ``put_async`` then N ``get_async``, all in flight at once.
+* ``in a task``: one task does ``put`` then ``get`` N times (the path of
+  every call made in a worker; the driver only waits for the task).
 """
 
 from __future__ import annotations
@@ -39,11 +42,18 @@ def _workloads(ray: Any, Queue: Any, n: int) -> dict[str, tuple[Callable[[], Non
         async def noop(self) -> None:
             return None
 
+    @ray.remote
+    def pairs_in_task(q: Any, n: int) -> None:
+        for i in range(n):
+            q.put(i)
+            q.get()
+
     echo = Echo.remote()
     ray.get(echo.noop.remote())
     q = Queue()
     q.put(0)
     q.get()
+    ray.get(pairs_in_task.remote(q, 1))
 
     def round_trip() -> None:
         for _ in range(n):
@@ -83,6 +93,7 @@ def _workloads(ray: Any, Queue: Any, n: int) -> dict[str, tuple[Callable[[], Non
         "nowait put x N, get x N": (nowait, n),
         f"batch of {BATCH}": (batch, (n // 10) * BATCH),
         "async gather put x N, get x N": (lambda: asyncio.run(gather()), n),
+        "in a task: put, get": (lambda: ray.get(pairs_in_task.remote(q, n)), n),
     }
 
 

@@ -37,7 +37,14 @@ from ._wire import serialization as ser
 # message): one ReleaseObjects per batch instead of one per dropped ref.
 RELEASE_BATCH = 512
 
-_REPLY_TYPES = (P.ObjectsReply, P.WaitReply, P.StateReply, P.ActorReply, P.SegmentReply)
+_REPLY_TYPES = (
+    P.ObjectsReply,
+    P.WaitReply,
+    P.StateReply,
+    P.ActorReply,
+    P.SegmentReply,
+    P.QueueReply,
+)
 # Values up to this size are kept in the owner's in-process store, so getting
 # them needs no round trip (Ray's max_direct_call_object_size).
 LOCAL_VALUE_LIMIT = 100 * 1024
@@ -126,6 +133,11 @@ class ClientBase:
     def query_arg(self, what: str, arg: str) -> Any:
         reply = self.request(P.QueryState(self.next_req_id(), what, arg))
         return msgspec.msgpack.decode(reply.value)
+
+    @property
+    def local_queues(self) -> Any:
+        """The runtime's queue registry if the runtime runs in this process, else None."""
+        return None
 
 
 def decode_objects(reply: P.ObjectsReply) -> list[Any]:
@@ -337,6 +349,11 @@ class DriverClient(ClientBase):
                     waiter.loop.call_soon_threadsafe(_resolve_futures, [(waiter.future, reply)])
                 except RuntimeError:
                     pass
+
+    @property
+    def local_queues(self) -> Any:
+        """The runtime's ``QueueManager``: ``util.queue`` calls its queues directly (no message)."""
+        return self.runtime.queues
 
 
 # ==================================================================== worker

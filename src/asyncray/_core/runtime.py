@@ -38,6 +38,7 @@ from .._wire import serialization as ser
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
+from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .store import SegmentStore, StoreFull
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
@@ -199,6 +200,7 @@ class Runtime:
         self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
         self.actors = ActorManager(self)
         self.groups = PlacementGroupManager(self)
+        self.queues = QueueManager(self)
         self.task_workers = 0
         self.tasks: dict[bytes, TaskRecord] = {}
         self.streams: dict[bytes, StreamRecord] = {}
@@ -232,6 +234,9 @@ class Runtime:
             P.ReserveSegment: self._on_reserve_segment,
             P.DropReservation: self._on_drop_reservation,
             P.SegmentMaps: self._on_segment_maps,
+            P.HoldObjects: self._on_hold_objects,
+            P.CreateQueue: self.queues.on_create,
+            P.QueueOp: self.queues.on_op,
         }
 
     # ================================================================ entry point
@@ -281,6 +286,11 @@ class Runtime:
         """A child that wrote the segment closes the mapping it kept (memory comes back)."""
         if writer.transport is not None and not self._stopped:
             writer.send(P.DropMappings([name]))
+
+    def _on_hold_objects(self, conn: Any, msg: P.HoldObjects) -> None:
+        incref = self.objects.incref
+        for oid in msg.object_ids:
+            incref(oid)
 
     def _on_segment_maps(self, conn: Any, msg: P.SegmentMaps) -> None:
         """A child mapped or unmapped segments (views of objects it read)."""
@@ -501,6 +511,8 @@ class Runtime:
         if req.watch is not None:
             self.objects.unwatch(req.watch)
             req.watch = None
+        if req.kind == "queue":
+            self.queues.detach(req)  # type: ignore[arg-type]
         conn = req.conn
         conn.requests.pop(req.req_id, None)
         worker: WorkerRecord | None = conn.worker
@@ -1130,6 +1142,8 @@ class Runtime:
             for req in list(worker.conn.requests.values()):  # type: ignore[union-attr]
                 if req.kind == "get":
                     self._reply_get(req, timed_out=True)
+                elif req.kind == "queue":
+                    self.queues.expire(req)  # type: ignore[arg-type]
                 else:
                     self._reply_wait(req)
 
@@ -1217,6 +1231,7 @@ class Runtime:
     def stop(self) -> None:
         """Tell every child to exit and close the zygote (which reaps them all)."""
         self._stopped = True
+        self.queues.stop()
         for worker in list(self.workers.values()):
             conn = worker.conn
             if conn is None:

@@ -32,6 +32,19 @@ STREAM_END = b"\x00asyncray-stream-end"
 # A ``timeout`` field below zero means "wait forever".
 NO_TIMEOUT = -1.0
 
+# ``QueueOp.op``: what the call does.
+QUEUE_PUT = 1
+QUEUE_GET = 2
+QUEUE_PUT_BATCH = 3
+QUEUE_GET_BATCH = 4
+QUEUE_SIZE = 5
+QUEUE_CLOSE = 6
+# ``QueueReply.status``: done; full or empty (at once, at the timeout, or
+# interrupted by a cancel); the queue was shut down (or never existed).
+QUEUE_OK = 0
+QUEUE_WOULD_BLOCK = 1
+QUEUE_CLOSED = 2
+
 
 class _Msg(msgspec.Struct, array_like=True, tag=True, omit_defaults=False):
     pass
@@ -266,6 +279,31 @@ class ListNamedActors(_Msg, tag=18):
     all_namespaces: bool
 
 
+class CreateQueue(_Msg, tag=43):
+    """A ``util.queue.Queue`` made in a child: its items live in the runtime."""
+
+    queue_id: bytes
+    maxsize: int
+
+
+class QueueOp(_Msg, tag=44):
+    """One call on a queue, answered with ``QueueReply`` (no answer if ``req_id`` is 0).
+
+    ``QUEUE_PUT`` adds ``items[0]`` and ``QUEUE_GET`` takes one item, each
+    waiting up to ``timeout`` seconds for room or an item (0: not at all,
+    ``NO_TIMEOUT``: for ever). ``QUEUE_PUT_BATCH`` adds all of ``items`` and
+    ``QUEUE_GET_BATCH`` takes ``count`` items, all or none, without waiting.
+    ``QUEUE_SIZE`` asks for the size; ``QUEUE_CLOSE`` shuts the queue down.
+    """
+
+    req_id: int
+    queue_id: bytes
+    op: int
+    items: list[bytes] = []
+    count: int = 0
+    timeout: float = 0.0
+
+
 # ---------------------------------------------------------------- runtime → client
 
 
@@ -407,10 +445,29 @@ class SegmentMaps(_Msg, tag=64):
     unmapped: list[str]
 
 
+class HoldObjects(_Msg, tag=65):
+    """Keep these objects alive: refs to them wait in a queue item (one unit each)."""
+
+    object_ids: list[bytes]
+
+
 class DropMappings(_Msg, tag=63):
     """These segments are gone: close the writable mappings kept for reuse."""
 
     names: list[str]
+
+
+class QueueReply(_Msg, tag=45):
+    """The answer to a ``QueueOp``: a ``QUEUE_*`` status, the items taken, and the size.
+
+    ``size`` is the queue's size for ``QUEUE_SIZE`` and, for a batch that did
+    not fit, the size that refused it (Ray's error message names it).
+    """
+
+    req_id: int
+    status: int
+    items: list[bytes]
+    size: int
 
 
 Message = Union[
@@ -455,6 +512,10 @@ Message = Union[
     DropReservation,
     DropMappings,
     SegmentMaps,
+    HoldObjects,
+    CreateQueue,
+    QueueOp,
+    QueueReply,
 ]
 
 # ---------------------------------------------------------------- zygote control

@@ -1,50 +1,58 @@
 """``Queue``: a FIFO queue shared by the driver, tasks and actors (``ray.util.queue``).
 
-As in Ray, the queue lives in an async actor (``_QueueActor``, an
-``asyncio.Queue``); a ``Queue`` object is only ``maxsize`` plus the actor's
-handle, so it pickles into tasks and actors, and every call is one actor call::
+Ray keeps a queue in an async actor, so every call is an actor round trip.
+asyncray keeps its items in the runtime (``_core/queues.py``), and each call
+takes the shortest way there from where it runs::
 
-    Queue.put(item) ──put.remote(item, timeout)──▶ _QueueActor ─▶ asyncio.Queue
-    Queue.get()     ◀──────── the item ────────── (waits inside the actor)
+    driver:        Queue.put(x) ── dumps(x) ──► QueueState.put   (same process, under its lock)
+    task, actor:   Queue.put(x) ── QueueOp ───► runtime loop ──► QueueState.put
+                                ◄─ QueueReply ──┘
 
-A synchronous operation is exactly one round trip, so its rate is the
-runtime's actor round-trip rate (see ``bench/queue_bench.py``). Blocking waits
-happen inside the actor (``asyncio.wait_for`` on the async queue), so a
-blocked caller never holds up other callers, and the actor skips the wait
-entirely when it can answer at once. ``put_nowait``/``get_nowait`` report
-"full"/"empty" with a marker value instead of an exception, so a polling loop
-costs no traceback. The batch methods move many items in one call.
+In the driver, a call that can finish at once (there is an item, or room, or
+the batch fits; ``qsize``) works on the runtime's state directly: a few
+microseconds, no message and no thread hop, so one driver thread does
+hundreds of thousands of put+get pairs per second (``bench/queue_bench.py``;
+an actor round trip each would allow a few thousand). A call that has to
+wait, and every call from a task or an actor, is one message to the runtime
+loop, where a blocked call waits as a parked request: a task blocked in
+``get`` lends its CPU as in ``asyncray.get``, and a caller whose process
+dies or whose task is cancelled stops waiting without taking an item. The
+async twins take the same paths and never block their loop.
 
-``put_async``/``get_async`` calls that are in flight together on one event
-loop are coalesced: all the calls made in one turn of the loop share a single
-actor call (``put_many``/``get_many``), which takes what fits or what is there
-at once; a call it could not serve falls back to its own blocking call (or
-raises ``Full``/``Empty`` if it does not block). Each caller still gets
-exactly its own item, and no item is taken before a caller asked for it.
+A ``Queue`` pickles as its id and ``maxsize``, so it can be passed to tasks
+and actors; one made inside a task or an actor lives in the runtime all the
+same (created by message). A queue lives until ``shutdown()``, until the
+``Queue`` that made it is dropped without ever having been pickled (as a
+dropped actor handle ends its actor), or until ``asyncray.shutdown()``.
+Items are pickled when put, so changing an object after putting it does not
+change the queued item (as in Ray), and are unpickled by whoever takes them;
+large buffers travel through shared memory, whose segment the taker unlinks.
 
-Errors follow Ray: a non-blocking call on a full/empty queue raises ``Full``/
-``Empty``; a blocking call that times out and a batch call that does not fit
-raise them from the actor, so they arrive as ``RayTaskError(Full)`` /
+Errors follow Ray: a non-blocking call on a full/empty queue raises a bare
+``Full``/``Empty``; a blocking call that times out and a batch that does
+not fit raise what Ray's queue actor raises, ``RayTaskError(Full)``/
 ``RayTaskError(Empty)``, instances of ``Full``/``Empty`` (and of
-``queue.Full``/``queue.Empty``) too.
+``queue.Full``/``queue.Empty``) too. There is no actor: ``actor_options``
+are checked and then ignored (docs/ray-compatibility.md). After
+``shutdown()``, every call in any process, and every call still blocked,
+raises ``ActorDiedError``, the error Ray gives for its dead queue actor.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import os
 import queue
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import asyncray
-from asyncray.object_ref import ObjectRef
+from .. import _api, _client
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from ..exceptions import ActorDiedError, RayTaskError
+from ..object_ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]
-
-# The queue actor holds no CPU: it only waits, and must never be stuck behind
-# busy tasks waiting for a CPU to be placed on (Ray's default needs 1 to place).
-DEFAULT_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 
 
 class Empty(queue.Empty):
@@ -55,29 +63,24 @@ class Full(queue.Full):
     """Raised by ``put`` on a full queue (non-blocking, or after the timeout)."""
 
 
-class _Marker:
-    """The actor's "would block" answer: pickled by name, compared by identity."""
-
-    def __reduce__(self) -> str:
-        return "_WOULD_BLOCK"
-
-
-_WOULD_BLOCK = _Marker()
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
+# ``Queue._state`` before this process has looked the queue up.
+_UNRESOLVED: Any = object()
+# "Not answered here": the call goes to the runtime loop.
+_MISS: Any = object()
 
 
 class Queue:
-    """A first-in, first-out queue backed by an async actor.
+    """A first-in, first-out queue for the driver, tasks and actors.
 
     Args:
         maxsize: the most items the queue holds; ``<= 0`` means unbounded.
-        actor_options: options for the queue actor, merged over
-            ``DEFAULT_ACTOR_OPTIONS`` (``{"num_cpus": 0}``), e.g.
-            ``{"num_cpus": 1}`` or ``{"name": "jobs"}``.
+        actor_options: accepted for Ray compatibility and checked as actor
+            options, but unused: asyncray's queue has no actor (its items
+            live in the runtime), so it holds no resources and has no name.
+
+    Raises:
+        TypeError, ValueError: ``maxsize`` is not an int, or ``actor_options``
+            is not a dict of valid actor options.
 
     Example:
         >>> q = Queue()
@@ -88,9 +91,21 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
-        options = {**DEFAULT_ACTOR_OPTIONS, **(actor_options or {})}
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, got {type(maxsize).__name__}")
+        _check_actor_options(actor_options)
+        client = _api.client()
         self.maxsize = maxsize
-        self.actor: Any = _queue_actor_class().options(**options).remote(maxsize)
+        self._id = client.new_task_id()
+        # Shut the queue down when this object is dropped, unless it was pickled
+        # (a copy may be in use anywhere), as a dropped actor handle ends its actor.
+        self._owned = True
+        registry = client.local_queues
+        if registry is not None:
+            self._state: Any = registry.create(self._id, maxsize)
+        else:
+            client.post(P.CreateQueue(self._id, maxsize))
+            self._state = None
 
     # ------------------------------------------------------------ size
 
@@ -98,8 +113,18 @@ class Queue:
         return self.size()
 
     def size(self) -> int:
-        """The number of items in the queue."""
-        return asyncray.get(self.actor.qsize.remote())  # type: ignore[no-any-return]
+        """The number of items in the queue.
+
+        Raises:
+            ActorDiedError: the queue was shut down.
+        """
+        state = self._local()
+        if state is None:
+            return self._call(P.QUEUE_SIZE).size
+        size: int = state.size()
+        if size < 0:
+            raise _shut_down()
+        return size
 
     def qsize(self) -> int:
         """The number of items in the queue."""
@@ -107,11 +132,11 @@ class Queue:
 
     def empty(self) -> bool:
         """Whether the queue is empty."""
-        return asyncray.get(self.actor.empty.remote())  # type: ignore[no-any-return]
+        return self.size() == 0
 
     def full(self) -> bool:
         """Whether the queue is full (never, if unbounded)."""
-        return asyncray.get(self.actor.full.remote())  # type: ignore[no-any-return]
+        return 0 < self.maxsize <= self.size()
 
     # ------------------------------------------------------------ put
 
@@ -126,33 +151,30 @@ class Queue:
         Raises:
             Full: the queue is full and ``block`` is False, or stayed full for ``timeout``.
             ValueError: ``timeout`` is negative.
+            ActorDiedError: the queue was shut down.
         """
-        if not block:
-            if asyncray.get(self.actor.put_nowait.remote(item)) is _WOULD_BLOCK:
-                raise Full
-            return
-        _check_timeout(timeout)
-        asyncray.get(self.actor.put.remote(item, timeout))
-
-    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """The awaitable twin of ``put``; concurrent calls share actor calls (see above)."""
         if block:
             _check_timeout(timeout)
-        if type(item) is ObjectRef:  # stored as its value: it must be a top-level argument
-            return await self._put_one_async(item, block, timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if await self._coalescer().put(item):
+        if type(item) is ObjectRef:
+            item = _api.get(item)
+        payload = ser.dumps(item)
+        if self._put_here(payload, block):
             return
-        if not block:
-            raise Full
-        await self.actor.put.remote(item, _remaining(deadline))
+        reply = self._call(P.QUEUE_PUT, [payload], timeout=_wait_s(block, timeout))
+        _check_put(reply, block)
 
-    async def _put_one_async(self, item: Any, block: bool, timeout: float | None) -> None:
-        if not block:
-            if await self.actor.put_nowait.remote(item) is _WOULD_BLOCK:
-                raise Full
+    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """The awaitable twin of ``put``: waiting for room never blocks the event loop."""
+        if block:
+            _check_timeout(timeout)
+        if type(item) is ObjectRef:
+            item = await item
+        payload = ser.dumps(item)
+        if self._put_here(payload, block):
             return
-        await self.actor.put.remote(item, timeout)
+        op = P.QUEUE_PUT
+        reply = await self._call_async(op, [payload], timeout=_wait_s(block, timeout))
+        _check_put(reply, block)
 
     def put_nowait(self, item: Any) -> None:
         """``put(item, block=False)``.
@@ -163,7 +185,7 @@ class Queue:
         return self.put(item, block=False)
 
     def put_nowait_batch(self, items: Iterable[Any]) -> None:
-        """Add all ``items`` in order, in one call: all of them or none.
+        """Add all ``items`` in order, at once: all of them or none.
 
         Raises:
             TypeError: ``items`` is not iterable.
@@ -171,7 +193,28 @@ class Queue:
         """
         if not isinstance(items, Iterable):
             raise TypeError("Argument 'items' must be an Iterable")
-        asyncray.get(self.actor.put_nowait_batch.remote(list(items)))
+        payloads = [ser.dumps(item) for item in items]
+        state = self._local()
+        if state is None:
+            reply = self._call(P.QUEUE_PUT_BATCH, payloads)
+            status, size = reply.status, reply.size
+        else:
+            registry = _api.client().local_queues
+            for payload in payloads:
+                registry.hold(payload, on_loop=False)
+            status, size = state.put_batch(payloads)
+            if status != P.QUEUE_OK:
+                registry.discard(payloads)
+        if status == P.QUEUE_CLOSED:
+            raise _shut_down()
+        if status != P.QUEUE_OK:
+            raise _as_remote(
+                Full(
+                    f"Cannot add {len(payloads)} items to queue of size {size} "
+                    f"and maxsize {self.maxsize}."
+                ),
+                "put_nowait_batch",
+            )
 
     # ------------------------------------------------------------ get
 
@@ -185,38 +228,23 @@ class Queue:
         Raises:
             Empty: the queue is empty and ``block`` is False, or stayed empty for ``timeout``.
             ValueError: ``timeout`` is negative.
+            ActorDiedError: the queue was shut down.
         """
-        if not block:
-            item = asyncray.get(self.actor.get_nowait.remote())
-            if item is _WOULD_BLOCK:
-                raise Empty
-            return item
-        _check_timeout(timeout)
-        return asyncray.get(self.actor.get.remote(timeout))
-
-    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
-        """The awaitable twin of ``get``; concurrent calls share actor calls (see above)."""
         if block:
             _check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        item = await self._coalescer().get()
-        if item is not _WOULD_BLOCK:
-            return item
-        if not block:
-            raise Empty
-        return await self.actor.get.remote(_remaining(deadline))
+        value = self._get_here(block)
+        if value is not _MISS:
+            return value
+        return _got(self._call(P.QUEUE_GET, timeout=_wait_s(block, timeout)), block)
 
-    def _coalescer(self) -> _Coalescer:
-        """The coalescer of the running loop (a queue may be used from several loops)."""
-        loop = asyncio.get_running_loop()
-        current = self.__dict__.get("_coalescer_state")
-        if current is None or current.loop is not loop:
-            current = self._coalescer_state = _Coalescer(loop, self.actor)
-        return current
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The coalescer belongs to this process's loop; a copy elsewhere makes its own.
-        return {"maxsize": self.maxsize, "actor": self.actor}
+    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The awaitable twin of ``get``: waiting for an item never blocks the event loop."""
+        if block:
+            _check_timeout(timeout)
+        value = self._get_here(block)
+        if value is not _MISS:
+            return value
+        return _got(await self._call_async(P.QUEUE_GET, timeout=_wait_s(block, timeout)), block)
 
     def get_nowait(self) -> Any:
         """``get(block=False)``.
@@ -227,7 +255,7 @@ class Queue:
         return self.get(block=False)
 
     def get_nowait_batch(self, num_items: int) -> list[Any]:
-        """Remove and return the ``num_items`` oldest items, in one call: all or none.
+        """Remove and return the ``num_items`` oldest items, at once: all or none.
 
         Raises:
             TypeError: ``num_items`` is not an int.
@@ -238,190 +266,206 @@ class Queue:
             raise TypeError("Argument 'num_items' must be an int")
         if num_items < 0:
             raise ValueError("'num_items' must be nonnegative")
-        return asyncray.get(self.actor.get_nowait_batch.remote(num_items))  # type: ignore[no-any-return]
+        state = self._local()
+        if state is None:
+            reply = self._call(P.QUEUE_GET_BATCH, count=num_items)
+            status, payloads, size = reply.status, reply.items, reply.size
+        else:
+            status, payloads, size = state.get_batch(num_items)
+            registry = _api.client().local_queues
+            for payload in payloads:
+                registry.hand_over(payload)
+        if status == P.QUEUE_CLOSED:
+            raise _shut_down()
+        if status != P.QUEUE_OK:
+            raise _as_remote(
+                Empty(f"Cannot get {num_items} items from queue of size {size}."),
+                "get_nowait_batch",
+            )
+        return [_loads(payload) for payload in payloads]
 
     # ------------------------------------------------------------ shutdown
 
     def shutdown(self, force: bool = False, grace_period_s: float = 5) -> None:
-        """End the queue actor; the queue is unusable afterwards (``actor`` is None).
+        """Shut the queue down: its items are dropped and it takes no more calls.
 
-        Calls still blocked in the actor (a ``get`` on an empty queue, a
-        ``put`` on a full one) fail with ``RayActorError`` instead of hanging.
+        Calls still blocked on it, and every later call on this object or on a
+        copy of it in any process, raise ``ActorDiedError``. A second call does
+        nothing.
 
         Args:
-            force: kill the actor at once instead of asking it to exit.
-            grace_period_s: how long a polite exit may take before the actor is killed.
+            force: accepted for Ray compatibility: there is no actor to kill,
+                and nothing waits, so both ways are the same.
+            grace_period_s: accepted for Ray compatibility, unused.
         """
-        if self.actor:
-            if not force:
-                done = self.actor.__ray_terminate__.remote()
-                asyncray.wait([done], timeout=grace_period_s)
-            # Kill even after a polite exit: a get or put still blocked in the
-            # actor waits for an item or a slot that no later call can bring
-            # (an exiting actor takes no more calls), so it would keep the actor,
-            # and its caller, waiting for ever (Ray leaves them hanging). Every
-            # call that was not blocked has been answered by now.
-            asyncray.kill(self.actor, no_restart=True)
-        self.actor = None
-        self.__dict__.pop("_coalescer_state", None)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-class _Coalescer:
-    """Turns the ``put_async``/``get_async`` calls of one loop turn into one actor call each.
-
-    The first call of a turn schedules ``flush`` with ``call_soon``; calls
-    made before it runs join the batch. Each caller awaits its own future:
-    for a put, True if its item went in; for a get, its item or
-    ``_WOULD_BLOCK``.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, actor: Any) -> None:
-        self.loop = loop
-        self.actor = actor
-        self.puts: list[tuple[Any, asyncio.Future[bool]]] = []
-        self.gets: list[asyncio.Future[Any]] = []
-        self.scheduled = False
-
-    def put(self, item: Any) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = self.loop.create_future()
-        self.puts.append((item, future))
-        self._schedule()
-        return future
-
-    def get(self) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.gets.append(future)
-        self._schedule()
-        return future
-
-    def _schedule(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.scheduled = False
-        puts, self.puts = self.puts, []
-        gets, self.gets = self.gets, []
-        if puts:
-            items = [item for item, _ in puts]
-            ref = self.actor.put_many.remote(items)
-            futures = [f for _, f in puts]
-            self.loop.create_task(_deliver(ref, futures, lambda n, i: i < n))
-        if gets:
-            ref = self.actor.get_many.remote(len(gets))
-            self.loop.create_task(
-                _deliver(ref, gets, lambda got, i: got[i] if i < len(got) else _WOULD_BLOCK)
-            )
-
-
-async def _deliver(
-    ref: Any, futures: list[asyncio.Future[Any]], pick: Callable[[Any, int], Any]
-) -> None:
-    """Await one batched call and hand each waiting caller its share."""
-    try:
-        reply = await ref
-    except asyncio.CancelledError:  # the loop is going away
-        for future in futures:
-            future.cancel()
-        raise
-    except Exception as error:  # e.g. the actor died: every caller sees it
-        for future in futures:
-            if not future.done():
-                future.set_exception(error)
-        return
-    for i, future in enumerate(futures):
-        if not future.done():  # a cancelled caller's item is lost, as with a cancelled call
-            future.set_result(pick(reply, i))
-
-
-class _QueueActor:
-    """The queue itself: an ``asyncio.Queue`` in an async actor.
-
-    Sync methods run on the actor's loop without a task switch; the async
-    ones wait only when they have to.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-
-    def qsize(self) -> int:
-        return self.queue.qsize()
-
-    def empty(self) -> bool:
-        return self.queue.empty()
-
-    def full(self) -> bool:
-        return self.queue.full()
-
-    async def put(self, item: Any, timeout: float | None = None) -> None:
-        if not self.queue.full():
-            self.queue.put_nowait(item)  # what queue.put does when there is room
+        self._owned = False
+        if not _api.is_initialized():
+            return  # shut down with the runtime
+        state = self._local()
+        if state is not None and state.closed:
             return
-        try:
-            await asyncio.wait_for(self.queue.put(item), timeout)
-        except asyncio.TimeoutError:
-            raise Full
+        # Through the loop even in the driver: blocked callers are answered before we return.
+        self._call(P.QUEUE_CLOSE)
 
-    async def get(self, timeout: float | None = None) -> Any:
-        if not self.queue.empty():
-            return self.queue.get_nowait()  # what queue.get does when there is an item
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+    @property
+    def actor(self) -> Any:
+        """Ray's queue actor handle; asyncray's queue has none."""
+        raise AttributeError(
+            "asyncray's Queue has no actor: its items live in the runtime. Use the Queue "
+            "itself (it can be passed to tasks and actors); see docs/ray-compatibility.md."
+        )
+
+    # ------------------------------------------------------------ pickling and lifetime
+
+    def __reduce__(self) -> Any:
+        self._owned = False  # a copy may be used anywhere: never shut down on drop
+        return (_rebuild, (self._id, self.maxsize))
+
+    def __del__(self) -> None:
+        if self.__dict__.get("_owned"):
+            client = _client.current()
+            if client is not None:
+                with contextlib.suppress(Exception):  # interpreter exit, closed loop
+                    client.post(P.QueueOp(0, self._id, P.QUEUE_CLOSE))
+
+    def __repr__(self) -> str:
+        return f"Queue(maxsize={self.maxsize}, id={self._id.hex()})"
+
+    # ------------------------------------------------------------ the two ways to the state
+
+    def _local(self) -> Any:
+        """The runtime's state of this queue if the runtime runs in this process, else None."""
+        state = self._state
+        if state is _UNRESOLVED:
+            registry = _api.client().local_queues
+            state = self._state = None if registry is None else registry.get(self._id)
+        return state
+
+    def _put_here(self, payload: bytes, block: bool) -> bool:
+        """A put done directly in the driver: True if done; False: it must go to the loop."""
+        state = self._local()
+        if state is None:
+            return False
+        registry = _api.client().local_queues
+        registry.hold(payload, on_loop=False)
+        status = state.put(payload)
+        if status == P.QUEUE_OK:
+            return True
+        if status == P.QUEUE_CLOSED or not block:
+            registry.discard([payload])
+            raise _shut_down() if status == P.QUEUE_CLOSED else Full
+        registry.let_go([payload])  # full: the loop holds its refs again when it gets it
+        return False  # wait for room on the loop
+
+    def _get_here(self, block: bool) -> Any:
+        """A get done directly in the driver: the value, or ``_MISS`` to go to the loop."""
+        state = self._local()
+        if state is None:
+            return _MISS
+        got = state.get()
+        if type(got) is bytes:
+            _api.client().local_queues.hand_over(got)
+            return _loads(got)
+        if got == P.QUEUE_CLOSED:
+            raise _shut_down()
+        if not block:
             raise Empty
+        return _MISS  # empty: wait for an item on the loop
 
-    def put_nowait(self, item: Any) -> Any:
-        if self.queue.full():
-            return _WOULD_BLOCK
-        self.queue.put_nowait(item)
-        return None
+    def _call(
+        self, op: int, items: list[bytes] | None = None, count: int = 0, timeout: float = 0.0
+    ) -> P.QueueReply:
+        client = _api.client()
+        msg = P.QueueOp(client.next_req_id(), self._id, op, items or [], count, timeout)
+        try:
+            reply = client.request(msg)
+        except KeyboardInterrupt:
+            # Interrupted while blocked (in the driver): stop waiting in the runtime too,
+            # so no later item goes to a caller that is gone.
+            with contextlib.suppress(Exception):
+                client.post(P.CancelWaiter(msg.req_id))
+            raise
+        return _checked(reply)
 
-    def get_nowait(self) -> Any:
-        if self.queue.empty():
-            return _WOULD_BLOCK
-        return self.queue.get_nowait()
-
-    def put_nowait_batch(self, items: list[Any]) -> None:
-        if self.maxsize > 0 and len(items) + self.qsize() > self.maxsize:
-            raise Full(
-                f"Cannot add {len(items)} items to queue of size "
-                f"{self.qsize()} and maxsize {self.maxsize}."
-            )
-        for item in items:
-            self.queue.put_nowait(item)
-
-    def put_many(self, items: list[Any]) -> int:
-        """Put the longest prefix of ``items`` that fits; how many went in."""
-        queue = self.queue
-        for n, item in enumerate(items):
-            if queue.full():
-                return n
-            queue.put_nowait(item)
-        return len(items)
-
-    def get_many(self, num_items: int) -> list[Any]:
-        """Up to ``num_items`` items, as many as are queued now."""
-        queue = self.queue
-        return [queue.get_nowait() for _ in range(min(num_items, queue.qsize()))]
-
-    def get_nowait_batch(self, num_items: int) -> list[Any]:
-        if num_items > self.qsize():
-            raise Empty(f"Cannot get {num_items} items from queue of size {self.qsize()}.")
-        return [self.queue.get_nowait() for _ in range(num_items)]
+    async def _call_async(
+        self, op: int, items: list[bytes] | None = None, timeout: float = 0.0
+    ) -> P.QueueReply:
+        client = _api.client()
+        msg = P.QueueOp(client.next_req_id(), self._id, op, items or [], 0, timeout)
+        return _checked(await client.request_async(msg))
 
 
-_actor_class: Any = None
+def _rebuild(queue_id: bytes, maxsize: int) -> Queue:
+    q = Queue.__new__(Queue)
+    q.maxsize = maxsize
+    q._id = queue_id
+    q._owned = False
+    q._state = _UNRESOLVED
+    return q
 
 
-def _queue_actor_class() -> Any:
-    """``remote(_QueueActor)``, made once per process."""
-    global _actor_class
-    if _actor_class is None:
-        _actor_class = asyncray.remote(_QueueActor)
-    return _actor_class
+# ---------------------------------------------------------------- helpers
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
+def _check_actor_options(actor_options: Any) -> None:
+    if actor_options is None:
+        return
+    if not isinstance(actor_options, dict):
+        raise TypeError(f"actor_options must be a dict or None, got {type(actor_options).__name__}")
+    from ..actor import validate_actor_options
+
+    validate_actor_options(actor_options, in_options_call=True)
+
+
+def _wait_s(block: bool, timeout: float | None) -> float:
+    """The wire's timeout: 0 never waits, ``NO_TIMEOUT`` waits for ever."""
+    if not block:
+        return 0.0
+    return P.NO_TIMEOUT if timeout is None else float(timeout)
+
+
+def _checked(reply: Any) -> P.QueueReply:
+    if type(reply) is not P.QueueReply:  # asyncray shut down while this call waited
+        _client.decode_objects(reply)  # raises the error it carries
+        raise _shut_down()
+    if reply.status == P.QUEUE_CLOSED:
+        raise _shut_down()
+    return reply
+
+
+def _check_put(reply: P.QueueReply, block: bool) -> None:
+    if reply.status != P.QUEUE_OK:
+        raise _as_remote(Full(), "put") if block else Full
+
+
+def _got(reply: P.QueueReply, block: bool) -> Any:
+    if reply.status != P.QUEUE_OK:
+        raise _as_remote(Empty(), "get") if block else Empty
+    return _loads(reply.items[0])
+
+
+def _loads(payload: bytes) -> Any:
+    value = ser.loads(payload)
+    # The taker owns the item's segment: give it back (the mapping outlives the file).
+    ser.abandon(payload)
+    return value
+
+
+def _as_remote(cause: Exception, method: str) -> RayTaskError:
+    """``cause`` as Ray raises it from its queue actor: ``RayTaskError(cause)``, both at once."""
+    text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    error = RayTaskError(f"Queue.{method}", text + "\n", cause, pid=os.getpid())
+    return error.as_instanceof_cause()
+
+
+def _shut_down() -> ActorDiedError:
+    return ActorDiedError(
+        None,
+        "This Queue has been shut down (Queue.shutdown(), or asyncray.shutdown()): it holds "
+        "no items and takes no more calls.",
+    )
