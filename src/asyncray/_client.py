@@ -271,10 +271,15 @@ class DriverClient(ClientBase):
         """On the loop: hand every queued message to the runtime."""
         self._wake_scheduled = False
         inbox = self._inbox
-        handle = self.runtime.handle
+        runtime = self.runtime
+        handle = runtime.handle
         conn = self.conn
-        while inbox:
-            handle(conn, inbox.popleft())
+        runtime.begin_batch()
+        try:
+            while inbox:
+                handle(conn, inbox.popleft())
+        finally:
+            runtime.end_batch()
         # Releases go last: one must never overtake a message posted before it
         # (a submission that uses the object). Late is always safe: it only
         # keeps an object a little longer.

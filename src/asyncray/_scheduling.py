@@ -14,12 +14,27 @@ from typing import Any
 from . import runtime_context
 
 NO_GROUP: tuple[bytes, int, bool] = (b"", -1, False)
+# The options that name a strategy or a group.
+_GROUP_OPTIONS = frozenset(
+    {
+        "scheduling_strategy",
+        "placement_group",
+        "placement_group_bundle_index",
+        "placement_group_capture_child_tasks",
+    }
+)
 
 
 def resolve(
     options: dict[str, Any], request: dict[str, float], what: str
 ) -> tuple[bytes, int, bool]:
     """``(pg_id, bundle_index, capture)`` for a submission; ``NO_GROUP`` for the host."""
+    if not options.keys() & _GROUP_OPTIONS:
+        # The common case, on every .remote(): no strategy, so only a parent's
+        # captured group could apply (the imports below cost more than this).
+        ctx = runtime_context.current_task()
+        if ctx.placement_group is None or not ctx.pg_capture:
+            return NO_GROUP
     from .util.placement_group import PlacementGroup
     from .util.scheduling_strategies import (
         NodeAffinitySchedulingStrategy,

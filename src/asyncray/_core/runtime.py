@@ -204,6 +204,10 @@ class Runtime:
         self.task_workers = 0
         self.tasks: dict[bytes, TaskRecord] = {}
         self.streams: dict[bytes, StreamRecord] = {}
+        # Inside a batch of messages (begin_batch/end_batch), submissions only
+        # queue; one dispatch runs at the end of the batch.
+        self._batching = False
+        self._dispatch_wanted = False
         a = self.actors
         self._handlers = {
             P.CreateActor: a.on_create,
@@ -594,7 +598,20 @@ class Runtime:
 
     def _enqueue(self, task: TaskRecord) -> None:
         self.ready.push(task.key, task)
-        self.dispatch()
+        if self._batching:
+            self._dispatch_wanted = True  # once, when the batch of messages is done
+        else:
+            self.dispatch()
+
+    def begin_batch(self) -> None:
+        """A batch of messages follows: dispatch once after it, not after each submission."""
+        self._batching = True
+
+    def end_batch(self) -> None:
+        self._batching = False
+        if self._dispatch_wanted:
+            self._dispatch_wanted = False
+            self.dispatch()
 
     def _fail_task(self, task: TaskRecord, error: bytes) -> None:
         self._finish_task(task)

@@ -26,8 +26,23 @@ _EPSILON = 1e-9
 
 
 def shape_of(request: dict[str, float]) -> Shape:
-    """The hashable, order-independent key of a resource request."""
-    return tuple(sorted((k, v) for k, v in request.items() if v > 0))
+    """The hashable, order-independent key of a resource request.
+
+    Cached by the request dict itself: the driver sends the same dict with
+    every call of a function, so most tasks skip the sort.
+    """
+    hit = _shapes.get(id(request))
+    if hit is not None and hit[0] is request:
+        return hit[1]
+    shape = tuple(sorted((k, v) for k, v in request.items() if v > 0))
+    if len(_shapes) >= _SHAPE_CACHE_SIZE:
+        _shapes.clear()  # requests decoded from children are new dicts every time
+    _shapes[id(request)] = (request, shape)  # holding it: its id cannot be reused
+    return shape
+
+
+_SHAPE_CACHE_SIZE = 1024
+_shapes: dict[int, tuple[dict[str, float], Shape]] = {}
 
 
 class ResourcePool:

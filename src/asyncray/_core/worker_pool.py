@@ -116,8 +116,10 @@ class ChildConn(asyncio.Protocol):
         end = len(buf)
         header = P.HEADER
         decode = P.decoder.decode
-        handle = self.runtime.handle
+        runtime = self.runtime
+        handle = runtime.handle
         view = memoryview(buf)
+        runtime.begin_batch()
         try:
             while end - pos >= 4:
                 (n,) = header.unpack_from(buf, pos)
@@ -130,6 +132,7 @@ class ChildConn(asyncio.Protocol):
             view.release()
             if pos:
                 del buf[:pos]
+            runtime.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.runtime.on_child_eof(self.worker)
