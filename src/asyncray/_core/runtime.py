@@ -208,6 +208,8 @@ class Runtime:
         # queue; one dispatch runs at the end of the batch.
         self._batching = False
         self._dispatch_wanted = False
+        # Children with messages held during the current batch.
+        self.batched_conns: list[ChildConn] = []
         a = self.actors
         self._handlers = {
             P.CreateActor: a.on_create,
@@ -608,10 +610,14 @@ class Runtime:
         self._batching = True
 
     def end_batch(self) -> None:
-        self._batching = False
         if self._dispatch_wanted:
             self._dispatch_wanted = False
             self.dispatch()
+        self._batching = False
+        if self.batched_conns:
+            conns, self.batched_conns = self.batched_conns, []
+            for conn in conns:
+                conn.flush()
 
     def _fail_task(self, task: TaskRecord, error: bytes) -> None:
         self._finish_task(task)
