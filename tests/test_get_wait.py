@@ -202,3 +202,18 @@ def test_a_failed_task_counts_as_ready(ray_start, tmp_path):
     with pytest.raises(RayTaskError):
         asyncray.get(bad)
     (tmp_path / "go").touch()
+
+
+def test_a_wait_loop_over_a_list_changed_in_between_sees_the_change(ray_start):
+    refs = [asyncray.put(i) for i in range(5)]
+    ready, not_ready = asyncray.wait(refs)
+    assert ready == [refs[0]] and not_ready == refs[1:]
+    not_ready[0] = not_ready[1]  # now a duplicate: must be caught, not served from a cache
+    with pytest.raises(ValueError, match="unique"):
+        asyncray.wait(not_ready)
+    not_ready[0] = "not a ref"
+    with pytest.raises(TypeError):
+        asyncray.wait(not_ready)
+    not_ready[0] = refs[1]
+    ready, rest = asyncray.wait(not_ready, num_returns=4)
+    assert ready == refs[1:] and rest == []

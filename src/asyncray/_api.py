@@ -720,9 +720,40 @@ def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
     return future
 
 
+class _LastWait:
+    """The ``not_ready`` list the last ``wait`` returned, a snapshot of it, and its ids.
+
+    The usual loop (``ready, not_ready = wait(not_ready)``) passes that list
+    straight back: if it is unchanged (same objects, checked at C speed) its
+    checks and ids carry over, so a wait over n refs costs no Python-level
+    pass over them.
+    """
+
+    refs: list[Any] | None = None
+    snapshot: list[Any] = []
+    ids: list[bytes] = []
+
+
+def _remember_wait(refs: list[Any], not_ready: list[Any], ids: list[bytes]) -> None:
+    # Only lists of plain refs: a generator's wait id moves as it is consumed.
+    if _LastWait.refs is refs or set(map(type, refs)) == {ObjectRef}:
+        _LastWait.refs, _LastWait.snapshot, _LastWait.ids = not_ready, not_ready[:], ids
+
+
+def _unchanged_last_wait(refs: Any) -> list[bytes] | None:
+    # List equality tests identity first, item by item, in C: no ObjectRef.__eq__ runs.
+    if refs is _LastWait.refs and refs == _LastWait.snapshot:
+        return _LastWait.ids
+    return None
+
+
 def _check_wait_input(
     refs: Any, num_returns: int, timeout: Any
 ) -> tuple[list[Any], list[bytes], float]:
+    ids = _unchanged_last_wait(refs)
+    if ids is not None and refs:
+        _check_num_returns(num_returns, len(refs))
+        return refs, ids, _timeout_value(timeout)
     if type(refs) is list and refs and set(map(type, refs)) == {ObjectRef}:
         # Fast path (the common case): C-speed checks, no per-item Python calls.
         ids = [r._id for r in refs]
@@ -765,12 +796,16 @@ def _check_num_returns(num_returns: Any, n: int) -> None:
         )
 
 
-def _split(refs: list[Any], ready_idx: list[int]) -> tuple[list[Any], list[Any]]:
+def _split(refs: list[Any], ids: list[bytes], ready_idx: list[int]) -> tuple[list[Any], list[Any]]:
     if len(ready_idx) == 1:
         i = ready_idx[0]
-        return [refs[i]], refs[:i] + refs[i + 1 :]
+        ready, not_ready = [refs[i]], refs[:i] + refs[i + 1 :]
+        _remember_wait(refs, not_ready, ids[:i] + ids[i + 1 :])
+        return ready, not_ready
     chosen = set(ready_idx)
-    return [refs[i] for i in ready_idx], [r for i, r in enumerate(refs) if i not in chosen]
+    not_ready = [r for i, r in enumerate(refs) if i not in chosen]
+    _remember_wait(refs, not_ready, [oid for i, oid in enumerate(ids) if i not in chosen])
+    return [refs[i] for i in ready_idx], not_ready
 
 
 def wait(
@@ -792,7 +827,7 @@ def wait(
     ready = _locally_ready(c.local_values, ids, num_returns)
     if ready is None:
         ready = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t)).ready
-    return _split(refs, ready)
+    return _split(refs, ids, ready)
 
 
 def _locally_ready(
@@ -825,7 +860,7 @@ async def wait_async(
     ready = _locally_ready(c.local_values, ids, num_returns)
     if ready is None:
         ready = (await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))).ready
-    return _split(refs, ready)
+    return _split(refs, ids, ready)
 
 
 # ==================================================================== resources and nodes

@@ -439,47 +439,38 @@ class Runtime:
         conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
-        get = self.objects.get
-        # First pass: stop at the num_returns-th ready object. A wait over a
-        # long list whose head is ready costs O(num_returns), not O(n).
-        found: list[int] = []
-        for i, oid in enumerate(msg.object_ids):
-            entry = get(oid) or self._stream_entry(oid)
-            if entry is None or entry.data is not None:
-                found.append(i)
-                if len(found) == msg.num_returns:
-                    conn.send(P.WaitReply(msg.req_id, found))
-                    return
-        req = _Request(conn, msg.req_id, msg.object_ids, "wait")
-        req.num_returns = msg.num_returns
-        ready = 0
-        pending: list[ObjectEntry] = []
-        for oid in msg.object_ids:
-            entry = get(oid) or self._stream_entry(oid)
-            if entry is None:  # lost objects are "ready": get will raise
-                entry = ObjectEntry()
-                entry.data = b""
-            req.entries.append(entry)
-            if entry.data is None:
-                pending.append(entry)
-            else:
-                ready += 1
-        if ready >= msg.num_returns or msg.timeout == 0:
-            self._reply_wait(req)
+        ids = msg.object_ids
+        # Comprehensions, not loops: a driver polling a long list with
+        # wait(num_returns=1) sends it again for every object that finishes.
+        entries: list[Any] = list(map(self.objects.get, ids))
+        if None in entries:
+            for i, entry in enumerate(entries):
+                if entry is None:
+                    entry = self._stream_entry(ids[i])
+                    if entry is None:  # lost objects are "ready": get will raise
+                        entry = ObjectEntry()
+                        entry.data = b""
+                    entries[i] = entry
+        ready = [i for i, e in enumerate(entries) if e.data is not None]
+        if len(ready) >= msg.num_returns or msg.timeout == 0:
+            conn.send(P.WaitReply(msg.req_id, ready[: msg.num_returns]))
             return
-        req.remaining = msg.num_returns - ready
+        req = _Request(conn, msg.req_id, ids, "wait")
+        req.num_returns = msg.num_returns
+        req.entries = entries
+        req.remaining = msg.num_returns - len(ready)
         callback = self._wait_callback(req)
-        if len(pending) >= WATCH_SET_MIN:
-            ids = {oid for oid, e in zip(msg.object_ids, req.entries) if e.data is None}
-            self.objects.watch(ids, callback)
+        if len(entries) - len(ready) >= WATCH_SET_MIN:
+            self.objects.watch({oid for oid, e in zip(ids, entries) if e.data is None}, callback)
             req.watch = callback
         else:
-            for entry in pending:  # on_ready, inlined
-                cbs = entry.callbacks
-                if cbs is None:
-                    entry.callbacks = [callback]
-                else:
-                    cbs.append(callback)
+            for entry in entries:
+                if entry.data is None:  # on_ready, inlined
+                    cbs = entry.callbacks
+                    if cbs is None:
+                        entry.callbacks = [callback]
+                    else:
+                        cbs.append(callback)
         self._park(req, msg.timeout)
 
     def _wait_callback(self, req: _Request) -> Any:
