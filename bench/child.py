@@ -14,7 +14,8 @@ output to the driver's stdout) is diverted to stderr, which the parent logs::
     init   {group}                      before init() / creating the pool
     start  {workload}
     result {workload, metric, values} or {workload, error}
-    done   {workload}                   after the workload's cleanup
+    done   {workload, phases}           after the workload's cleanup; phases are
+                                        the seconds of setup, warm-up, trials, cleanup
     end                                 after shutdown
 
 The parent times out on silence between two lines, so a hung workload costs
@@ -38,6 +39,7 @@ from bench import peers, tasks
 from bench.catalog import BY_NAME, RUNTIMES
 from bench.harness import Timing, time_rate, time_samples
 from bench.spec import (
+    DEFAULT_GROUP,
     RATE,
     PeerCtx,
     RuntimeCtx,
@@ -71,14 +73,20 @@ def describe(exc: BaseException) -> str:
 
 
 class Session:
-    """One init group on one system: the runtime (or pool) and its context."""
+    """One init group on one system: the runtime (or pool) and its context.
 
-    def __init__(self, system: str, group: str, scale: float) -> None:
+    ``initialized`` says the runtime is already up with this group's
+    ``init()`` arguments (the quick-mode fresh probe started it), so the
+    session adopts it instead of calling ``init()`` again.
+    """
+
+    def __init__(self, system: str, group: str, scale: float, initialized: bool = False) -> None:
         self.system = system
         self.ctx: Scaled
         if system in RUNTIMES:
             rt = importlib.import_module(system)
-            rt.init(**init_kwargs(group))
+            if not initialized:
+                rt.init(**init_kwargs(group))
             self.ctx = RuntimeCtx(scale, rt=rt, defs=tasks.Defs(rt))
             self._close: Callable[[], None] = rt.shutdown
         else:
@@ -86,22 +94,30 @@ class Session:
             self.ctx = PeerCtx(scale, pool=pool)
             self._close = pool.close
 
-    def run(self, wl: Workload, timing: Timing) -> dict[str, list[float]]:
-        """Set ``wl`` up, time it, clean up; return values per metric."""
+    def run(self, wl: Workload, timing: Timing, phases: dict[str, float]) -> dict[str, list[float]]:
+        """Set ``wl`` up, time it, clean up; return values per metric.
+
+        The wall time of each phase (setup, warm-up, trials, cleanup) goes
+        into ``phases``.
+        """
         setup = wl.runtime if self.system in RUNTIMES else wl.peer
         assert setup is not None, f"{wl.name} has no implementation for {self.system}"
+        t0 = time.perf_counter()
         prepared = setup(self.ctx)  # type: ignore[arg-type]
+        phases["setup"] = time.perf_counter() - t0
         try:
             if wl.kind == RATE:
-                return {wl.name: time_rate(prepared.fn, prepared.multiplier, timing)}
-            return time_samples(prepared.fn, timing)
+                return {wl.name: time_rate(prepared.fn, prepared.multiplier, timing, phases)}
+            return time_samples(prepared.fn, timing, phases)
         finally:
+            t0 = time.perf_counter()
             if prepared.cleanup is not None:
                 try:
                     prepared.cleanup()
                 except Exception:
                     print(f"cleanup of {wl.name} failed:", file=sys.stderr)
                     traceback.print_exc()
+            phases["cleanup"] = time.perf_counter() - t0
 
     def close(self) -> None:
         """Shut the runtime down, or close the pool."""
@@ -129,15 +145,21 @@ def grouped(names: list[str]) -> dict[str, list[Workload]]:
 
 
 def run_group(
-    emit: Emitter, system: str, group: str, wls: list[Workload], spec: dict[str, Any]
+    emit: Emitter,
+    system: str,
+    group: str,
+    wls: list[Workload],
+    spec: dict[str, Any],
+    initialized: bool = False,
 ) -> None:
-    """Init once, run the group's workloads one by one, shut down."""
+    """Init once (unless ``initialized``), run the group's workloads one by one, shut down."""
     timing = Timing(**spec["timing"])
     emit("init", group=group)
     t0 = time.monotonic()
     try:
-        session = Session(system, group, spec["scale"])
-        print(f"[{system}] init {group}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
+        session = Session(system, group, spec["scale"], initialized)
+        took = "adopted the running runtime" if initialized else f"{time.monotonic() - t0:.2f}s"
+        print(f"[{system}] init {group}: {took}", file=sys.stderr)
     except Exception as exc:
         traceback.print_exc()
         for wl in wls:
@@ -147,28 +169,40 @@ def run_group(
     for wl in wls:
         emit("start", workload=wl.name)
         t0 = time.monotonic()
+        phases: dict[str, float] = {}
         try:
-            for metric, values in session.run(wl, timing).items():
+            for metric, values in session.run(wl, timing, phases).items():
                 emit("result", workload=wl.name, metric=metric, values=values)
         except Exception as exc:
             print(f"workload {wl.name!r} failed:", file=sys.stderr)
             traceback.print_exc()
             emit("result", workload=wl.name, error=describe(exc))
-        print(f"[{system}] {wl.name}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
-        emit("done", workload=wl.name)
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+        print(f"[{system}] {wl.name}: {time.monotonic() - t0:.2f}s ({detail})", file=sys.stderr)
+        emit("done", workload=wl.name, phases=phases)
     t0 = time.monotonic()
     session.close()
     print(f"[{system}] close {group}: {time.monotonic() - t0:.2f}s", file=sys.stderr)
 
 
-def main() -> None:
-    """Read the spec from stdin and run it."""
+def main(initialized: bool = False) -> None:
+    """Read the spec from stdin and run it.
+
+    ``initialized``: this process already called the runtime's ``init()``
+    with default arguments (:mod:`bench.fresh` in quick mode hands itself
+    over to this function). The first group adopts that runtime if it is the
+    default group; otherwise the runtime is shut down first.
+    """
     spec = json.load(sys.stdin)
     emit = Emitter()
     system = spec["system"]
     emit("hello", python=platform.python_version(), version=runtime_version(system))
-    for group, wls in grouped(spec["workloads"]).items():
-        run_group(emit, system, group, wls, spec)
+    groups = grouped(spec["workloads"])
+    adopt = initialized and next(iter(groups), None) == DEFAULT_GROUP
+    if initialized and not adopt and system in RUNTIMES:
+        importlib.import_module(system).shutdown()
+    for i, (group, wls) in enumerate(groups.items()):
+        run_group(emit, system, group, wls, spec, initialized=adopt and i == 0)
     emit("end")
 
 

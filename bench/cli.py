@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -33,7 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python bench/run.py",
         description="Ray-microbenchmark-style comparison of asyncray, Ray and process pools.",
     )
-    p.add_argument("--quick", action="store_true", help="short trials, smaller work: < ~1 min")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: short trials, less work, < 1 min"
+    )
     p.add_argument("--runs", type=int, help="timed trials per workload (default 5; quick 2)")
     p.add_argument(
         "--only",
@@ -92,6 +95,9 @@ def run_all(
     plan = [
         (s, [wl for wl in workloads if catalog.runs_on(wl, s.name)]) for s in systems if s.available
     ]
+    if config.fresh_in_child:
+        # Quick mode: Ray last, so its slow shutdown (1-2 s) overlaps the report.
+        plan.sort(key=lambda p: p[0].name == "ray")
     total = sum(len(wls) for _, wls in plan)
     with tqdm(total=total, unit="wl", dynamic_ncols=True, file=sys.stderr) as bar:
 
@@ -101,9 +107,9 @@ def run_all(
 
         runner = Runner(config, on_done)
         t0 = time.monotonic()
-        for system, wls in plan:
+        for i, (system, wls) in enumerate(plan):
             bar.set_postfix_str(f"{system.name}: starting")
-            runner.run_system(system, wls)
+            runner.run_system(system, wls, last=i == len(plan) - 1)
     return runner, time.monotonic() - t0
 
 
@@ -130,19 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     timing = QUICK if args.quick else FULL
     if args.runs:
         timing = dataclasses.replace(timing, trials=args.runs)
+    fresh_runs = args.runs or (1 if args.quick else FULL.trials)
     config = RunConfig(
         timing=timing,
         scale=QUICK_SCALE if args.quick else 1.0,
-        fresh_runs=args.runs or (1 if args.quick else FULL.trials),
+        fresh_runs=fresh_runs,
         idle_s=IDLE_S[mode],
         workload_timeout_s=args.timeout or WORKLOAD_TIMEOUT_S[mode],
         log_dir=args.out / "logs",
+        fresh_in_child=args.quick and fresh_runs == 1,
     )
+    overhead = {"harness start": started_s()}
+    t0 = time.monotonic()
     systems = resolve(args.systems.split(","), args.ray_python, args.asyncray_python)
+    overhead["probe interpreters"] = time.monotonic() - t0
     for s in systems:
         if not s.available:
             print(f"note: skipping {s.name}: {s.skip}", file=sys.stderr)
     runner, elapsed = run_all(systems, workloads, config)
+    t0 = time.monotonic()
     names = [s.name for s in systems if s.available]
     rows = report.build_rows(workloads, runner.cells)
     text = report.table(rows, names)
@@ -151,16 +163,59 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(report.legend(timing_text))
     print(report.extras_text(rows))
+    chart = report.write_chart(args.out / "latest.png", rows, names)
+    overhead["report"] = time.monotonic() - t0
+    runner.finish()  # the last system's shutdown ran during the table and chart
     meta = run_meta(args, mode, timing, config, systems, runner, elapsed)
+    meta["phases"] = {"harness": overhead, "systems": runner.phases}
+    meta["workload_phases"] = runner.workload_phases
     save(args.out, rows, runner, names, meta, timing_text)
-    print(f"finished in {elapsed:.0f}s; logs in {config.log_dir}")
+    print(chart)
+    print(phases_text(runner, overhead), end="")
+    print(f"finished in {elapsed:.0f}s ({started_s():.0f}s in all); logs in {config.log_dir}")
     return 0
 
 
+def started_s() -> float:
+    """Seconds since this interpreter started (its own start and the harness's imports).
+
+    From ``/proc`` (10 ms resolution), where psutil's start time is only as
+    exact as the boot time, to the second; 0 where there is no ``/proc``.
+    """
+    try:
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def phases_text(runner: Runner, overhead: dict[str, float]) -> str:
+    """Where the wall time went: per system and phase, then the harness's own."""
+    lines = ["time by phase (s, wall):"]
+    for system, phases in runner.phases.items():
+        total = sum(phases.values())
+        parts = []
+        for phase, seconds in phases.items():
+            part = f"{phase} {seconds:.1f}"
+            inner = runner.workload_phases.get(system) if phase == "workloads" else None
+            if inner:
+                part += " (" + ", ".join(f"{k} {v:.1f}" for k, v in inner.items()) + ")"
+            parts.append(part)
+        lines.append(f"  {system:9} {total:5.1f}  " + " | ".join(parts))
+    lines.append("  harness   " + " | ".join(f"{k} {v:.1f}" for k, v in overhead.items()))
+    return "\n".join(lines) + "\n"
+
+
 def describe_timing(timing: Timing, config: RunConfig) -> str:
+    fresh = f"{config.fresh_runs} fresh process" + ("" if config.fresh_runs == 1 else "es")
+    if config.fresh_in_child:
+        fresh += ", which then runs the other workloads"
     return (
         f"{timing.warmup_s}s warm-up, {timing.trials} trials x {timing.trial_s}s, "
-        f"work scale {config.scale}, {config.fresh_runs} fresh processes"
+        f"work scale {config.scale}, {fresh}"
     )
 
 
@@ -198,10 +253,9 @@ def save(
     meta: dict[str, Any],
     timing_text: str,
 ) -> None:
-    """Write latest.json, latest.md and latest.png into ``out``."""
+    """Write latest.json and latest.md into ``out`` (the chart is written before)."""
     report.write_json(out / "latest.json", rows, runner.cells, names, meta)
     md = f"Run {meta['time']} ({meta['mode']}, commit {meta['commit']}).\n\n"
     md += report.table(rows, names, markdown=True) + "\n" + report.legend(timing_text)
     (out / "latest.md").write_text(md)
-    print(report.write_chart(out / "latest.png", rows, names))
     print(f"results: {out / 'latest.json'}, {out / 'latest.md'}")

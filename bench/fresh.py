@@ -1,9 +1,9 @@
 """Fresh-process probe: time ``import X; X.init(); X.get(f.remote())``, then idle memory.
 
-Run by :mod:`bench.orchestrate` as ``python fresh.py SYSTEM IDLE_S`` from a
-private temporary directory (a copy of this file), so the timed imports see
-nothing of the benchmark package. Only ``time`` and ``sys`` are imported
-before the clock starts. Prints one line, ``@@bench {json}``, with:
+Run by :mod:`bench.orchestrate` as ``python fresh.py SYSTEM IDLE_S [child]``
+from a private temporary directory (a copy of this file), so the timed
+imports see nothing of the benchmark package. Only ``time`` and ``sys`` are
+imported before the clock starts. Prints one line, ``@@bench {json}``, with:
 
 * ``import_s``, ``init_s``, ``first_s``: the three phases, in-process;
   ``total_s`` is their sum, the "init to first result" figure.
@@ -12,6 +12,13 @@ before the clock starts. Prints one line, ``@@bench {json}``, with:
 * ``rss_mb``, ``pss_mb``, ``n_procs``: the process tree (this driver and all
   its descendants) after ``IDLE_S`` seconds of idling. PSS is ``None`` if any
   process's ``smaps`` is unreadable.
+
+With ``child`` (quick mode), the line is a ``fresh`` event of the
+:mod:`bench.child` protocol, and the process then *becomes* the system's
+child: it reads the spec from stdin and runs the workloads, the runtimes on
+the ``init()`` measured here, which saves a second start of the runtime (3-5 s
+for Ray). Everything above is measured before the benchmark package is
+imported, so the figures are those of a standalone probe.
 
 The workers must not be this file's ``__main__`` body, so all work is under
 ``if __name__ == "__main__"`` (pools with the spawn method re-import it).
@@ -95,8 +102,9 @@ def tree_memory() -> dict:
 
 
 def main() -> None:
-    """Measure, print the line, shut down."""
+    """Measure, print the line, shut down (or hand over to the child)."""
     system, idle_s = sys.argv[1], float(sys.argv[2])
+    handoff = sys.argv[3:] == ["child"]
     (t_import, t_init, t_first), closer = start(system)
     first_wall = time.time()
     time.sleep(idle_s)
@@ -110,9 +118,18 @@ def main() -> None:
     }
     import json
 
+    if handoff:
+        result = {"event": "fresh", **result}
     sys.stdout.write("@@bench " + json.dumps(result) + "\n")
     sys.stdout.flush()
-    closer()
+    if not handoff:
+        closer()
+        return
+    if system not in RUNTIMES:
+        closer()  # the child makes its pools with the harness's worker counts
+    from bench import child  # the repository root is on PYTHONPATH
+
+    child.main(initialized=system in RUNTIMES)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,20 @@ class Timing:
 
 
 FULL = Timing()
-QUICK = Timing(warmup_s=0.0, trials=2, trial_s=0.1)
+QUICK = Timing(warmup_s=0.0, trials=2, trial_s=0.05)
 
 
-def time_rate(fn: Callable[[], object], multiplier: float, timing: Timing) -> list[float]:
+def time_rate(
+    fn: Callable[[], object],
+    multiplier: float,
+    timing: Timing,
+    phases: dict[str, float] | None = None,
+) -> list[float]:
     """Return one rate per trial: ``multiplier * calls / seconds``.
 
     ``fn`` is called at least once during warm-up and at least once per trial,
-    so a call slower than ``trial_s`` makes each trial a single call.
+    so a call slower than ``trial_s`` makes each trial a single call. If
+    ``phases`` is given, the warm-up and trial wall times go into it.
     """
     count = 0
     start = time.perf_counter()
@@ -43,6 +49,9 @@ def time_rate(fn: Callable[[], object], multiplier: float, timing: Timing) -> li
         count += 1
         if time.perf_counter() - start >= timing.warmup_s:
             break
+    trials_start = time.perf_counter()
+    if phases is not None:
+        phases["warm-up"] = trials_start - start
     step = count // 10 + 1
     rates = []
     for _ in range(timing.trials):
@@ -56,16 +65,28 @@ def time_rate(fn: Callable[[], object], multiplier: float, timing: Timing) -> li
             if elapsed >= timing.trial_s:
                 break
         rates.append(multiplier * calls / elapsed)
+    if phases is not None:
+        phases["trials"] = time.perf_counter() - trials_start
     return rates
 
 
-def time_samples(fn: Callable[[], Mapping[str, float]], timing: Timing) -> dict[str, list[float]]:
+def time_samples(
+    fn: Callable[[], Mapping[str, float]],
+    timing: Timing,
+    phases: dict[str, float] | None = None,
+) -> dict[str, list[float]]:
     """Call ``fn`` once to warm up, then once per trial; collect each metric it returns."""
+    start = time.perf_counter()
     fn()
+    trials_start = time.perf_counter()
+    if phases is not None:
+        phases["warm-up"] = trials_start - start
     samples: dict[str, list[float]] = {}
     for _ in range(timing.trials):
         for name, value in fn().items():
             samples.setdefault(name, []).append(value)
+    if phases is not None:
+        phases["trials"] = time.perf_counter() - trials_start
     return samples
 
 

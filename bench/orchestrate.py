@@ -9,6 +9,15 @@ Data flow for one system::
                               |  "@@bench {...}" lines on stdout -> reader thread -> queue
                               '  everything else -> results/logs/SYSTEM.log
 
+In quick mode (``fresh_in_child``) the two are one process: ``python
+fresh.py SYSTEM IDLE_S child`` measures the fresh probe, reports it as a
+``fresh`` event, then runs :func:`bench.child.main` on the same runtime.
+
+The runner adds up the wall time of each system's phases (fresh probe,
+child start, init, workloads, close, exit) in :attr:`Runner.phases`, and the
+children's per-workload setup, warm-up, trials and cleanup in
+:attr:`Runner.workload_phases`; the command line prints both.
+
 Every subprocess gets its own session (``start_new_session``). If the child
 is silent for longer than the current phase allows (startup, init, one
 workload, shutdown), its whole process tree and session are killed, the
@@ -82,6 +91,9 @@ class RunConfig:
     idle_s: float
     workload_timeout_s: float
     log_dir: Path
+    fresh_in_child: bool = False
+    """Quick mode: the fresh probe process goes on to run the system's other
+    workloads (see :mod:`bench.fresh`), instead of a probe plus a new child."""
 
 
 # ---------------------------------------------------------- process hygiene
@@ -97,7 +109,7 @@ def kill_tree(pid: int) -> None:
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    psutil.wait_procs(procs, timeout=KILL_GRACE_S)
+    wait_dead(procs, KILL_GRACE_S)
     reap_session(pid)
 
 
@@ -116,7 +128,33 @@ def reap_session(sid: int) -> None:
         for pid in leftovers:
             with contextlib.suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-        psutil.wait_procs(procs, timeout=KILL_GRACE_S)
+        wait_dead(procs, KILL_GRACE_S)
+
+
+def wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until every process in ``procs`` is gone or a zombie, for at most ``timeout``.
+
+    A zombie has released its memory and CPU; it only waits for its parent
+    (often init, for orphans such as loky's workers) to reap it, which can
+    take a second or two. Zombies that are our own children are reaped here.
+    """
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive:
+        still = []
+        for p in alive:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    still.append(p)
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    p.wait(timeout=0)  # reaps it if it is our child
+            except psutil.NoSuchProcess:
+                continue
+        alive = still
+        if not alive or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -138,16 +176,39 @@ class Runner:
         self.on_done = on_done  # called with (system, workload) as each finishes
         self.cells: list[Cell] = []
         self.versions: dict[str, dict[str, str]] = {}
+        self.phases: dict[str, dict[str, float]] = {}
+        """Seconds per system and phase, as seen by the parent (see :meth:`_spend`)."""
+        self.workload_phases: dict[str, dict[str, float]] = {}
+        """Seconds per system summed over its workloads: setup, warm-up, trials, cleanup."""
+        self._defer_exit = False
+        self._pending: list[tuple[str, subprocess.Popen[str], contextlib.ExitStack]] = []
 
-    def run_system(self, system: System, workloads: list[Workload]) -> None:
-        """Fresh-process workloads first (on a quiet machine), then the rest."""
+    def _spend(self, system: str, phase: str, seconds: float) -> None:
+        """Add ``seconds`` of wall time to ``system``'s ``phase``."""
+        bucket = self.phases.setdefault(system, {})
+        bucket[phase] = bucket.get(phase, 0.0) + seconds
+
+    def run_system(self, system: System, workloads: list[Workload], last: bool = False) -> None:
+        """Fresh-process workloads first (on a quiet machine), then the rest.
+
+        With ``fresh_in_child``, the first fresh workload's probe process runs
+        the rest too. With ``last`` (nothing is measured after this system),
+        the child's shutdown is not waited for: it overlaps whatever the
+        caller does next, until :meth:`finish`.
+        """
+        self._defer_exit = last
         fresh = [wl for wl in workloads if wl.kind == FRESH]
         others = [wl.name for wl in workloads if wl.kind != FRESH]
+        handoff = fresh[0] if fresh and self.config.fresh_in_child else None
         for wl in fresh:
+            if wl is handoff:
+                continue
+            t0 = time.monotonic()
             self._run_fresh(system, wl)
+            self._spend(system.name, "fresh", time.monotonic() - t0)
             self.on_done(system.name, wl.name)
-        if others:
-            self._run_children(system, others)
+        if others or handoff:
+            self._run_children(system, others, handoff)
 
     # ---- fresh processes
 
@@ -162,6 +223,17 @@ class Runner:
                     runs.append(self._fresh_once(system, script))
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
+        self._fresh_cells(system, wl, runs, errors, start_s)
+
+    def _fresh_cells(
+        self,
+        system: System,
+        wl: Workload,
+        runs: list[dict[str, Any]],
+        errors: list[str],
+        start_s: float,
+    ) -> None:
+        """Record the two cells (init time, idle memory) of fresh probe results."""
         init_metric, mem_metric = (m.name for m in wl.metric_list())
         if not runs:
             for metric in (init_metric, mem_metric):
@@ -226,47 +298,84 @@ class Runner:
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         return open(self.config.log_dir / f"{system.name}.log", "a")
 
-    def _run_children(self, system: System, names: list[str]) -> None:
-        """Run ``names`` in children, restarting after a timeout or a crash."""
-        remaining = list(names)
-        while remaining:
-            self._one_child(system, remaining)
+    def _run_children(
+        self, system: System, names: list[str], handoff: Workload | None = None
+    ) -> None:
+        """Run ``names`` in children, restarting after a timeout or a crash.
 
-    def _one_child(self, system: System, remaining: list[str]) -> None:
+        With ``handoff``, the first child is that fresh workload's probe (see
+        :mod:`bench.fresh`); a restart is a plain child.
+        """
+        remaining = ([handoff.name] if handoff else []) + list(names)
+        while remaining:
+            self._one_child(system, remaining, handoff)
+            handoff = None
+
+    def _one_child(self, system: System, remaining: list[str], handoff: Workload | None) -> None:
         """Start a child on ``remaining``; return when it ends, fails or hangs.
 
         Finished (or abandoned) workloads are removed from ``remaining``.
         """
         spec = {
             "system": system.name,
-            "workloads": remaining,
+            "workloads": [n for n in remaining if BY_NAME[n].kind != FRESH],
             "scale": self.config.scale,
             "timing": dataclasses.asdict(self.config.timing),
         }
-        with self._log(system) as log:
-            log.write(f"\n===== {time.ctime()} child for {len(remaining)} workloads\n")
-            log.flush()
-            proc = subprocess.Popen(
-                [system.python, "-m", "bench.child"],
-                cwd=REPO_ROOT,
-                env=system.env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                start_new_session=True,
-            )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(spec))
-        proc.stdin.close()
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-        watch = _Watch(system.name, self.config.workload_timeout_s)
-        clean = False
-        try:
-            clean = self._converse(system, proc, lines, watch, remaining)
-        finally:
-            self._finish(proc, clean)
+        start_s = 0.0
+        if handoff:
+            t0 = time.monotonic()
+            start_s = self._interpreter_start(system)
+            self._spend(system.name, "fresh", time.monotonic() - t0)
+        with contextlib.ExitStack() as stack:
+            if handoff:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fresh-"))
+                script = shutil.copy(FRESH_SCRIPT, tmp)
+                argv = [system.python, script, system.name, str(self.config.idle_s), "child"]
+                cwd: Path | str = tmp
+            else:
+                argv, cwd = [system.python, "-m", "bench.child"], REPO_ROOT
+            with self._log(system) as log:
+                what = "fresh probe, then" if handoff else "child for"
+                log.write(f"\n===== {time.ctime()} {what} {len(spec['workloads'])} workloads\n")
+                log.flush()
+                wall0 = time.time()
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=system.env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    start_new_session=True,
+                )
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(spec))
+            proc.stdin.close()
+            lines: queue.Queue[str | None] = queue.Queue()
+            threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+            watch = _Watch(system.name, self.config.workload_timeout_s, handoff is not None)
+            conv = _Conversation(handoff, wall0, start_s)
+            clean = False
+            try:
+                clean = self._converse(system, proc, lines, watch, remaining, conv)
+            finally:
+                if clean and self._defer_exit and watch.phase != "end":
+                    self._pending.append((system.name, proc, stack.pop_all()))
+                else:
+                    t0 = time.monotonic()
+                    self._finish(proc, clean)
+                    self._spend(system.name, "exit", time.monotonic() - t0)
+
+    def finish(self) -> None:
+        """Wait for (or kill) a last child whose shutdown was left to run on."""
+        for system, proc, stack in self._pending:
+            t0 = time.monotonic()
+            with stack:
+                self._finish(proc, clean=True)
+            self._spend(system, "close+exit (overlapped)", time.monotonic() - t0)
+        self._pending.clear()
 
     def _converse(
         self,
@@ -275,16 +384,20 @@ class Runner:
         lines: queue.Queue[str | None],
         watch: _Watch,
         remaining: list[str],
+        conv: _Conversation,
     ) -> bool:
         """Read events until ``end``, EOF, death or timeout; update the records.
 
         Returns True if the child ended normally (it may still be shutting down).
+        When the last system's last workload is done (``_defer_exit``), that
+        counts as the end: its shutdown is left to :meth:`finish`.
         """
         while True:
             try:
                 line = lines.get(timeout=POLL_S)
             except queue.Empty:
                 if watch.expired():
+                    self._spend(system.name, watch.bucket(None), watch.elapsed())
                     self._abandon(system, watch, remaining, f"timed out: {watch.describe()}")
                     return False
                 if proc.poll() is not None and lines.empty():
@@ -294,16 +407,27 @@ class Runner:
             if line is None:
                 if watch.phase == "end":
                     return True
+                self._spend(system.name, watch.bucket(None), watch.elapsed())
                 code = proc.poll()
                 self._abandon(system, watch, remaining, f"child died (exit code {code})")
                 return False
             event = json.loads(line)
+            self._spend(system.name, watch.bucket(event["event"]), watch.elapsed())
             watch.advance(event)
-            self._on_event(system, event, remaining)
+            self._on_event(system, event, remaining, conv)
+            if self._defer_exit and event["event"] == "done" and not remaining:
+                return True
 
-    def _on_event(self, system: System, event: dict[str, Any], remaining: list[str]) -> None:
+    def _on_event(
+        self, system: System, event: dict[str, Any], remaining: list[str], conv: _Conversation
+    ) -> None:
         kind = event["event"]
-        if kind == "hello":
+        if kind == "fresh" and conv.handoff is not None:
+            event["end_to_end_s"] = event["first_wall"] - conv.wall0
+            self._fresh_cells(system, conv.handoff, [event], [], conv.start_s)
+            remaining.remove(conv.handoff.name)
+            self.on_done(system.name, conv.handoff.name)
+        elif kind == "hello":
             self.versions[system.name] = {"python": event["python"], "version": event["version"]}
         elif kind == "result":
             cell = Cell(system.name, event["workload"], event.get("metric", ""))
@@ -311,12 +435,17 @@ class Runner:
             cell.error = event.get("error", "")
             self.cells.append(cell)
         elif kind == "done":
+            bucket = self.workload_phases.setdefault(system.name, {})
+            for phase, seconds in event.get("phases", {}).items():
+                bucket[phase] = bucket.get(phase, 0.0) + seconds
             remaining.remove(event["workload"])
             self.on_done(system.name, event["workload"])
 
     def _abandon(self, system: System, watch: _Watch, remaining: list[str], why: str) -> None:
         """Kill the child; record ``why`` for what it was doing and drop that work."""
-        if watch.phase == "workload" and watch.workload in remaining:
+        if watch.phase == "fresh":
+            victims = [n for n in remaining if BY_NAME[n].kind == FRESH][:1]
+        elif watch.phase == "workload" and watch.workload in remaining:
             victims = [watch.workload]
         elif watch.phase == "init":
             victims = [n for n in remaining if BY_NAME[n].group == watch.group]
@@ -339,22 +468,39 @@ class Runner:
         kill_tree(proc.pid)
 
 
-class _Watch:
-    """Tracks the child's phase and the deadline for its next line."""
+@dataclass
+class _Conversation:
+    """What one child's events need besides the records: the fresh probe it runs, if any."""
 
-    def __init__(self, system: str, workload_timeout_s: float) -> None:
+    handoff: Workload | None
+    wall0: float
+    """``time.time()`` just before the spawn, for the fresh probe's end-to-end time."""
+    start_s: float
+    """Interpreter start (``python -c pass``), measured before the spawn."""
+
+
+class _Watch:
+    """Tracks the child's phase and the deadline for its next line.
+
+    A child that starts as a fresh probe (``fresh``) is in phase ``fresh``
+    until its ``fresh`` event, with the probe's time limit.
+    """
+
+    def __init__(self, system: str, workload_timeout_s: float, fresh: bool = False) -> None:
         self.system = system
         self.workload_timeout_s = workload_timeout_s
-        self.phase = "startup"
+        self.phase = "fresh" if fresh else "startup"
         self.group = ""
         self.workload = ""
-        self._limit = STARTUP_TIMEOUT_S
+        self._limit = FRESH_TIMEOUT_S if fresh else STARTUP_TIMEOUT_S
         self._since = time.monotonic()
 
     def advance(self, event: dict[str, Any]) -> None:
         """Move to the phase ``event`` starts and restart the clock."""
         kind = event["event"]
-        if kind == "init":
+        if kind == "fresh":
+            self.phase, self._limit = "startup", STARTUP_TIMEOUT_S
+        elif kind == "init":
             self.phase, self.group, self._limit = "init", event["group"], INIT_TIMEOUT_S
         elif kind == "start":
             self.phase, self.workload = "workload", event["workload"]
@@ -365,9 +511,28 @@ class _Watch:
             self.phase, self._limit = "end", SHUTDOWN_TIMEOUT_S
         self._since = time.monotonic()
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self._since
+
+    def bucket(self, next_event: str | None) -> str:
+        """The phase the time up to ``next_event`` (None: death or timeout) counts as.
+
+        ``fresh`` (probe: start, import, init, first result, idle), ``start``
+        (interpreter and harness imports), ``init``, ``workloads``, ``close``
+        (shutting a runtime or pool down, between groups and at the end).
+        """
+        if self.phase == "fresh":
+            return "fresh"
+        if self.phase == "startup":
+            return "start"
+        if self.phase == "between" and next_event in ("init", "end"):
+            return "close"
+        return {"init": "init", "end": "close"}.get(self.phase, "workloads")
+
     def expired(self) -> bool:
-        return time.monotonic() - self._since > self._limit
+        return self.elapsed() > self._limit
 
     def describe(self) -> str:
         what = {"workload": self.workload, "init": f"init of group {self.group}"}
+        what["fresh"] = "the fresh probe (import, init, first result)"
         return f"no progress in {self._limit:g}s during {what.get(self.phase, self.phase)}"
