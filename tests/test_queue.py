@@ -133,9 +133,14 @@ def waiters(q):
 
 
 def segments():
-    """This session's shared-memory segments."""
+    """This session's shared-memory segments in use (recycled ones are free memory)."""
     prefix = f"{shm.PREFIX}{shm.session_tag()}_"
-    return {name for name in os.listdir(shm.directory()) if name.startswith(prefix)}
+    recycled = set(asyncray._api.client().query("stats")["store_recycled_names"])
+    return {
+        name
+        for name in os.listdir(shm.directory())
+        if name.startswith(prefix) and name not in recycled
+    }
 
 
 # ---------------------------------------------------------------- seed and basics

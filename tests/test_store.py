@@ -128,7 +128,9 @@ def test_freed_segments_are_recycled_and_trimmed_when_idle(shutdown_only):
     assert _stats()["store_recycled"] == 0
 
 
-def test_a_segment_a_driver_value_still_views_is_never_recycled(shutdown_only):
+def test_a_segment_a_driver_value_still_views_is_recycled_only_after_the_view_goes(
+    shutdown_only,
+):
     asyncray.init(num_cpus=1)
     ref = asyncray.put(_chunk(5))
     view = asyncray.get(ref)
@@ -136,9 +138,25 @@ def test_a_segment_a_driver_value_still_views_is_never_recycled(shutdown_only):
     gc.collect()
     _stats()
     assert _stats()["store_recycled_names"] == []
+    assert _stats()["store_used"] >= CHUNK  # still in use: the view holds its pages
     other = asyncray.put(_chunk(6))
     assert view[0] == 5 and view[-1] == 5  # not overwritten by the next put
+    del view
+    gc.collect()
+    wait_for_condition(lambda: len(_stats()["store_recycled_names"]) == 1)
     del other
+
+
+def test_the_segment_of_a_large_argument_is_recycled_after_its_task(shutdown_only):
+    asyncray.init(num_cpus=1)
+
+    @asyncray.remote
+    def first(array):
+        return int(array[0])
+
+    assert asyncray.get(first.remote(_chunk(4))) == 4  # the argument is not a put object
+    wait_for_condition(lambda: len(_stats()["store_recycled_names"]) == 1)
+    assert _stats()["store_used"] == 0
 
 
 def test_a_segment_sent_to_a_worker_is_never_recycled(shutdown_only):

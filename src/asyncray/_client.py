@@ -18,6 +18,7 @@ which sends the runtime the same ``protocol`` messages in every process:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -641,6 +642,7 @@ def set_current(client: ClientBase | None) -> None:
     # Large objects ask this process's runtime for room before they are written.
     shm.reserver = None if client is None else _reserve_segment
     shm.abandoner = None if client is None else _abandon_segment
+    shm.driver_view_closed = _driver_view_closed if client and client.is_driver else None
 
 
 def _reserve_segment(size: int) -> tuple[str, bool]:
@@ -654,6 +656,13 @@ def _reserve_segment(size: int) -> tuple[str, bool]:
     if reply.error:
         raise exc.ObjectStoreFullError(reply.error)
     return reply.name, reply.recycled
+
+
+def _driver_view_closed(name: str) -> None:
+    client = _current
+    if client is not None and client.is_driver:
+        with contextlib.suppress(Exception):  # at shutdown there is nobody to tell
+            client.post(P.SegmentMaps([], [name]))
 
 
 def _abandon_segment(name: str) -> None:

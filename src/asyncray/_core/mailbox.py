@@ -368,7 +368,7 @@ class ActorManager:
             self.rt.drop_argument_holds(spec.args, spec.dep_ids)
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the call
-                self.rt.store.cancel(segment)
+                self.rt.store.call_ended(segment)
 
     def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
         self._end_call(call)
@@ -541,7 +541,7 @@ class ActorManager:
             self.rt.drop_argument_holds(spec.args, spec.dep_ids)
             segment = shm.segment_of(spec.args)
             if segment is not None:
-                self.rt.store.cancel(segment)
+                self.rt.store.call_ended(segment)
         self._fail_inflight(actor, death)
         self._fail_queued(actor, death)
         self._drop_name(actor)

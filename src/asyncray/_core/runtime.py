@@ -299,8 +299,12 @@ class Runtime:
             incref(oid)
 
     def _on_segment_maps(self, conn: Any, msg: P.SegmentMaps) -> None:
-        """A child mapped or unmapped segments (views of objects it read)."""
-        self.store.child_mapped(conn, msg.mapped, msg.unmapped)
+        """A child mapped or unmapped segments (views of objects it read); or the driver
+        closed views (it is checked directly, but a retired segment waits for this)."""
+        if conn.units is None:
+            self.store.views_closed(msg.unmapped)
+        else:
+            self.store.child_mapped(conn, msg.mapped, msg.unmapped)
 
     def _on_drop_reservation(self, conn: Any, msg: P.DropReservation) -> None:
         self.store.cancel(msg.name)
@@ -624,7 +628,7 @@ class Runtime:
         if self.tasks.pop(spec.task_id, None) is not None:
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the task
-                self.store.cancel(segment)
+                self.store.call_ended(segment)
             if spec.dep_ids or spec.args[:7] == refs.MARKER:
                 self.drop_argument_holds(spec.args, spec.dep_ids)
         if task.timer is not None:

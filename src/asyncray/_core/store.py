@@ -75,6 +75,9 @@ class SegmentStore:
         self.child_views: dict[str, int] = {}
         # Says whether the driver (this process) holds a view of a segment.
         self.driver_views: Callable[[str], bool] = shm.is_mapped
+        # Segments whose object (or call) ended while someone still viewed
+        # them: still counted in ``used``; recycled when the last view closes.
+        self.retired: dict[str, int] = {}
 
     # ------------------------------------------------------------ reservations
 
@@ -145,6 +148,34 @@ class SegmentStore:
             self.used -= size
         self._remove(name)
 
+    def call_ended(self, name: str) -> None:
+        """The task or actor call whose large arguments the segment holds has ended."""
+        size = self.reservations.pop(name, None)
+        if size is None:
+            self._remove(name)
+        else:
+            self._release(name, size)
+
+    def _release(self, name: str, size: int) -> None:
+        """A segment nobody needs any more: recycled once no process views it."""
+        if self._viewed(name):
+            self.retired[name] = size  # its bytes stay in use until the views close
+            return
+        self.used -= size
+        if self.used + self.cached + size <= self.capacity:
+            self.recycled[name] = (size, time.monotonic())
+            self.cached += size
+            self.on_recycle()
+        else:
+            self._remove(name)
+
+    def views_closed(self, names: list[str]) -> None:
+        """Views of these segments closed somewhere: finish retiring the unviewed ones."""
+        retired = self.retired
+        for name in names:
+            if name in retired and not self._viewed(name):
+                self._release(name, retired.pop(name))
+
     # ------------------------------------------------------------ lifetime
 
     def sealed(self, name: str) -> None:
@@ -179,6 +210,8 @@ class SegmentStore:
                     views[name] = left
                 else:
                     views.pop(name, None)
+        if unmapped and self.retired:
+            self.views_closed(unmapped)
 
     def child_gone(self, child: Any) -> None:
         """A dead child's views went with it."""
@@ -188,7 +221,9 @@ class SegmentStore:
                 self.child_views[name] = left
             else:
                 self.child_views.pop(name, None)
-        child.views = {}
+        names, child.views = list(child.views), {}
+        if self.retired:
+            self.views_closed(names)
 
     def freed(self, name: str) -> int:
         """The object is gone: recycle or remove its segment; returns the bytes freed."""
@@ -199,14 +234,8 @@ class SegmentStore:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.spill_directory, name))
             return 0
-        self.used -= size
         self.resident_bytes -= size
-        if not self._viewed(name) and self.used + self.cached + size <= self.capacity:
-            self.recycled[name] = (size, time.monotonic())
-            self.cached += size
-            self.on_recycle()
-        else:
-            self._remove(name)
+        self._release(name, size)
         return size
 
     def _spill(self, name: str) -> None:

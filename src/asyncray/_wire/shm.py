@@ -65,6 +65,9 @@ _writable: dict[str, mmap.mmap] = {}
 # In children: segments mapped / unmapped since the last report to the
 # runtime, which recycles a segment only when nobody views it.
 report_views = False
+# In the driver: told when a view of a segment closes (the runtime may be
+# waiting to recycle it).
+driver_view_closed: Callable[[str], None] | None = None
 mapped_log: list[str] = []
 unmapped_log: list[str] = []
 _log_lock = threading.Lock()
@@ -305,6 +308,8 @@ def _map(name: str) -> mmap.mmap:
             with _log_lock:
                 mapped_log.append(name)
             weakref.finalize(mapping, _unmapped, name)
+        elif driver_view_closed is not None:
+            weakref.finalize(mapping, driver_view_closed, name)
     return mapping
 
 
