@@ -660,7 +660,12 @@ def _reserve_segment(size: int) -> tuple[str, bool]:
 
 def _driver_view_closed(name: str) -> None:
     client = _current
-    if client is not None and client.is_driver:
+    if client is None or not client.is_driver:
+        return
+    # Only a segment the runtime retired waits for this (a read of its dict,
+    # safe from any thread): most closed views cost no message.
+    runtime = getattr(client, "runtime", None)
+    if runtime is not None and name in runtime.store.retired:
         with contextlib.suppress(Exception):  # at shutdown there is nobody to tell
             client.post(P.SegmentMaps([], [name]))
 

@@ -309,8 +309,17 @@ def _map(name: str) -> mmap.mmap:
                 mapped_log.append(name)
             weakref.finalize(mapping, _unmapped, name)
         elif driver_view_closed is not None:
-            weakref.finalize(mapping, driver_view_closed, name)
+            weakref.finalize(mapping, _driver_unmapped, path, name)
     return mapping
+
+
+def _driver_unmapped(path: str, name: str) -> None:
+    # Gone from ``_maps`` first, so the runtime either still sees the view
+    # (and retires the segment, which the hook then reports) or no longer does.
+    if path in _maps and _maps.get(path) is None:
+        _maps.pop(path, None)
+    if driver_view_closed is not None:
+        driver_view_closed(name)
 
 
 def _unmapped(name: str) -> None:
