@@ -8,6 +8,7 @@ with `import asyncray as ray` in place of `import ray`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -355,6 +356,48 @@ def tour_large_objects() -> None:
     print("ten tasks read the same pages:", ray.get([checksum.remote(ref) for _ in range(10)])[0])
 
 
+def store_stats() -> dict:
+    return ray._api.client().query("stats")
+
+
+def tour_refcounting() -> None:
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    section("reference counting")
+    inner = ray.put(np.ones(2_000_000))  # 16 MB
+    outer = ray.put([inner])  # a ref inside a stored object
+    del inner
+    print("nested ref keeps its object:", ray.get(ray.get(outer)[0]).shape)
+    del outer
+    gc.collect()
+    store_stats()  # lets the releases reach the runtime
+    print("after the last ref goes, bytes in use:", store_stats()["store_resident"])
+
+
+def tour_bounded_store() -> None:
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    section("bounded object store: spilling, ObjectStoreFullError")
+    ray.init(num_cpus=1, object_store_memory=50 * 1024 * 1024)
+    refs = [ray.put(np.full(20 * 1024 * 1024, i, dtype=np.uint8)) for i in range(4)]
+    stats = store_stats()
+    print(
+        f"80 MB put into a 50 MB store: {stats['store_resident'] >> 20} MB in shared memory, "
+        f"{stats['spilled_bytes'] >> 20} MB spilled to disk"
+    )
+    print("spilled objects read back:", [int(ray.get(r)[0]) for r in refs])
+    try:
+        ray.put(np.zeros(60 * 1024 * 1024, dtype=np.uint8))
+    except ray.exceptions.ObjectStoreFullError as e:
+        print("ObjectStoreFullError:", str(e)[:72], "...")
+    del refs
+    ray.shutdown()
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, num_gpus=1)
@@ -370,7 +413,9 @@ def main() -> None:
     tour_placement_groups()
     tour_utilities()
     tour_large_objects()
+    tour_refcounting()
     ray.shutdown()
+    tour_bounded_store()
     print(f"\ntour done in {time.perf_counter() - t0:.2f} s; is_initialized={ray.is_initialized()}")
 
 
