@@ -217,3 +217,16 @@ def test_a_wait_loop_over_a_list_changed_in_between_sees_the_change(ray_start):
     not_ready[0] = refs[1]
     ready, rest = asyncray.wait(not_ready, num_returns=4)
     assert ready == refs[1:] and rest == []
+
+
+def test_a_wait_list_with_a_generator_added_in_between_is_checked_again(ray_start):
+    @asyncray.remote
+    def items():
+        yield 1
+
+    refs = [asyncray.put(i) for i in range(3)]
+    _, not_ready = asyncray.wait(refs)
+    gen = items.remote()
+    not_ready.append(gen)  # the list changed: no carried-over ids for it
+    ready, rest = asyncray.wait(not_ready, num_returns=3)
+    assert gen in ready + rest and len(ready) == 3

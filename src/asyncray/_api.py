@@ -720,40 +720,32 @@ def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
     return future
 
 
-class _LastWait:
-    """The ``not_ready`` list the last ``wait`` returned, a snapshot of it, and its ids.
-
-    The usual loop (``ready, not_ready = wait(not_ready)``) passes that list
-    straight back: if it is unchanged (same objects, checked at C speed) its
-    checks and ids carry over, so a wait over n refs costs no Python-level
-    pass over them.
-    """
-
-    refs: list[Any] | None = None
-    snapshot: list[Any] = []
-    ids: list[bytes] = []
-
-
-def _remember_wait(refs: list[Any], not_ready: list[Any], ids: list[bytes]) -> None:
-    # Only lists of plain refs: a generator's wait id moves as it is consumed.
-    if _LastWait.refs is refs or set(map(type, refs)) == {ObjectRef}:
-        _LastWait.refs, _LastWait.snapshot, _LastWait.ids = not_ready, not_ready[:], ids
+# The ``not_ready`` list the last ``wait`` returned, a snapshot of it, and its
+# ids, as one tuple (read and replaced whole: waits may run on several
+# threads). The usual loop (``ready, not_ready = wait(not_ready)``) passes
+# that list straight back: if it is unchanged (same objects, checked at C
+# speed) its checks and ids carry over, so a wait over n refs costs no
+# Python-level pass over them. Only lists of plain refs are kept: a
+# generator's wait id moves as it is consumed.
+_last_wait: tuple[list[Any] | None, list[Any], list[bytes]] = (None, [], [])
 
 
 def _unchanged_last_wait(refs: Any) -> list[bytes] | None:
+    last, snapshot, ids = _last_wait
     # List equality tests identity first, item by item, in C: no ObjectRef.__eq__ runs.
-    if refs is _LastWait.refs and refs == _LastWait.snapshot:
-        return _LastWait.ids
+    if refs is last and refs == snapshot:
+        return ids
     return None
 
 
 def _check_wait_input(
     refs: Any, num_returns: int, timeout: Any
-) -> tuple[list[Any], list[bytes], float]:
+) -> tuple[list[Any], list[bytes], float, bool]:
+    """``(refs, ids, timeout, plain)``; ``plain``: only ObjectRefs (no generators)."""
     ids = _unchanged_last_wait(refs)
     if ids is not None and refs:
         _check_num_returns(num_returns, len(refs))
-        return refs, ids, _timeout_value(timeout)
+        return refs, ids, _timeout_value(timeout), True
     if type(refs) is list and refs and set(map(type, refs)) == {ObjectRef}:
         # Fast path (the common case): C-speed checks, no per-item Python calls.
         ids = [r._id for r in refs]
@@ -761,7 +753,7 @@ def _check_wait_input(
         if len(set(ids)) != len(ids):
             raise ValueError("Wait requires a list of unique ray_waitables.")
         _check_num_returns(num_returns, len(refs))
-        return refs, ids, t
+        return refs, ids, t, True
     if isinstance(refs, ObjectRef) or _is_generator(refs):
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got a single "
@@ -779,12 +771,12 @@ def _check_wait_input(
                 f"containing {type(r)}"
             )
     if not refs:
-        return [], [], t
+        return [], [], t, False
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique ray_waitables.")
     _check_num_returns(num_returns, len(refs))
     ids = [r._id if isinstance(r, ObjectRef) else r._wait_id() for r in refs]
-    return refs, ids, t
+    return refs, ids, t, False
 
 
 def _check_num_returns(num_returns: Any, n: int) -> None:
@@ -796,15 +788,22 @@ def _check_num_returns(num_returns: Any, n: int) -> None:
         )
 
 
-def _split(refs: list[Any], ids: list[bytes], ready_idx: list[int]) -> tuple[list[Any], list[Any]]:
+def _split(
+    refs: list[Any], ids: list[bytes], ready_idx: list[int], plain: bool
+) -> tuple[list[Any], list[Any]]:
+    """``(ready, not_ready)``; remembers ``not_ready`` for the next wait if ``plain``."""
+    global _last_wait
     if len(ready_idx) == 1:
         i = ready_idx[0]
         ready, not_ready = [refs[i]], refs[:i] + refs[i + 1 :]
-        _remember_wait(refs, not_ready, ids[:i] + ids[i + 1 :])
+        if plain:
+            _last_wait = (not_ready, not_ready[:], ids[:i] + ids[i + 1 :])
         return ready, not_ready
     chosen = set(ready_idx)
     not_ready = [r for i, r in enumerate(refs) if i not in chosen]
-    _remember_wait(refs, not_ready, [oid for i, oid in enumerate(ids) if i not in chosen])
+    if plain:
+        rest = [oid for i, oid in enumerate(ids) if i not in chosen]
+        _last_wait = (not_ready, not_ready[:], rest)
     return [refs[i] for i in ready_idx], not_ready
 
 
@@ -820,14 +819,14 @@ def wait(
     Returns:
         ``(ready, not_ready)``: at most ``num_returns`` ready refs, both lists in input order.
     """
-    refs, ids, t = _check_wait_input(ray_waitables, num_returns, timeout)
+    refs, ids, t, plain = _check_wait_input(ray_waitables, num_returns, timeout)
     c = client()
     if not refs:
         return [], []
     ready = _locally_ready(c.local_values, ids, num_returns)
     if ready is None:
         ready = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t)).ready
-    return _split(refs, ids, ready)
+    return _split(refs, ids, ready, plain)
 
 
 def _locally_ready(
@@ -853,14 +852,14 @@ async def wait_async(
     fetch_local: bool = True,
 ) -> tuple[list[Any], list[Any]]:
     """The awaitable twin of ``wait``."""
-    refs, ids, t = _check_wait_input(ray_waitables, num_returns, timeout)
+    refs, ids, t, plain = _check_wait_input(ray_waitables, num_returns, timeout)
     c = client()
     if not refs:
         return [], []
     ready = _locally_ready(c.local_values, ids, num_returns)
     if ready is None:
         ready = (await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))).ready
-    return _split(refs, ids, ready)
+    return _split(refs, ids, ready, plain)
 
 
 # ==================================================================== resources and nodes
