@@ -48,10 +48,6 @@ class ObjectEntry:
     def ready(self) -> bool:
         return self.data is not None
 
-    @property
-    def released(self) -> bool:
-        return self.refs <= 0
-
 
 class ObjectTable:
     """Owned by the runtime loop; no locking."""

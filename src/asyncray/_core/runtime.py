@@ -163,6 +163,13 @@ class _Request:
         self.watch: Any = None
 
 
+def _argument_objects(args: bytes, dep_ids: list[bytes]) -> list[bytes]:
+    """The objects a call takes: its top-level ref arguments and the refs nested in the rest."""
+    if args[:7] == refs.MARKER:
+        return dep_ids + refs.contained(args)
+    return dep_ids
+
+
 class Runtime:
     """All mutable runtime state; touched only on ``loop``."""
 
@@ -266,8 +273,7 @@ class Runtime:
 
     def _on_put_object(self, conn: Any, msg: P.PutObject) -> None:
         self.objects.seal(msg.object_id, msg.data, msg.is_error)
-        if conn.units is not None:
-            conn.units[msg.object_id] = conn.units.get(msg.object_id, 0) + 1
+        self.own(conn, [msg.object_id])
 
     def _on_release_objects(self, conn: Any, msg: P.ReleaseObjects) -> None:
         self.objects.release_many(msg.object_ids)
@@ -345,28 +351,18 @@ class Runtime:
 
     def grant_call(self, conn: Any, args: bytes, dep_values: list[bytes]) -> None:
         """Grants for a call's argument payloads sent to ``conn``."""
-        if args[:7] == refs.MARKER:
-            self.grant(conn, args)
+        self.grant(conn, args)
         for value in dep_values:
-            if value[:7] == refs.MARKER:
-                self.grant(conn, value)
+            self.grant(conn, value)
 
     def take_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
         """A pending call holds the objects it takes (top-level and nested refs) until it ends."""
         incref = self.objects.incref
-        for oid in dep_ids:
+        for oid in _argument_objects(args, dep_ids):
             incref(oid)
-        if args[:7] == refs.MARKER:
-            for oid in refs.contained(args):
-                incref(oid)
 
     def drop_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
-        release = self.objects.release
-        for oid in dep_ids:
-            release(oid)
-        if args[:7] == refs.MARKER:
-            for oid in refs.contained(args):
-                release(oid)
+        self.objects.release_many(_argument_objects(args, dep_ids))
 
     def own(self, conn: Any, object_ids: list[bytes]) -> None:
         """``conn``'s process created refs to these objects (their first units)."""
@@ -1061,15 +1057,19 @@ class Runtime:
             asked = self.objects.get(task_id + index.to_bytes(4, "little"))
             if asked is not None and asked.data is not None and stream.consumed:
                 index += 1  # the consumer already has the item it asked for
-            dropped = [task_id + i.to_bytes(4, "little") for i in range(index, stream.produced + 1)]
-            self.objects.release_many(dropped)
-            forget = getattr(stream.owner, "forget", None)
-            if forget is not None:
-                forget(dropped)
+            self._drop_items(stream, task_id, index, stream.produced + 1)
         self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
         self.objects.seal(task_id + STREAM_COMPLETION, error, True)
         self.end_stream(task_id, index)
+
+    def _drop_items(self, stream: StreamRecord, task_id: bytes, first: int, end: int) -> None:
+        """Items ``first`` to ``end - 1`` will never be taken: free them (the owner's copy too)."""
+        dropped = [task_id + i.to_bytes(4, "little") for i in range(first, end)]
+        self.objects.release_many(dropped)
+        forget = getattr(stream.owner, "forget", None)
+        if forget is not None:
+            forget(dropped)  # items delivered to the owner's store, never taken
 
     def _on_stream_next(self, conn: Any, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
@@ -1088,14 +1088,7 @@ class Runtime:
         if stream is None:
             return
         stream.released = True
-        dropped = [
-            msg.task_id + index.to_bytes(4, "little")
-            for index in range(stream.consumed + 1, stream.produced + 2)
-        ]
-        self.objects.release_many(dropped)
-        forget = getattr(stream.owner, "forget", None)
-        if forget is not None:
-            forget(dropped)  # items delivered to the owner's store, never taken
+        self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)
         self.objects.release(msg.task_id + STREAM_COMPLETION)
         if stream.count >= 0:
             del self.streams[msg.task_id]
