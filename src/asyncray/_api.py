@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _client
 from . import exceptions as exc
@@ -189,11 +189,12 @@ def init(
         return _context(session)
 
 
-class _StoreConfig:
-    def __init__(self, capacity: int | None, spill_root: str | None, threshold: int | None):
-        self.capacity = capacity
-        self.spill_root = spill_root
-        self.threshold = threshold
+class _StoreConfig(NamedTuple):
+    """The object-store arguments of ``init``, checked."""
+
+    capacity: int | None
+    spill_root: str | None
+    threshold: int | None
 
 
 def _store_config(

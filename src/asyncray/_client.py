@@ -551,10 +551,7 @@ class SocketChannel:
         kept = []
         for m in self.inbound:
             if type(m) is P.ExecuteTask and m.task_id in revoked:
-                # Never run here: give back the units of refs in its arguments.
-                ser.discard(m.args)
-                for value in m.dep_values:
-                    ser.discard(value)
+                ser.discard_arguments(m)  # never run here
             else:
                 kept.append(m)
         self.inbound.clear()
@@ -648,10 +645,8 @@ def set_current(client: ClientBase | None) -> None:
 def _reserve_segment(size: int) -> tuple[str, bool]:
     client = _current
     assert client is not None
-    released = client._take_releases()
-    if released:
-        # Objects dropped just before (a loop of large puts) free their room first.
-        client.post(P.ReleaseObjects(released))
+    # Objects dropped just before (a loop of large puts) free their room first.
+    client.flush_releases()
     reply = client.request(P.ReserveSegment(client.next_req_id(), size))
     if reply.error:
         raise exc.ObjectStoreFullError(reply.error)

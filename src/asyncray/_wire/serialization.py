@@ -145,6 +145,14 @@ def discard(data: bytes | None) -> None:
         _release(refs.contained(data))
 
 
+def discard_arguments(msg: Any) -> None:
+    """A call (``ExecuteTask``/``ExecuteActorCall``) dropped before its arguments were
+    loaded: give back the units of the refs in them."""
+    discard(msg.args)
+    for value in msg.dep_values:
+        discard(value)
+
+
 def _release(ids: list[bytes]) -> None:
     from .. import _client
 

@@ -36,7 +36,6 @@ from . import interrupts
 from .main import (
     _flush_output,
     _set_visible_gpus,
-    discard_arguments,
     resolve_arguments,
     serialize_returns,
 )
@@ -149,7 +148,7 @@ class _ActorState:
     def run_sync(self, msg: P.ExecuteActorCall) -> P.TaskDone:
         """Run one call of a plain or threaded actor (a generator is streamed)."""
         if msg.task_id in self.channel.cancelled:
-            discard_arguments(msg)
+            ser.discard_arguments(msg)
             return P.TaskDone(msg.task_id, [], True, cancelled=True)
         args, kwargs = resolve_arguments(msg.args, msg.dep_values)
         fn = self.method(msg.method)
@@ -419,13 +418,13 @@ class _AsyncHost:
         try:
             async with limit:
                 if state.exiting:
-                    discard_arguments(msg)
+                    ser.discard_arguments(msg)
                     return
                 reply = await self._run(msg, loaded)
         except asyncio.CancelledError:
             # cancel(): the method's CancelledError handlers have run.
             if not loaded[0]:
-                discard_arguments(msg)
+                ser.discard_arguments(msg)
             reply = P.TaskDone(msg.task_id, [], True, cancelled=True)
         except (SystemExit, exc.AsyncioActorExit):
             state.report_exit(msg)

@@ -215,13 +215,6 @@ class TaskWorker:
         return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
 
-def discard_arguments(msg: Any) -> None:
-    """A call dropped before its arguments were loaded gives back their refs' units."""
-    ser.discard(msg.args)
-    for value in msg.dep_values:
-        ser.discard(value)
-
-
 def resolve_arguments(
     payload: bytes, dep_values: list[bytes]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
