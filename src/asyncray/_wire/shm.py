@@ -167,7 +167,7 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
     try:
         m = _writable_map(name, path, total, recycled)
     except BaseException:
-        _abandon(name, path, recycled)
+        abandon(name)
         raise
     try:
         pos = 0
@@ -177,7 +177,7 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
             offsets.append((pos, v.nbytes))
             pos += v.nbytes
     except BaseException:
-        _abandon(name, path, recycled)
+        abandon(name)
         raise
     finally:
         if not cache_writable:
@@ -229,18 +229,12 @@ def _forget_writable(name: str) -> None:
             m.close()
 
 
-def _abandon(name: str, path: str, recycled: bool) -> None:
-    _forget_writable(name)
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def abandon(name: str) -> None:
+    """A written segment whose payload will never be sent: remove it, give back its room."""
+    unlink(name)
     if abandoner is not None:
         with contextlib.suppress(Exception):
             abandoner(name)
-
-
-def abandon(name: str) -> None:
-    """A written segment whose payload will never be sent: remove it, give back its room."""
-    _abandon(name, os.path.join(directory(), name), False)
 
 
 def is_shm(payload: bytes) -> bool:
@@ -339,17 +333,12 @@ def _open_spilled(name: str) -> int:
         ) from None
 
 
-def unlink(name: str) -> int:
-    """Remove a segment (mappings stay valid until closed); returns the bytes freed."""
+def unlink(name: str) -> None:
+    """Remove a segment (mappings stay valid until closed)."""
     if _writable:
         _forget_writable(name)
-    path = os.path.join(directory(), name)
-    try:
-        size = os.stat(path).st_size
-        os.unlink(path)
-        return size
-    except OSError:
-        return 0
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(directory(), name))
 
 
 def segment_size(name: str) -> int:
