@@ -205,22 +205,21 @@ class SegmentStore:
         for name in unmapped:
             if mine.get(name, 0) > 0:
                 mine[name] -= 1
-                left = views.get(name, 0) - 1
-                if left > 0:
-                    views[name] = left
-                else:
-                    views.pop(name, None)
+                self._views_gone(name, 1)
         if unmapped and self.retired:
             self.views_closed(unmapped)
+
+    def _views_gone(self, name: str, n: int) -> None:
+        left = self.child_views.get(name, 0) - n
+        if left > 0:
+            self.child_views[name] = left
+        else:
+            self.child_views.pop(name, None)
 
     def child_gone(self, child: Any) -> None:
         """A dead child's views went with it."""
         for name, n in child.views.items():
-            left = self.child_views.get(name, 0) - n
-            if left > 0:
-                self.child_views[name] = left
-            else:
-                self.child_views.pop(name, None)
+            self._views_gone(name, n)
         names, child.views = list(child.views), {}
         if self.retired:
             self.views_closed(names)
