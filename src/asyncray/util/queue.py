@@ -100,7 +100,7 @@ class Queue:
         # Shut the queue down when this object is dropped, unless it was pickled
         # (a copy may be in use anywhere), as a dropped actor handle ends its actor.
         self._owned = True
-        registry = client.local_queues
+        registry = self._registry = client.local_queues
         if registry is not None:
             self._state: Any = registry.create(self._id, maxsize)
         else:
@@ -199,7 +199,7 @@ class Queue:
             reply = self._call(P.QUEUE_PUT_BATCH, payloads)
             status, size = reply.status, reply.size
         else:
-            registry = _api.client().local_queues
+            registry = self._registry
             for payload in payloads:
                 registry.hold(payload, on_loop=False)
             status, size = state.put_batch(payloads)
@@ -272,7 +272,7 @@ class Queue:
             status, payloads, size = reply.status, reply.items, reply.size
         else:
             status, payloads, size = state.get_batch(num_items)
-            registry = _api.client().local_queues
+            registry = self._registry
             for payload in payloads:
                 registry.hand_over(payload)
         if status == P.QUEUE_CLOSED:
@@ -337,7 +337,7 @@ class Queue:
         """The runtime's state of this queue if the runtime runs in this process, else None."""
         state = self._state
         if state is _UNRESOLVED:
-            registry = _api.client().local_queues
+            registry = self._registry = _api.client().local_queues
             state = self._state = None if registry is None else registry.get(self._id)
         return state
 
@@ -346,7 +346,7 @@ class Queue:
         state = self._local()
         if state is None:
             return False
-        registry = _api.client().local_queues
+        registry = self._registry
         registry.hold(payload, on_loop=False)
         status = state.put(payload)
         if status == P.QUEUE_OK:
@@ -364,7 +364,7 @@ class Queue:
             return _MISS
         got = state.get()
         if type(got) is bytes:
-            _api.client().local_queues.hand_over(got)
+            self._registry.hand_over(got)
             return _loads(got)
         if got == P.QUEUE_CLOSED:
             raise _shut_down()
@@ -401,6 +401,7 @@ def _rebuild(queue_id: bytes, maxsize: int) -> Queue:
     q._id = queue_id
     q._owned = False
     q._state = _UNRESOLVED
+    q._registry = None
     return q
 
 
