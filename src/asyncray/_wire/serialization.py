@@ -13,9 +13,13 @@ the remote traceback with asyncray's own frames removed.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import pickle
 import traceback
+import types
+from collections import ChainMap
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -30,6 +34,39 @@ PROTOCOL = 5
 _PLAIN_SCALARS = frozenset({bytes, str, int, float, bool, type(None), complex, bytearray})
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# Where ``co_filename`` sits in the arguments cloudpickle rebuilds a code object from.
+_CO_FILENAME_ARG = 10
+
+
+def _reduce_code_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's code reducer, with the real file name kept.
+
+    cloudpickle 3.1.3 replaced ``co_filename`` with ``"<dynamic-code>"``, so a
+    function pickled by value lost its source lines in remote tracebacks. The
+    worker is forked from the driver and reads the same files, so the real
+    name gives the user ``File "app.py", line 7`` and the source line, as Ray does.
+    """
+    constructor, args = cloudpickle.cloudpickle._code_reduce(code)
+    if args[_CO_FILENAME_ARG] != code.co_filename:
+        args = (*args[:_CO_FILENAME_ARG], code.co_filename, *args[_CO_FILENAME_ARG + 1 :])
+    return constructor, args
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code_keeping_filename}, cloudpickle.Pickler.dispatch_table
+    )
+
+
+def _cloudpickle(
+    value: Any, buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None
+) -> bytes:
+    """``cloudpickle.dumps`` at protocol 5 through ``_Pickler``."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:
@@ -82,7 +119,7 @@ def dumps(value: Any) -> bytes:
     state = refs.state
     outer, state.collecting = state.collecting, []
     try:
-        data = cloudpickle.dumps(value, PROTOCOL, buffer_callback=out_of_band)
+        data = _cloudpickle(value, out_of_band)
         contained = state.collecting
     finally:
         state.collecting = outer
@@ -172,7 +209,7 @@ EMPTY_ARGS = pickle.dumps(((), {}), PROTOCOL)
 
 def dumps_function(fn: Any) -> bytes:
     """Serialize a function or class definition (always by cloudpickle)."""
-    return cloudpickle.dumps(fn, PROTOCOL)
+    return _cloudpickle(fn)
 
 
 def remote_traceback(exc: BaseException) -> str:
@@ -197,7 +234,7 @@ def dumps_task_error(
     """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a RayError)."""
     if isinstance(exc, RayError) and not isinstance(exc, RayTaskError):
         try:
-            return cloudpickle.dumps(exc, PROTOCOL)
+            return _cloudpickle(exc)
         except Exception:
             pass
     tb = remote_traceback(exc)
@@ -216,7 +253,7 @@ def dumps_task_error(
         actor_id=actor_id,
     )
     try:
-        data = cloudpickle.dumps(err, PROTOCOL)
+        data = _cloudpickle(err)
         pickle.loads(data)
         return data
     except Exception as pickle_exc:
@@ -232,7 +269,7 @@ def dumps_task_error(
             actor_repr=actor_repr,
             actor_id=actor_id,
         )
-        return cloudpickle.dumps(err, PROTOCOL)
+        return _cloudpickle(err)
 
 
 def loads_error(data: bytes) -> BaseException:
