@@ -153,3 +153,32 @@ def test_sigkilled_driver_leaves_no_processes():
             driver.kill()
             driver.wait(timeout=DRIVER_TIMEOUT_S)
     assert_all_gone(pids, ORPHAN_DEADLINE_S)
+
+
+def test_children_use_no_cpu_once_calls_stop(ray_start):
+    """Workers and plain actors poll between back-to-back calls, then sleep."""
+
+    @asyncray.remote
+    def one():
+        return 1
+
+    @asyncray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def add(self):
+            self.n += 1
+            return self.n
+
+    counter = Counter.remote()
+    for _ in range(300):  # back to back: the children poll between calls
+        asyncray.get(one.remote())
+        asyncray.get(counter.add.remote())
+    time.sleep(0.1)  # longer than any poll
+    children = psutil.Process().children(recursive=True)
+    before = {c.pid: sum(c.cpu_times()[:2]) for c in children}
+    time.sleep(1.0)
+    used = {c.pid: sum(c.cpu_times()[:2]) - before[c.pid] for c in children}
+    # An idle child costs nothing; a poller that never stopped would use ~1 s.
+    assert max(used.values()) < 0.05, used

@@ -29,6 +29,7 @@ import socket
 import sys
 from collections.abc import Callable
 
+from .. import _client
 from .._wire import protocol as P
 
 # Control messages are tiny; one recvmsg of this size always holds one whole.
@@ -72,6 +73,7 @@ def _zygote_main(
 ) -> None:
     os.setpgid(0, 0)
     set_parent_death_signal()
+    _client.allow_pollers(len(os.sched_getaffinity(0)) - 1)
     if os.getppid() != driver_pid:  # the driver died before prctl took effect
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)

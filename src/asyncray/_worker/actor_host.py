@@ -201,6 +201,7 @@ def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) ->
     elif kind == "threaded":
         _ThreadedHost(state).run()
     else:
+        channel.spin = True
         _PlainHost(state).run()
     _flush_output()
     if state.exiting:  # exit_actor() / __ray_terminate__: a graceful exit runs atexit

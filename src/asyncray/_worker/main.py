@@ -41,6 +41,7 @@ def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
     _forward_output(channel)
     channel.send(P.WorkerHello(os.getpid()))
     if kind == "task":
+        channel.spin = True
         TaskWorker(channel, client).run()
     else:
         from .actor_host import run_actor
