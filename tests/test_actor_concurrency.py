@@ -287,6 +287,61 @@ def test_blocking_get_in_an_async_method_returns_the_value_and_warns(ray_start):
     ), caught
 
 
+@asyncray.remote
+def slow_value(value, delay):
+    time.sleep(delay)
+    return value
+
+
+@asyncray.remote
+class BackgroundGetter:
+    """An async actor whose own thread blocks in ``get`` while the loop serves calls."""
+
+    def __init__(self):
+        self.result = None
+
+    async def start(self, delay):
+        def run():
+            self.result = asyncray.get(slow_value.remote("from-thread", delay))
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+
+    async def echo(self, value):
+        return value
+
+    async def joined(self):
+        await asyncio.get_running_loop().run_in_executor(None, self.thread.join)
+        return self.result
+
+
+def test_async_actor_serves_calls_while_its_thread_blocks_in_get(ray_start):
+    # The blocked thread reads the socket meanwhile: it must hand the loop
+    # every call it reads, large ones included, and give the socket back.
+    actor = BackgroundGetter.remote()
+    asyncray.get(actor.start.remote(0.5))
+    big = list(range(200_000))  # a frame far larger than the socket buffer
+    assert asyncray.get([actor.echo.remote(i) for i in range(200)], timeout=20) == list(range(200))
+    assert asyncray.get(actor.echo.remote(big), timeout=20) == big
+    assert asyncray.get(actor.joined.remote(), timeout=20) == "from-thread"
+    assert asyncray.get([actor.echo.remote(i) for i in range(50)], timeout=20) == list(range(50))
+
+
+@asyncray.remote
+class SlowStart:
+    def __init__(self):
+        self.base = asyncray.get(slow_value.remote(10, 0.3))
+
+    async def add(self, x):
+        return self.base + x
+
+
+def test_async_actor_runs_calls_sent_during_a_blocking_init(ray_start):
+    actor = SlowStart.remote()
+    refs = [actor.add.remote(i) for i in range(5)]
+    assert asyncray.get(refs, timeout=20) == [10, 11, 12, 13, 14]
+
+
 # ====================================================================== threaded actors
 
 

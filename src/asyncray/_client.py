@@ -12,7 +12,8 @@ which sends the runtime the same ``protocol`` messages in every process:
 * ``WorkerClient`` — in a child. Messages go over the child's socket; any
   thread may send, and whichever thread needs a reply reads the socket for
   everyone (leader/follower), routing replies by ``req_id`` and everything
-  else to the inbound queue the worker loop consumes.
+  else to the inbound queue the worker loop consumes. An async actor's
+  event loop reads the socket itself whenever no blocked thread leads.
 """
 
 from __future__ import annotations
@@ -417,6 +418,9 @@ class SocketChannel:
         # Replies awaited on the reader loop (async actors), by req_id.
         self._async_waiters: dict[int, asyncio.Future[Any]] = {}
         self.reader_loop: asyncio.AbstractEventLoop | None = None
+        self._on_inbound: Callable[[list[Any]], None] = lambda msgs: None
+        # The loop stopped watching the socket while a thread leads.
+        self._loop_reader_paused = False
         # Poll before blocking (SPIN_S); only where the reader is the thread
         # that runs the calls (a task worker, a plain actor): a poller beside
         # an event loop thread would contend with it for the GIL.
@@ -448,6 +452,11 @@ class SocketChannel:
             if not chunk:
                 raise ConnectionError("the asyncray runtime closed the connection")
             buf += chunk
+        return self._decode_frames()
+
+    def _decode_frames(self) -> list[Any]:
+        """Every whole frame buffered, decoded; a partial one stays buffered."""
+        buf = self._buf
         msgs = []
         pos = 0
         end = len(buf)
@@ -514,10 +523,18 @@ class SocketChannel:
                     self._reading = False
                     if not isinstance(e, KeyboardInterrupt):
                         self._eof = True
+                        if self.reader_loop is not None:
+                            self._to_loop([None], [])
+                    elif self._loop_reader_paused:
+                        self._to_loop([], [])  # the loop reads again
                     cv.notify_all()
                     raise
                 cv.acquire()
                 self._reading = False
+                if self.reader_loop is not None:
+                    self._route_to_loop(msgs)
+                    cv.notify_all()
+                    continue
                 for msg in msgs:
                     kind = type(msg)
                     if kind in _REPLY_TYPES:
@@ -534,62 +551,111 @@ class SocketChannel:
                         self.inbound.append(msg)
                 cv.notify_all()
 
-    def start_reader(
+    def start_loop_reader(
         self, on_inbound: Callable[[list[Any]], None], loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Read the socket on a dedicated thread, feeding ``loop`` (async actors).
+        """Read the socket on ``loop`` (async actors); call on the loop's thread.
 
-        The reader is then the permanent leader: blocking callers just wait
-        for their reply, and replies awaited on ``loop`` resolve its futures.
+        The loop reads whenever the socket is readable and no thread leads;
+        a thread blocked in a call (``get`` in a sync method, or on the loop
+        itself) leads as usual and hands the loop what it read. One wake-up
+        per message, where a reader thread cost two (socket, then loop).
         """
         with self._cv:
-            self._reading = True
             self.reader_loop = loop
-        thread = threading.Thread(
-            target=self._reader_main, args=(on_inbound, loop), daemon=True, name="asyncray-reader"
-        )
-        thread.start()
+            self._on_inbound = on_inbound
+            # Messages a leader routed before the loop read (during __init__).
+            queued, self.inbound = list(self.inbound), deque()
+        if queued:
+            loop.call_soon(on_inbound, queued)
+        self._watch()
 
-    def _reader_main(
-        self, on_inbound: Callable[[list[Any]], None], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        while True:
-            try:
-                msgs = self._read_frames()
-            except BaseException:
-                with self._cv:
-                    self._eof = True
-                    self._cv.notify_all()
-                loop.call_soon_threadsafe(on_inbound, [None])
+    def _watch(self) -> None:
+        """On the reader loop: read when the socket is readable."""
+        self.reader_loop.add_reader(self.sock.fileno(), self._on_readable)  # type: ignore[union-attr]
+        # add_reader made the socket non-blocking; other threads' blocking
+        # recv and sendall need it blocking (the loop reads with MSG_DONTWAIT).
+        self.sock.setblocking(True)
+
+    def _on_readable(self) -> None:
+        """On the reader loop: read what arrived and route it."""
+        loop = self.reader_loop
+        assert loop is not None
+        with self._cv:
+            if self._reading:
+                # A blocked thread leads and will route our messages; stop
+                # watching (the socket stays readable until it reads) until
+                # it hands the socket back (_to_loop).
+                loop.remove_reader(self.sock.fileno())
+                self._loop_reader_paused = True
                 return
-            inbound: list[Any] = []
-            resolved: list[tuple[asyncio.Future[Any], Any]] = []
-            with self._cv:
-                for msg in msgs:
-                    kind = type(msg)
-                    if kind in _REPLY_TYPES:
-                        future = self._async_waiters.pop(msg.req_id, None)
-                        if future is not None:
-                            resolved.append((future, msg))
-                        else:
-                            self._replies[msg.req_id] = msg
-                    elif kind is P.RevokeTasks:
-                        continue
-                    elif kind is P.DropMappings:
-                        shm.forget_writable(msg.names)
-                    elif kind is P.StreamCredit:
-                        self._credit(msg)
-                        inbound.append(msg)  # async producers wait on the loop
-                    else:
-                        if kind is P.CancelActorCall:
-                            self.cancelled.add(msg.task_id)
-                        inbound.append(msg)
+            try:
+                chunk = self.sock.recv(1 << 18, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._eof = True
                 self._cv.notify_all()
-            if inbound or resolved:
-                try:
-                    loop.call_soon_threadsafe(_deliver_to_loop, on_inbound, inbound, resolved)
-                except RuntimeError:
-                    return  # the loop is closed: the actor is exiting
+                loop.remove_reader(self.sock.fileno())
+                inbound: list[Any] = [None]
+                resolved: list[tuple[asyncio.Future[Any], Any]] = []
+            else:
+                self._buf += chunk
+                inbound, resolved = self._route(self._decode_frames())
+                self._cv.notify_all()
+        _deliver_to_loop(self._on_inbound, inbound, resolved)
+
+    def _route_to_loop(self, msgs: list[Any]) -> None:
+        """A leader read ``msgs`` for a loop channel: route them, hand the loop its share."""
+        inbound, resolved = self._route(msgs)
+        if inbound or resolved or self._loop_reader_paused:
+            self._to_loop(inbound, resolved)
+
+    def _to_loop(self, inbound: list[Any], resolved: list[Any]) -> None:
+        """From any thread, under the lock: deliver to the loop and let it read again."""
+        loop = self.reader_loop
+        assert loop is not None
+        resume = self._loop_reader_paused and not self._eof
+        self._loop_reader_paused = False
+        try:
+            loop.call_soon_threadsafe(self._on_loop, inbound, resolved, resume)
+        except RuntimeError:
+            pass  # the loop is closed: the actor is exiting
+
+    def _on_loop(self, inbound: list[Any], resolved: list[Any], resume: bool) -> None:
+        if resume:
+            self._watch()
+        _deliver_to_loop(self._on_inbound, inbound, resolved)
+
+    def _route(self, msgs: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Under the lock: route ``msgs`` for a loop channel.
+
+        Returns the loop's messages and the futures its replies resolve.
+        """
+        inbound: list[Any] = []
+        resolved: list[tuple[asyncio.Future[Any], Any]] = []
+        for msg in msgs:
+            kind = type(msg)
+            if kind in _REPLY_TYPES:
+                future = self._async_waiters.pop(msg.req_id, None)
+                if future is not None:
+                    resolved.append((future, msg))
+                else:
+                    self._replies[msg.req_id] = msg
+            elif kind is P.RevokeTasks:
+                continue
+            elif kind is P.DropMappings:
+                shm.forget_writable(msg.names)
+            elif kind is P.StreamCredit:
+                self._credit(msg)
+                inbound.append(msg)  # async producers wait on the loop
+            else:
+                if kind is P.CancelActorCall:
+                    self.cancelled.add(msg.task_id)
+                inbound.append(msg)
+        return inbound, resolved
 
     def register_async(self, req_id: int, future: asyncio.Future[Any]) -> None:
         with self._cv:

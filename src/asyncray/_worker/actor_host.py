@@ -365,7 +365,7 @@ class _AsyncHost:
         if not state.construct():
             _wait_for_shutdown(state.channel)
             return
-        state.channel.start_reader(self._from_reader, self.loop)
+        state.channel.start_loop_reader(self._from_reader, self.loop)
         try:
             self.loop.run_forever()
         finally:
