@@ -721,32 +721,28 @@ def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
     return future
 
 
-# The ``not_ready`` list the last ``wait`` returned, a snapshot of it, and its
-# ids, as one tuple (read and replaced whole: waits may run on several
-# threads). The usual loop (``ready, not_ready = wait(not_ready)``) passes
-# that list straight back: if it is unchanged (same objects, checked at C
-# speed) its checks and ids carry over, so a wait over n refs costs no
+# The ``not_ready`` list the last ``wait`` returned and a snapshot of it, as
+# one tuple (read and replaced whole: waits may run on several threads). The
+# usual loop (``ready, not_ready = wait(not_ready)``) passes that list straight
+# back: if it is unchanged (same objects, checked at C speed) it was checked
+# already, so a wait over n refs whose first refs are ready costs no
 # Python-level pass over them. Only lists of plain refs are kept: a
 # generator's wait id moves as it is consumed.
-_last_wait: tuple[list[Any] | None, list[Any], list[bytes]] = (None, [], [])
-
-
-def _unchanged_last_wait(refs: Any) -> list[bytes] | None:
-    last, snapshot, ids = _last_wait
-    # List equality tests identity first, item by item, in C: no ObjectRef.__eq__ runs.
-    if refs is last and refs == snapshot:
-        return ids
-    return None
+_last_wait: tuple[list[Any] | None, list[Any]] = (None, [])
 
 
 def _check_wait_input(
     refs: Any, num_returns: int, timeout: Any
-) -> tuple[list[Any], list[bytes], float, bool]:
-    """``(refs, ids, timeout, plain)``; ``plain``: only ObjectRefs (no generators)."""
-    ids = _unchanged_last_wait(refs)
-    if ids is not None and refs:
+) -> tuple[list[Any], list[bytes] | None, float, bool]:
+    """``(refs, ids, timeout, plain)``; ``plain``: only ObjectRefs (no generators).
+
+    ``ids`` is None for the list the last wait returned, unchanged (see ``_last_wait``).
+    """
+    last, snapshot = _last_wait
+    # List equality tests identity first, item by item, in C: no ObjectRef.__eq__ runs.
+    if refs is last and refs and refs == snapshot:
         _check_num_returns(num_returns, len(refs))
-        return refs, ids, _timeout_value(timeout), True
+        return refs, None, _timeout_value(timeout), True
     if type(refs) is list and refs and set(map(type, refs)) == {ObjectRef}:
         # Fast path (the common case): C-speed checks, no per-item Python calls.
         ids = [r._id for r in refs]
@@ -789,23 +785,19 @@ def _check_num_returns(num_returns: Any, n: int) -> None:
         )
 
 
-def _split(
-    refs: list[Any], ids: list[bytes], ready_idx: list[int], plain: bool
-) -> tuple[list[Any], list[Any]]:
+def _split(refs: list[Any], ready_idx: list[int], plain: bool) -> tuple[list[Any], list[Any]]:
     """``(ready, not_ready)``; remembers ``not_ready`` for the next wait if ``plain``."""
     global _last_wait
     if len(ready_idx) == 1:
         i = ready_idx[0]
         ready, not_ready = [refs[i]], refs[:i] + refs[i + 1 :]
-        if plain:
-            _last_wait = (not_ready, not_ready[:], ids[:i] + ids[i + 1 :])
-        return ready, not_ready
-    chosen = set(ready_idx)
-    not_ready = [r for i, r in enumerate(refs) if i not in chosen]
+    else:
+        chosen = set(ready_idx)
+        ready = [refs[i] for i in ready_idx]
+        not_ready = [r for i, r in enumerate(refs) if i not in chosen]
     if plain:
-        rest = [oid for i, oid in enumerate(ids) if i not in chosen]
-        _last_wait = (not_ready, not_ready[:], rest)
-    return [refs[i] for i in ready_idx], not_ready
+        _last_wait = (not_ready, not_ready[:])
+    return ready, not_ready
 
 
 def wait(
@@ -824,18 +816,24 @@ def wait(
     c = client()
     if not refs:
         return [], []
-    ready = _locally_ready(c.local_values, ids, num_returns)
+    ready = _locally_ready(c.local_values, refs, ids, num_returns)
     if ready is None:
+        if ids is None:
+            ids = [r._id for r in refs]
         ready = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t)).ready
-    return _split(refs, ids, ready, plain)
+    return _split(refs, ready, plain)
 
 
 def _locally_ready(
-    local: dict[bytes, bytes], ids: list[bytes], num_returns: int
+    local: dict[bytes, bytes], refs: list[Any], ids: list[bytes] | None, num_returns: int
 ) -> list[int] | None:
-    """The first ``num_returns`` indices whose values are in the local store, if that many are."""
+    """The first ``num_returns`` indices whose values are in the local store, if that many are.
+
+    ``ids`` None: ``refs`` are plain refs (their ids are read as the scan goes).
+    """
     found: list[int] = []
-    for i, oid in enumerate(ids):
+    keys = ids if ids is not None else (r._id for r in refs)
+    for i, oid in enumerate(keys):
         if oid in local:
             found.append(i)
             if len(found) == num_returns:
@@ -857,10 +855,12 @@ async def wait_async(
     c = client()
     if not refs:
         return [], []
-    ready = _locally_ready(c.local_values, ids, num_returns)
+    ready = _locally_ready(c.local_values, refs, ids, num_returns)
     if ready is None:
+        if ids is None:
+            ids = [r._id for r in refs]
         ready = (await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))).ready
-    return _split(refs, ids, ready, plain)
+    return _split(refs, ready, plain)
 
 
 # ==================================================================== resources and nodes
