@@ -128,6 +128,29 @@ def test_large_bytes_go_through_shared_memory_and_come_back_as_bytes(ray_start):
     assert type(again) is bytearray and again == array
 
 
+@asyncray.remote
+def identity(value):
+    return value
+
+
+@asyncray.remote
+def blob_facts(blob, *, inside):
+    return type(blob).__name__, len(blob), blob[:4], inside[0] is inside[1]
+
+
+def test_large_bytes_inside_task_arguments_go_through_shared_memory(ray_start):
+    from asyncray._wire import serialization as ser
+
+    blob = os.urandom(1024) * 2048  # 2 MiB
+    # Inline, the call would carry 6 MiB through the runtime's sockets.
+    payload = ser.dumps(((blob,), {"inside": [blob, blob]}))
+    assert len(payload) < 1024
+    ser.discard(payload)
+    facts = asyncray.get(blob_facts.remote(blob, inside=[blob, blob]))
+    assert facts == ("bytes", len(blob), blob[:4], True)  # one object stays one object
+    assert asyncray.get(identity.remote([blob, {"b": blob}])) == [blob, {"b": blob}]
+
+
 class Frame:
     """A user type exposing its data as a pickle-5 buffer."""
 

@@ -98,6 +98,50 @@ class _LargeBytes:
         return (bytes, (pickle.PickleBuffer(self.value),))
 
 
+# How far ``_large_bytes_out_of_band`` looks for large bytes: into containers
+# this deep (the value itself is depth 0) with at most this many items.
+BYTES_SCAN_DEPTH = 3
+BYTES_SCAN_LEN = 64
+
+
+def _large_bytes_out_of_band(value: Any, seen: dict[int, Any], depth: int = 0) -> Any:
+    """``value`` with each large ``bytes`` near its top wrapped in ``_LargeBytes``.
+
+    Pickle writes ``bytes`` in band whatever its size (the C pickler never
+    asks a reducer about builtins), so a 10 MB argument would travel through
+    the runtime's sockets. Wrapped, it goes to shared memory once. Looks into
+    small containers down to ``BYTES_SCAN_DEPTH``: a task's ``(args,
+    kwargs)``, the lists and dicts in them, and theirs. Containers rebuilt on
+    the way keep their sharing (``seen``).
+    """
+    t = type(value)
+    if t is bytes:
+        if len(value) < shm.SHM_THRESHOLD:
+            return value
+        wrapped = seen.get(id(value))
+        if wrapped is None:
+            wrapped = seen[id(value)] = _LargeBytes(value)
+        return wrapped
+    if (
+        depth >= BYTES_SCAN_DEPTH
+        or (t is not tuple and t is not list and t is not dict)
+        or len(value) > BYTES_SCAN_LEN
+    ):
+        return value
+    if id(value) in seen:
+        return seen[id(value)]
+    if t is dict:
+        items = [(k, _large_bytes_out_of_band(v, seen, depth + 1)) for k, v in value.items()]
+        same = all(v is value[k] for k, v in items)
+        rebuilt: Any = value if same else dict(items)
+    else:
+        parts = [_large_bytes_out_of_band(v, seen, depth + 1) for v in value]
+        same = all(a is b for a, b in zip(parts, value))
+        rebuilt = value if same else t(parts)
+    seen[id(value)] = rebuilt
+    return rebuilt
+
+
 def dumps(value: Any) -> bytes:
     """Serialize a value; large pickle-5 buffers go to one shared-memory segment.
 
@@ -105,8 +149,7 @@ def dumps(value: Any) -> bytes:
     """
     if _is_plain(value):
         return pickle.dumps(value, PROTOCOL)
-    if type(value) is bytes:
-        value = _LargeBytes(value)
+    value = _large_bytes_out_of_band(value, {})
     large: list[pickle.PickleBuffer] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
