@@ -104,6 +104,21 @@ BYTES_SCAN_DEPTH = 3
 BYTES_SCAN_LEN = 64
 
 
+def _has_large_bytes(value: Any, depth: int = 0) -> bool:
+    """Whether ``_large_bytes_out_of_band`` would change ``value`` (no allocation)."""
+    t = type(value)
+    if t is bytes:
+        return len(value) >= shm.SHM_THRESHOLD
+    if (
+        depth >= BYTES_SCAN_DEPTH
+        or (t is not tuple and t is not list and t is not dict)
+        or len(value) > BYTES_SCAN_LEN
+    ):
+        return False
+    items = value.values() if t is dict else value
+    return any(_has_large_bytes(v, depth + 1) for v in items)
+
+
 def _large_bytes_out_of_band(value: Any, seen: dict[int, Any], depth: int = 0) -> Any:
     """``value`` with each large ``bytes`` near its top wrapped in ``_LargeBytes``.
 
@@ -149,7 +164,8 @@ def dumps(value: Any) -> bytes:
     """
     if _is_plain(value):
         return pickle.dumps(value, PROTOCOL)
-    value = _large_bytes_out_of_band(value, {})
+    if _has_large_bytes(value):
+        value = _large_bytes_out_of_band(value, {})
     large: list[pickle.PickleBuffer] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
