@@ -368,6 +368,20 @@ def test_threaded_actor_max_concurrency_from_options(ray_start):
 # ====================================================================== concurrency groups
 
 
+@asyncray.remote(max_concurrency=16)
+class Doubler:
+    def double(self, x):
+        return 2 * x, threading.get_ident()
+
+
+def test_threaded_actor_replies_from_many_threads_each_reach_their_caller(ray_start):
+    # Threads that reply at once share one socket write: none may be lost or swapped.
+    actor = Doubler.remote()
+    results = asyncray.get([actor.double.remote(i) for i in range(3000)], timeout=60)
+    assert [value for value, _ in results] == [2 * i for i in range(3000)]
+    assert len({thread for _, thread in results}) > 1
+
+
 @asyncray.remote(concurrency_groups={"io": 2, "compute": 4})
 class ThreadedGroups(SyncMeter):
     @asyncray.method(concurrency_group="io")

@@ -337,6 +337,7 @@ class _ThreadedHost:
                 self._active_lock.wait()
         _flush_output()
         atexit._run_exitfuncs()
+        self.state.channel.drain_outbox()
         os._exit(0)
 
 

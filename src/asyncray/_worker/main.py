@@ -40,13 +40,17 @@ def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
     _api.attach_worker(client)
     _forward_output(channel)
     channel.send(P.WorkerHello(os.getpid()))
-    if kind == "task":
-        channel.spin = True
-        TaskWorker(channel, client).run()
-    else:
-        from .actor_host import run_actor
+    try:
+        if kind == "task":
+            channel.spin = True
+            TaskWorker(channel, client).run()
+        else:
+            from .actor_host import run_actor
 
-        run_actor(channel, kind, env)
+            run_actor(channel, kind, env)
+    finally:
+        # A frame another thread left to a writer that exits with us.
+        channel.drain_outbox()
 
 
 def _reset_inherited_state() -> None:
