@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -182,3 +183,30 @@ def test_children_use_no_cpu_once_calls_stop(ray_start):
     used = {c.pid: sum(c.cpu_times()[:2]) - before[c.pid] for c in children}
     # An idle child costs nothing; a poller that never stopped would use ~1 s.
     assert max(used.values()) < 0.05, used
+
+
+def test_a_child_killed_while_polling_gives_its_poll_slot_back():
+    from asyncray._client import _PollSlots
+
+    slots = _PollSlots(1)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child takes the only slot and is killed holding it
+        slots.take()
+        os.write(ready_w, b"x")
+        time.sleep(60)
+        os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        assert slots.take() == -1  # held by the child
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert slots.take() == 0  # the kernel gave it back
+        slots.give_back(0)
+    finally:
+        slots.close()
+        os.close(ready_r)
+        os.close(ready_w)
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

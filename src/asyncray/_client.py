@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
-import multiprocessing
 import os
 import select
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -66,16 +67,45 @@ SPIN_S = 300e-6
 # takes CPU from the processes doing the work.
 SPIN_BACKOFF_S = 20e-3
 
-# How many children may poll at once (a semaphore the zygote makes before it
-# forks them; None: nobody polls). Every core but one: pollers that took
-# the driver's core too would starve the runtime thread of CPU.
-_pollers: Any = None
+# Which children may poll now: every core but one (pollers that took the
+# driver's core too would starve the runtime thread of CPU). None: nobody.
+_poll_slots: _PollSlots | None = None
 
 
-def allow_pollers(n: int) -> None:
-    """In the zygote: let up to ``n`` of its children poll at once."""
-    global _pollers
-    _pollers = multiprocessing.get_context("fork").Semaphore(n) if n > 0 else None
+class _PollSlots:
+    """Slots a child holds while it polls, as record locks on a file the zygote made.
+
+    The kernel drops a process's record locks when it dies, so a child
+    killed while polling (``kill`` of an idle actor) gives its slot back.
+    """
+
+    def __init__(self, count: int) -> None:
+        # Unlinked at once; open for the zygote's life, inherited by its children.
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._count = count
+
+    def take(self) -> int:
+        """A free slot's number, held by this process, or -1."""
+        fd = self._file.fileno()
+        for slot in range(self._count):
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+            except OSError:
+                continue
+            return slot
+        return -1
+
+    def give_back(self, slot: int) -> None:
+        fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN, 1, slot)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def allow_pollers(count: int) -> None:
+    """In the zygote: let up to ``count`` of its children poll at once."""
+    global _poll_slots
+    _poll_slots = _PollSlots(count) if count > 0 else None
 
 
 class ClientBase:
@@ -503,13 +533,11 @@ class SocketChannel:
         # buffered says nothing about how long the next gap will be.
         clock = time.perf_counter
         start = clock()
-        pollers = _pollers
-        if (
-            self._recent
-            and start >= self._calm_from
-            and pollers is not None
-            and pollers.acquire(False)
-        ):
+        slots = _poll_slots
+        slot = -1
+        if self._recent and start >= self._calm_from and slots is not None:
+            slot = slots.take()
+        if slot >= 0:
             # poll(), not a non-blocking recv: a failing recv builds an OSError
             # (with its strerror text) on every turn of the loop.
             deadline = start + SPIN_S
@@ -522,7 +550,7 @@ class SocketChannel:
                         break
                     yield_cpu()
             finally:
-                pollers.release()
+                slots.give_back(slot)  # type: ignore[union-attr]
         chunk = self.sock.recv(1 << 18)
         self._recent = clock() - start < SPIN_S
         return chunk
