@@ -157,7 +157,7 @@ def test_sigkilled_driver_leaves_no_processes():
 
 
 def test_children_use_no_cpu_once_calls_stop(ray_start):
-    """Workers and plain actors poll between back-to-back calls, then sleep."""
+    """Workers and actors poll between back-to-back calls, then sleep."""
 
     @asyncray.remote
     def one():
@@ -172,10 +172,17 @@ def test_children_use_no_cpu_once_calls_stop(ray_start):
             self.n += 1
             return self.n
 
+    @asyncray.remote
+    class AsyncEcho:
+        async def echo(self, x):
+            return x
+
     counter = Counter.remote()
-    for _ in range(300):  # back to back: the children poll between calls
+    echo = AsyncEcho.remote()
+    for i in range(300):  # back to back: the children poll between calls
         asyncray.get(one.remote())
         asyncray.get(counter.add.remote())
+        asyncray.get(echo.echo.remote(i))
     time.sleep(0.1)  # longer than any poll
     children = psutil.Process().children(recursive=True)
     before = {c.pid: sum(c.cpu_times()[:2]) for c in children}

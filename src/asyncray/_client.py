@@ -453,12 +453,15 @@ class SocketChannel:
         self._on_inbound: Callable[[list[Any]], None] = lambda msgs: None
         # The loop stopped watching the socket while a thread leads.
         self._loop_reader_paused = False
-        # Poll before blocking (SPIN_S); only where the reader is the thread
-        # that runs the calls (a task worker, a plain actor): a poller beside
-        # an event loop thread would contend with it for the GIL.
+        # Poll before blocking (SPIN_S); only where the thread that reads
+        # runs the calls (a task worker, a plain actor, an async actor's
+        # loop): a poller beside the threads that run them would contend
+        # with them for the GIL.
         self.spin = False
         self._recent = False  # the last message came within SPIN_S
         self._calm_from = 0.0  # no polling before this time (see SPIN_BACKOFF_S)
+        self._last_inbound = 0.0  # when the reader loop last read a message
+        self._poll_slot = -1  # the slot the reader loop holds while it polls
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
 
@@ -659,6 +662,37 @@ class SocketChannel:
                 inbound, resolved = self._route(self._decode_frames())
                 self._cv.notify_all()
         _deliver_to_loop(self._on_inbound, inbound, resolved)
+        if self.spin and chunk:
+            self._last_inbound = time.perf_counter()
+            if self._poll_slot < 0:
+                self._start_loop_poll()
+
+    def _start_loop_poll(self) -> None:
+        """On the reader loop: keep it awake for SPIN_S after a message (see SPIN_S).
+
+        A chain of callbacks makes the loop poll instead of sleeping, like a
+        task worker's ``_recv``, under the same slots and backoff.
+        """
+        if self._last_inbound < self._calm_from or _poll_slots is None:
+            return
+        self._poll_slot = _poll_slots.take()
+        if self._poll_slot >= 0:
+            self.reader_loop.call_soon(self._loop_poll)  # type: ignore[union-attr]
+
+    def _loop_poll(self) -> None:
+        if self._poller.poll(0) and not self._eof:
+            self._stop_loop_poll()
+            self._on_readable()
+        elif time.perf_counter() >= self._last_inbound + SPIN_S or self._eof:
+            self._stop_loop_poll()
+            self._calm_from = self._last_inbound + SPIN_S + SPIN_BACKOFF_S  # in vain
+        else:
+            os.sched_yield()
+            self.reader_loop.call_soon(self._loop_poll)  # type: ignore[union-attr]
+
+    def _stop_loop_poll(self) -> None:
+        _poll_slots.give_back(self._poll_slot)  # type: ignore[union-attr]
+        self._poll_slot = -1
 
     def _route_to_loop(self, msgs: list[Any]) -> None:
         """A leader read ``msgs`` for a loop channel: route them, hand the loop its share."""

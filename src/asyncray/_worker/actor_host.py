@@ -366,6 +366,7 @@ class _AsyncHost:
         if not state.construct():
             _wait_for_shutdown(state.channel)
             return
+        state.channel.spin = True  # the loop polls between back-to-back calls
         state.channel.start_loop_reader(self._from_reader, self.loop)
         try:
             self.loop.run_forever()
