@@ -105,7 +105,10 @@ class _PollSlots:
 def allow_pollers(count: int) -> None:
     """In the zygote: let up to ``count`` of its children poll at once."""
     global _poll_slots
-    _poll_slots = _PollSlots(count) if count > 0 else None
+    try:
+        _poll_slots = _PollSlots(count) if count > 0 else None
+    except OSError:  # no temporary file: children just never poll
+        _poll_slots = None
 
 
 class ClientBase:

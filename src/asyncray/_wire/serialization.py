@@ -104,16 +104,21 @@ BYTES_SCAN_DEPTH = 3
 BYTES_SCAN_LEN = 64
 
 
+def _scans_into(value: Any, t: type, depth: int) -> bool:
+    """Whether the large-bytes scan looks inside ``value`` (of type ``t``) at ``depth``."""
+    return (
+        (t is tuple or t is list or t is dict)
+        and depth < BYTES_SCAN_DEPTH
+        and len(value) <= BYTES_SCAN_LEN
+    )
+
+
 def _has_large_bytes(value: Any, depth: int = 0) -> bool:
     """Whether ``_large_bytes_out_of_band`` would change ``value`` (no allocation)."""
     t = type(value)
     if t is bytes:
         return len(value) >= shm.SHM_THRESHOLD
-    if (
-        depth >= BYTES_SCAN_DEPTH
-        or (t is not tuple and t is not list and t is not dict)
-        or len(value) > BYTES_SCAN_LEN
-    ):
+    if not _scans_into(value, t, depth):
         return False
     items = value.values() if t is dict else value
     return any(_has_large_bytes(v, depth + 1) for v in items)
@@ -137,11 +142,7 @@ def _large_bytes_out_of_band(value: Any, seen: dict[int, Any], depth: int = 0) -
         if wrapped is None:
             wrapped = seen[id(value)] = _LargeBytes(value)
         return wrapped
-    if (
-        depth >= BYTES_SCAN_DEPTH
-        or (t is not tuple and t is not list and t is not dict)
-        or len(value) > BYTES_SCAN_LEN
-    ):
+    if not _scans_into(value, t, depth):
         return value
     if id(value) in seen:
         return seen[id(value)]
