@@ -23,6 +23,8 @@ PAYLOADS += (("1 MB", 1_000_000, 50), ("10 MB", 10_000_000, 10))
 """(label, bytes, tasks per call) for payload scaling."""
 
 WORKER_COUNTS = (1, 2, 4)
+MEMORY_GROUP = "memory"
+"""A fresh ``init()`` with defaults, for the memory-with-actors workload."""
 LATENCY_SAMPLES = 200
 
 FRESH_METRICS = (
@@ -98,6 +100,19 @@ def _build() -> list[Workload]:
         ),
         Workload("n:n async-actor calls async", "calls/s", runtime=w.setup_n_to_n("AsyncActor")),
         Workload("actor creation", "actors/s", runtime=w.setup_actor_creation),
+        Workload(
+            w.MEMORY_WITH_ACTORS,
+            "MB",
+            kind=SAMPLE,
+            # A session of its own: the figure is not inflated by earlier
+            # workloads, and quick mode (default group only) skips it.
+            group=MEMORY_GROUP,
+            runtime=w.setup_memory_with_actors,
+            metrics=tuple(
+                Metric(f"{w.MEMORY_WITH_ACTORS} ({kind})", "MB", higher_is_better=False)
+                for kind in ("PSS", "RSS")
+            ),
+        ),
         Workload("single client get gigabytes", "GB/s", runtime=w.setup_get_gigabytes),
         Workload("pass large arg to 10 tasks", "rounds/s", runtime=w.setup_large_arg),
         Workload("memcpy", "GB/s", runtime=w.setup_memcpy, note="numpy copy; no runtime"),

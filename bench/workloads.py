@@ -201,6 +201,28 @@ def setup_latency(n_samples: int) -> Callable[[RuntimeCtx], Prepared]:
     return setup
 
 
+ACTORS_ALIVE = 100
+MEMORY_WITH_ACTORS = "memory with 100 actors alive"
+
+
+def setup_memory_with_actors(ctx: RuntimeCtx) -> Prepared:
+    """The process tree's PSS and RSS (MB) with ``ACTORS_ALIVE`` actors that have each answered."""
+    from bench.fresh import tree_memory
+
+    actors = [ctx.defs.Actor.remote() for _ in range(ACTORS_ALIVE)]
+    ctx.rt.get([a.small_value.remote() for a in actors])
+
+    def fn() -> dict[str, float]:
+        time.sleep(1.0)  # let the actors settle after the previous trial's measuring
+        memory = tree_memory()
+        return {
+            f"{MEMORY_WITH_ACTORS} (PSS)": memory["pss_mb"],
+            f"{MEMORY_WITH_ACTORS} (RSS)": memory["rss_mb"],
+        }
+
+    return Prepared(fn, cleanup=_killer(ctx, actors))
+
+
 def latency_metrics(samples_ms: list[float]) -> dict[str, float]:
     """The two latency rows, from one trial's samples."""
     return {
