@@ -200,3 +200,23 @@ def test_num_returns_mismatch_fails_every_return_ref(ray_start):
         asyncray.get(a)
     with pytest.raises(RayTaskError):
         asyncray.get(b)
+
+
+@asyncray.remote
+def rest_and_key(a, *rest, key):
+    return a, rest, key
+
+
+@asyncray.remote
+def rest_only(a, b=2, *rest):
+    return a, b, rest
+
+
+def test_argument_checks_know_var_positional_and_keyword_only(ray_start):
+    with pytest.raises(TypeError, match="missing a required argument: 'key'"):
+        rest_and_key.remote(1, 2, 3)
+    assert asyncray.get(rest_and_key.remote(1, 2, 3, key=4)) == (1, (2, 3), 4)
+    assert asyncray.get(rest_only.remote(1)) == (1, 2, ())
+    assert asyncray.get(rest_only.remote(1, 5, 6, 7)) == (1, 5, (6, 7))
+    with pytest.raises(TypeError, match="missing a required argument: 'a'"):
+        rest_only.remote()
