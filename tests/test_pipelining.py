@@ -31,7 +31,7 @@ def _warm():
     asyncray.get([work.remote(i) for i in range(300)])
 
 
-def test_short_tasks_queued_behind_long_ones_all_run_once(ray_start, tmp_path):
+def test_short_tasks_queued_behind_long_ones_all_run_once(ray_start):
     _warm()
     slow = [work.remote(-1, "sleep"), work.remote(-2, "sleep")]  # both CPUs busy
     fast = [work.remote(i) for i in range(40)]
