@@ -18,11 +18,14 @@ from asyncray.exceptions import TaskCancelledError, WorkerCrashedError
 
 
 @asyncray.remote(max_retries=0)
-def work(i, mode="fast"):
+def work(i, mode="fast", log=None):
     if mode == "sleep":
         time.sleep(0.5)
     elif mode == "exit":
         os._exit(3)
+    if log is not None:
+        with open(log, "a") as f:  # one short append per run: whole lines
+            f.write(f"{i}\n")
     return i, os.getpid()
 
 
@@ -31,13 +34,17 @@ def _warm():
     asyncray.get([work.remote(i) for i in range(300)])
 
 
-def test_short_tasks_queued_behind_long_ones_all_run_once(ray_start):
+def test_short_tasks_queued_behind_long_ones_all_run_once(ray_start, tmp_path):
     _warm()
-    slow = [work.remote(-1, "sleep"), work.remote(-2, "sleep")]  # both CPUs busy
-    fast = [work.remote(i) for i in range(40)]
+    log = str(tmp_path / "runs")
+    slow = [work.remote(-1, "sleep", log), work.remote(-2, "sleep", log)]  # both CPUs busy
+    fast = [work.remote(i, "fast", log) for i in range(40)]
     results = asyncray.get(fast, timeout=30)
     assert [i for i, _ in results] == list(range(40))
     assert [i for i, _ in asyncray.get(slow, timeout=30)] == [-1, -2]
+    with open(log) as f:
+        runs = sorted(int(line) for line in f)
+    assert runs == [-2, -1, *range(40)]  # each task ran exactly once
 
 
 def test_cancelling_a_task_queued_on_a_worker_leaves_the_others(ray_start):
