@@ -509,7 +509,9 @@ class SocketChannel:
                 (n,) = P.HEADER.unpack_from(buf)
                 if len(buf) >= 4 + n:
                     break
-            chunk = self._recv() if self.spin else self.sock.recv(1 << 18)
+            # A thread blocked beside a reader loop does not poll (the loop does).
+            polls = self.spin and self.reader_loop is None
+            chunk = self._recv() if polls else self.sock.recv(1 << 18)
             if not chunk:
                 raise ConnectionError("the asyncray runtime closed the connection")
             buf += chunk
