@@ -488,18 +488,21 @@ class SocketChannel:
         lock = self._send_lock
         while outbox and lock.acquire(blocking=False):
             try:
-                while outbox:
-                    frames = [outbox.popleft() for _ in range(len(outbox))]
-                    self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
+                self._write_queued()
             finally:
                 lock.release()
 
     def drain_outbox(self) -> None:
         """Block until every queued frame is written: call before the process exits."""
         with contextlib.suppress(OSError), self._send_lock:  # waits for a write in progress
-            outbox = self._outbox
-            while outbox:
-                self.sock.sendall(b"".join([outbox.popleft() for _ in range(len(outbox))]))
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Holding the send lock: write the outbox, one ``sendall`` per batch queued."""
+        outbox = self._outbox
+        while outbox:
+            frames = [outbox.popleft() for _ in range(len(outbox))]
+            self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _read_frames(self) -> list[Any]:
         """Block until at least one whole frame is buffered; decode all whole frames."""
@@ -541,10 +544,7 @@ class SocketChannel:
         # buffered says nothing about how long the next gap will be.
         clock = time.perf_counter
         start = clock()
-        slots = _poll_slots
-        slot = -1
-        if self._recent and start >= self._calm_from and slots is not None:
-            slot = slots.take()
+        slot = self._take_poll_slot(start) if self._recent else -1
         if slot >= 0:
             # poll(), not a non-blocking recv: a failing recv builds an OSError
             # (with its strerror text) on every turn of the loop.
@@ -553,15 +553,24 @@ class SocketChannel:
             try:
                 while not ready(0):
                     if clock() >= deadline:
-                        # In vain (see SPIN_BACKOFF_S).
-                        self._calm_from = deadline + SPIN_BACKOFF_S
+                        self._polled_in_vain(deadline)
                         break
                     yield_cpu()
             finally:
-                slots.give_back(slot)  # type: ignore[union-attr]
+                _poll_slots.give_back(slot)  # type: ignore[union-attr]
         chunk = self.sock.recv(1 << 18)
         self._recent = clock() - start < SPIN_S
         return chunk
+
+    def _take_poll_slot(self, now: float) -> int:
+        """A slot to poll in (see _PollSlots), or -1: no slot free, or backing off."""
+        if now < self._calm_from or _poll_slots is None:
+            return -1
+        return _poll_slots.take()
+
+    def _polled_in_vain(self, deadline: float) -> None:
+        """No message by ``deadline``: no polling for SPIN_BACKOFF_S."""
+        self._calm_from = deadline + SPIN_BACKOFF_S
 
     def _wait_for(self, check: Callable[[], Any]) -> Any:
         cv = self._cv
@@ -678,9 +687,7 @@ class SocketChannel:
         A chain of callbacks makes the loop poll instead of sleeping, like a
         task worker's ``_recv``, under the same slots and backoff.
         """
-        if self._last_inbound < self._calm_from or _poll_slots is None:
-            return
-        self._poll_slot = _poll_slots.take()
+        self._poll_slot = self._take_poll_slot(self._last_inbound)
         if self._poll_slot >= 0:
             self.reader_loop.call_soon(self._loop_poll)  # type: ignore[union-attr]
 
@@ -690,7 +697,7 @@ class SocketChannel:
             self._on_readable()
         elif time.perf_counter() >= self._last_inbound + SPIN_S or self._eof:
             self._stop_loop_poll()
-            self._calm_from = self._last_inbound + SPIN_S + SPIN_BACKOFF_S  # in vain
+            self._polled_in_vain(self._last_inbound + SPIN_S)
         else:
             os.sched_yield()
             self.reader_loop.call_soon(self._loop_poll)  # type: ignore[union-attr]

@@ -242,12 +242,10 @@ class _Definition:
             self.signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             self.signature = None
-        self.has_required = self.signature is not None and any(
-            p.default is p.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            for p in self.signature.parameters.values()
-        )
         self._positional_range = _positional_range(self.signature)
+        # A required parameter: a call with no arguments must be checked too.
+        bounds = self._positional_range
+        self.has_required = self.signature is not None and (bounds is None or bounds[0] > 0)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` (Python's message) if the call does not fit the signature."""
