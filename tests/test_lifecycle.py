@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import psutil
@@ -217,3 +218,19 @@ def test_a_child_killed_while_polling_gives_its_poll_slot_back():
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+def _scheduling_policy(tid: int) -> int:
+    """A thread's scheduling policy, from /proc (field 41 of its stat line)."""
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        after_comm = f.read().rsplit(")", 1)[1].split()
+    return int(after_comm[41 - 3])
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_runtime_thread_does_not_preempt_the_driver(ray_start):
+    """The runtime thread is SCHED_BATCH (it runs when the driver blocks); the user's is untouched."""
+    runtime_thread = asyncray._api._require_session().thread
+    assert _scheduling_policy(runtime_thread.native_id) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert _scheduling_policy(threading.get_native_id()) == os.SCHED_OTHER
