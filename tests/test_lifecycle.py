@@ -229,7 +229,7 @@ def _scheduling_policy(tid: int) -> int:
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
 def test_runtime_thread_does_not_preempt_the_driver(ray_start):
-    """The runtime thread is SCHED_BATCH (it runs when the driver blocks); the user's is untouched."""
+    """The runtime thread is SCHED_BATCH (runs when the driver blocks); the user's keep theirs."""
     runtime_thread = asyncray._api._require_session().thread
     assert _scheduling_policy(runtime_thread.native_id) == os.SCHED_BATCH
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
