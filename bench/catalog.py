@@ -104,9 +104,10 @@ def _build() -> list[Workload]:
             w.MEMORY_WITH_ACTORS,
             "MB",
             kind=SAMPLE,
-            # A session of its own: the figure is not inflated by earlier
-            # workloads, and quick mode (default group only) skips it.
+            # A process and a session of its own: the figure is not inflated
+            # by earlier workloads, and quick mode (default group only) skips it.
             group=MEMORY_GROUP,
+            own_process=True,
             runtime=w.setup_memory_with_actors,
             metrics=tuple(
                 Metric(f"{w.MEMORY_WITH_ACTORS} ({kind})", "MB", higher_is_better=False)

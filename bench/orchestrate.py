@@ -191,15 +191,18 @@ class Runner:
     def run_system(self, system: System, workloads: list[Workload], last: bool = False) -> None:
         """Fresh-process workloads first (on a quiet machine), then the rest.
 
+        Workloads marked ``own_process`` each get a child of their own, last.
+
         With ``fresh_in_child``, the first fresh workload's probe process runs
         the rest too. With ``last`` (nothing is measured after this system),
         the child's shutdown is not waited for: it overlaps whatever the
         caller does next, until :meth:`finish`.
         """
-        self._defer_exit = last
         fresh = [wl for wl in workloads if wl.kind == FRESH]
-        others = [wl.name for wl in workloads if wl.kind != FRESH]
+        others = [wl.name for wl in workloads if wl.kind != FRESH and not wl.own_process]
+        alone = [wl.name for wl in workloads if wl.kind != FRESH and wl.own_process]
         handoff = fresh[0] if fresh and self.config.fresh_in_child else None
+        self._defer_exit = False
         for wl in fresh:
             if wl is handoff:
                 continue
@@ -207,8 +210,12 @@ class Runner:
             self._run_fresh(system, wl)
             self._spend(system.name, "fresh", time.monotonic() - t0)
             self.on_done(system.name, wl.name)
-        if others or handoff:
-            self._run_children(system, others, handoff)
+        children = [(others, handoff)] if others or handoff else []
+        children += [([name], None) for name in alone]
+        for i, (names, first) in enumerate(children):
+            # Only the very last child's shutdown may overlap what comes next.
+            self._defer_exit = last and i == len(children) - 1
+            self._run_children(system, names, first)
 
     # ---- fresh processes
 

@@ -124,6 +124,10 @@ class Workload:
     metrics: tuple[Metric, ...] = ()
     higher_is_better: bool = True
     note: str = ""
+    # Run in a child process of its own, after the others: for figures that
+    # what ran before would skew (asyncray forks its zygote from the driver
+    # at init(), so every child would map the heap earlier workloads grew).
+    own_process: bool = False
 
     def metric_list(self) -> tuple[Metric, ...]:
         """The table rows this workload produces (one, named as the workload, by default)."""
