@@ -14,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from _helpers import wait_for_file
+from _helpers import wait_for_condition, wait_for_file
 
 import asyncray
 
@@ -227,10 +227,49 @@ def _scheduling_policy(tid: int) -> int:
     return int(after_comm[41 - 3])
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+LINUX_POLICIES = pytest.mark.skipif(
+    not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies"
+)
+
+
+@LINUX_POLICIES
 def test_runtime_thread_does_not_preempt_the_driver(ray_start):
     """The runtime thread is SCHED_BATCH (runs when the driver blocks); the user's keep theirs."""
     runtime_thread = asyncray._api._require_session().thread
     assert _scheduling_policy(runtime_thread.native_id) == os.SCHED_BATCH
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
     assert _scheduling_policy(threading.get_native_id()) == os.SCHED_OTHER
+
+
+@LINUX_POLICIES
+def test_runtime_thread_is_normal_while_driver_threads_wait(ray_start, tmp_path):
+    """Blocked in get, no driver thread needs the GIL: the runtime may preempt busy workers."""
+
+    @asyncray.remote(num_cpus=0)
+    def gated(name):
+        wait_for_file(tmp_path / name)
+        return name
+
+    runtime_tid = asyncray._api._require_session().thread.native_id
+    results: dict[str, str] = {}
+
+    def waiter(name):
+        results[name] = asyncray.get(gated.remote(name))
+
+    threads = {name: threading.Thread(target=waiter, args=(name,)) for name in ("a", "b")}
+    for thread in threads.values():
+        thread.start()
+    try:
+        wait_for_condition(lambda: _scheduling_policy(runtime_tid) == os.SCHED_OTHER)
+        (tmp_path / "a").touch()
+        threads["a"].join(timeout=10)
+        assert results == {"a": "a"}
+        # "b" still waits: the runtime stays a normal thread.
+        assert _scheduling_policy(runtime_tid) == os.SCHED_OTHER
+    finally:
+        (tmp_path / "a").touch()
+        (tmp_path / "b").touch()
+        for thread in threads.values():
+            thread.join(timeout=10)
+    assert results == {"a": "a", "b": "b"}
+    assert _scheduling_policy(runtime_tid) == os.SCHED_BATCH

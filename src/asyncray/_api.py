@@ -68,14 +68,6 @@ LOOP_CLOSE_ATTEMPTS = 50
 GIL_SWITCH_INTERVAL_S = 0.0005
 _CPYTHON_DEFAULT_SWITCH_INTERVAL_S = 0.005
 _saved_switch_interval: float | None = None
-# The runtime thread runs as SCHED_BATCH (Linux). A driver that posts a call
-# wakes the runtime thread and then blocks for the reply; as a normal thread
-# the woken runtime preempts the driver on its core at once, finds the GIL
-# still held, and sleeps again: three context switches per post instead of
-# one. A batch thread never preempts on wake-up, so it runs when the driver
-# blocks (sync actor calls ~7.0k -> ~9.3k/s on 2 cores). Its CPU share (nice
-# 0) is unchanged; only wake-up preemption goes.
-RUNTIME_THREAD_POLICY = getattr(os, "SCHED_BATCH", None)
 
 
 class Session:
@@ -375,16 +367,6 @@ def _start(session: Session, log_to_driver: bool, store: _StoreConfig) -> None:
         raise exc.RaySystemError(f"asyncray failed to start: {failure[0]!r}")
 
 
-def _no_wakeup_preemption() -> None:
-    """Make the calling thread (the runtime's) one that does not preempt on wake-up."""
-    if RUNTIME_THREAD_POLICY is None:
-        return
-    # pid 0 is the calling thread on Linux; not permitted (a sandbox, a
-    # seccomp profile) only costs speed.
-    with contextlib.suppress(OSError):
-        os.sched_setscheduler(0, RUNTIME_THREAD_POLICY, os.sched_param(0))
-
-
 _boot: Session | None = None
 
 
@@ -397,9 +379,26 @@ def _run_loop(
     ready: threading.Event,
     failure: list[BaseException],
 ) -> None:
+    wakeups = session.client.wakeups
+    wakeups.adopt_current_thread()
+    try:
+        _serve(loop, session, zygote_pid, zygote_sock, log_to_driver, ready, failure)
+    finally:
+        wakeups.forget_thread()
+
+
+def _serve(
+    loop: asyncio.AbstractEventLoop,
+    session: Session,
+    zygote_pid: int,
+    zygote_sock: socket.socket,
+    log_to_driver: bool,
+    ready: threading.Event,
+    failure: list[BaseException],
+) -> None:
+    """On the runtime thread: build the Runtime, run its loop until shutdown, close it."""
     from ._core.runtime import Runtime
 
-    _no_wakeup_preemption()
     asyncio.set_event_loop(loop)
     try:
         runtime = Runtime(

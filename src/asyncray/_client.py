@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from . import exceptions as exc
+from ._wakeups import RuntimeWakeups
 from ._wire import protocol as P
 from ._wire import refs, shm
 from ._wire import serialization as ser
@@ -225,6 +226,13 @@ def decode_objects(reply: P.ObjectsReply) -> list[Any]:
 
 # ==================================================================== driver
 
+# A sync call whose reply takes longer than this makes the runtime thread a
+# normal (preempting) thread until the reply comes (see _wakeups.py). Short
+# calls never switch: changing a running thread's policy costs it a
+# reschedule (sync calls -6% when every call switched). Measured on the
+# 2-core VM: a first wait of 1 ms made sync calls ~10% slower, 10 ms did not.
+QUICK_REPLY_S = 0.01
+
 
 class _SyncWaiter:
     __slots__ = ("lock", "reply")
@@ -305,6 +313,7 @@ class DriverClient(ClientBase):
         self.thread = thread
         self.runtime: Any = None
         self.conn = DriverConn(self)
+        self.wakeups = RuntimeWakeups()
         self.waiters: dict[int, Any] = {}
         self._inbox: deque[Any] = deque()
         self._wake_scheduled = False
@@ -354,11 +363,21 @@ class DriverClient(ClientBase):
         self.waiters[msg.req_id] = waiter
         self.post(msg)
         lock = waiter.lock
-        # Wake now and then to notice a runtime that died instead of hanging.
-        while not lock.acquire(timeout=1.0):
-            if not self.thread.is_alive():
-                raise exc.RaySystemError("the asyncray runtime thread has stopped")
+        if not lock.acquire(timeout=QUICK_REPLY_S):
+            self._wait_long(lock)
         return waiter.reply
+
+    def _wait_long(self, lock: threading.Lock) -> None:
+        """Block for a reply that did not come at once; the runtime may preempt meanwhile."""
+        wakeups = self.wakeups
+        wakeups.driver_blocks()
+        try:
+            # Wake now and then to notice a runtime that died instead of hanging.
+            while not lock.acquire(timeout=1.0):
+                if not self.thread.is_alive():
+                    raise exc.RaySystemError("the asyncray runtime thread has stopped")
+        finally:
+            wakeups.driver_resumes()
 
     async def request_async(self, msg: Any) -> Any:
         loop = asyncio.get_running_loop()
