@@ -75,6 +75,10 @@ class RuntimeWakeups:
                 self._set(_BATCH)
 
     def _set(self, policy: int | None) -> None:
+        # Under the lock. The id is checked again here: the runtime thread
+        # may have ended (forget_thread) since the caller looked.
+        if self._tid is None:
+            return
         try:
             os.sched_setscheduler(self._tid, policy, self._param)  # type: ignore[arg-type]
         except OSError:  # the runtime thread has ended (shutdown): nothing to steer
