@@ -273,3 +273,38 @@ def test_runtime_thread_is_normal_while_driver_threads_wait(ray_start, tmp_path)
             thread.join(timeout=10)
     assert results == {"a": "a", "b": "b"}
     assert _scheduling_policy(runtime_tid) == os.SCHED_BATCH
+
+
+@LINUX_POLICIES
+def test_a_wait_that_outlives_the_runtime_thread_changes_no_policy():
+    """A get blocked across shutdown resumes cleanly; a forgotten thread id is never steered."""
+    from asyncray._wakeups import RuntimeWakeups
+
+    wakeups = RuntimeWakeups()
+    adopted, forget, forgotten, finish = (threading.Event() for _ in range(4))
+    tids: list[int] = []
+
+    def runtime_thread():
+        tids.append(threading.get_native_id())
+        wakeups.adopt_current_thread()
+        adopted.set()
+        forget.wait(10)
+        wakeups.forget_thread()
+        forgotten.set()
+        finish.wait(10)  # stay alive: its policy is read below
+
+    thread = threading.Thread(target=runtime_thread)
+    thread.start()
+    try:
+        assert adopted.wait(10)
+        assert _scheduling_policy(tids[0]) == os.SCHED_BATCH
+        wakeups.driver_blocks()
+        assert _scheduling_policy(tids[0]) == os.SCHED_OTHER
+        forget.set()
+        assert forgotten.wait(10)
+        wakeups.driver_resumes()  # must neither raise nor touch the forgotten id
+        assert _scheduling_policy(tids[0]) == os.SCHED_OTHER
+    finally:
+        forget.set()
+        finish.set()
+        thread.join(10)

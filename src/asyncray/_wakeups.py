@@ -58,8 +58,6 @@ class RuntimeWakeups:
 
     def driver_blocks(self) -> None:
         """A driver thread is about to block for a reply (pair with ``driver_resumes``)."""
-        if self._tid is None:
-            return
         with self._lock:
             self._waiting += 1
             if self._waiting == 1:
@@ -67,16 +65,14 @@ class RuntimeWakeups:
 
     def driver_resumes(self) -> None:
         """The driver thread that blocked has its reply (or gave up)."""
-        if self._tid is None:
-            return
         with self._lock:
             self._waiting -= 1
             if self._waiting == 0:
                 self._set(_BATCH)
 
     def _set(self, policy: int | None) -> None:
-        # Under the lock. The id is checked again here: the runtime thread
-        # may have ended (forget_thread) since the caller looked.
+        # Under the lock: the runtime thread may have ended (forget_thread)
+        # while a driver thread was blocked.
         if self._tid is None:
             return
         try:
