@@ -250,7 +250,8 @@ def test_runtime_thread_is_normal_while_driver_threads_wait(ray_start, tmp_path)
         wait_for_file(tmp_path / name)
         return name
 
-    runtime_tid = asyncray._api._require_session().thread.native_id
+    session = asyncray._api._require_session()
+    runtime_tid = session.thread.native_id
     results: dict[str, str] = {}
 
     def waiter(name):
@@ -260,7 +261,8 @@ def test_runtime_thread_is_normal_while_driver_threads_wait(ray_start, tmp_path)
     for thread in threads.values():
         thread.start()
     try:
-        wait_for_condition(lambda: _scheduling_policy(runtime_tid) == os.SCHED_OTHER)
+        wait_for_condition(lambda: session.client.wakeups.waiting_threads == 2)
+        assert _scheduling_policy(runtime_tid) == os.SCHED_OTHER
         (tmp_path / "a").touch()
         threads["a"].join(timeout=10)
         assert results == {"a": "a"}

@@ -56,6 +56,11 @@ class RuntimeWakeups:
         with self._lock:
             self._tid = None
 
+    @property
+    def waiting_threads(self) -> int:
+        """How many driver threads are blocked in a long wait right now."""
+        return self._waiting
+
     def driver_blocks(self) -> None:
         """A driver thread is about to block for a reply (pair with ``driver_resumes``)."""
         with self._lock:
