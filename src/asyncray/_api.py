@@ -346,7 +346,7 @@ def _start(session: Session, log_to_driver: bool, store: _StoreConfig) -> None:
     ready = threading.Event()
     failure: list[BaseException] = []
     thread = threading.Thread(
-        target=_run_loop,
+        target=_runtime_thread,
         args=(loop, session, zygote_pid, zygote_sock, log_to_driver, ready, failure),
         name="asyncray-runtime",
         daemon=True,
@@ -370,24 +370,17 @@ def _start(session: Session, log_to_driver: bool, store: _StoreConfig) -> None:
 _boot: Session | None = None
 
 
-def _run_loop(
-    loop: asyncio.AbstractEventLoop,
-    session: Session,
-    zygote_pid: int,
-    zygote_sock: socket.socket,
-    log_to_driver: bool,
-    ready: threading.Event,
-    failure: list[BaseException],
-) -> None:
+def _runtime_thread(loop: asyncio.AbstractEventLoop, session: Session, *rest: Any) -> None:
+    """The runtime thread's body: ``_run_loop`` under the thread's scheduling policy."""
     wakeups = session.client.wakeups
     wakeups.adopt_current_thread()
     try:
-        _serve(loop, session, zygote_pid, zygote_sock, log_to_driver, ready, failure)
+        _run_loop(loop, session, *rest)
     finally:
         wakeups.forget_thread()
 
 
-def _serve(
+def _run_loop(
     loop: asyncio.AbstractEventLoop,
     session: Session,
     zygote_pid: int,
