@@ -194,7 +194,7 @@ def test_children_use_no_cpu_once_calls_stop(ray_start):
 
 
 def test_a_child_killed_while_polling_gives_its_poll_slot_back():
-    from asyncray._client import _PollSlots
+    from asyncray._wire.polling import PollSlots as _PollSlots
 
     slots = _PollSlots(1)
     ready_r, ready_w = os.pipe()
@@ -280,7 +280,7 @@ def test_runtime_thread_is_normal_while_driver_threads_wait(ray_start, tmp_path)
 @LINUX_POLICIES
 def test_a_wait_that_outlives_the_runtime_thread_changes_no_policy():
     """A get blocked across shutdown resumes cleanly; a forgotten thread id is never steered."""
-    from asyncray._wakeups import RuntimeWakeups
+    from asyncray._clients.wakeups import RuntimeWakeups
 
     wakeups = RuntimeWakeups()
     adopted, forget, forgotten, finish = (threading.Event() for _ in range(4))

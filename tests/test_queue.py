@@ -128,7 +128,7 @@ class Consumer:
 
 def waiters(q):
     """How many callers are blocked on ``q`` in the runtime (a queue the driver can see)."""
-    state = q._local()
+    state = asyncray._api.client().runtime.queues.get(q._id)
     return len(state.getters) + len(state.putters)
 
 
@@ -595,7 +595,7 @@ def test_shutdown_frees_the_queue_and_later_calls_fail_clearly(ray_start, force)
     q.put(1)
     copy = pickle.loads(pickle.dumps(q))
     q.shutdown(force=force)
-    assert q._id not in asyncray._api.client().local_queues.queues
+    assert q._id not in asyncray._api.client().runtime.queues.queues
     for call in (lambda: q.put(1), q.get_nowait, q.qsize, lambda: copy.get(timeout=1)):
         with pytest.raises(ActorDiedError, match="This Queue has been shut down"):
             call()
@@ -625,7 +625,7 @@ async def test_shutdown_fails_calls_still_blocked(ray_start):
 
 
 def test_a_dropped_queue_is_freed_unless_it_was_pickled(ray_start):
-    registry = asyncray._api.client().local_queues
+    registry = asyncray._api.client().runtime.queues
     q = Queue()
     qid = q._id
     del q
@@ -641,7 +641,7 @@ def test_asyncray_shutdown_frees_every_queue(shutdown_only):
     asyncray.init(num_cpus=2)
     q = Queue()
     q.put(1)
-    state = q._local()
+    state = asyncray._api.client().runtime.queues.get(q._id)
     asyncray.shutdown()
     assert state.closed and not state.items
     with pytest.raises(ActorDiedError):

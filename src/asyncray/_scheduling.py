@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import runtime_context
+from . import _task_context
 
 NO_GROUP: tuple[bytes, int, bool] = (b"", -1, False)
 # The options that name a strategy or a group.
@@ -32,10 +32,10 @@ def resolve(
     if not options.keys() & _GROUP_OPTIONS:
         # The common case, on every .remote(): no strategy, so only a parent's
         # captured group could apply (the imports below cost more than this).
-        ctx = runtime_context.current_task()
+        ctx = _task_context.current_task()
         if ctx.placement_group is None or not ctx.pg_capture:
             return NO_GROUP
-    from .util.placement_group import PlacementGroup
+    from ._placement_group import PlacementGroup
     from .util.scheduling_strategies import (
         NodeAffinitySchedulingStrategy,
         NodeLabelSchedulingStrategy,
@@ -64,7 +64,7 @@ def resolve(
             "NodeLabelSchedulingStrategy."
         )
     elif group == "default":
-        ctx = runtime_context.current_task()
+        ctx = _task_context.current_task()
         if ctx.placement_group is None or not ctx.pg_capture:
             if index not in (-1, None):
                 raise ValueError(

@@ -24,8 +24,10 @@ import numbers
 import os
 from typing import Any, Generic, TypeVar
 
-from . import _api, _client, _options, _scheduling, runtime_context
+from . import _api, _options, _scheduling, _task_context
 from . import exceptions as exc
+from ._clients import base as _client
+from ._session.resources import check_namespace
 from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
@@ -128,7 +130,7 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
         if name == "":
             raise ValueError("Actor name cannot be an empty string.")
     if options.get("namespace") is not None:
-        _api._check_namespace(options["namespace"])
+        check_namespace(options["namespace"])
     lifetime = options.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(
@@ -446,7 +448,7 @@ class ActorHandle(Generic[T]):
 
     @property
     def _ray_actor_id(self) -> Any:
-        from .util.placement_group import BinaryID
+        from ._placement_group import BinaryID
 
         return BinaryID(self._actor_id)
 
@@ -514,7 +516,7 @@ class ActorHandle(Generic[T]):
                 False,
                 -1,
                 timeout_s,
-                runtime_context.current_task().task_id or b"",
+                _task_context.current_task().task_id or b"",
             )
         )
         refs = [ObjectRef(rid, True) for rid in return_ids]
@@ -634,7 +636,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name)}")
     if namespace is not None:
-        _api._check_namespace(namespace)
+        check_namespace(namespace)
     session = _api._auto_init()
     client = session.client
     ns = namespace or session.namespace

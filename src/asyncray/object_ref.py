@@ -23,15 +23,11 @@ import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from . import _client
+from ._clients import base as _client
 from ._wire import refs as _refs
 
 _new_ref = object.__new__
-# Refs rebuilt from payloads so far, in this process. A failed load compares
-# it before and after to know how many of the payload's refs exist (refs are
-# rebuilt in pickling order). Not per thread: it costs less on the hot path,
-# and concurrent loads that fail at once could only keep objects too long.
-rebuilt = 0
+_rebuilt = _refs.rebuilt
 
 T = TypeVar("T")
 
@@ -43,8 +39,7 @@ def _rebuild(binary: bytes) -> ObjectRef[Any]:
 
     The hottest line of a get of many refs: no ``__init__`` call.
     """
-    global rebuilt
-    rebuilt += 1
+    _rebuilt.n += 1
     ref = _new_ref(ObjectRef)
     ref._id = binary
     ref._owned = True

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from . import _api, _client, runtime_context
+from . import _api, _task_context
+from ._clients import base as _client
 from ._wire import protocol as P
 from ._wire import refs
 from ._wire import serialization as ser
@@ -193,7 +194,7 @@ def start_actor_stream(
             True,
             backpressure,
             timeout_s,
-            runtime_context.current_task().task_id or b"",
+            _task_context.current_task().task_id or b"",
         )
     )
     return ObjectRefGenerator(task_id)

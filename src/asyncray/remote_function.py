@@ -17,27 +17,16 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _api, _options, _scheduling, runtime_context
+from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
 from ._wire import serialization as ser
+from ._wire.serialization import DepSlot
 from .object_ref import ObjectRef
 
 P_ = ParamSpec("P_")
 R = TypeVar("R")
 
 _EMPTY_ARGS = ser.EMPTY_ARGS
-
-
-class DepSlot:
-    """Stands in for a top-level ``ObjectRef`` argument; the worker puts the value here."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __reduce__(self) -> Any:
-        return (DepSlot, (self.index,))
 
 
 def pack_arguments(
@@ -193,7 +182,7 @@ class RemoteFunction(Generic[P_, R]):
                 pg_id,
                 pg_bundle,
                 pg_capture,
-                runtime_context.current_task().task_id or b"",
+                _task_context.current_task().task_id or b"",
             )
         )
         if streaming:

@@ -227,7 +227,7 @@ class ActorManager:
         )
 
     def on_started(self, conn: Any, msg: P.ActorStarted) -> None:
-        actor: ActorRecord | None = getattr(conn.worker, "actor", None)
+        actor: ActorRecord | None = conn.worker.actor if conn.worker is not None else None
         if actor is None or actor.state != "starting":
             return
         if not msg.ok:
@@ -474,7 +474,7 @@ class ActorManager:
 
     def on_exiting(self, conn: Any, msg: P.ActorExiting) -> None:
         """``exit_actor()``: that call and everything not yet started fail with ActorDiedError."""
-        actor: ActorRecord | None = getattr(conn.worker, "actor", None)
+        actor: ActorRecord | None = conn.worker.actor if conn.worker is not None else None
         if actor is None or actor.state == "dead":
             return
         actor.exiting = True

@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 BUNDLE_UNITS = 1000.0
 
 
-def ready_object_id(pg_id: bytes) -> bytes:
-    """The object ``pg.ready()`` refers to: sealed with the group's handle once created."""
-    return b"pgready-" + pg_id + b"\x00\x00\x00\x00"
-
-
 class PlacementGroupRecord:
     """One placement group: its spec, state and (once created) its bundle pools."""
 
@@ -77,7 +72,7 @@ class PlacementGroupManager:
     def on_create(self, conn: Any, msg: P.CreatePlacementGroup) -> None:
         group = PlacementGroupRecord(msg, conn)
         self.groups[msg.pg_id] = group
-        self.rt.objects.create(ready_object_id(msg.pg_id))
+        self.rt.objects.create(P.pg_ready_object_id(msg.pg_id))
         self.pending.append(group)
         self.place_pending()
 
@@ -107,7 +102,7 @@ class PlacementGroupManager:
             group.gpu_ids.append(gpu_ids)
             group.bundles.append(ResourcePool(bundle, gpu_ids=gpu_ids))
         group.state = "CREATED"
-        self.rt.objects.seal(ready_object_id(group.pg_id), spec.handle)
+        self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), spec.handle)
         return True
 
     def _gpus_fit(self, bundles: list[dict[str, float]]) -> bool:
@@ -124,12 +119,12 @@ class PlacementGroupManager:
         was_created = group.state == "CREATED"
         group.state = "REMOVED"
         removed = ser.dumps_function(exc.TaskPlacementGroupRemoved())
-        ready = self.rt.objects.get(ready_object_id(group.pg_id))
+        ready = self.rt.objects.get(P.pg_ready_object_id(group.pg_id))
         if ready is None or ready.data is None:
-            self.rt.objects.seal(ready_object_id(group.pg_id), removed, True)
+            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
         else:  # pg.ready() of a removed group raises, as in Ray
-            self.rt.objects.release(ready_object_id(group.pg_id))
-            self.rt.objects.seal(ready_object_id(group.pg_id), removed, True)
+            self.rt.objects.release(P.pg_ready_object_id(group.pg_id))
+            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
         self.rt.fail_group_tasks(group.pg_id, removed)
         self.rt.actors.end_group_actors(group.pg_id)
         if was_created:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Union
 from .._wire import protocol as P
 from .._wire import refs
 from .._wire import serialization as ser
-from ..object_ref import ObjectRef
+from .conn import Conn
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -193,9 +193,10 @@ class QueueManager:
         # Guards ``queues``: the embedded driver creates queues from its own thread.
         self._lock = threading.Lock()
         self.queues: dict[bytes, QueueState] = {}
-        # Holder refs of queued items that contain refs, by ``id(payload)``
-        # (guarded by ``_lock``; the payload lives as long as its entry).
-        self._held: dict[int, list[ObjectRef[Any]]] = {}
+        # The ids of the refs inside queued items (one unit each held for them),
+        # by ``id(payload)`` (guarded by ``_lock``; the payload lives as long
+        # as its entry).
+        self._held: dict[int, list[bytes]] = {}
         self._ops: dict[int, Callable[[Any, P.QueueOp, QueueState], None]] = {
             P.QUEUE_PUT: self._put,
             P.QUEUE_GET: self._get,
@@ -214,45 +215,58 @@ class QueueManager:
     def get(self, queue_id: bytes) -> QueueState | None:
         return self.queues.get(queue_id)
 
-    # ================================================================ refs in items (any thread)
+    # ================================================================ refs in items
 
-    def hold(self, payload: bytes, on_loop: bool) -> None:
-        """An item with refs enters a queue: keep the objects it names alive."""
+    def hold(self, payload: bytes) -> None:
+        """On the loop: an item with refs enters a queue; keep the objects it names alive."""
+        incref = self.rt.objects.incref
+        for oid in self.hold_from_thread(payload):
+            incref(oid)
+
+    def hold_from_thread(self, payload: bytes) -> list[bytes]:
+        """Off the loop (the driver's direct path): record the item's holders.
+
+        Returns the ids whose units the caller must take by ``HoldObjects``
+        (it cannot touch the object table from its thread), before any later
+        release of them.
+        """
         if payload[:7] != refs.MARKER:
-            return
+            return []
         ids = refs.contained(payload)
-        if on_loop:
-            incref = self.rt.objects.incref
-            for oid in ids:
-                incref(oid)
-        else:  # the driver thread: the loop takes the units (before any later release)
-            _post_from_driver(P.HoldObjects(ids))
-        holders = [ObjectRef(oid, True) for oid in ids]
         with self._lock:
-            self._held[id(payload)] = holders
+            self._held[id(payload)] = ids
+        return ids
 
     def let_go(self, payloads: list[bytes]) -> None:
-        """Items leave the queue (given to a taker by message, or dropped)."""
-        if self._held:
-            with self._lock:
-                for payload in payloads:
-                    self._held.pop(id(payload), None)  # the holders release on collection
+        """On the loop: items leave the queue (given to a taker by message, or dropped)."""
+        ids = self.let_go_from_thread(payloads)
+        if ids:
+            self.rt.objects.release_many(ids)
+
+    def let_go_from_thread(self, payloads: list[bytes]) -> list[bytes]:
+        """Off the loop: items leave the queue; returns the ids the caller must release."""
+        if not self._held:
+            return []
+        released: list[bytes] = []
+        with self._lock:
+            for payload in payloads:
+                released += self._held.pop(id(payload), ())
+        return released
 
     def hand_over(self, payload: bytes) -> None:
-        """The driver takes an item directly: its holders' units pass to the refs it rebuilds."""
+        """Off the loop: the driver takes an item directly; the units pass to the refs it
+        rebuilds (nothing is released)."""
         if self._held:
             with self._lock:
-                holders = self._held.pop(id(payload), None)
-            for ref in holders or ():
-                ref._owned = False
+                self._held.pop(id(payload), None)
 
     def discard(self, payloads: list[bytes]) -> None:
-        """Items nobody will take: let go of their objects and segments."""
+        """On the loop: items nobody will take; let go of their objects and segments."""
         self.let_go(payloads)
         for payload in payloads:
             ser.abandon(payload)
 
-    def give(self, conn: Any, payloads: list[bytes]) -> None:
+    def give(self, conn: Conn, payloads: list[bytes]) -> None:
         """Items sent to ``conn``: its process gets units for their refs, the holders go."""
         for payload in payloads:
             if payload[:7] == refs.MARKER:
@@ -283,7 +297,7 @@ class QueueManager:
 
     def _put(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
         payload = msg.items[0]
-        self.hold(payload, on_loop=True)
+        self.hold(payload)
         waiter = None if msg.timeout == 0 else QueueWaiter(conn, msg.req_id, state, payload)
         status = state.put(payload, waiter)
         if status == PARKED:
@@ -306,7 +320,7 @@ class QueueManager:
 
     def _put_batch(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
         for payload in msg.items:
-            self.hold(payload, on_loop=True)
+            self.hold(payload)
         status, size = state.put_batch(msg.items)
         if status != P.QUEUE_OK:
             self.discard(msg.items)
@@ -399,14 +413,6 @@ class QueueManager:
             _close(state)
         with self._lock:
             self._held.clear()
-
-
-def _post_from_driver(msg: Any) -> None:
-    from .. import _client
-
-    client = _client._current
-    if client is not None:
-        client.post(msg)
 
 
 def _close(state: QueueState) -> tuple[list[QueueWaiter], list[bytes]]:

@@ -293,9 +293,7 @@ class Runtime:
         if units is not None:
             for oid in msg.object_ids:
                 units[oid] = units.get(oid, 0) - 1
-        forget = getattr(conn, "forget", None)
-        if forget is not None:
-            forget(msg.object_ids)
+        conn.forget(msg.object_ids)
 
     def _on_reserve_segment(self, conn: Any, msg: P.ReserveSegment) -> None:
         try:
@@ -875,7 +873,7 @@ class Runtime:
 
     def seal_results(self, owner: Any, return_ids: list[bytes], results: list[bytes]) -> None:
         """Seal a task's values; small ones also go to the owner's in-process store."""
-        deliver = getattr(owner, "deliver", None)
+        deliver = owner.deliver if owner.keeps_values else None
         get = self.objects.get
         seal = self.objects.seal
         for rid, data in zip(return_ids, results):
@@ -1038,9 +1036,8 @@ class Runtime:
             return
         # Straight to the owner's store (even if nobody asked yet): a consumer
         # behind the producer then takes each item without a round trip.
-        deliver = getattr(stream.owner, "deliver", None)
-        if deliver is not None:
-            deliver(oid, msg.data)
+        if stream.owner.keeps_values:
+            stream.owner.deliver(oid, msg.data)
         self.objects.seal(oid, msg.data, False)
 
     def end_stream(self, task_id: bytes, count: int) -> None:
@@ -1091,9 +1088,7 @@ class Runtime:
         """Items ``first`` to ``end - 1`` will never be taken: free them (the owner's copy too)."""
         dropped = [task_id + i.to_bytes(4, "little") for i in range(first, end)]
         self.objects.release_many(dropped)
-        forget = getattr(stream.owner, "forget", None)
-        if forget is not None:
-            forget(dropped)  # items delivered to the owner's store, never taken
+        stream.owner.forget(dropped)  # items delivered to the owner's store, never taken
 
     def _on_stream_next(self, conn: Any, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)

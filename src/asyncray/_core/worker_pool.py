@@ -13,6 +13,7 @@ over SCM_RIGHTS) and reports forks and exits back to the runtime.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -21,9 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._wire import protocol as P
+from .._wire.framing import FrameTooLarge, take_frames
 
 if TYPE_CHECKING:
     from .runtime import Runtime, TaskRecord
+
+logger = logging.getLogger("asyncray")
 
 
 class WorkerRecord:
@@ -114,32 +118,35 @@ class ChildConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        pos = 0
-        end = len(buf)
-        header = P.HEADER
-        decode = P.decoder.decode
+        try:
+            msgs = take_frames(buf, P.decoder.decode)
+        except FrameTooLarge:
+            logger.error("asyncray: dropping child %s: corrupt frame", self.worker)
+            buf.clear()
+            self.transport.close()
+            return
         runtime = self.runtime
         handle = runtime.handle
-        view = memoryview(buf)
         runtime.begin_batch()
         try:
-            while end - pos >= 4:
-                (n,) = header.unpack_from(buf, pos)
-                if end - pos - 4 < n:
-                    break
-                msg = decode(view[pos + 4 : pos + 4 + n])
-                pos += 4 + n
+            for msg in msgs:
                 handle(self, msg)
         finally:
-            view.release()
-            if pos:
-                del buf[:pos]
             runtime.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.runtime.on_child_eof(self.worker)
 
     # ------------------------------------------------------------ sending
+
+    # A child's values reach it only when it asks (its results are not pushed).
+    keeps_values = False
+
+    def deliver(self, object_id: bytes, data: bytes) -> None:
+        """Never called (``keeps_values`` is False): a child fetches what it needs."""
+
+    def forget(self, object_ids: list[bytes]) -> None:
+        """A child keeps no values the kernel pushed: nothing to drop."""
 
     def send(self, msg: Any) -> None:
         # Written at once — the transport tries the syscall immediately, and a
@@ -212,12 +219,7 @@ class ZygoteLink:
             return
         buf = self._buf
         buf += data
-        while len(buf) >= P.HEADER_SIZE:
-            (n,) = P.HEADER.unpack_from(buf)
-            if len(buf) < P.HEADER_SIZE + n:
-                break
-            msg = P.zygote_decoder.decode(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
-            del buf[: P.HEADER_SIZE + n]
+        for msg in take_frames(buf, P.zygote_decoder.decode):
             if isinstance(msg, P.Spawned):
                 self._on_spawned(msg.child_id, msg.pid)
             elif isinstance(msg, P.Reaped):

@@ -29,8 +29,9 @@ import socket
 import sys
 from collections.abc import Callable
 
-from .. import _client
+from .._wire import polling
 from .._wire import protocol as P
+from .._wire.framing import take_frames
 
 # Control messages are tiny; one recvmsg of this size always holds one whole.
 _CTL_BUFSIZE = 1 << 16
@@ -73,7 +74,7 @@ def _zygote_main(
 ) -> None:
     os.setpgid(0, 0)
     set_parent_death_signal()
-    _client.allow_pollers(len(os.sched_getaffinity(0)) - 1)
+    polling.allow_pollers(len(os.sched_getaffinity(0)) - 1)
     if os.getppid() != driver_pid:  # the driver died before prctl took effect
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -122,15 +123,7 @@ def _recv_ctl(ctl: socket.socket, buf: bytearray) -> tuple[list[P.Spawn] | None,
     if not data:
         return None, []
     buf += data
-    msgs: list[P.Spawn] = []
-    while len(buf) >= P.HEADER_SIZE:
-        (n,) = P.HEADER.unpack_from(buf)
-        if len(buf) < P.HEADER_SIZE + n:
-            break
-        msg = P.zygote_decoder.decode(bytes(buf[P.HEADER_SIZE : P.HEADER_SIZE + n]))
-        del buf[: P.HEADER_SIZE + n]
-        if isinstance(msg, P.Spawn):
-            msgs.append(msg)
+    msgs = [m for m in take_frames(buf, P.zygote_decoder.decode) if isinstance(m, P.Spawn)]
     return msgs, list(fds)
 
 

@@ -269,6 +269,11 @@ class CreatePlacementGroup(_Msg, tag=38):
     handle: bytes
 
 
+def pg_ready_object_id(pg_id: bytes) -> bytes:
+    """The object ``pg.ready()`` refers to: sealed with the group's handle once created."""
+    return b"pgready-" + pg_id + b"\x00\x00\x00\x00"
+
+
 class RemovePlacementGroup(_Msg, tag=39):
     pg_id: bytes
 
@@ -470,6 +475,17 @@ class QueueReply(_Msg, tag=45):
     size: int
 
 
+class ErrorReply(_Msg, tag=27):
+    """The kernel failed handling request ``req_id`` (an internal bug); ``error`` is its traceback.
+
+    Sent in place of the request's usual reply: the requester raises
+    ``RaySystemError`` with this text instead of waiting forever.
+    """
+
+    req_id: int
+    error: str
+
+
 Message = Union[
     RegisterFunction,
     SubmitTask,
@@ -516,6 +532,7 @@ Message = Union[
     CreateQueue,
     QueueOp,
     QueueReply,
+    ErrorReply,
 ]
 
 # ---------------------------------------------------------------- zygote control
@@ -547,19 +564,34 @@ ZygoteMessage = Union[Spawn, Spawned, Reaped]
 
 HEADER = struct.Struct("<I")
 HEADER_SIZE = HEADER.size
-# Frames above this are refused rather than buffered: a corrupted length
-# prefix must not make a reader allocate gigabytes.
-MAX_FRAME = 1 << 34
+# The largest message body a frame may carry. Large values never travel in
+# a frame (they go to shared memory above ``max_direct_call_object_size``),
+# so a bigger length prefix means a corrupted stream: readers refuse it
+# (``framing.FrameTooLarge``) rather than buffer gigabytes waiting for it.
+MAX_FRAME = 1 << 30
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Message)
 zygote_decoder = msgspec.msgpack.Decoder(ZygoteMessage)
 
 
+def _checked_length(body: bytes, msg: msgspec.Struct) -> bytes:
+    if len(body) > MAX_FRAME:
+        raise ValueError(
+            f"a {type(msg).__name__} message of {len(body)} bytes is over the frame limit "
+            f"of {MAX_FRAME} bytes; pass large data through ray.put() instead"
+        )
+    return HEADER.pack(len(body))
+
+
 def frame(msg: msgspec.Struct) -> bytes:
-    """Encode one message with its length prefix."""
+    """Encode one message with its length prefix.
+
+    Raises:
+        ValueError: the message is over ``MAX_FRAME`` bytes.
+    """
     body = encoder.encode(msg)
-    return HEADER.pack(len(body)) + body
+    return _checked_length(body, msg) + body
 
 
 def frame_many(msgs: list[msgspec.Struct]) -> bytes:
@@ -567,6 +599,6 @@ def frame_many(msgs: list[msgspec.Struct]) -> bytes:
     buf = bytearray()
     for msg in msgs:
         body = encoder.encode(msg)
-        buf += HEADER.pack(len(body))
+        buf += _checked_length(body, msg)
         buf += body
     return bytes(buf)

@@ -36,6 +36,24 @@ class _State(threading.local):
 state = _State()
 
 
+class RebuiltCount:
+    """Refs rebuilt from payloads so far, in this process (``ObjectRef`` counts them).
+
+    A failed load compares it before and after to know how many of the
+    payload's refs exist (refs are rebuilt in pickling order). Not per
+    thread: it costs less on the hot path, and concurrent loads that fail at
+    once could only keep objects too long.
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+rebuilt = RebuiltCount()
+
+
 def wrap(ids: list[bytes], payload: bytes) -> bytes:
     """Prefix ``payload`` with the ids of the refs it contains."""
     if len(ids) > MAX_REFS:

@@ -205,10 +205,8 @@ def loads(data: bytes) -> Any:
 
 
 def _loads_with_refs(data: bytes) -> Any:
-    from .. import object_ref
-
     inner = refs.inner(data)
-    before = object_ref.rebuilt
+    before = refs.rebuilt.n
     # Thousands of new refs would trigger garbage collections that scan them
     # again and again (most of the cost of a get of 10k refs); none of them
     # can be in a cycle yet, so collect after the load instead of during it.
@@ -222,7 +220,7 @@ def _loads_with_refs(data: bytes) -> Any:
     except BaseException:
         # Refs are rebuilt in pickling order: those rebuilt before the failure
         # give their units back when collected; give back the rest now.
-        _release(refs.contained(data)[object_ref.rebuilt - before :])
+        _release(refs.contained(data)[refs.rebuilt.n - before :])
         raise
     finally:
         if pause_gc:
@@ -250,18 +248,40 @@ def discard_arguments(msg: Any) -> None:
         discard(value)
 
 
-def _release(ids: list[bytes]) -> None:
-    from .. import _client
+# Gives back one unit of an object (the current client's ``release``); installed
+# by the client when it becomes current (the wire never calls up to find it).
+_release_unit: Callable[[bytes], None] | None = None
 
-    client = _client._current
-    if client is not None:
+
+def install_release(release: Callable[[bytes], None] | None) -> None:
+    """Where units of refs never rebuilt go (``discard``, a failed load)."""
+    global _release_unit
+    _release_unit = release
+
+
+def _release(ids: list[bytes]) -> None:
+    release = _release_unit
+    if release is not None:
         for oid in ids:
-            client.release(oid)
+            release(oid)
 
 
 # A load rebuilding refs whose ids take at least this many bytes (about a
 # thousand refs) runs with the garbage collector paused.
 GC_PAUSE_REF_BYTES = 28 * 1000
+
+
+class DepSlot:
+    """Stands in for a top-level ``ObjectRef`` argument; the worker puts the value here."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> Any:
+        return (DepSlot, (self.index,))
+
 
 # The argument payload of a call with no arguments.
 EMPTY_ARGS = pickle.dumps(((), {}), PROTOCOL)

@@ -32,6 +32,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .refs import MARKER as _REFS_MARKER
@@ -51,11 +52,27 @@ MIN_SHM_FREE_BYTES = 256 * 1024 * 1024
 _directory: str | None = None
 _spill_directory: str | None = None
 _session_tag = ""
-# Asks the runtime for a segment of n bytes: (name, recycled). Set by the
-# client of this process; raises ObjectStoreFullError when there is no room.
-reserver: Callable[[int], tuple[str, bool]] | None = None
-# Tells the runtime a reservation will not be used (the producer failed).
-abandoner: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class SegmentHooks:
+    """How this process's segments reach the runtime; the client installs them.
+
+    The wire never calls up into a client: the client passes these down
+    (``install_hooks``) when it becomes the process's current client.
+    """
+
+    # Asks the runtime for a segment of n bytes: (name, recycled); raises
+    # ObjectStoreFullError when there is no room.
+    reserve: Callable[[int], tuple[str, bool]]
+    # Tells the runtime a reservation will not be used (the producer failed).
+    abandon: Callable[[str], None]
+    # In the driver: a view of a segment closed (the runtime may be waiting to
+    # recycle it). None in children, which report views in batches instead.
+    view_closed: Callable[[str], None] | None = None
+
+
+_hooks: SegmentHooks | None = None
 # Producers keep their writable mappings of segments open, so a recycled
 # segment is written again without setting up page tables (most of the cost
 # of a large put beyond the copy). The runtime closes the driver's when it
@@ -65,15 +82,18 @@ _writable: dict[str, mmap.mmap] = {}
 # In children: segments mapped / unmapped since the last report to the
 # runtime, which recycles a segment only when nobody views it.
 report_views = False
-# In the driver: told when a view of a segment closes (the runtime may be
-# waiting to recycle it).
-driver_view_closed: Callable[[str], None] | None = None
 mapped_log: list[str] = []
 unmapped_log: list[str] = []
 _log_lock = threading.Lock()
 # Mappings this process has open, by segment path. Weak: a mapping lives as
 # long as the values that view it, so freed objects give their memory back.
 _maps: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
+
+
+def install_hooks(hooks: SegmentHooks | None) -> None:
+    """Route reservations and view reports through ``hooks`` (None: no runtime to ask)."""
+    global _hooks
+    _hooks = hooks
 
 
 def configure(session_tag: str, threshold: int | None = None, spill_root: str | None = None) -> str:
@@ -159,8 +179,9 @@ def dumps_large(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
     """Write ``buffers`` into a new segment; return the payload that names it."""
     views = [b.raw() for b in buffers]
     total = max(sum(v.nbytes for v in views), 1)
-    if reserver is not None:
-        name, recycled = reserver(total)  # may raise ObjectStoreFullError
+    hooks = _hooks
+    if hooks is not None:
+        name, recycled = hooks.reserve(total)  # may raise ObjectStoreFullError
     else:  # no runtime to ask (a bare process): a fresh private name
         name, recycled = f"{PREFIX}{_session_tag}_{uuid.uuid4().hex[:16]}", False
     path = os.path.join(directory(), name)
@@ -232,9 +253,10 @@ def _forget_writable(name: str) -> None:
 def abandon(name: str) -> None:
     """A written segment whose payload will never be sent: remove it, give back its room."""
     unlink(name)
-    if abandoner is not None:
+    hooks = _hooks
+    if hooks is not None:
         with contextlib.suppress(Exception):
-            abandoner(name)
+            hooks.abandon(name)
 
 
 def is_shm(payload: bytes) -> bool:
@@ -302,7 +324,7 @@ def _map(name: str) -> mmap.mmap:
             with _log_lock:
                 mapped_log.append(name)
             weakref.finalize(mapping, _unmapped, name)
-        elif driver_view_closed is not None:
+        elif _hooks is not None and _hooks.view_closed is not None:
             weakref.finalize(mapping, _driver_unmapped, path, name)
     return mapping
 
@@ -312,8 +334,9 @@ def _driver_unmapped(path: str, name: str) -> None:
     # (and retires the segment, which the hook then reports) or no longer does.
     if path in _maps and _maps.get(path) is None:
         _maps.pop(path, None)
-    if driver_view_closed is not None:
-        driver_view_closed(name)
+    hooks = _hooks
+    if hooks is not None and hooks.view_closed is not None:
+        hooks.view_closed(name)
 
 
 def _unmapped(name: str) -> None:

@@ -28,12 +28,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import _client, runtime_context
+from .. import _task_context
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from .._wire.channel import SocketChannel
 from . import interrupts
 from .main import (
+    Client,
     _flush_output,
     _set_visible_gpus,
     resolve_arguments,
@@ -48,7 +50,8 @@ class ActorExitRequest(SystemExit):
 class _ActorState:
     """What every host needs: the instance and how to run one call on it."""
 
-    def __init__(self, channel: _client.SocketChannel, start: P.StartActor) -> None:
+    def __init__(self, channel: SocketChannel, client: Client, start: P.StartActor) -> None:
+        self.client = client
         self.channel = channel
         self.start = start
         self.config: dict[str, Any] = ser.loads(start.config)
@@ -59,8 +62,8 @@ class _ActorState:
         self._group: Any = None
         _set_visible_gpus(start.gpu_ids)
 
-    def context(self, task_id: bytes | None) -> runtime_context.TaskContext:
-        ctx = runtime_context.TaskContext(
+    def context(self, task_id: bytes | None) -> _task_context.TaskContext:
+        ctx = _task_context.TaskContext(
             task_id,
             self.class_name,
             self.start.resources,
@@ -79,7 +82,7 @@ class _ActorState:
     def construct(self) -> bool:
         """Run ``__init__``; report the outcome to the runtime. False if it raised."""
         start = self.start
-        token = runtime_context.set_current_task(self.context(None))
+        token = _task_context.set_current_task(self.context(None))
         try:
             cls = ser.loads(start.class_blob)
             args, kwargs = resolve_arguments(start.args, start.dep_values)
@@ -90,7 +93,7 @@ class _ActorState:
             self.channel.send(P.ActorStarted(False, self._init_failure(e)))
             return False
         finally:
-            runtime_context.reset_current_task(token)
+            _task_context.reset_current_task(token)
             _flush_output()
         global _host
         _host = self
@@ -168,11 +171,7 @@ class _ActorState:
 
     def send_reply(self, reply: P.TaskDone) -> None:
         """Send a call's reply with the releases of refs dropped meanwhile (after it)."""
-        client = _client._current
-        if client is not None:
-            client.post(reply)
-        else:
-            self.channel.send(reply)
+        self.client.post(reply)
 
 
 def _terminate() -> None:
@@ -186,7 +185,7 @@ def current_host() -> _ActorState | None:
     return _host
 
 
-def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) -> None:
+def run_actor(channel: SocketChannel, client: Client, kind: str, env: dict[str, str]) -> None:
     """Entry point of an actor process, after its hello."""
     try:
         start = channel.next_inbound()
@@ -194,7 +193,7 @@ def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) ->
         return
     if type(start) is not P.StartActor:
         return
-    state = _ActorState(channel, start)
+    state = _ActorState(channel, client, start)
     kind = state.config["kind"]
     if kind == "async":
         _AsyncHost(state).run()
@@ -208,7 +207,7 @@ def run_actor(channel: _client.SocketChannel, kind: str, env: dict[str, str]) ->
         atexit._run_exitfuncs()
 
 
-def _wait_for_shutdown(channel: _client.SocketChannel) -> None:
+def _wait_for_shutdown(channel: SocketChannel) -> None:
     while True:
         try:
             msg = channel.next_inbound()
@@ -245,7 +244,7 @@ class _PlainHost:
     def call(self, msg: P.ExecuteActorCall) -> bool:
         """Run one call; True if the actor should exit."""
         state = self.state
-        token = runtime_context.set_current_task(state.context(msg.task_id))
+        token = _task_context.set_current_task(state.context(msg.task_id))
         # A plain actor's call past its timeout_s is interrupted by SIGINT;
         # it may land only while the method itself runs.
         interrupts.enter_user_code()
@@ -262,7 +261,7 @@ class _PlainHost:
             reply = state.error_for(msg, e)
         finally:
             interrupts.leave_user_code()
-            runtime_context.reset_current_task(token)
+            _task_context.reset_current_task(token)
             _flush_output()
         state.send_reply(reply)
         return False
@@ -313,7 +312,7 @@ class _ThreadedHost:
             return
         with self._active_lock:
             self._active += 1
-        token = runtime_context.set_current_task(state.context(msg.task_id))
+        token = _task_context.set_current_task(state.context(msg.task_id))
         try:
             reply = state.run_sync(msg)
         except SystemExit:
@@ -323,7 +322,7 @@ class _ThreadedHost:
         except BaseException as e:
             reply = state.error_for(msg, e)
         finally:
-            runtime_context.reset_current_task(token)
+            _task_context.reset_current_task(token)
             _flush_output()
             with self._active_lock:
                 self._active -= 1
@@ -440,7 +439,7 @@ class _AsyncHost:
 
     async def _run(self, msg: P.ExecuteActorCall, loaded: list[bool]) -> P.TaskDone:
         state = self.state
-        token = runtime_context.set_current_task(state.context(msg.task_id))
+        token = _task_context.set_current_task(state.context(msg.task_id))
         try:
             loaded[0] = True  # from here on, the refs in them are rebuilt or given back
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
@@ -459,7 +458,7 @@ class _AsyncHost:
         except BaseException as e:  # the method's error goes to its caller
             return state.error_for(msg, e)
         finally:
-            runtime_context.reset_current_task(token)
+            _task_context.reset_current_task(token)
             _flush_output()
 
     async def _exit_when_idle(self) -> None:

@@ -20,24 +20,42 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .. import _api, _client, runtime_context
+from .. import _task_context
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
-from ..remote_function import DepSlot
+from .._wire.channel import SocketChannel
+from .._wire.serialization import DepSlot
 from . import interrupts
 
 _ORIGINAL_CUDA = os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
-def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
-    """Entry point of a forked child (called by the zygote)."""
+class Client(Protocol):
+    """What the child side needs of this process's client (``_clients.worker.WorkerClient``)."""
+
+    def post(self, msg: Any) -> None:
+        """Send ``msg``, with the releases and view reports queued meanwhile."""
+
+
+def child_main(
+    sock: socket.socket,
+    kind: str,
+    env: dict[str, str],
+    *,
+    attach: Callable[[SocketChannel], Client],
+) -> None:
+    """Entry point of a forked child (called by the zygote).
+
+    ``attach`` is the session's hook: it makes this process's client for
+    ``channel`` (the child side never imports the session or the clients).
+    """
     _reset_inherited_state()
-    channel = _client.SocketChannel(sock)
-    client = _client.WorkerClient(channel)
-    _api.attach_worker(client)
+    channel = SocketChannel(sock)
+    client = attach(channel)
     _forward_output(channel)
     channel.send(P.WorkerHello(os.getpid()))
     try:
@@ -47,7 +65,7 @@ def child_main(sock: socket.socket, kind: str, env: dict[str, str]) -> None:
         else:
             from .actor_host import run_actor
 
-            run_actor(channel, kind, env)
+            run_actor(channel, client, kind, env)
     finally:
         # A frame another thread left to a writer that exits with us.
         channel.drain_outbox()
@@ -57,8 +75,6 @@ def _reset_inherited_state() -> None:
     # The driver's exit handlers (asyncray's shutdown among them) belong to
     # the driver: an actor's exit must run only its own.
     atexit._clear()
-    # init() holds this lock while the zygote is forked.
-    _api._lock = threading.RLock()
     # The driver may have called init() inside a running event loop; this
     # process must not believe it is inside that loop.
     asyncio.events._set_running_loop(None)
@@ -76,7 +92,7 @@ def _reset_inherited_state() -> None:
 class _ForwardedStream(io.TextIOBase):
     """A text stream that sends whole lines to the driver, tagged ``(name pid=N)``."""
 
-    def __init__(self, channel: _client.SocketChannel, stream: int) -> None:
+    def __init__(self, channel: SocketChannel, stream: int) -> None:
         self._channel = channel
         self._stream = stream
         self._pending = ""
@@ -115,7 +131,7 @@ class _ForwardedStream(io.TextIOBase):
 
     def _emit(self, block: str) -> None:
         if self.tags:
-            name = runtime_context.current_task().name
+            name = _task_context.current_task().name
             tag = f"({name} pid={self._pid}) " if name else f"(pid={self._pid}) "
             block = "".join(tag + line for line in block.splitlines(keepends=True))
         try:
@@ -124,7 +140,7 @@ class _ForwardedStream(io.TextIOBase):
             pass
 
 
-def _forward_output(channel: _client.SocketChannel) -> None:
+def _forward_output(channel: SocketChannel) -> None:
     sys.stdout = _ForwardedStream(channel, 1)
     sys.stderr = _ForwardedStream(channel, 2)
 
@@ -143,7 +159,7 @@ def _flush_output() -> None:
 class TaskWorker:
     """Runs one task at a time, in order, for as long as the runtime sends them."""
 
-    def __init__(self, channel: _client.SocketChannel, client: _client.WorkerClient) -> None:
+    def __init__(self, channel: SocketChannel, client: Client) -> None:
         self.channel = channel
         self.client = client
         self.functions: dict[bytes, Any] = {}
@@ -169,11 +185,11 @@ class TaskWorker:
         return fn
 
     def execute(self, msg: P.ExecuteTask) -> P.TaskDone:
-        ctx = runtime_context.TaskContext(msg.task_id, msg.name, msg.resources, msg.gpu_ids)
+        ctx = _task_context.TaskContext(msg.task_id, msg.name, msg.resources, msg.gpu_ids)
         if msg.pg:
             ctx.placement_group = ser.loads(msg.pg)
             ctx.pg_capture = msg.pg_capture
-        token = runtime_context.set_current_task(ctx)
+        token = _task_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
         interrupts.enter_user_code()
         try:
@@ -194,7 +210,7 @@ class TaskWorker:
             return error_reply(msg.task_id, e, msg.name, msg.retry_exc)
         finally:
             interrupts.leave_user_code()
-            runtime_context.reset_current_task(token)
+            _task_context.reset_current_task(token)
         try:
             return P.TaskDone(
                 msg.task_id, serialize_returns(result, msg.num_returns, msg.name), False

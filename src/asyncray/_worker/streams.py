@@ -15,9 +15,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .. import _client
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from .._wire.channel import SocketChannel
 
 
 class StreamWriter:
@@ -25,7 +25,7 @@ class StreamWriter:
 
     def __init__(
         self,
-        channel: _client.SocketChannel,
+        channel: SocketChannel,
         task_id: bytes,
         backpressure: int,
         error_payload: Callable[[BaseException], bytes],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ..actor import list_named_actors
@@ -26,10 +27,16 @@ __all__ = [
 ]
 
 
+# Submodules that ``import ray; ray.util.<name>`` reaches, as in Ray; loaded on
+# first use, so programs that only use placement groups skip them.
+_LAZY_SUBMODULES = ("queue", "actor_pool", "scheduling_strategies")
+
+
 def __getattr__(name: str) -> Any:
-    # Imported on first use: programs that only use placement groups skip it.
     if name == "ActorPool":
         from .actor_pool import ActorPool
 
         return ActorPool
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'asyncray.util' has no attribute {name!r}")

@@ -1,0 +1,205 @@
+"""What every client gives the public API, and which client this process uses.
+
+The public API never touches runtime state: it calls the current client
+(``current()``), which sends the runtime ``protocol`` messages. Clients:
+``driver.DriverClient`` (the runtime runs in this process, on its own
+thread) and ``worker.WorkerClient`` (a child: messages go over its socket).
+``set_current`` also passes the client's hooks down to the wire (shared
+memory reservations, units of refs never rebuilt), which never imports up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import serialization as ser
+from .._wire import shm
+from .queues import MessageQueues, QueueTransport
+
+# Releases are sent in batches of at least this many ids (or with the next
+# message): one ReleaseObjects per batch instead of one per dropped ref.
+RELEASE_BATCH = 512
+
+# Values up to this size are kept in the owner's in-process store, so getting
+# them needs no round trip (Ray's max_direct_call_object_size).
+LOCAL_VALUE_LIMIT = 100 * 1024
+
+
+class ClientBase:
+    """What every client provides to the public API."""
+
+    is_driver = False
+
+    def __init__(self) -> None:
+        # Ids are a per-process random prefix and a counter: unique without
+        # a round trip, 28 bytes like Ray's (56 hex characters).
+        self._prefix = os.urandom(12)
+        self._counter = itertools.count(1)
+        self._req_ids = itertools.count(1)
+        self._registered: set[bytes] = set()
+        self._released: list[bytes] = []
+        # The owner's in-process store (as Ray's): serialized small values this
+        # process put or already fetched. Objects are immutable once sealed, so
+        # a hit needs no round trip to the runtime.
+        self.local_values: dict[bytes, bytes] = {}
+        self._queues: QueueTransport | None = None
+
+    # ------------------------------------------------------------ ids
+
+    def new_task_id(self) -> bytes:
+        return self._prefix + next(self._counter).to_bytes(12, "little")
+
+    def new_object_id(self) -> bytes:
+        return self.new_task_id() + b"\x00\x00\x00\x00"
+
+    # ------------------------------------------------------------ sending
+
+    def post(self, msg: Any) -> None:
+        """Send ``msg`` to the runtime without waiting (subclasses say how)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define post()")
+
+    def ensure_function(self, func_id: bytes, blob: Callable[[], bytes]) -> None:
+        """Send a function's definition before its first task (once per client)."""
+        if func_id not in self._registered:
+            self.post(P.RegisterFunction(func_id, blob()))
+            self._registered.add(func_id)
+
+    def release(self, object_id: bytes) -> None:
+        """Give back a unit (``ObjectRef.__del__`` does the same inline)."""
+        released = self._released
+        released.append(object_id)
+        if len(released) >= RELEASE_BATCH:
+            self.flush_releases()
+
+    def flush_releases(self) -> None:
+        released = self._take_releases()
+        if released:
+            self.post(P.ReleaseObjects(released))
+
+    def _take_releases(self) -> list[bytes]:
+        """The ids released since the last call; their cached values are dropped too."""
+        released, self._released = self._released, []
+        local = self.local_values
+        if local:
+            pop = local.pop
+            for oid in released:
+                pop(oid, None)
+        return released
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, msg: Any) -> Any:
+        """Send a request and block until its reply.
+
+        Raises:
+            RaySystemError: the runtime failed handling it (``ErrorReply``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define request()")
+
+    async def request_async(self, msg: Any) -> Any:
+        """Send a request and await its reply on the running loop (raises as ``request``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define request_async()")
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        """Send a request; ``callback(reply)`` runs on some internal thread.
+
+        The reply may be an ``ErrorReply``: ``decode_objects`` raises it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define request_callback()")
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+    def query(self, what: str) -> Any:
+        reply = self.request(P.QueryState(self.next_req_id(), what))
+        return msgspec.msgpack.decode(reply.value)
+
+    def query_arg(self, what: str, arg: str) -> Any:
+        reply = self.request(P.QueryState(self.next_req_id(), what, arg))
+        return msgspec.msgpack.decode(reply.value)
+
+    @property
+    def queues(self) -> QueueTransport:
+        """How ``util.queue`` reaches the runtime's queues from this process."""
+        transport = self._queues
+        if transport is None:
+            transport = self._queues = MessageQueues(self)
+        return transport
+
+    def segment_hooks(self) -> shm.SegmentHooks:
+        """How large objects written here ask this process's runtime for room."""
+        return shm.SegmentHooks(reserve=self._reserve_segment, abandon=self._abandon_segment)
+
+    def _reserve_segment(self, size: int) -> tuple[str, bool]:
+        # Objects dropped just before (a loop of large puts) free their room first.
+        self.flush_releases()
+        reply = self.request(P.ReserveSegment(self.next_req_id(), size))
+        if reply.error:
+            raise exc.ObjectStoreFullError(reply.error)
+        return reply.name, reply.recycled
+
+    def _abandon_segment(self, name: str) -> None:
+        self.post(P.DropReservation(name))
+
+
+def raise_if_error(reply: Any) -> Any:
+    """``reply``, unless the runtime failed handling its request: then raise it.
+
+    Raises:
+        RaySystemError: ``reply`` is an ``ErrorReply`` (an internal bug of the runtime).
+    """
+    if type(reply) is P.ErrorReply:
+        raise exc.RaySystemError(
+            "asyncray's runtime failed handling this request (an internal bug, please "
+            f"report it):\n{reply.error}"
+        )
+    return reply
+
+
+def decode_objects(reply: P.ObjectsReply | P.ErrorReply) -> list[Any]:
+    """Values of a get reply, raising the first error in request order."""
+    raise_if_error(reply)
+    assert type(reply) is P.ObjectsReply
+    errors = reply.errors
+    values = reply.values
+    if True in errors or reply.timed_out:
+        for data in values:
+            ser.discard(data)  # never loaded: give back the units of refs inside
+        for data, is_error in zip(values, errors):
+            if is_error and data is not None:
+                raise ser.loads_error(data)
+        raise exc.GetTimeoutError("Get timed out: some object(s) not ready.")
+    out = []
+    try:
+        for v in values:
+            out.append(ser.loads(v))  # type: ignore[arg-type]
+    except Exception as e:
+        for v in values[len(out) + 1 :]:
+            ser.discard(v)
+        raise exc.RaySystemError(f"Failed to deserialize an object: {type(e).__name__}: {e}") from e
+    return out
+
+
+# ==================================================================== the current client
+
+_current: ClientBase | None = None
+
+
+def current() -> ClientBase | None:
+    """This process's client, or None before ``init`` (or after ``shutdown``)."""
+    return _current
+
+
+def set_current(client: ClientBase | None) -> None:
+    """Make ``client`` this process's client, and hand its hooks to the wire."""
+    global _current
+    _current = client
+    shm.install_hooks(None if client is None else client.segment_hooks())
+    ser.install_release(None if client is None else client.release)

@@ -1,0 +1,69 @@
+"""The client inside a child (task worker or actor): messages go over its socket.
+
+Any thread may send; whichever thread needs a reply reads the socket for
+everyone (``_wire.channel.SocketChannel``). Views of shared-memory segments
+opened and closed are reported around each message, so the runtime knows
+which segments a child still reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._wire import protocol as P
+from .._wire import shm
+from .._wire.channel import SocketChannel
+from .._worker.interrupts import protocol_io
+from .base import ClientBase, raise_if_error
+
+
+class WorkerClient(ClientBase):
+    """The client inside a task worker or actor process."""
+
+    def __init__(self, channel: SocketChannel) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def post(self, msg: Any) -> None:
+        if self._released or shm.mapped_log or shm.unmapped_log:
+            # Views opened go before msg (which may let their object go),
+            # releases and views closed after it (see DriverClient.drain).
+            mapped, unmapped = shm.take_view_reports()
+            msgs = [P.SegmentMaps(mapped, [])] if mapped else []
+            msgs.append(msg)
+            if self._released:
+                msgs.append(P.ReleaseObjects(self._take_releases()))
+            if unmapped:
+                msgs.append(P.SegmentMaps([], unmapped))
+            self.channel.send_many(msgs)
+        else:
+            self.channel.send(msg)
+
+    def request(self, msg: Any) -> Any:
+        with protocol_io():
+            self.post(msg)
+            return raise_if_error(self.channel.wait_reply(msg.req_id))
+
+    async def request_async(self, msg: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        channel = self.channel
+        if loop is channel.reader_loop:
+            future = loop.create_future()
+            channel.register_async(msg.req_id, future)
+            self.post(msg)
+            return raise_if_error(await future)
+        # A task running its own event loop: read the reply on a helper
+        # thread so this loop keeps running meanwhile.
+        return await loop.run_in_executor(None, self.request, msg)
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        def run() -> None:
+            with protocol_io():
+                self.post(msg)
+                reply = self.channel.wait_reply(msg.req_id)
+            callback(reply)  # an ErrorReply too: the callback's decode raises it
+
+        threading.Thread(target=run, daemon=True, name="asyncray-future").start()

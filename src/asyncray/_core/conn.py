@@ -1,0 +1,41 @@
+"""``Conn``: the kernel's view of one connection — a child's socket, or the embedded driver.
+
+Every message reaches ``Runtime.handle`` with the connection it came on, and
+every reply goes back through that connection's ``send``. The kernel only
+knows this protocol: ``worker_pool.ChildConn`` implements it over a socket,
+and the driver's client implements it in-process (the driver's replies
+complete its waiters directly). The same kernel can therefore serve a
+driver in another process: that driver gets a ``ChildConn``-like socket
+connection instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .worker_pool import WorkerRecord
+
+
+class Conn(Protocol):
+    """One peer of the kernel, as the kernel sees it."""
+
+    # The child process behind this connection; None for a driver.
+    worker: WorkerRecord | None
+    # Requests of this peer parked in the kernel (blocked gets, waits, queue calls), by req_id.
+    requests: dict[int, Any]
+    # Units of objects this peer's process holds, by id (freed if it dies);
+    # None: not tracked (the embedded driver outlives the kernel).
+    units: dict[bytes, int] | None
+    # Whether small results of tasks this peer owns go to its in-process store
+    # (``deliver``) before anyone asks for them.
+    keeps_values: bool
+
+    def send(self, msg: Any) -> None:
+        """Send one message to the peer (a reply, or a call to run)."""
+
+    def deliver(self, object_id: bytes, data: bytes) -> None:
+        """A small value this peer owns, for its in-process store (if ``keeps_values``)."""
+
+    def forget(self, object_ids: list[bytes]) -> None:
+        """Released or never-taken objects: drop any copy delivered to the peer's store."""

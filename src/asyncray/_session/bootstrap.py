@@ -1,0 +1,438 @@
+"""The driver's session: ``init`` and ``shutdown``, the zygote, the runtime thread.
+
+``init`` forks the zygote first (while this process has no thread of ours),
+then starts the runtime thread running a uvloop loop that owns the
+``Runtime``, and makes a ``DriverClient`` the process's client. A child
+forked from the zygote inherits the session and adopts it with a client of
+its own (``attach_child``, the hook the child side is given at fork).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from .. import exceptions as exc
+from .._clients import base
+from .._clients.driver import DriverClient
+from .._clients.worker import WorkerClient
+from .._wire import shm
+from .._wire.channel import SocketChannel
+from . import resources as _resources
+
+logger = logging.getLogger("asyncray")
+
+# Keyword arguments Ray's init accepts that change nothing on one host.
+_ACCEPTED_INIT_KWARGS = frozenset(
+    {
+        "labels",
+        "include_dashboard",
+        "dashboard_host",
+        "dashboard_port",
+        "job_config",
+        "configure_logging",
+        "logging_level",
+        "logging_format",
+        "logging_config",
+        "runtime_env",
+        "enable_resource_isolation",
+        "cgroup_path",
+        "system_reserved_cpu",
+        "system_reserved_memory",
+        "proxy_server_url",
+    }
+)
+# How long shutdown waits for the zygote (which reaps every worker) to exit
+# before it SIGKILLs it.
+ZYGOTE_EXIT_TIMEOUT_S = 3.0
+# Loop iterations given to closing handles before the runtime loop is closed.
+LOOP_CLOSE_ATTEMPTS = 50
+# The runtime thread shares the driver's GIL. With CPython's default 5 ms
+# switch interval, a driver thread busy in pure Python makes every runtime
+# wake-up wait up to 5 ms (bench: 20k tasks/s fell to ~900/s). Forced switches
+# happen only while another thread waits for the GIL, so a shorter interval
+# costs nothing uncontended and little otherwise. Applied only if the user
+# left the default; restored by shutdown().
+GIL_SWITCH_INTERVAL_S = 0.0005
+_CPYTHON_DEFAULT_SWITCH_INTERVAL_S = 0.005
+_saved_switch_interval: float | None = None
+
+
+class Session:
+    """One init()..shutdown() of this process; in children, what they inherited."""
+
+    def __init__(self, totals: dict[str, float], namespace: str, job_id: str, node_id: str):
+        self.totals = totals
+        self.namespace = namespace
+        self.job_id = job_id
+        self.node_id = node_id
+        self.client: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.zygote_pid = 0
+        self.shm_tag = ""
+        self.store_capacity = 0
+
+
+_session: Session | None = None
+_lock = threading.RLock()
+_atexit_registered = False
+
+
+class RayContext(dict):  # type: ignore[type-arg]
+    """What ``init`` returns: a mapping of addresses that also works as a context manager."""
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __enter__(self) -> RayContext:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+
+# ==================================================================== init / shutdown
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    namespace: str | None = None,
+    ignore_reinit_error: bool = False,
+    local_mode: bool = False,
+    log_to_driver: bool = True,
+    object_store_memory: int | None = None,
+    object_spilling_directory: str | None = None,
+    _system_config: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> RayContext:
+    """Start asyncray in this process: a runtime thread, a zygote and a worker pool.
+
+    Args:
+        address: ``None`` or ``"local"`` embeds the runtime in this process.
+        num_cpus: CPU slots (default: the CPUs this process may run on).
+        num_gpus: GPU slots (default: the GPUs the NVIDIA driver lists, or 0).
+        resources: custom resources, ``{"name": whole quantity}``.
+        namespace: the namespace for named actors (default: a fresh anonymous one).
+        ignore_reinit_error: return the running session instead of raising on a second call.
+        local_mode: removed in Ray 2.60; raises as Ray does.
+        log_to_driver: forward workers' output to this process's stdout/stderr.
+        object_store_memory: bytes of shared memory for large objects (default: 30% of
+            RAM, at most what the shared-memory directory can hold). Beyond it, objects
+            are spilled to disk; ``ObjectStoreFullError`` if nothing can be spilled.
+        object_spilling_directory: where spilled objects go (default: the temp directory).
+        _system_config: Ray's tuning dict; ``max_direct_call_object_size`` (bytes) sets
+            the size from which buffers go to shared memory (default 100 KiB), and
+            ``object_spilling_config`` (Ray's JSON) may name the spill directory.
+
+    Returns:
+        A ``RayContext`` mapping (usable as ``with asyncray.init(): ...``).
+
+    Raises:
+        RuntimeError: a second call without ``ignore_reinit_error``, an unknown keyword.
+        ValueError, TypeError: a bad resource or namespace.
+    """
+    global _session, _atexit_registered
+    unknown = [k for k in kwargs if k not in _ACCEPTED_INIT_KWARGS and not k.startswith("_")]
+    if unknown:
+        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
+    if local_mode:
+        raise RuntimeError(
+            "`local_mode` is no longer supported. For interactive debugging consider using "
+            "the Ray distributed debugger."
+        )
+    with _lock:
+        if _session is not None:
+            if ignore_reinit_error:
+                logger.info("Calling asyncray.init() again after it has already been called.")
+                return _context(_session)
+            raise RuntimeError(
+                "Maybe you called ray.init twice by accident? This error can be suppressed by "
+                "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
+                "'ray.init()'."
+            )
+        if address not in (None, "local"):
+            raise ConnectionError(
+                "Could not find any running Ray instance. Please specify the one to connect to "
+                "by setting `--address` flag or `RAY_ADDRESS` environment variable."
+            )
+        totals = _resources.resource_totals(num_cpus, num_gpus, resources)
+        namespace = _resources.check_namespace(namespace)
+        store = _resources.store_config(
+            object_store_memory, object_spilling_directory, _system_config
+        )
+        session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
+        _start(session, log_to_driver, store)
+        _session = session
+        base.set_current(session.client)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        return _context(session)
+
+
+def _context(session: Session) -> RayContext:
+    return RayContext(
+        address="local",
+        node_id=session.node_id,
+        node_ip_address="127.0.0.1",
+        session_dir=None,
+        webui_url=None,
+        gcs_address=None,
+        namespace=session.namespace,
+    )
+
+
+def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
+    import uvloop
+
+    from .._core.zygote import start_zygote
+    from .._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
+    from .._worker.main import child_main
+
+    # Children read this when they start: they are forked from the zygote,
+    # which is forked from here, so they inherit it.
+    global _boot
+    _boot = session
+    # Segment names carry the driver's pid, so a later session can sweep them.
+    session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    shm.configure(session.shm_tag, store.threshold, store.spill_root)
+    capacity = store.capacity
+    if capacity is None:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        capacity = int(
+            min(
+                ram * _resources.DEFAULT_STORE_RAM_FRACTION,
+                shm.free_bytes() * _resources.DEFAULT_STORE_SHM_FRACTION,
+            )
+        )
+    session.store_capacity = capacity
+    session.totals["object_store_memory"] = float(capacity)
+    zygote_pid, zygote_sock = start_zygote(functools.partial(child_main, attach=_attach_child))
+    loop = uvloop.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    thread = threading.Thread(
+        target=_runtime_thread,
+        args=(loop, session, zygote_pid, zygote_sock, log_to_driver, ready, failure),
+        name="asyncray-runtime",
+        daemon=True,
+    )
+    global _saved_switch_interval
+    if abs(sys.getswitchinterval() - _CPYTHON_DEFAULT_SWITCH_INTERVAL_S) < 1e-9:
+        _saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    client = DriverClient(loop, thread)
+    session.client = client
+    session.loop = loop
+    session.thread = thread
+    session.zygote_pid = zygote_pid
+    thread.start()
+    ready.wait()
+    if failure:
+        _reap_zygote(zygote_pid)
+        raise exc.RaySystemError(f"asyncray failed to start: {failure[0]!r}")
+
+
+_boot: Session | None = None
+
+
+def _runtime_thread(loop: asyncio.AbstractEventLoop, session: Session, *rest: Any) -> None:
+    """The runtime thread's body: ``_run_loop`` under the thread's scheduling policy."""
+    wakeups = session.client.wakeups
+    wakeups.adopt_current_thread()
+    try:
+        _run_loop(loop, session, *rest)
+    finally:
+        wakeups.forget_thread()
+
+
+def _run_loop(
+    loop: asyncio.AbstractEventLoop,
+    session: Session,
+    zygote_pid: int,
+    zygote_sock: socket.socket,
+    log_to_driver: bool,
+    ready: threading.Event,
+    failure: list[BaseException],
+) -> None:
+    """On the runtime thread: build the Runtime, run its loop until shutdown, close it."""
+    from .._core.runtime import Runtime
+
+    asyncio.set_event_loop(loop)
+    try:
+        runtime = Runtime(
+            loop,
+            session.totals,
+            zygote_pid,
+            zygote_sock,
+            namespace=session.namespace,
+            job_id=session.job_id,
+            log_to_driver=log_to_driver,
+            store_capacity=session.store_capacity,
+        )
+        session.client.runtime = runtime
+        runtime.start()
+    except BaseException as e:
+        failure.append(e)
+        ready.set()
+        loop.close()
+        return
+    ready.set()
+    try:
+        loop.run_forever()
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        # Let closing transports and cancelled tasks finish: uvloop refuses to
+        # close (EBUSY) while handles are still active.
+        for _ in range(LOOP_CLOSE_ATTEMPTS):
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.sleep(0.001))
+            try:
+                loop.close()
+                break
+            except OSError:
+                continue
+
+
+def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False) -> None:
+    """Stop asyncray: every worker and the zygote exit and are reaped. Idempotent."""
+    global _session
+    with _lock:
+        session = _session
+        if session is None or session.loop is None:
+            return  # not started, or inside a worker (the driver owns the session)
+        _session = None
+        base.set_current(None)
+    client = session.client
+    loop = session.loop
+    if loop is None or session.thread is None:
+        return  # inside a worker: the session belongs to the driver
+
+    def stop() -> None:
+        client.runtime.stop()
+        loop.call_soon(loop.stop)
+
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(stop)
+    session.thread.join(timeout=10)
+    client.fail_all_waiters()
+    _reap_zygote(session.zygote_pid)
+    shm.remove_session(session.shm_tag)
+    global _saved_switch_interval
+    if _saved_switch_interval is not None:
+        sys.setswitchinterval(_saved_switch_interval)
+        _saved_switch_interval = None
+
+
+def _reap_zygote(pid: int) -> None:
+    deadline = time.monotonic() + ZYGOTE_EXIT_TIMEOUT_S
+    delay = 0.0005
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def is_initialized() -> bool:
+    """Whether ``init`` has run in this process (always true inside a worker)."""
+    return _session is not None
+
+
+# ==================================================================== finding the client
+
+
+def _auto_init() -> Session:
+    """The current session, starting one as Ray's auto-init does."""
+    session = _session
+    if session is not None:
+        return session
+    if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "1") == "0":
+        raise exc.RaySystemError(
+            "Ray has not been started yet. You can start Ray with 'ray.init()'."
+        )
+    with _lock:
+        if _session is None:
+            init()
+        assert _session is not None
+        return _session
+
+
+def client() -> base.ClientBase:
+    return _auto_init().client  # type: ignore[no-any-return]
+
+
+def client_and_totals() -> tuple[base.ClientBase, dict[str, float]]:
+    session = _auto_init()
+    return session.client, session.totals
+
+
+def _require_session() -> Session:
+    session = _session
+    if session is None:
+        raise exc.RaySystemError(
+            "Ray has not been started yet. Trying to use state API before ray.init() has been "
+            "called"
+        )
+    return session
+
+
+def job_id() -> str:
+    return _auto_init().job_id
+
+
+def _attach_child(channel: SocketChannel) -> WorkerClient:
+    """In a freshly forked child: adopt the session it inherited, with a client of its own.
+
+    The child side (``_worker``) is handed this at fork rather than importing
+    the session: it never touches the driver's session itself.
+    """
+    global _session, _lock
+    # init() held this lock while the zygote was forked: this process's copy is held.
+    _lock = threading.RLock()
+    boot = _boot
+    assert boot is not None, "child started without an inherited session"
+    client = WorkerClient(channel)
+    session = Session(boot.totals, boot.namespace, boot.job_id, boot.node_id)
+    session.client = client
+    _session = session
+    base.set_current(client)
+    shm.become_child()
+    return client
+
+
+def namespace_of_session() -> str:
+    return _auto_init().namespace

@@ -1,0 +1,129 @@
+"""What a session has: its resources (CPUs, GPUs, custom ones), namespace and object store.
+
+Checked from ``init``'s arguments and the machine, before anything starts.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import uuid
+from typing import Any, NamedTuple
+
+_DEFAULT_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+class StoreConfig(NamedTuple):
+    """The object-store arguments of ``init``, checked."""
+
+    capacity: int | None
+    spill_root: str | None
+    threshold: int | None
+
+
+def store_config(object_store_memory: Any, spill_directory: Any, system_config: Any) -> StoreConfig:
+    """Validate the object-store arguments of ``init`` (Ray's names)."""
+    if object_store_memory is not None and (
+        isinstance(object_store_memory, bool)
+        or not isinstance(object_store_memory, numbers.Integral)
+        or object_store_memory <= 0
+    ):
+        raise ValueError(
+            f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}"
+        )
+    if system_config is not None and not isinstance(system_config, dict):
+        raise TypeError(f"_system_config must be a dict, got {type(system_config).__name__}")
+    config = system_config or {}
+    threshold = config.get("max_direct_call_object_size")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, numbers.Integral) or threshold < 0
+    ):
+        raise ValueError(
+            f"_system_config['max_direct_call_object_size'] must be a non-negative number of "
+            f"bytes, got {threshold!r}"
+        )
+    spilling = config.get("object_spilling_config")
+    if spill_directory is None and spilling:
+        import json
+
+        params = (json.loads(spilling) if isinstance(spilling, str) else spilling).get("params", {})
+        spill_directory = params.get("directory_path")
+        if isinstance(spill_directory, list):
+            spill_directory = spill_directory[0] if spill_directory else None
+    if spill_directory is not None and not isinstance(spill_directory, (str, os.PathLike)):
+        raise TypeError(
+            f"object_spilling_directory must be a path, got {type(spill_directory).__name__}"
+        )
+    return StoreConfig(
+        None if object_store_memory is None else int(object_store_memory),
+        None if spill_directory is None else os.fspath(spill_directory),
+        None if threshold is None else int(threshold),
+    )
+
+
+# The default store: this share of RAM (as Ray), and at most this share of
+# what the shared-memory directory can hold.
+DEFAULT_STORE_RAM_FRACTION = 0.3
+DEFAULT_STORE_SHM_FRACTION = 0.8
+
+
+def detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def resource_totals(
+    num_cpus: Any, num_gpus: Any, resources: dict[str, float] | None
+) -> dict[str, float]:
+    for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0
+        ):
+            raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+    if num_cpus is None:
+        try:
+            num_cpus = len(os.sched_getaffinity(0))
+        except AttributeError:
+            num_cpus = os.cpu_count() or 1
+    if num_gpus is None:
+        num_gpus = detect_gpus()
+    totals: dict[str, float] = {"CPU": float(num_cpus)}
+    if num_gpus:
+        totals["GPU"] = float(num_gpus)
+    page = os.sysconf("SC_PAGE_SIZE")
+    totals["memory"] = float(int(os.sysconf("SC_PHYS_PAGES") * page * 0.7))
+    totals["object_store_memory"] = float(int(totals["memory"] * 0.3 / 0.7))
+    for name, qty in (resources or {}).items():
+        if name in _DEFAULT_RESOURCES:
+            raise AssertionError(
+                f"{resources} -> `{name}` cannot be a custom resource because it is one of the "
+                f"default resources ({set(_DEFAULT_RESOURCES)}). Use `num_cpus` instead. "
+                "For example, use `ray start --num-cpus=10` instead of "
+                "`ray start --resources={'CPU': 10}`."
+            )
+        if not isinstance(qty, numbers.Real) or isinstance(qty, bool) or qty < 0:
+            raise ValueError(f"Resource quantities must be non-negative numbers: {name!r}={qty!r}")
+        if qty != int(qty):
+            raise ValueError(
+                f"Resource quantities must all be whole numbers. Violated by resource '{name}' "
+                f"in {resources}."
+            )
+        totals[name] = float(qty)
+    totals["node:127.0.0.1"] = 1.0
+    totals["node:__internal_head__"] = 1.0
+    return totals
+
+
+def check_namespace(namespace: Any) -> str:
+    if namespace is None:
+        return str(uuid.uuid4())
+    if not isinstance(namespace, str):
+        raise TypeError("namespace must be None or a string.")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    return namespace

@@ -1,0 +1,68 @@
+"""Reading frames: the one reader every socket of asyncray goes through.
+
+A frame is ``protocol.HEADER`` (the body's length) and a msgpack body. Bytes
+arrive in chunks of any size; ``take_frames`` decodes every whole frame in a
+buffer and leaves a partial one for the next chunk. It refuses a length over
+``protocol.MAX_FRAME`` at once (``FrameTooLarge``): only a corrupted or
+hostile stream sends one, and waiting for its body would buffer without end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .protocol import HEADER, HEADER_SIZE, MAX_FRAME
+
+
+class FrameTooLarge(ConnectionError):
+    """A frame's length prefix is over ``protocol.MAX_FRAME``: the stream is corrupt."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"asyncray received a frame of {length} bytes, over the limit of {MAX_FRAME}: "
+            "the connection is corrupt and was dropped"
+        )
+        self.length = length
+
+
+def take_frames(buf: bytearray, decode: Callable[[Any], Any]) -> list[Any]:
+    """Decode and remove every whole frame at the front of ``buf``.
+
+    A partial frame stays in ``buf``. ``decode`` gets a memoryview of each
+    body (msgspec decoders take one without copying).
+
+    Raises:
+        FrameTooLarge: a length prefix over ``MAX_FRAME``.
+    """
+    msgs = []
+    pos = 0
+    end = len(buf)
+    unpack = HEADER.unpack_from
+    with memoryview(buf) as view:
+        while end - pos >= HEADER_SIZE:
+            (n,) = unpack(buf, pos)
+            if n > MAX_FRAME:
+                raise FrameTooLarge(n)
+            start = pos + HEADER_SIZE
+            if end - start < n:
+                break
+            msgs.append(decode(view[start : start + n]))
+            pos = start + n
+    if pos:
+        del buf[:pos]
+    return msgs
+
+
+def has_whole_frame(buf: bytearray) -> bool:
+    """Whether ``buf`` starts with a whole frame (checks the length prefix).
+
+    Raises:
+        FrameTooLarge: a length prefix over ``MAX_FRAME``.
+    """
+    if len(buf) < HEADER_SIZE:
+        return False
+    (n,) = HEADER.unpack_from(buf)
+    if n > MAX_FRAME:
+        raise FrameTooLarge(n)
+    return len(buf) >= HEADER_SIZE + n
