@@ -26,6 +26,8 @@ import os
 import socket
 import sys
 import time
+import traceback
+import typing
 from collections import deque
 from typing import Any
 
@@ -35,6 +37,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager
@@ -80,6 +83,16 @@ TIMEOUT_KILL_GRACE_S = 1.0
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
+
+
+# Messages a peer sends that wait for an answer: those with a ``req_id``, but
+# the replies (which travel the other way) and ``CancelWaiter`` (which names
+# another request).
+_REQUEST_TYPES = frozenset(
+    t
+    for t in typing.get_args(P.Message)
+    if "req_id" in t.__struct_fields__ and t not in P.REPLY_TYPES and t is not P.CancelWaiter
+)
 
 
 class TaskRecord:
@@ -266,12 +279,45 @@ class Runtime:
 
     # ================================================================ entry point
 
-    def handle(self, conn: Any, msg: Any) -> None:
+    def handle(self, conn: Conn, msg: Any) -> None:
         """Dispatch one message. A dict by type, not ``match``: this is the hottest line."""
         try:
             self._handlers[type(msg)](conn, msg)
-        except Exception:  # an internal bug: say so loudly, keep serving others
-            logger.exception("asyncray internal error handling %s", type(msg).__name__)
+        except Exception:  # an internal bug: say so loudly, answer, keep serving others
+            self._handler_failed(conn, msg)
+
+    def _handler_failed(self, conn: Conn, msg: Any) -> None:
+        """A handler raised: log it loudly and answer whoever waits on ``msg``.
+
+        A request gets an ``ErrorReply`` with the kernel's traceback (its
+        requester raises ``RaySystemError``) instead of never being answered;
+        a task or actor call gets its return objects sealed with that error,
+        so a ``get`` of them raises instead of hanging.
+        """
+        text = traceback.format_exc()
+        name = type(msg).__name__
+        logger.error(
+            "asyncray internal error handling %s (a bug in asyncray; the caller gets "
+            "RaySystemError):\n%s",
+            name,
+            text,
+        )
+        try:
+            if type(msg) in _REQUEST_TYPES and msg.req_id:
+                conn.requests.pop(msg.req_id, None)
+                conn.send(P.ErrorReply(req_id=msg.req_id, error=text))
+            elif type(msg) in (P.SubmitTask, P.CallActor):
+                error = ser.dumps_function(
+                    exc.RaySystemError(
+                        f"asyncray failed handling {name} (an internal bug):\n{text}"
+                    )
+                )
+                for rid in msg.return_ids:
+                    entry = self.objects.get(rid)
+                    if entry is None or entry.data is None:
+                        self.objects.seal(rid, error, True)
+        except Exception:
+            logger.exception("asyncray could not answer %s after its handler failed", name)
 
     def start(self) -> None:
         """Pre-fork the base pool so the first task finds a worker ready."""

@@ -27,15 +27,7 @@ from . import protocol as P
 from . import serialization as ser
 from .framing import has_whole_frame, take_frames
 
-REPLY_TYPES = (
-    P.ObjectsReply,
-    P.WaitReply,
-    P.StateReply,
-    P.ActorReply,
-    P.SegmentReply,
-    P.QueueReply,
-    P.ErrorReply,
-)
+REPLY_TYPES = P.REPLY_TYPES
 
 
 def _held_slots() -> polling.PollSlots:

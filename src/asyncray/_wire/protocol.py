@@ -535,6 +535,17 @@ Message = Union[
     ErrorReply,
 ]
 
+# What the runtime sends back to a request (matched to it by ``req_id``).
+REPLY_TYPES = (
+    ObjectsReply,
+    WaitReply,
+    StateReply,
+    ActorReply,
+    SegmentReply,
+    QueueReply,
+    ErrorReply,
+)
+
 # ---------------------------------------------------------------- zygote control
 
 
