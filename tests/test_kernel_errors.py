@@ -34,9 +34,11 @@ def test_a_failing_request_handler_answers_the_driver_with_the_traceback(
     ray_start, monkeypatch, caplog
 ):
     _break(monkeypatch, P.QueryState)
-    with caplog.at_level(logging.ERROR, logger="asyncray"):
-        with pytest.raises(RaySystemError) as info:
-            asyncray.available_resources()
+    with (
+        caplog.at_level(logging.ERROR, logger="asyncray"),
+        pytest.raises(RaySystemError) as info,
+    ):
+        asyncray.available_resources()
     text = str(info.value)
     assert "internal bug" in text
     assert "ZeroDivisionError: handler bug planted by the test" in text
