@@ -36,7 +36,7 @@ def resolve(
         if ctx.placement_group is None or not ctx.pg_capture:
             return NO_GROUP
     from ._placement_group import PlacementGroup
-    from .util.scheduling_strategies import (
+    from ._scheduling_strategies import (
         NodeAffinitySchedulingStrategy,
         NodeLabelSchedulingStrategy,
         PlacementGroupSchedulingStrategy,

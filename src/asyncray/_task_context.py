@@ -9,7 +9,7 @@ right per thread in a threaded actor and per asyncio task in an async actor.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 
 class TaskContext:
@@ -64,3 +64,30 @@ def set_current_task(ctx: TaskContext) -> Any:
 
 def reset_current_task(token: Any) -> None:
     _current.reset(token)
+
+
+class ActorExitRequest(SystemExit):
+    """Raised by ``exit_actor()`` inside a method; handled by the actor's host."""
+
+
+class HostedActor(Protocol):
+    """The actor this process hosts, as the public surface sees it (``exit_actor``,
+    ``current_actor``); the child side's actor host implements it."""
+
+    instance: Any
+    class_name: str
+    config: dict[str, Any]
+    actor_binary_id: bytes
+
+
+_hosted: HostedActor | None = None
+
+
+def hosted_actor() -> HostedActor | None:
+    """The actor running in this process once its ``__init__`` succeeded, else None."""
+    return _hosted
+
+
+def set_hosted_actor(actor: HostedActor) -> None:
+    global _hosted
+    _hosted = actor

@@ -599,9 +599,7 @@ def exit_actor() -> None:
     fail the same way; calls already running (threaded and async actors)
     finish. ``atexit`` handlers run. The actor is not restarted.
     """
-    from ._worker.actor_host import ActorExitRequest, current_host
-
-    host = current_host()
+    host = _task_context.hosted_actor()
     if host is None:
         raise TypeError(
             "exit_actor API is called on a non-actor worker, which is not allowed. Call it "
@@ -609,18 +607,16 @@ def exit_actor() -> None:
         )
     if host.config["kind"] == "async":
         raise exc.AsyncioActorExit()
-    raise ActorExitRequest(0)
+    raise _task_context.ActorExitRequest(0)
 
 
 def _current_actor_handle() -> ActorHandle[Any]:
-    from ._worker.actor_host import current_host
-
-    host = current_host()
+    host = _task_context.hosted_actor()
     if host is None:
         raise RuntimeError("This method is only available in an actor.")
     methods = _ActorDefinition(type(host.instance)).methods
     meta = _HandleMeta(host.class_name, methods, host.config, 0)
-    return ActorHandle(host.start.actor_id, meta)
+    return ActorHandle(host.actor_binary_id, meta)
 
 
 # ==================================================================== lookup and kill

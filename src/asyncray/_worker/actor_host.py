@@ -43,10 +43,6 @@ from .main import (
 )
 
 
-class ActorExitRequest(SystemExit):
-    """Raised by ``exit_actor()`` inside a method; handled by the host."""
-
-
 class _ActorState:
     """What every host needs: the instance and how to run one call on it."""
 
@@ -57,6 +53,7 @@ class _ActorState:
         self.config: dict[str, Any] = ser.loads(start.config)
         self.class_name: str = self.config["class_name"]
         self.actor_id = start.actor_id.hex()
+        self.actor_binary_id = start.actor_id
         self.instance: Any = None
         self.exiting = False
         self._group: Any = None
@@ -95,8 +92,7 @@ class _ActorState:
         finally:
             _task_context.reset_current_task(token)
             _flush_output()
-        global _host
-        _host = self
+        _task_context.set_hosted_actor(self)
         self.channel.send(P.ActorStarted(True, b""))
         return True
 
@@ -175,14 +171,7 @@ class _ActorState:
 
 
 def _terminate() -> None:
-    raise ActorExitRequest(0)
-
-
-_host: _ActorState | None = None
-
-
-def current_host() -> _ActorState | None:
-    return _host
+    raise _task_context.ActorExitRequest(0)
 
 
 def run_actor(channel: SocketChannel, client: Client, kind: str, env: dict[str, str]) -> None:
@@ -250,7 +239,7 @@ class _PlainHost:
         interrupts.enter_user_code()
         try:
             reply = state.run_sync(msg)
-        except ActorExitRequest:
+        except _task_context.ActorExitRequest:
             state.report_exit(msg)
             return True
         except SystemExit:
