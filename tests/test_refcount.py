@@ -30,9 +30,8 @@ BIG = 1_000_000  # 8 MB of int64: well above the shared-memory threshold
 def _segments() -> list[str]:
     """Segments of live objects (recycled ones are free memory kept for reuse)."""
     recycled = set(_stats()["store_recycled_names"])
-    return [
-        n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX) and n not in recycled
-    ]
+    mine = f"{shm.PREFIX}{shm.session_tag()}_"  # this session's only
+    return [n for n in os.listdir(shm.directory()) if n.startswith(mine) and n not in recycled]
 
 
 def _stats() -> dict:

@@ -19,7 +19,10 @@ BIG = 2_000_000  # 16 MB of int64: well above the shared-memory threshold
 
 
 def _segments() -> list[str]:
-    return [n for n in os.listdir(shm.directory()) if n.startswith(shm.PREFIX)]
+    # Only this process's sessions' segments (their names carry its pid): another
+    # asyncray program on the machine must not fail the test.
+    mine = f"{shm.PREFIX}{os.getpid()}-"
+    return [n for n in os.listdir(shm.directory()) if n.startswith(mine)]
 
 
 def _store_bytes() -> int:

@@ -4,9 +4,7 @@
 call has an awaitable twin (``get_async``, ``wait_async``, ``await ref``).
 """
 
-from __future__ import annotations
-
-from . import actor, exceptions
+from . import actor, exceptions, util
 from ._api import (
     available_resources,
     cluster_resources,
@@ -59,6 +57,7 @@ __all__ = [
     "put_async",
     "remote",
     "shutdown",
+    "util",
     "wait",
     "wait_async",
 ]

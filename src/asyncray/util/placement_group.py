@@ -25,3 +25,7 @@ __all__ = [
     "placement_group_table",
     "remove_placement_group",
 ]
+
+# Ray's module path in reprs and pickles, as with `import ray`.
+for _cls in (PlacementGroup, PlacementGroupID):
+    _cls.__module__ = __name__

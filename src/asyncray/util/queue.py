@@ -10,3 +10,7 @@ from __future__ import annotations
 from .._queue import Empty, Full, Queue
 
 __all__ = ["Empty", "Full", "Queue"]
+
+# Ray's module path in reprs and pickles, as with `import ray`.
+for _cls in (Empty, Full, Queue):
+    _cls.__module__ = __name__

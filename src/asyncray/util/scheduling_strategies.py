@@ -16,3 +16,11 @@ __all__ = [
     "NodeLabelSchedulingStrategy",
     "PlacementGroupSchedulingStrategy",
 ]
+
+# Ray's module path in reprs and pickles, as with `import ray`.
+for _cls in (
+    NodeAffinitySchedulingStrategy,
+    NodeLabelSchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+):
+    _cls.__module__ = __name__
