@@ -3,7 +3,7 @@
 Each ``setup_*`` function takes a :class:`~bench.spec.RuntimeCtx` whose ``rt``
 is the runtime module, does the one-off setup and returns a
 :class:`~bench.spec.Prepared`. The bodies follow ``ray/_private/ray_perf.py``
-(see ``/work/shared/ray-semantics.md`` section 12): same call pattern, same
+(Ray's own microbenchmark): same call pattern, same
 work per call and multiplier, ``n_cpu = cpu_count() // 2``. In quick mode
 ``ctx.n`` scales the per-call work down; the multiplier follows, so the unit
 (tasks/s, GB/s) is unchanged.

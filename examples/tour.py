@@ -1,8 +1,9 @@
 """A tour of asyncray: every feature built so far, each printing what it shows.
 
 Run:  python3 examples/tour.py
-It follows the Ray Core tour in ../shared/ray-core-tour.md (typos corrected),
-with `import asyncray as ray` in place of `import ray`.
+It follows Ray Core's tour of its features (typos corrected), with
+`import asyncray as ray` in place of `import ray`; docs/architecture.md
+explains how it runs.
 """
 
 from __future__ import annotations
