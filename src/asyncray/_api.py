@@ -401,13 +401,13 @@ async def wait_async(
 def available_resources() -> dict[str, float]:
     """Resources free right now; keys whose amount is zero are left out (as in Ray)."""
     session = _require_session()
-    return session.client.query("available")  # type: ignore[no-any-return]
+    return session.client.query("available")
 
 
 def cluster_resources() -> dict[str, float]:
     """The host's total resources."""
     session = _require_session()
-    return session.client.query("cluster")  # type: ignore[no-any-return]
+    return session.client.query("cluster")
 
 
 def nodes() -> list[dict[str, Any]]:

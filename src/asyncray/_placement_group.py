@@ -34,7 +34,7 @@ class BinaryID:
         return self._binary
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._binary == self._binary  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._binary == self._binary
 
     def __hash__(self) -> int:
         return hash(self._binary)
@@ -121,7 +121,7 @@ def _check_bundles(bundles: Any) -> list[dict[str, float]]:
             or not bundle
             or not all(isinstance(k, str) for k in bundle)
             or not all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0  # type: ignore[operator]
                 for v in bundle.values()
             )
             or all(v == 0 for v in bundle.values())
@@ -204,7 +204,7 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     blob = session.client.query_arg("pg_by_name", f"{session.namespace}\x00{placement_group_name}")
     if blob is None:
         raise ValueError(f"Failed to look up placement group with name: {placement_group_name}")
-    return ser.loads(blob)  # type: ignore[no-any-return]
+    return ser.loads(blob)
 
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:

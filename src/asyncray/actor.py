@@ -502,7 +502,8 @@ class ActorHandle(Generic[T]):
                 -1 if backpressure is None else backpressure,
                 timeout_s,
             )
-        return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        # Not streaming: num_returns is an int.
+        return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]  # type: ignore[operator]
         client.post(
             P.CallActor(
                 task_id,
@@ -519,7 +520,7 @@ class ActorHandle(Generic[T]):
                 _task_context.current_task().task_id or b"",
             )
         )
-        refs = [ObjectRef(rid, True) for rid in return_ids]
+        refs: list[ObjectRef[Any]] = [ObjectRef(rid, True) for rid in return_ids]
         if limit > 0 and refs:
             self._pending.append(ObjectRef(return_ids[0]))
         if num_returns == 1:
@@ -684,4 +685,4 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     )
     import msgspec
 
-    return msgspec.msgpack.decode(reply.value)  # type: ignore[no-any-return]
+    return msgspec.msgpack.decode(reply.value)

@@ -171,11 +171,11 @@ class RayTaskError(RayError):
             return self
 
 
-_dual_classes: dict[type, type] = {}
+_dual_classes: dict[type, type[RayTaskError]] = {}
 _dual_classes_lock = threading.Lock()
 
 
-def _dual_class(cause_cls: type) -> type:
+def _dual_class(cause_cls: type) -> type[RayTaskError]:
     """The cached ``RayTaskError(Cause)`` class for a user exception class."""
     with _dual_classes_lock:
         cls = _dual_classes.get(cause_cls)

@@ -87,7 +87,7 @@ class ObjectRef(Generic[T]):
         return cls(os.urandom(_ID_SIZE))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._id == self._id  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._id == self._id
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
@@ -158,19 +158,19 @@ class ObjectRef(Generic[T]):
         self._loop_future().add_done_callback(fn, context=context)
 
     def remove_done_callback(self, fn: Callable[[Any], None]) -> int:
-        return 0 if self._fut is None else self._fut.remove_done_callback(fn)  # type: ignore[no-any-return]
+        return 0 if self._fut is None else self._fut.remove_done_callback(fn)
 
     def done(self) -> bool:
-        return self._fut is not None and self._fut.done()  # type: ignore[no-any-return]
+        return self._fut is not None and self._fut.done()
 
     def cancelled(self) -> bool:
-        return self._fut is not None and self._fut.cancelled()  # type: ignore[no-any-return]
+        return self._fut is not None and self._fut.cancelled()
 
     def result(self) -> T:
-        return self._loop_future().result()  # type: ignore[no-any-return]
+        return self._loop_future().result()
 
     def exception(self) -> BaseException | None:
-        return self._loop_future().exception()  # type: ignore[no-any-return]
+        return self._loop_future().exception()
 
     def get_loop(self) -> Any:
         return self._loop_future().get_loop()

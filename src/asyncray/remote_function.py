@@ -163,7 +163,7 @@ class RemoteFunction(Generic[P_, R]):
         return_ids = (
             []
             if streaming
-            else [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+            else [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]  # type: ignore[operator]  # not streaming: an int
         )
         client.post(
             P.SubmitTask(

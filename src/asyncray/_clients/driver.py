@@ -28,6 +28,7 @@ from .wakeups import RuntimeWakeups
 
 if TYPE_CHECKING:
     from .._core.runtime import Runtime
+    from .._core.worker_pool import WorkerRecord
 
 # A sync call whose reply takes longer than this makes the runtime thread a
 # normal (preempting) thread until the reply comes (see _wakeups.py). Short
@@ -68,7 +69,7 @@ class DriverConn:
     the driver owns go straight to its in-process store.
     """
 
-    worker = None
+    worker: WorkerRecord | None = None
     keeps_values = True
 
     def __init__(self, client: DriverClient) -> None:
@@ -76,7 +77,7 @@ class DriverConn:
         self.requests: dict[int, Any] = {}
         self.local_values = client.local_values
         # The driver's units are not tracked per process: it outlives the runtime.
-        self.units = None
+        self.units: dict[bytes, int] | None = None
 
     def deliver(self, object_id: bytes, data: bytes) -> None:
         """A small result of a task this driver owns: keep it in the owner's store (as Ray does)."""

@@ -42,11 +42,12 @@ class RuntimeWakeups:
 
     def adopt_current_thread(self) -> None:
         """On the runtime thread, before its loop runs: make it batch."""
-        if _BATCH is None:
+        param = self._param
+        if _BATCH is None or param is None:  # no SCHED_BATCH here (both None then)
             return
         tid = threading.get_native_id()
         try:
-            os.sched_setscheduler(tid, _BATCH, self._param)
+            os.sched_setscheduler(tid, _BATCH, param)
         except OSError:  # a sandbox or seccomp profile: only speed is lost
             return
         self._tid = tid

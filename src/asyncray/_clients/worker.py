@@ -32,7 +32,7 @@ class WorkerClient(ClientBase):
             # Views opened go before msg (which may let their object go),
             # releases and views closed after it (see DriverClient.drain).
             mapped, unmapped = shm.take_view_reports()
-            msgs = [P.SegmentMaps(mapped, [])] if mapped else []
+            msgs: list[Any] = [P.SegmentMaps(mapped, [])] if mapped else []
             msgs.append(msg)
             if self._released:
                 msgs.append(P.ReleaseObjects(self._take_releases()))

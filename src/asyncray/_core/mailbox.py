@@ -36,7 +36,7 @@ from .scheduler import Shape, shape_of
 
 if TYPE_CHECKING:
     from .runtime import Runtime
-    from .worker_pool import WorkerRecord
+    from .worker_pool import ChildConn, WorkerRecord
 
 TERMINATE = "__ray_terminate__"
 
@@ -202,11 +202,11 @@ class ActorManager:
     def _spawn(self, actor: ActorRecord) -> None:
         actor.state = "starting"
         worker = self.rt._spawn_worker("actor")
-        worker.actor = actor  # type: ignore[attr-defined]
+        worker.actor = actor
         actor.worker = worker
 
     def on_worker_hello(self, worker: WorkerRecord) -> None:
-        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        actor: ActorRecord = worker.actor
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
@@ -308,7 +308,8 @@ class ActorManager:
         if actor.state != "alive" or actor.exiting:
             return
         mailbox = actor.mailbox
-        conn = actor.worker.conn  # type: ignore[union-attr]
+        # An alive actor's process is connected.
+        conn: ChildConn = actor.worker.conn  # type: ignore[union-attr, assignment]
         while mailbox:
             call = mailbox[0]
             if call.failed:
@@ -341,7 +342,7 @@ class ActorManager:
             )
 
     def on_task_done(self, worker: WorkerRecord, msg: P.TaskDone) -> None:
-        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        actor: ActorRecord = worker.actor
         call = actor.inflight.pop(msg.task_id, None)
         if call is None:
             return
@@ -492,7 +493,7 @@ class ActorManager:
 
     def on_process_gone(self, worker: WorkerRecord) -> None:
         """The actor's process exited: finish an intended exit, restart, or die."""
-        actor: ActorRecord = worker.actor  # type: ignore[attr-defined]
+        actor: ActorRecord = worker.actor
         if actor.worker is not worker:
             return
         actor.worker = None

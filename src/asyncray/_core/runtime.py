@@ -29,6 +29,7 @@ import time
 import traceback
 import typing
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -94,6 +95,9 @@ _REQUEST_TYPES = frozenset(
     if "req_id" in t.__struct_fields__ and t not in P.REPLY_TYPES and t is not P.CancelWaiter
 )
 
+# A ready-queue key: the placement group and bundle (or None), and the shape.
+TaskKey = tuple[tuple[bytes, int] | None, Shape]
+
 
 class TaskRecord:
     """The runtime's view of one submitted task."""
@@ -121,7 +125,7 @@ class TaskRecord:
         self.shape: Shape = shape_of(spec.resources)
         # The ready-queue key: (placement group and bundle, or None; shape).
         group = (spec.pg_id, spec.pg_bundle) if spec.pg_id else None
-        self.key: tuple[Any, Shape] = (group, self.shape)
+        self.key: TaskKey = (group, self.shape)
         # The pool the task's resources came from: the host's or a bundle's.
         self.pool: ResourcePool | None = None
         self.dep_values: list[bytes] = []
@@ -218,7 +222,7 @@ class Runtime:
         self._trim_handle: asyncio.TimerHandle | None = None
         self.store.on_recycle = self.schedule_trim
         self.store.on_removed = self._segment_removed
-        self.ready = ReadyQueue()
+        self.ready: ReadyQueue[TaskKey] = ReadyQueue()
         self.functions: dict[bytes, bytes] = {}
         self.workers: dict[int, WorkerRecord] = {}
         self.workers_by_pid: dict[int, WorkerRecord] = {}
@@ -243,7 +247,7 @@ class Runtime:
         # Children with messages held during the current batch.
         self.batched_conns: list[ChildConn] = []
         a = self.actors
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any, Any], object]] = {
             P.CreateActor: a.on_create,
             P.CallActor: a.on_call,
             P.KillActor: a.on_kill,
@@ -486,10 +490,11 @@ class Runtime:
 
     def _reply_get(self, req: _Request, timed_out: bool) -> None:
         self._finish(req)
-        values = [e.data for e in req.entries]  # type: ignore[union-attr]
-        errors = [e.is_error for e in req.entries]  # type: ignore[union-attr]
+        entries: list[ObjectEntry] = req.entries  # type: ignore[assignment]  # never None in a get
+        values = [e.data for e in entries]
+        errors = [e.is_error for e in entries]
         conn = req.conn
-        for e in req.entries:
+        for e in entries:
             if e.contained:
                 self.grant_ids(conn, e.contained)
         conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
@@ -1219,7 +1224,7 @@ class Runtime:
                 if req.kind == "get":
                     self._reply_get(req, timed_out=True)
                 elif req.kind == "queue":
-                    self.queues.expire(req)  # type: ignore[arg-type]
+                    self.queues.expire(req)
                 else:
                     self._reply_wait(req)
 

@@ -16,10 +16,13 @@ Pure logic, no I/O: unit-tested without processes.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Hashable, Iterator
+from typing import Any, Generic, TypeVar
 
 Shape = tuple[tuple[str, float], ...]
+
+# A ready-queue key: a shape, or (as the runtime keys it) a shape with its placement group.
+K = TypeVar("K", bound=Hashable)
 
 # Quantities are compared with this slack so 0.1 + 0.2 fits in 0.3.
 _EPSILON = 1e-9
@@ -117,38 +120,38 @@ class ResourcePool:
             self._gpu_free[i] = min(1.0, self._gpu_free[i] + (1.0 if qty >= 1 else qty))
 
 
-class ReadyQueue:
+class ReadyQueue(Generic[K]):
     """Tasks whose dependencies are ready, one FIFO per resource shape."""
 
     def __init__(self) -> None:
-        self._by_shape: dict[Shape, deque[Any]] = {}
+        self._by_shape: dict[K, deque[Any]] = {}
         self._len = 0
 
     def __len__(self) -> int:
         return self._len
 
-    def push(self, shape: Shape, item: Any) -> None:
+    def push(self, shape: K, item: Any) -> None:
         q = self._by_shape.get(shape)
         if q is None:
             q = self._by_shape[shape] = deque()
         q.append(item)
         self._len += 1
 
-    def push_front(self, shape: Shape, item: Any) -> None:
+    def push_front(self, shape: K, item: Any) -> None:
         q = self._by_shape.get(shape)
         if q is None:
             q = self._by_shape[shape] = deque()
         q.appendleft(item)
         self._len += 1
 
-    def has(self, shape: Shape) -> bool:
+    def has(self, shape: K) -> bool:
         return shape in self._by_shape
 
-    def shapes(self) -> Iterator[tuple[Shape, deque[Any]]]:
+    def shapes(self) -> Iterator[tuple[K, deque[Any]]]:
         # A copy: dispatching may add shapes (retries) while we iterate.
         return iter(list(self._by_shape.items()))
 
-    def pop(self, shape: Shape) -> Any:
+    def pop(self, shape: K) -> Any:
         q = self._by_shape[shape]
         item = q.popleft()
         self._len -= 1
@@ -156,7 +159,7 @@ class ReadyQueue:
             del self._by_shape[shape]
         return item
 
-    def remove(self, shape: Shape, item: Any) -> bool:
+    def remove(self, shape: K, item: Any) -> bool:
         q = self._by_shape.get(shape)
         if q is None:
             return False

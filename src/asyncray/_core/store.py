@@ -265,7 +265,7 @@ class SegmentStore:
             for writer in writers:
                 self.on_removed(writer, name)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | list[str]]:
         return {
             "store_capacity": self.capacity,
             "store_used": self.used,

@@ -123,6 +123,7 @@ class ChildConn(asyncio.Protocol):
         except FrameTooLarge:
             logger.error("asyncray: dropping child %s: corrupt frame", self.worker)
             buf.clear()
+            assert self.transport is not None  # data came: connected
             self.transport.close()
             return
         runtime = self.runtime
@@ -130,7 +131,9 @@ class ChildConn(asyncio.Protocol):
         runtime.begin_batch()
         try:
             for msg in msgs:
-                handle(self, msg)
+                # A Conn, but mypy rejects it: the protocol's writable worker and units
+                # may be None, a child's never are (and _on_task_done relies on it).
+                handle(self, msg)  # type: ignore[arg-type]
         finally:
             runtime.end_batch()
 

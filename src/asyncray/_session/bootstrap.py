@@ -90,7 +90,7 @@ _lock = threading.RLock()
 _atexit_registered = False
 
 
-class RayContext(dict):  # type: ignore[type-arg]
+class RayContext(dict):
     """What ``init`` returns: a mapping of addresses that also works as a context manager."""
 
     @property
@@ -392,7 +392,7 @@ def _auto_init() -> Session:
 
 
 def client() -> base.ClientBase:
-    return _auto_init().client  # type: ignore[no-any-return]
+    return _auto_init().client
 
 
 def client_and_totals() -> tuple[base.ClientBase, dict[str, float]]:

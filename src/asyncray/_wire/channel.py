@@ -161,7 +161,7 @@ class SocketChannel:
                         break
                     yield_cpu()
             finally:
-                _held_slots().give_back(slot)  # type: ignore[union-attr]
+                _held_slots().give_back(slot)
         chunk = self.sock.recv(1 << 18)
         self._recent = clock() - start < polling.SPIN_S
         return chunk
@@ -308,7 +308,7 @@ class SocketChannel:
             self.reader_loop.call_soon(self._loop_poll)  # type: ignore[union-attr]
 
     def _stop_loop_poll(self) -> None:
-        _held_slots().give_back(self._poll_slot)  # type: ignore[union-attr]
+        _held_slots().give_back(self._poll_slot)
         self._poll_slot = -1
 
     def _route_to_loop(self, msgs: list[Any]) -> None:

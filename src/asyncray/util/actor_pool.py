@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar, Union
@@ -61,7 +62,7 @@ def _ignored(refs: Refs) -> TimeoutError:
     return TimeoutError(f"{_TIMEOUT_MSG}. The task {refs} has been ignored.")
 
 
-class _PendingCall(tuple):  # type: ignore[type-arg]
+class _PendingCall(tuple):
     """A pending submit_future call: Ray's ``(fn, value)`` shape, plus its future."""
 
     future: PoolFuture[Any]
@@ -77,7 +78,7 @@ def _future_of(entry: tuple[PoolFn, Any]) -> PoolFuture[Any] | None:
     return entry.future if type(entry) is _PendingCall else None
 
 
-class PoolFuture(concurrent.futures.Future, Generic[R]):  # type: ignore[type-arg]
+class PoolFuture(concurrent.futures.Future, Generic[R]):
     """The result of one ``ActorPool.submit_future`` call.
 
     A ``concurrent.futures.Future`` that is also awaitable on any event loop:
@@ -106,7 +107,7 @@ class PoolFuture(concurrent.futures.Future, Generic[R]):  # type: ignore[type-ar
         self._pool._drive(self, timeout)
         if not self.done():
             raise TimeoutError(f"{_TIMEOUT_MSG} of a submit_future call")
-        return super().result(timeout=0)  # type: ignore[no-any-return]
+        return super().result(timeout=0)
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._pool._drive_async(self).__await__()
@@ -574,7 +575,7 @@ def _chain(refs: Refs, future: PoolFuture[Any], reap: Callable[[], None]) -> Non
             _settle(future, value=values[0] if isinstance(refs, ObjectRef) else values)
 
     for i, ref in enumerate(inner):
-        ref.future().add_done_callback(lambda d, i=i: one_done(i, d))
+        ref.future().add_done_callback(functools.partial(one_done, i))
 
     def schedule_reap(_: Any) -> None:
         loop = future._loop
