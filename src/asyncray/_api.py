@@ -352,7 +352,11 @@ def wait(
     if ready is None:
         if ids is None:
             ids = [r._id for r in refs]
-        ready = c.request(P.WaitObjects(c.next_req_id(), ids, num_returns, t)).ready
+        ready = c.request(
+            P.WaitObjects(
+                req_id=c.next_req_id(), object_ids=ids, num_returns=num_returns, timeout=t
+            )
+        ).ready
     return _split(refs, ready, plain)
 
 
@@ -391,7 +395,13 @@ async def wait_async(
     if ready is None:
         if ids is None:
             ids = [r._id for r in refs]
-        ready = (await c.request_async(P.WaitObjects(c.next_req_id(), ids, num_returns, t))).ready
+        ready = (
+            await c.request_async(
+                P.WaitObjects(
+                    req_id=c.next_req_id(), object_ids=ids, num_returns=num_returns, timeout=t
+                )
+            )
+        ).ready
     return _split(refs, ready, plain)
 
 

@@ -175,13 +175,13 @@ def placement_group(
     handle = PlacementGroup(PlacementGroupID(pg_id), bundle_list)
     session.client.post(
         P.CreatePlacementGroup(
-            pg_id,
-            bundle_list,
-            strategy,
-            name or "",
-            session.namespace,
-            lifetime == "detached",
-            ser.dumps_function(handle),
+            pg_id=pg_id,
+            bundles=bundle_list,
+            strategy=strategy,
+            name=name or "",
+            namespace=session.namespace,
+            detached=lifetime == "detached",
+            handle=ser.dumps_function(handle),
         )
     )
     return handle

@@ -343,24 +343,24 @@ def _create_actor(
     detached = options.get("lifetime") == "detached"
     max_restarts = options.get("max_restarts") or 0
     create = P.CreateActor(
-        actor_id,
-        definition.class_id,
-        0,
-        name,
-        namespace,
-        bool(options.get("get_if_exists")),
-        detached,
-        payload,
-        dep_ids,
-        place,
-        hold,
-        max_restarts,
-        definition.name,
-        ser.dumps(config),
-        meta_blob,
-        pg_id,
-        pg_bundle,
-        pg_capture,
+        actor_id=actor_id,
+        class_id=definition.class_id,
+        req_id=0,
+        name=name,
+        namespace=namespace,
+        get_if_exists=bool(options.get("get_if_exists")),
+        detached=detached,
+        args=payload,
+        dep_ids=dep_ids,
+        place=place,
+        hold=hold,
+        max_restarts=max_restarts,
+        class_name=definition.name,
+        config=ser.dumps(config),
+        meta=meta_blob,
+        pg_id=pg_id,
+        pg_bundle=pg_bundle,
+        pg_capture=pg_capture,
     )
     if not name:
         client.post(create)
@@ -506,18 +506,18 @@ class ActorHandle(Generic[T]):
         return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]  # type: ignore[operator]
         client.post(
             P.CallActor(
-                task_id,
-                self._actor_id,
-                name,
-                payload,
-                dep_ids,
-                return_ids,
-                group,
-                retries,
-                False,
-                -1,
-                timeout_s,
-                _task_context.current_task().task_id or b"",
+                task_id=task_id,
+                actor_id=self._actor_id,
+                method=name,
+                args=payload,
+                dep_ids=dep_ids,
+                return_ids=return_ids,
+                group=group,
+                max_task_retries=retries,
+                streaming=False,
+                backpressure=-1,
+                timeout_s=timeout_s,
+                parent=_task_context.current_task().task_id or b"",
             )
         )
         refs: list[ObjectRef[Any]] = [ObjectRef(rid, True) for rid in return_ids]

@@ -67,7 +67,12 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         if local is not None:
             return local
         reply = client.request(
-            P.StreamNext(client.next_req_id(), self._task_id, index, _api._timeout_value(timeout_s))
+            P.StreamNext(
+                req_id=client.next_req_id(),
+                task_id=self._task_id,
+                index=index,
+                timeout=_api._timeout_value(timeout_s),
+            )
         )
         return self._take(client, index, reply)
 
@@ -88,7 +93,12 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         if local is not None:
             return local
         reply = await client.request_async(
-            P.StreamNext(client.next_req_id(), self._task_id, index, _api._timeout_value(timeout_s))
+            P.StreamNext(
+                req_id=client.next_req_id(),
+                task_id=self._task_id,
+                index=index,
+                timeout=_api._timeout_value(timeout_s),
+            )
         )
         try:
             return self._take(client, index, reply)
@@ -105,7 +115,7 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         oid = self._item_id(index)
         if oid not in client.local_values or self._cancelled:
             return None
-        client.post(P.StreamNext(0, self._task_id, index, 0.0))
+        client.post(P.StreamNext(req_id=0, task_id=self._task_id, index=index, timeout=0.0))
         self._next_index = index + 1
         return ObjectRef(oid, True)
 
@@ -183,18 +193,18 @@ def start_actor_stream(
 ) -> ObjectRefGenerator:
     client.post(
         P.CallActor(
-            task_id,
-            handle._actor_id,
-            name,
-            payload,
-            dep_ids,
-            [],
-            group,
-            retries,
-            True,
-            backpressure,
-            timeout_s,
-            _task_context.current_task().task_id or b"",
+            task_id=task_id,
+            actor_id=handle._actor_id,
+            method=name,
+            args=payload,
+            dep_ids=dep_ids,
+            return_ids=[],
+            group=group,
+            max_task_retries=retries,
+            streaming=True,
+            backpressure=backpressure,
+            timeout_s=timeout_s,
+            parent=_task_context.current_task().task_id or b"",
         )
     )
     return ObjectRefGenerator(task_id)

@@ -167,22 +167,22 @@ class RemoteFunction(Generic[P_, R]):
         )
         client.post(
             P.SubmitTask(
-                task_id,
-                shared.func_id,
-                self._name,
-                payload,
-                dep_ids,
-                return_ids,
-                self._request,
-                self._max_retries,
-                self._retry_exc,
-                streaming,
-                self._timeout_s,
-                self._backpressure,
-                pg_id,
-                pg_bundle,
-                pg_capture,
-                _task_context.current_task().task_id or b"",
+                task_id=task_id,
+                func_id=shared.func_id,
+                name=self._name,
+                args=payload,
+                dep_ids=dep_ids,
+                return_ids=return_ids,
+                resources=self._request,
+                max_retries=self._max_retries,
+                retry_exc=self._retry_exc,
+                streaming=streaming,
+                timeout_s=self._timeout_s,
+                backpressure=self._backpressure,
+                pg_id=pg_id,
+                pg_bundle=pg_bundle,
+                pg_capture=pg_capture,
+                parent=_task_context.current_task().task_id or b"",
             )
         )
         if streaming:

@@ -233,7 +233,7 @@ class DriverClient(ClientBase):
             waiter = self.waiters.pop(req_id, None)
             if waiter is None:
                 continue
-            reply = P.ObjectsReply(req_id, [error], [True], False)
+            reply = P.ObjectsReply(req_id=req_id, values=[error], errors=[True], timed_out=False)
             if type(waiter) is _SyncWaiter:
                 waiter.reply = reply
                 waiter.lock.release()

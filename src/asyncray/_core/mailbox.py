@@ -126,9 +126,15 @@ class ActorManager:
             if existing is not None:
                 other = self.actors[existing]
                 if msg.get_if_exists:
-                    conn.send(P.ActorReply(msg.req_id, existing, other.spec.meta, ""))
+                    conn.send(
+                        P.ActorReply(
+                            req_id=msg.req_id, actor_id=existing, meta=other.spec.meta, error=""
+                        )
+                    )
                 else:
-                    conn.send(P.ActorReply(msg.req_id, b"", b"", "exists"))
+                    conn.send(
+                        P.ActorReply(req_id=msg.req_id, actor_id=b"", meta=b"", error="exists")
+                    )
                 return
         actor = ActorRecord(msg, conn)
         self.actors[msg.actor_id] = actor
@@ -136,7 +142,9 @@ class ActorManager:
             actor.name_key = (msg.namespace, msg.name)
             self.names[actor.name_key] = msg.actor_id
         if msg.req_id:
-            conn.send(P.ActorReply(msg.req_id, msg.actor_id, msg.meta, ""))
+            conn.send(
+                P.ActorReply(req_id=msg.req_id, actor_id=msg.actor_id, meta=msg.meta, error="")
+            )
         self.rt.take_argument_holds(msg.args, msg.dep_ids)
         actor.holding_args = True
         self._resolve_ctor_args(actor)
@@ -211,18 +219,20 @@ class ActorManager:
         actor.pid = worker.pid
         worker.state = "busy"
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)
+        pg, pg_capture = self.rt._group_context(spec.pg_id, spec.pg_capture)
         worker.conn.send(  # type: ignore[union-attr]
             P.StartActor(
-                actor.actor_id,
-                self.rt.functions.get(spec.class_id, b""),
-                spec.args,
-                actor.ctor_values,
-                spec.config,
-                spec.hold,
-                actor.gpu_ids,
-                spec.name,
-                spec.namespace,
-                *self.rt._group_context(spec.pg_id, spec.pg_capture),
+                actor_id=actor.actor_id,
+                class_blob=self.rt.functions.get(spec.class_id, b""),
+                args=spec.args,
+                dep_values=actor.ctor_values,
+                config=spec.config,
+                resources=spec.hold,
+                gpu_ids=actor.gpu_ids,
+                name=spec.name,
+                namespace=spec.namespace,
+                pg=pg,
+                pg_capture=pg_capture,
             )
         )
 
@@ -330,14 +340,14 @@ class ActorManager:
                 self.rt.grant_call(conn, spec.args, call.dep_values)
             conn.send(
                 P.ExecuteActorCall(
-                    spec.task_id,
-                    spec.method,
-                    spec.args,
-                    call.dep_values,
-                    len(spec.return_ids),
-                    spec.group,
-                    spec.streaming,
-                    spec.backpressure,
+                    task_id=spec.task_id,
+                    method=spec.method,
+                    args=spec.args,
+                    dep_values=call.dep_values,
+                    num_returns=len(spec.return_ids),
+                    group=spec.group,
+                    streaming=spec.streaming,
+                    backpressure=spec.backpressure,
                 )
             )
 
@@ -468,7 +478,14 @@ class ActorManager:
             self._die(actor, self._died_payload(actor, "The actor's handle went out of scope."))
             return
         spec = P.CallActor(
-            b"terminate-" + actor.actor_id, actor.actor_id, TERMINATE, ser.EMPTY_ARGS, [], [], "", 0
+            task_id=b"terminate-" + actor.actor_id,
+            actor_id=actor.actor_id,
+            method=TERMINATE,
+            args=ser.EMPTY_ARGS,
+            dep_ids=[],
+            return_ids=[],
+            group="",
+            max_task_retries=0,
         )
         actor.mailbox.append(CallRecord(spec, None))
         self._pump(actor)
@@ -602,9 +619,13 @@ class ActorManager:
     def on_get_actor(self, conn: Any, msg: P.GetActor) -> None:
         actor_id = self.names.get((msg.namespace, msg.name))
         if actor_id is None:
-            conn.send(P.ActorReply(msg.req_id, b"", b"", "missing"))
+            conn.send(P.ActorReply(req_id=msg.req_id, actor_id=b"", meta=b"", error="missing"))
             return
-        conn.send(P.ActorReply(msg.req_id, actor_id, self.actors[actor_id].spec.meta, ""))
+        conn.send(
+            P.ActorReply(
+                req_id=msg.req_id, actor_id=actor_id, meta=self.actors[actor_id].spec.meta, error=""
+            )
+        )
 
     def list_named(self, namespace: str, all_namespaces: bool) -> list[Any]:
         if all_namespaces:

@@ -312,7 +312,7 @@ class QueueManager:
         got = state.get(waiter)
         if type(got) is bytes:
             self.give(conn, [got])
-            conn.send(P.QueueReply(msg.req_id, P.QUEUE_OK, [got], 0))
+            conn.send(P.QueueReply(req_id=msg.req_id, status=P.QUEUE_OK, items=[got], size=0))
         elif got == PARKED:
             self._park(waiter, msg.timeout)  # type: ignore[arg-type]
         else:
@@ -330,7 +330,7 @@ class QueueManager:
         status, items, size = state.get_batch(msg.count)
         if msg.req_id:
             self.give(conn, items)
-            conn.send(P.QueueReply(msg.req_id, status, items, size))
+            conn.send(P.QueueReply(req_id=msg.req_id, status=status, items=items, size=size))
         else:
             self.discard(items)
 
@@ -339,7 +339,7 @@ class QueueManager:
 
     def _reply(self, conn: Any, req_id: int, status: int, size: int = 0) -> None:
         if req_id:
-            conn.send(P.QueueReply(req_id, status, [], size))
+            conn.send(P.QueueReply(req_id=req_id, status=status, items=[], size=size))
 
     # ================================================================ waiters (loop)
 
@@ -370,14 +370,18 @@ class QueueManager:
         for waiter, got in served:
             self.rt._finish(waiter)  # type: ignore[arg-type]
             self.give(waiter.conn, got)
-            waiter.conn.send(P.QueueReply(waiter.req_id, P.QUEUE_OK, got, 0))
+            waiter.conn.send(
+                P.QueueReply(req_id=waiter.req_id, status=P.QUEUE_OK, items=got, size=0)
+            )
 
     def expire(self, waiter: QueueWaiter) -> None:
         """The waiter's timeout passed, or its task was cancelled: it gets "would block"."""
         if waiter.done:
             return
         self.rt._finish(waiter)  # type: ignore[arg-type]
-        waiter.conn.send(P.QueueReply(waiter.req_id, P.QUEUE_WOULD_BLOCK, [], 0))
+        waiter.conn.send(
+            P.QueueReply(req_id=waiter.req_id, status=P.QUEUE_WOULD_BLOCK, items=[], size=0)
+        )
 
     def detach(self, waiter: QueueWaiter) -> None:
         """From ``Runtime._finish``: the waiter stops waiting (served, expired, cancelled, or
@@ -402,7 +406,9 @@ class QueueManager:
         self.discard(dropped)
         for waiter in waiters:
             self.rt._finish(waiter)  # type: ignore[arg-type]
-            waiter.conn.send(P.QueueReply(waiter.req_id, P.QUEUE_CLOSED, [], 0))
+            waiter.conn.send(
+                P.QueueReply(req_id=waiter.req_id, status=P.QUEUE_CLOSED, items=[], size=0)
+            )
 
     def stop(self) -> None:
         """The runtime is stopping: every queue is shut down (children are told to exit)."""

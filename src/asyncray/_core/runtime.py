@@ -350,9 +350,9 @@ class Runtime:
             writer = conn if conn.units is not None else None
             name, recycled = self.store.reserve(msg.size, writer)
         except StoreFull as e:
-            conn.send(P.SegmentReply(msg.req_id, "", False, str(e)))
+            conn.send(P.SegmentReply(req_id=msg.req_id, name="", recycled=False, error=str(e)))
             return
-        conn.send(P.SegmentReply(msg.req_id, name, recycled, ""))
+        conn.send(P.SegmentReply(req_id=msg.req_id, name=name, recycled=recycled, error=""))
 
     def _segment_removed(self, writer: Any, name: str) -> None:
         """A child that wrote the segment closes the mapping it kept (memory comes back)."""
@@ -497,7 +497,9 @@ class Runtime:
         for e in entries:
             if e.contained:
                 self.grant_ids(conn, e.contained)
-        conn.send(P.ObjectsReply(req.req_id, values, errors, timed_out))
+        conn.send(
+            P.ObjectsReply(req_id=req.req_id, values=values, errors=errors, timed_out=timed_out)
+        )
 
     def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
         ids = msg.object_ids
@@ -840,22 +842,24 @@ class Runtime:
             worker.known_functions.add(spec.func_id)
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
             self.grant_call(worker.conn, spec.args, task.dep_values)
+        pg, pg_capture = self._group_context(spec.pg_id, spec.pg_capture)
         worker.conn.send(  # type: ignore[union-attr]
             P.ExecuteTask(
-                spec.task_id,
-                spec.func_id,
-                blob,
-                spec.name,
-                spec.args,
-                spec.dep_ids,
-                task.dep_values,
-                len(spec.return_ids),
-                spec.retry_exc,
-                spec.resources,
-                task.gpu_ids,
-                spec.streaming,
-                spec.backpressure,
-                *self._group_context(spec.pg_id, spec.pg_capture),
+                task_id=spec.task_id,
+                func_id=spec.func_id,
+                func_blob=blob,
+                name=spec.name,
+                args=spec.args,
+                dep_ids=spec.dep_ids,
+                dep_values=task.dep_values,
+                num_returns=len(spec.return_ids),
+                retry_exc=spec.retry_exc,
+                resources=spec.resources,
+                gpu_ids=task.gpu_ids,
+                streaming=spec.streaming,
+                backpressure=spec.backpressure,
+                pg=pg,
+                pg_capture=pg_capture,
             )
         )
 

@@ -298,7 +298,10 @@ def serialize_returns(result: Any, num_returns: int, name: str) -> list[bytes]:
 
 def error_reply(task_id: bytes, error: BaseException, name: str, retry_exc: bytes) -> P.TaskDone:
     return P.TaskDone(
-        task_id, [ser.dumps_task_error(error, name)], True, _retryable(error, retry_exc)
+        task_id=task_id,
+        results=[ser.dumps_task_error(error, name)],
+        is_error=True,
+        retryable=_retryable(error, retry_exc),
     )
 
 

@@ -44,7 +44,9 @@ class StreamWriter:
                 f"Could not serialize item {self.count} of the generator: {type(e).__name__}: {e}"
             ) from None
         self.count += 1
-        self.channel.send(P.StreamItem(self.task_id, self.count, data, False))
+        self.channel.send(
+            P.StreamItem(task_id=self.task_id, index=self.count, data=data, is_error=False)
+        )
 
     def must_wait(self) -> int:
         """The consumed count to wait for before producing more (0: go on)."""
@@ -55,7 +57,14 @@ class StreamWriter:
 
     def fail(self, error: BaseException) -> None:
         self.count += 1
-        self.channel.send(P.StreamItem(self.task_id, self.count, self.error_payload(error), True))
+        self.channel.send(
+            P.StreamItem(
+                task_id=self.task_id,
+                index=self.count,
+                data=self.error_payload(error),
+                is_error=True,
+            )
+        )
 
 
 def produce_sync(writer: StreamWriter, gen: Any) -> int:
