@@ -10,6 +10,7 @@ leaked children are killed so the next test starts clean.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -74,6 +75,35 @@ def _kill(procs: list[psutil.Process]) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(procs, timeout=2)
+
+
+class _InternalErrors(logging.Handler):
+    """Records the kernel's "internal error" logs: a handler that raised is a bug."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "internal error" in record.getMessage():
+            self.records.append(record)
+
+
+_internal_errors = _InternalErrors()
+logging.getLogger("asyncray").addHandler(_internal_errors)
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors(request):
+    """Fail a test during which a kernel handler raised (unless it plants one on purpose)."""
+    _internal_errors.records.clear()
+    yield
+    if request.node.get_closest_marker("plants_internal_errors"):
+        return
+    errors = [r.getMessage() for r in _internal_errors.records]
+    _internal_errors.records.clear()
+    if errors:
+        pytest.fail("the kernel logged internal errors:\n" + "\n".join(errors), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

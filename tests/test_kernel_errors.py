@@ -15,7 +15,7 @@ import asyncray
 from asyncray._wire import protocol as P
 from asyncray.exceptions import RaySystemError
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.plants_internal_errors]
 
 
 def _break(monkeypatch: pytest.MonkeyPatch, msg_type: type) -> None:

@@ -114,8 +114,8 @@ class DirectQueues(QueueTransport):
 
     Refs inside items stay counted: an item entering a queue has its units
     taken by ``HoldObjects`` (posted before any later release), an item
-    dropped here gives them back by ``ReleaseObjects``, and an item the
-    driver takes passes them to the refs it rebuilds.
+    dropped here gives them back as dropped refs do (``ClientBase.release``),
+    and an item the driver takes passes them to the refs it rebuilds.
     """
 
     def __init__(self, client: ClientBase, manager: QueueManager) -> None:
@@ -136,9 +136,11 @@ class DirectQueues(QueueTransport):
             self._client.post(P.HoldObjects(ids))
 
     def _let_go(self, payloads: list[bytes], abandon: bool) -> None:
-        ids = self._manager.let_go_from_thread(payloads)
-        if ids:
-            self._client.post(P.ReleaseObjects(ids))
+        # Through the client's batched releases, as a dropped ref's unit: they
+        # reach the runtime after any message posted before them.
+        release = self._client.release
+        for oid in self._manager.let_go_from_thread(payloads):
+            release(oid)
         if abandon:
             for payload in payloads:
                 ser.abandon(payload)

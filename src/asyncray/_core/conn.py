@@ -20,16 +20,26 @@ if TYPE_CHECKING:
 class Conn(Protocol):
     """One peer of the kernel, as the kernel sees it."""
 
-    # The child process behind this connection; None for a driver.
-    worker: WorkerRecord | None
-    # Requests of this peer parked in the kernel (blocked gets, waits, queue calls), by req_id.
-    requests: dict[int, Any]
-    # Units of objects this peer's process holds, by id (freed if it dies);
-    # None: not tracked (the embedded driver outlives the kernel).
-    units: dict[bytes, int] | None
-    # Whether small results of tasks this peer owns go to its in-process store
-    # (``deliver``) before anyone asks for them.
-    keeps_values: bool
+    # Read-only here (properties), so a peer whose values are never None
+    # (a child's worker and units) still satisfies the protocol.
+
+    @property
+    def worker(self) -> WorkerRecord | None:
+        """The child process behind this connection; None for a driver."""
+
+    @property
+    def requests(self) -> dict[int, Any]:
+        """Requests of this peer parked in the kernel (blocked gets, waits, queue calls)."""
+
+    @property
+    def units(self) -> dict[bytes, int] | None:
+        """Units of objects this peer's process holds, by id (freed if it dies); None: not
+        tracked (the embedded driver outlives the kernel)."""
+
+    @property
+    def keeps_values(self) -> bool:
+        """Whether small results of tasks this peer owns go to its in-process store
+        (``deliver``) before anyone asks for them."""
 
     def send(self, msg: Any) -> None:
         """Send one message to the peer (a reply, or a call to run)."""

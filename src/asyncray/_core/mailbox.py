@@ -35,6 +35,7 @@ from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
 
 if TYPE_CHECKING:
+    from .conn import Conn
     from .runtime import Runtime
     from .worker_pool import ChildConn, WorkerRecord
 
@@ -57,7 +58,7 @@ class CallRecord:
         "timer",
     )
 
-    def __init__(self, spec: P.CallActor, owner: Any) -> None:
+    def __init__(self, spec: P.CallActor, owner: Conn | None) -> None:
         self.spec = spec
         self.owner = owner
         self.dep_values: list[bytes] = []
@@ -76,7 +77,7 @@ class CallRecord:
 class ActorRecord:
     """The runtime's view of one actor."""
 
-    def __init__(self, spec: P.CreateActor, owner: Any) -> None:
+    def __init__(self, spec: P.CreateActor, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
         self.actor_id = spec.actor_id
@@ -119,7 +120,7 @@ class ActorManager:
 
     # ================================================================ creation
 
-    def on_create(self, conn: Any, msg: P.CreateActor) -> None:
+    def on_create(self, conn: Conn, msg: P.CreateActor) -> None:
         if msg.name:
             key = (msg.namespace, msg.name)
             existing = self.names.get(key)
@@ -218,7 +219,7 @@ class ActorManager:
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
-        self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)
+        self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         pg, pg_capture = self.rt._group_context(spec.pg_id, spec.pg_capture)
         worker.conn.send(  # type: ignore[union-attr]
             P.StartActor(
@@ -236,7 +237,7 @@ class ActorManager:
             )
         )
 
-    def on_started(self, conn: Any, msg: P.ActorStarted) -> None:
+    def on_started(self, conn: Conn, msg: P.ActorStarted) -> None:
         actor: ActorRecord | None = conn.worker.actor if conn.worker is not None else None
         if actor is None or actor.state != "starting":
             return
@@ -248,7 +249,7 @@ class ActorManager:
 
     # ================================================================ calls
 
-    def on_call(self, conn: Any, msg: P.CallActor) -> None:
+    def on_call(self, conn: Conn, msg: P.CallActor) -> None:
         call = CallRecord(msg, conn)
         if msg.streaming:
             self.rt.open_stream(msg.task_id, conn, msg.backpressure)
@@ -454,7 +455,7 @@ class ActorManager:
 
     # ================================================================ ending
 
-    def on_kill(self, conn: Any, msg: P.KillActor) -> None:
+    def on_kill(self, conn: Conn, msg: P.KillActor) -> None:
         actor = self.actors.get(msg.actor_id)
         if actor is None or actor.state == "dead":
             return
@@ -469,7 +470,7 @@ class ActorManager:
         self._kill_process(actor)  # first: no graceful exit, no atexit handlers
         self._die(actor, self._died_payload(actor, reason))
 
-    def on_release(self, conn: Any, msg: P.ReleaseActor) -> None:
+    def on_release(self, conn: Conn, msg: P.ReleaseActor) -> None:
         """The owner dropped its handle: terminate after queued calls (as ``__ray_terminate__``)."""
         actor = self.actors.get(msg.actor_id)
         if actor is None or actor.state == "dead" or actor.spec.detached:
@@ -490,7 +491,7 @@ class ActorManager:
         actor.mailbox.append(CallRecord(spec, None))
         self._pump(actor)
 
-    def on_exiting(self, conn: Any, msg: P.ActorExiting) -> None:
+    def on_exiting(self, conn: Conn, msg: P.ActorExiting) -> None:
         """``exit_actor()``: that call and everything not yet started fail with ActorDiedError."""
         actor: ActorRecord | None = conn.worker.actor if conn.worker is not None else None
         if actor is None or actor.state == "dead":
@@ -616,7 +617,7 @@ class ActorManager:
 
     # ================================================================ lookup
 
-    def on_get_actor(self, conn: Any, msg: P.GetActor) -> None:
+    def on_get_actor(self, conn: Conn, msg: P.GetActor) -> None:
         actor_id = self.names.get((msg.namespace, msg.name))
         if actor_id is None:
             conn.send(P.ActorReply(req_id=msg.req_id, actor_id=b"", meta=b"", error="missing"))

@@ -23,6 +23,7 @@ from .._wire import serialization as ser
 from .scheduler import ResourcePool, Shape, shape_of
 
 if TYPE_CHECKING:
+    from .conn import Conn
     from .runtime import Runtime
 
 # Ray reports this much of the ``bundle`` resource per bundle.
@@ -32,7 +33,7 @@ BUNDLE_UNITS = 1000.0
 class PlacementGroupRecord:
     """One placement group: its spec, state and (once created) its bundle pools."""
 
-    def __init__(self, spec: P.CreatePlacementGroup, owner: Any) -> None:
+    def __init__(self, spec: P.CreatePlacementGroup, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
         self.pg_id = spec.pg_id
@@ -69,7 +70,7 @@ class PlacementGroupManager:
 
     # ================================================================ create
 
-    def on_create(self, conn: Any, msg: P.CreatePlacementGroup) -> None:
+    def on_create(self, conn: Conn, msg: P.CreatePlacementGroup) -> None:
         group = PlacementGroupRecord(msg, conn)
         self.groups[msg.pg_id] = group
         self.rt.objects.create(P.pg_ready_object_id(msg.pg_id))
@@ -112,7 +113,7 @@ class PlacementGroupManager:
 
     # ================================================================ remove
 
-    def on_remove(self, conn: Any, msg: P.RemovePlacementGroup) -> None:
+    def on_remove(self, conn: Conn, msg: P.RemovePlacementGroup) -> None:
         group = self.groups.get(msg.pg_id)
         if group is None or group.state == "REMOVED":
             return

@@ -65,7 +65,7 @@ class QueueWaiter:
 
     __slots__ = ("conn", "done", "kind", "payload", "req_id", "state", "timer", "watch")
 
-    def __init__(self, conn: Any, req_id: int, state: QueueState, payload: bytes | None) -> None:
+    def __init__(self, conn: Conn, req_id: int, state: QueueState, payload: bytes | None) -> None:
         self.conn = conn
         self.req_id = req_id
         self.state = state
@@ -281,10 +281,10 @@ class QueueManager:
 
     # ================================================================ handlers (loop)
 
-    def on_create(self, conn: Any, msg: P.CreateQueue) -> None:
+    def on_create(self, conn: Conn, msg: P.CreateQueue) -> None:
         self.create(msg.queue_id, msg.maxsize)
 
-    def on_op(self, conn: Any, msg: P.QueueOp) -> None:
+    def on_op(self, conn: Conn, msg: P.QueueOp) -> None:
         if msg.op == P.QUEUE_CLOSE:
             self.close(msg.queue_id)
             self._reply(conn, msg.req_id, P.QUEUE_OK)
@@ -295,7 +295,7 @@ class QueueManager:
             return
         self._ops[msg.op](conn, msg, state)
 
-    def _put(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
+    def _put(self, conn: Conn, msg: P.QueueOp, state: QueueState) -> None:
         payload = msg.items[0]
         self.hold(payload)
         waiter = None if msg.timeout == 0 else QueueWaiter(conn, msg.req_id, state, payload)
@@ -307,7 +307,7 @@ class QueueManager:
                 self.discard([payload])
             self._reply(conn, msg.req_id, status)
 
-    def _get(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
+    def _get(self, conn: Conn, msg: P.QueueOp, state: QueueState) -> None:
         waiter = None if msg.timeout == 0 else QueueWaiter(conn, msg.req_id, state, None)
         got = state.get(waiter)
         if type(got) is bytes:
@@ -318,7 +318,7 @@ class QueueManager:
         else:
             self._reply(conn, msg.req_id, got)  # type: ignore[arg-type]
 
-    def _put_batch(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
+    def _put_batch(self, conn: Conn, msg: P.QueueOp, state: QueueState) -> None:
         for payload in msg.items:
             self.hold(payload)
         status, size = state.put_batch(msg.items)
@@ -326,7 +326,7 @@ class QueueManager:
             self.discard(msg.items)
         self._reply(conn, msg.req_id, status, size=size)
 
-    def _get_batch(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
+    def _get_batch(self, conn: Conn, msg: P.QueueOp, state: QueueState) -> None:
         status, items, size = state.get_batch(msg.count)
         if msg.req_id:
             self.give(conn, items)
@@ -334,10 +334,10 @@ class QueueManager:
         else:
             self.discard(items)
 
-    def _size(self, conn: Any, msg: P.QueueOp, state: QueueState) -> None:
+    def _size(self, conn: Conn, msg: P.QueueOp, state: QueueState) -> None:
         self._reply(conn, msg.req_id, P.QUEUE_OK, size=state.size())
 
-    def _reply(self, conn: Any, req_id: int, status: int, size: int = 0) -> None:
+    def _reply(self, conn: Conn, req_id: int, status: int, size: int = 0) -> None:
         if req_id:
             conn.send(P.QueueReply(req_id=req_id, status=status, items=[], size=size))
 

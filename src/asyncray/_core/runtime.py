@@ -119,7 +119,7 @@ class TaskRecord:
         "worker",
     )
 
-    def __init__(self, spec: P.SubmitTask, owner: Any) -> None:
+    def __init__(self, spec: P.SubmitTask, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
         self.shape: Shape = shape_of(spec.resources)
@@ -151,7 +151,7 @@ class StreamRecord:
 
     __slots__ = ("backpressure", "consumed", "count", "owner", "produced", "producer", "released")
 
-    def __init__(self, owner: Any, backpressure: int) -> None:
+    def __init__(self, owner: Conn, backpressure: int) -> None:
         self.owner = owner
         self.backpressure = backpressure
         self.produced = 0
@@ -177,7 +177,7 @@ class _Request:
         "watch",
     )
 
-    def __init__(self, conn: Any, req_id: int, ids: list[bytes], kind: str) -> None:
+    def __init__(self, conn: Conn, req_id: int, ids: list[bytes], kind: str) -> None:
         self.conn = conn
         self.req_id = req_id
         self.ids = ids
@@ -330,14 +330,14 @@ class Runtime:
 
     # ================================================================ functions & objects
 
-    def _on_register_function(self, conn: Any, msg: P.RegisterFunction) -> None:
+    def _on_register_function(self, conn: Conn, msg: P.RegisterFunction) -> None:
         self.functions.setdefault(msg.func_id, msg.blob)
 
-    def _on_put_object(self, conn: Any, msg: P.PutObject) -> None:
+    def _on_put_object(self, conn: Conn, msg: P.PutObject) -> None:
         self.objects.seal(msg.object_id, msg.data, msg.is_error)
         self.own(conn, [msg.object_id])
 
-    def _on_release_objects(self, conn: Any, msg: P.ReleaseObjects) -> None:
+    def _on_release_objects(self, conn: Conn, msg: P.ReleaseObjects) -> None:
         self.objects.release_many(msg.object_ids)
         units = conn.units
         if units is not None:
@@ -345,7 +345,7 @@ class Runtime:
                 units[oid] = units.get(oid, 0) - 1
         conn.forget(msg.object_ids)
 
-    def _on_reserve_segment(self, conn: Any, msg: P.ReserveSegment) -> None:
+    def _on_reserve_segment(self, conn: Conn, msg: P.ReserveSegment) -> None:
         try:
             writer = conn if conn.units is not None else None
             name, recycled = self.store.reserve(msg.size, writer)
@@ -359,12 +359,12 @@ class Runtime:
         if writer.transport is not None and not self._stopped:
             writer.send(P.DropMappings([name]))
 
-    def _on_hold_objects(self, conn: Any, msg: P.HoldObjects) -> None:
+    def _on_hold_objects(self, conn: Conn, msg: P.HoldObjects) -> None:
         incref = self.objects.incref
         for oid in msg.object_ids:
             incref(oid)
 
-    def _on_segment_maps(self, conn: Any, msg: P.SegmentMaps) -> None:
+    def _on_segment_maps(self, conn: Conn, msg: P.SegmentMaps) -> None:
         """A child mapped or unmapped segments (views of objects it read); or the driver
         closed views (it is checked directly, but a retired segment waits for this)."""
         if conn.units is None:
@@ -372,7 +372,7 @@ class Runtime:
         else:
             self.store.child_mapped(conn, msg.mapped, msg.unmapped)
 
-    def _on_drop_reservation(self, conn: Any, msg: P.DropReservation) -> None:
+    def _on_drop_reservation(self, conn: Conn, msg: P.DropReservation) -> None:
         self.store.cancel(msg.name)
 
     def _trim_recycled(self) -> None:
@@ -389,7 +389,7 @@ class Runtime:
 
     # ================================================================ reference counting
 
-    def grant(self, conn: Any, data: bytes | None) -> None:
+    def grant(self, conn: Conn, data: bytes | None) -> None:
         """``data`` is sent to ``conn``'s process: one unit per ref inside it.
 
         Each ``ObjectRef`` unpickled from it there owns one of these units
@@ -399,7 +399,7 @@ class Runtime:
         if data is not None and data[:7] == refs.MARKER:
             self.grant_ids(conn, refs.contained(data))
 
-    def grant_ids(self, conn: Any, object_ids: list[bytes]) -> None:
+    def grant_ids(self, conn: Conn, object_ids: list[bytes]) -> None:
         get = self.objects.get
         units = conn.units
         for oid in object_ids:
@@ -409,7 +409,7 @@ class Runtime:
             if units is not None:
                 units[oid] = units.get(oid, 0) + 1
 
-    def grant_call(self, conn: Any, args: bytes, dep_values: list[bytes]) -> None:
+    def grant_call(self, conn: Conn, args: bytes, dep_values: list[bytes]) -> None:
         """Grants for a call's argument payloads sent to ``conn``."""
         self.grant(conn, args)
         for value in dep_values:
@@ -424,14 +424,14 @@ class Runtime:
     def drop_argument_holds(self, args: bytes, dep_ids: list[bytes]) -> None:
         self.objects.release_many(_argument_objects(args, dep_ids))
 
-    def own(self, conn: Any, object_ids: list[bytes]) -> None:
+    def own(self, conn: Conn, object_ids: list[bytes]) -> None:
         """``conn``'s process created refs to these objects (their first units)."""
         units = conn.units
         if units is not None:
             for oid in object_ids:
                 units[oid] = units.get(oid, 0) + 1
 
-    def drop_units(self, conn: Any) -> None:
+    def drop_units(self, conn: ChildConn) -> None:
         """A child process is gone: the units its refs held go with it."""
         units, conn.units = conn.units, {}
         release = self.objects.release
@@ -449,7 +449,7 @@ class Runtime:
 
     # ================================================================ get / wait
 
-    def _on_get_objects(self, conn: Any, msg: P.GetObjects) -> None:
+    def _on_get_objects(self, conn: Conn, msg: P.GetObjects) -> None:
         req = _Request(conn, msg.req_id, msg.object_ids, "get")
         get = self.objects.get
         pending: list[ObjectEntry] = []
@@ -501,7 +501,7 @@ class Runtime:
             P.ObjectsReply(req_id=req.req_id, values=values, errors=errors, timed_out=timed_out)
         )
 
-    def _on_wait_objects(self, conn: Any, msg: P.WaitObjects) -> None:
+    def _on_wait_objects(self, conn: Conn, msg: P.WaitObjects) -> None:
         ids = msg.object_ids
         # Comprehensions, not loops: a driver polling a long list with
         # wait(num_returns=1) sends it again for every object that finishes.
@@ -591,14 +591,14 @@ class Runtime:
         else:
             self._reply_wait(req)
 
-    def _on_cancel_waiter(self, conn: Any, msg: P.CancelWaiter) -> None:
+    def _on_cancel_waiter(self, conn: Conn, msg: P.CancelWaiter) -> None:
         req = conn.requests.get(msg.req_id)
         if req is not None:
             self._finish(req)
 
     # ================================================================ tasks
 
-    def _on_submit_task(self, conn: Any, msg: P.SubmitTask) -> None:
+    def _on_submit_task(self, conn: Conn, msg: P.SubmitTask) -> None:
         task = TaskRecord(msg, conn)
         self.tasks[msg.task_id] = task
         if msg.parent:
@@ -841,7 +841,7 @@ class Runtime:
             blob = self.functions.get(spec.func_id, b"")
             worker.known_functions.add(spec.func_id)
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
-            self.grant_call(worker.conn, spec.args, task.dep_values)
+            self.grant_call(worker.conn, spec.args, task.dep_values)  # type: ignore[arg-type]
         pg, pg_capture = self._group_context(spec.pg_id, spec.pg_capture)
         worker.conn.send(  # type: ignore[union-attr]
             P.ExecuteTask(
@@ -926,9 +926,14 @@ class Runtime:
             self.seal_results(task.owner, task.spec.return_ids, msg.results)
         self.dispatch()
 
-    def seal_results(self, owner: Any, return_ids: list[bytes], results: list[bytes]) -> None:
-        """Seal a task's values; small ones also go to the owner's in-process store."""
-        deliver = owner.deliver if owner.keeps_values else None
+    def seal_results(
+        self, owner: Conn | None, return_ids: list[bytes], results: list[bytes]
+    ) -> None:
+        """Seal a task's values; small ones also go to the owner's in-process store.
+
+        ``owner`` is None for the kernel's own calls (an actor's exit call).
+        """
+        deliver = owner.deliver if owner is not None and owner.keeps_values else None
         get = self.objects.get
         seal = self.objects.seal
         for rid, data in zip(return_ids, results):
@@ -1061,7 +1066,7 @@ class Runtime:
 
     # ================================================================ streams
 
-    def open_stream(self, task_id: bytes, owner: Any, backpressure: int) -> StreamRecord:
+    def open_stream(self, task_id: bytes, owner: Conn, backpressure: int) -> StreamRecord:
         stream = self.streams[task_id] = StreamRecord(owner, backpressure)
         self.objects.create(task_id + STREAM_COMPLETION)
         return stream
@@ -1077,7 +1082,7 @@ class Runtime:
             return self.objects.get(oid)
         return self.objects.create(oid)
 
-    def _on_stream_item(self, conn: Any, msg: P.StreamItem) -> None:
+    def _on_stream_item(self, conn: Conn, msg: P.StreamItem) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None or stream.count >= 0:
             return
@@ -1145,7 +1150,7 @@ class Runtime:
         self.objects.release_many(dropped)
         stream.owner.forget(dropped)  # items delivered to the owner's store, never taken
 
-    def _on_stream_next(self, conn: Any, msg: P.StreamNext) -> None:
+    def _on_stream_next(self, conn: Conn, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is not None and msg.index > stream.consumed:
             # Asking for item k takes it: the producer may run N past it.
@@ -1157,7 +1162,7 @@ class Runtime:
         oid = msg.task_id + msg.index.to_bytes(4, "little")
         self._on_get_objects(conn, P.GetObjects(msg.req_id, [oid], msg.timeout))
 
-    def _on_release_stream(self, conn: Any, msg: P.ReleaseStream) -> None:
+    def _on_release_stream(self, conn: Conn, msg: P.ReleaseStream) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None:
             return
@@ -1171,7 +1176,7 @@ class Runtime:
 
     # ================================================================ cancel
 
-    def _on_cancel_task(self, conn: Any, msg: P.CancelTask) -> None:
+    def _on_cancel_task(self, conn: Conn, msg: P.CancelTask) -> None:
         task = self.tasks.get(msg.task_id)
         if task is None:
             self.actors.cancel_call(msg.task_id)
@@ -1270,7 +1275,7 @@ class Runtime:
 
     # ================================================================ output and state
 
-    def _on_log(self, conn: Any, msg: P.Log) -> None:
+    def _on_log(self, conn: Conn, msg: P.Log) -> None:
         if not self.log_to_driver:
             return
         stream = sys.stdout if msg.stream == 1 else sys.stderr
@@ -1280,11 +1285,11 @@ class Runtime:
         except (OSError, ValueError):
             pass
 
-    def _on_list_named_actors(self, conn: Any, msg: P.ListNamedActors) -> None:
+    def _on_list_named_actors(self, conn: Conn, msg: P.ListNamedActors) -> None:
         value = self.actors.list_named(msg.namespace, msg.all_namespaces)
         conn.send(P.StateReply(msg.req_id, msgspec.msgpack.encode(value)))
 
-    def _on_query_state(self, conn: Any, msg: P.QueryState) -> None:
+    def _on_query_state(self, conn: Conn, msg: P.QueryState) -> None:
         value: Any
         if msg.what == "available":
             value = self.resources.snapshot_available()

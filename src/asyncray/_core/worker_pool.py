@@ -131,9 +131,7 @@ class ChildConn(asyncio.Protocol):
         runtime.begin_batch()
         try:
             for msg in msgs:
-                # A Conn, but mypy rejects it: the protocol's writable worker and units
-                # may be None, a child's never are (and _on_task_done relies on it).
-                handle(self, msg)  # type: ignore[arg-type]
+                handle(self, msg)
         finally:
             runtime.end_batch()
 
