@@ -21,7 +21,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from .._wire import shm
-from .queues import MessageQueues, QueueTransport
+from .queues import QueueTransport
 
 # Releases are sent in batches of at least this many ids (or with the next
 # message): one ReleaseObjects per batch instead of one per dropped ref.
@@ -130,7 +130,7 @@ class ClientBase:
         """How ``util.queue`` reaches the runtime's queues from this process."""
         transport = self._queues
         if transport is None:
-            transport = self._queues = MessageQueues(self)
+            transport = self._queues = QueueTransport(self)
         return transport
 
     def segment_hooks(self) -> shm.SegmentHooks:

@@ -1,7 +1,7 @@
 """How ``util.queue.Queue`` reaches the runtime's queues: one interface, two ways.
 
-``QueueTransport`` is what a ``Queue`` calls. ``MessageQueues`` (children)
-sends every call as a ``QueueOp`` and waits for its ``QueueReply``.
+``QueueTransport`` is what a ``Queue`` calls; as it is (children) it sends
+every call as a ``QueueOp`` and waits for its ``QueueReply``.
 ``DirectQueues`` (the embedded driver) first tries a call that needs no
 wait on the kernel's ``QueueState`` directly, under the state's lock (a few
 microseconds, no wake-up of the runtime loop), and falls back to the message
@@ -104,9 +104,6 @@ class QueueTransport:
         self._client.post(
             P.QueueOp(req_id=0, queue_id=queue_id, op=P.QUEUE_CLOSE, items=[], count=0, timeout=0.0)
         )
-
-
-MessageQueues = QueueTransport
 
 
 class DirectQueues(QueueTransport):
