@@ -69,14 +69,7 @@ class QueueTransport:
         """Send a ``QueueOp`` and block for its reply (a ``QueueReply``, or the
         ``ObjectsReply`` error of a shutdown that came first)."""
         client = self._client
-        msg = P.QueueOp(
-            req_id=client.next_req_id(),
-            queue_id=queue_id,
-            op=op,
-            items=items,
-            count=count,
-            timeout=timeout,
-        )
+        msg = self._op(queue_id, op, items, count, timeout)
         try:
             return client.request(msg)
         except KeyboardInterrupt:
@@ -88,16 +81,19 @@ class QueueTransport:
 
     async def call_async(self, queue_id: bytes, op: int, items: list[bytes], timeout: float) -> Any:
         """The awaitable twin of ``call``."""
-        client = self._client
-        msg = P.QueueOp(
-            req_id=client.next_req_id(),
+        return await self._client.request_async(self._op(queue_id, op, items, 0, timeout))
+
+    def _op(
+        self, queue_id: bytes, op: int, items: list[bytes], count: int, timeout: float
+    ) -> P.QueueOp:
+        return P.QueueOp(
+            req_id=self._client.next_req_id(),
             queue_id=queue_id,
             op=op,
             items=items,
-            count=0,
+            count=count,
             timeout=timeout,
         )
-        return await client.request_async(msg)
 
     def close_dropped(self, queue_id: bytes) -> None:
         """The owning ``Queue`` was dropped: shut the queue down, expecting no reply."""
