@@ -68,7 +68,6 @@ class PlacementGroup:
 
     def ready(self) -> ObjectRef[PlacementGroup]:
         """A ref that resolves to this group once it is created (raises if it was removed)."""
-
         _api._auto_init()
         return ObjectRef(P.pg_ready_object_id(self.id.binary()))
 

@@ -124,7 +124,7 @@ class DirectQueues(QueueTransport):
         self._manager.create(queue_id, maxsize)
 
     def _hold(self, payload: bytes) -> None:
-        ids = self._manager.hold_from_thread(payload)
+        ids = self._manager.record_holders(payload)
         if ids:
             self._client.post(P.HoldObjects(ids))
 
@@ -132,7 +132,7 @@ class DirectQueues(QueueTransport):
         # Through the client's batched releases, as a dropped ref's unit: they
         # reach the runtime after any message posted before them.
         release = self._client.release
-        for oid in self._manager.let_go_from_thread(payloads):
+        for oid in self._manager.forget_holders(payloads):
             release(oid)
         if abandon:
             for payload in payloads:

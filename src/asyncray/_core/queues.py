@@ -220,15 +220,15 @@ class QueueManager:
     def hold(self, payload: bytes) -> None:
         """On the loop: an item with refs enters a queue; keep the objects it names alive."""
         incref = self.rt.objects.incref
-        for oid in self.hold_from_thread(payload):
+        for oid in self.record_holders(payload):
             incref(oid)
 
-    def hold_from_thread(self, payload: bytes) -> list[bytes]:
-        """Off the loop (the driver's direct path): record the item's holders.
+    def record_holders(self, payload: bytes) -> list[bytes]:
+        """Any thread: record the refs inside an item entering a queue; returns their ids.
 
-        Returns the ids whose units the caller must take by ``HoldObjects``
-        (it cannot touch the object table from its thread), before any later
-        release of them.
+        On the loop ``hold`` takes their units; the driver's direct path takes
+        them by ``HoldObjects`` (it cannot touch the object table from its
+        thread), before any later release of them.
         """
         if payload[:7] != refs.MARKER:
             return []
@@ -239,12 +239,12 @@ class QueueManager:
 
     def let_go(self, payloads: list[bytes]) -> None:
         """On the loop: items leave the queue (given to a taker by message, or dropped)."""
-        ids = self.let_go_from_thread(payloads)
+        ids = self.forget_holders(payloads)
         if ids:
             self.rt.objects.release_many(ids)
 
-    def let_go_from_thread(self, payloads: list[bytes]) -> list[bytes]:
-        """Off the loop: items leave the queue; returns the ids the caller must release."""
+    def forget_holders(self, payloads: list[bytes]) -> list[bytes]:
+        """Any thread: items leave the queue; returns the ids whose units must be released."""
         if not self._held:
             return []
         released: list[bytes] = []

@@ -26,8 +26,7 @@ from . import polling, shm
 from . import protocol as P
 from . import serialization as ser
 from .framing import has_whole_frame, take_frames
-
-REPLY_TYPES = P.REPLY_TYPES
+from .protocol import REPLY_TYPES
 
 
 def _held_slots() -> polling.PollSlots:
