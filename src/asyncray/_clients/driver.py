@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .._core.worker_pool import WorkerRecord
 
 # A sync call whose reply takes longer than this makes the runtime thread a
-# normal (preempting) thread until the reply comes (see _wakeups.py). Short
+# normal (preempting) thread until the reply comes (see wakeups.py). Short
 # calls never switch: changing a running thread's policy costs it a
 # reschedule (sync calls -6% when every call switched). Measured on the
 # 2-core VM: a first wait of 1 ms made sync calls ~10% slower, 10 ms did not.

@@ -10,7 +10,7 @@ driver blocks or at the next scheduler tick (sync actor calls ~6.0k ->
 ~8.2k/s on the 2-core VM).
 
 While a driver thread *is* blocked in a synchronous call for longer than a
-short reply takes (``_client.QUICK_REPLY_S``), nothing in the driver
+short reply takes (``driver.QUICK_REPLY_S``), nothing in the driver
 competes for the GIL and what wakes the runtime is a worker's message: then
 the runtime is a normal thread again, so it preempts CPU-bound workers at
 once instead of a scheduler slice later (batch alone cost multi-client puts
