@@ -13,9 +13,14 @@ Data flow::
     runtime ◄──Reaped(pid, status)────── zygote   (SIGCHLD → waitpid)
 
 The zygote leaves the driver's process group, so a Ctrl-C in the terminal
-reaches only the driver. It dies with the driver: EOF on its control socket,
-or the parent-death signal. Before it exits it SIGKILLs and reaps every child,
-so nothing outlives it.
+reaches only the driver. It outlives the driver only to clean up after it:
+when its control socket reaches EOF (shutdown, or the driver died and the
+kernel closed its fds) or the parent-death signal arrives (``DRIVER_DEATH_SIGNAL``,
+one it handles, so SIGKILL or ``os._exit`` of the driver still gets cleaned
+up), it SIGKILLs and reaps every child, then runs the session's ``on_exit``
+(which removes the session's segments, spill files and locks), then exits.
+A SIGTERM or SIGHUP sent to the zygote while the driver lives is ignored:
+the session belongs to the driver, and its end brings the zygote's.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ from .._wire.framing import take_frames
 # Control messages are tiny; one recvmsg of this size always holds one whole.
 _CTL_BUFSIZE = 1 << 16
 _PR_SET_PDEATHSIG = 1
+# What the zygote gets when the driver dies. Not SIGKILL: the zygote must live
+# long enough to clean up after the driver. The same signal from anyone else
+# while the driver lives is ignored (see ``_driver_gone``).
+DRIVER_DEATH_SIGNAL = signal.SIGTERM
+# Signals that make the zygote check whether the driver is still there.
+_CHECK_DRIVER_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# In the zygote: those signals' handlers as inherited from the driver, which
+# its children get back at fork.
+_inherited: dict[int, signal.Handlers | Callable[..., object] | int | None] = {}
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
@@ -49,8 +63,13 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
 
 def start_zygote(
     child_main: Callable[[socket.socket, str, dict[str, str]], None],
+    on_exit: Callable[[], None],
 ) -> tuple[int, socket.socket]:
-    """Fork the zygote; returns its pid and the runtime's end of the control socket."""
+    """Fork the zygote; returns its pid and the runtime's end of the control socket.
+
+    ``on_exit`` runs in the zygote after its last child has been reaped,
+    however the session ended.
+    """
     parent_sock, zygote_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     driver_pid = os.getpid()
     pid = os.fork()
@@ -62,6 +81,10 @@ def start_zygote(
         except BaseException:
             code = 1
         finally:
+            try:
+                on_exit()
+            except BaseException:
+                code = 1
             os._exit(code)
     zygote_sock.close()
     return pid, parent_sock
@@ -73,17 +96,21 @@ def _zygote_main(
     child_main: Callable[[socket.socket, str, dict[str, str]], None],
 ) -> None:
     os.setpgid(0, 0)
-    set_parent_death_signal()
-    polling.allow_pollers(len(os.sched_getaffinity(0)) - 1)
-    if os.getppid() != driver_pid:  # the driver died before prctl took effect
-        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Handled (only to wake the loop) before the parent-death signal is armed,
+    # so it can never end the zygote before the cleanup.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
     signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    for sig in _CHECK_DRIVER_SIGNALS:
+        _inherited[sig] = signal.getsignal(sig)
+    for sig in (signal.SIGCHLD, *_CHECK_DRIVER_SIGNALS):
+        signal.signal(sig, lambda *_: None)
+    set_parent_death_signal(DRIVER_DEATH_SIGNAL)
+    polling.allow_pollers(len(os.sched_getaffinity(0)) - 1)
+    if _driver_gone(driver_pid):  # it died before prctl took effect
+        return
     children: set[int] = set()
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, "ctl")
@@ -93,8 +120,13 @@ def _zygote_main(
         while True:
             for key, _ in sel.select():
                 if key.data == "chld":
+                    signals = b""
                     with contextlib.suppress(OSError):
-                        os.read(wake_r, 4096)
+                        signals = os.read(wake_r, 4096)
+                    if any(s in _CHECK_DRIVER_SIGNALS for s in signals) and _driver_gone(
+                        driver_pid
+                    ):
+                        return
                     _reap(ctl, children)
                     continue
                 msg, fds = _recv_ctl(ctl, buf)
@@ -112,6 +144,16 @@ def _zygote_main(
         for pid in children:
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
+
+
+def _driver_gone(driver_pid: int) -> bool:
+    """Whether the driver process has exited (we were reparented).
+
+    The parent-death signal also fires when merely the driver *thread* that
+    forked us exits (``init()`` called from a thread that ended); the driver
+    process, and its session, live on then, and the parent is still its pid.
+    """
+    return os.getppid() != driver_pid
 
 
 def _recv_ctl(ctl: socket.socket, buf: bytearray) -> tuple[list[P.Spawn] | None, list[int]]:
@@ -158,6 +200,8 @@ def _fork_child(
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sig, handler in _inherited.items():  # children get the driver's, as before
+            signal.signal(sig, handler)
         sel.close()
         ctl.close()
         os.close(wake_r)

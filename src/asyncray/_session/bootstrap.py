@@ -184,6 +184,7 @@ def init(
         _start(session, log_to_driver, store)
         _session = session
         base.set_current(session.client)
+        _exit_on_sigterm.install()
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
@@ -203,19 +204,30 @@ def _context(session: Session) -> RayContext:
 
 
 def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
-    import uvloop
-
-    from .._core.zygote import start_zygote
     from .._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
-    from .._worker.main import child_main
 
     # Children read this when they start: they are forked from the zygote,
     # which is forked from here, so they inherit it.
     global _boot
     _boot = session
-    # Segment names carry the driver's pid, so a later session can sweep them.
+    # Segment names carry the tag; the driver's pid in it is for people
+    # reading /dev/shm (a session's liveness is judged by its lock file).
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     shm.configure(session.shm_tag, store.threshold, store.spill_root)
+    try:
+        _start_processes(session, log_to_driver, store)
+    except BaseException:
+        shm.remove_session(session.shm_tag)
+        raise
+
+
+def _start_processes(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
+    """The zygote and the runtime thread, for a session whose store is configured."""
+    import uvloop
+
+    from .._core.zygote import start_zygote
+    from .._worker.main import child_main
+
     capacity = store.capacity
     if capacity is None:
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -227,7 +239,12 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
         )
     session.store_capacity = capacity
     session.totals["object_store_memory"] = float(capacity)
-    zygote_pid, zygote_sock = start_zygote(functools.partial(child_main, attach=_attach_child))
+    # The zygote removes the session's files once its children are gone,
+    # also when the driver died without a shutdown (SIGKILL, os._exit).
+    zygote_pid, zygote_sock = start_zygote(
+        functools.partial(child_main, attach=_attach_child),
+        on_exit=functools.partial(shm.remove_session, session.shm_tag),
+    )
     loop = uvloop.new_event_loop()
     ready = threading.Event()
     failure: list[BaseException] = []
@@ -249,6 +266,8 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
     thread.start()
     ready.wait()
     if failure:
+        with contextlib.suppress(OSError):
+            zygote_sock.close()  # EOF: the zygote exits now instead of at the timeout
         _reap_zygote(zygote_pid)
         raise exc.RaySystemError(f"asyncray failed to start: {failure[0]!r}")
 
@@ -339,10 +358,48 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     client.fail_all_waiters()
     _reap_zygote(session.zygote_pid)
     shm.remove_session(session.shm_tag)
+    _exit_on_sigterm.uninstall()
     global _saved_switch_interval
     if _saved_switch_interval is not None:
         sys.setswitchinterval(_saved_switch_interval)
         _saved_switch_interval = None
+
+
+class _SigtermExit:
+    """SIGTERM ends the driver through ``SystemExit``, as in Ray's ``init``.
+
+    So ``docker stop``, systemd and Kubernetes get an orderly ``shutdown()``
+    (atexit) and exit status 15. Without it the zygote still cleans up after
+    the dead driver, except where SIGTERM's default does nothing at all: a
+    driver that is PID 1 of a container ignores it, and is SIGKILLed with
+    every process of its namespace seconds later. Installed only from the
+    main thread and only over the default disposition: a handler the program
+    set itself is left alone (Ray replaces it).
+    """
+
+    def __init__(self) -> None:
+        self.installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+
+    def uninstall(self) -> None:
+        if not self.installed or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.installed = False
+
+    @staticmethod
+    def _handle(signum: int, _frame: Any) -> None:
+        sys.exit(signum)
+
+
+_exit_on_sigterm = _SigtermExit()
 
 
 def _reap_zygote(pid: int) -> None:

@@ -12,10 +12,13 @@ object is freed. Readers map the file read-only, so a numpy array from
 ``get`` is a read-only view of shared memory, as in Ray; two gets, or ten
 tasks reading one argument, share the same pages.
 
-Segment names carry the session id and the driver's pid, so ``shutdown()``
-removes a session's segments and a later session can sweep those of drivers
-that died. If ``/dev/shm`` is missing or too small (containers), a
-file-backed directory is used instead, with one warning.
+Segment names carry the session's tag (the driver's pid, for people, and a
+random part), so ``shutdown()`` — or the zygote, if the driver died — removes
+a session's segments. Whether the session of a tag still runs is judged by
+its lock file (``session_lock``), never by the pid, so a later session's
+sweep removes the files of sessions that are gone and never those of a live
+one, whatever PID namespace it runs in. If ``/dev/shm`` is missing or too
+small (containers), a file-backed directory is used instead, with one warning.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import mmap
 import os
 import pickle
+import re
 import shutil
 import struct
 import tempfile
@@ -35,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import session_lock
 from .refs import MARKER as _REFS_MARKER
 from .refs import inner as _refs_inner
 
@@ -49,9 +54,16 @@ _U64 = struct.Struct("<Q")
 # /dev/shm must have this much free space for a new session to use it.
 MIN_SHM_FREE_BYTES = 256 * 1024 * 1024
 
+# A file of a session: asyncray_{pid}-{hex}, then "_..." (a segment), ".lock"
+# or nothing (a spill directory). Group 1 is the tag.
+_SESSION_FILE = re.compile(rf"^{PREFIX}(\d+-[0-9a-f]+)(?:_|{re.escape(session_lock.SUFFIX)}$|$)")
+
 _directory: str | None = None
 _spill_directory: str | None = None
 _session_tag = ""
+# The session's locks (fd, path), one per directory it writes to. Inherited
+# by the zygote and the children; released by ``remove_session``.
+_locks: list[tuple[int, str]] = []
 
 
 @dataclass(frozen=True)
@@ -107,12 +119,22 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
     cache_writable = True  # the driver: see ``cache_writable``
     _session_tag = session_tag
     _directory = _pick_directory()
-    sweep_stale(_directory)
     root = spill_root or os.path.join(tempfile.gettempdir(), "asyncray-spill")
     os.makedirs(root, mode=0o700, exist_ok=True)
-    sweep_stale(root)
     _spill_directory = os.path.join(root, f"{PREFIX}{session_tag}")
+    # Locked before any file of the tag exists, and before sweeping, so no
+    # sweep (ours or another session's) can take this session for a dead one.
+    for base in dict.fromkeys((_directory, root)):
+        path = lock_path(base, session_tag)
+        _locks.append((session_lock.hold(path), path))
+    sweep_stale(_directory)
+    sweep_stale(root)
     return _directory
+
+
+def lock_path(base: str, tag: str) -> str:
+    """The lock file of session ``tag`` in directory ``base``."""
+    return os.path.join(base, f"{PREFIX}{tag}{session_lock.SUFFIX}")
 
 
 def become_child() -> None:
@@ -372,7 +394,12 @@ def segment_size(name: str) -> int:
 
 
 def remove_session(tag: str) -> None:
-    """Remove every segment and spilled object of a session (at shutdown)."""
+    """Remove every segment and spilled object of a session, then its locks.
+
+    Runs at shutdown in the driver, and in the zygote when the driver is gone
+    (after every child has been reaped): whichever runs second finds nothing
+    left but its own copy of the lock fds to close.
+    """
     for name in list(_writable):
         _forget_writable(name)
     if _spill_directory is not None and tag in _spill_directory:
@@ -384,22 +411,49 @@ def remove_session(tag: str) -> None:
             if entry.startswith(prefix):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(base, entry))
+    if tag == _session_tag:
+        while _locks:
+            session_lock.release(*_locks.pop())
 
 
 def sweep_stale(base: str) -> None:
-    """Remove segments left by drivers that died (their pid is in the session tag)."""
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(base):
-            if not entry.startswith(PREFIX):
+    """Remove the files in ``base`` of sessions that are gone (nobody holds their lock).
+
+    A tag without a lock file predates session locks (or its lock was deleted
+    by hand): for it, and only for it, the old rule applies — its files go
+    if the pid in its name is not alive in this PID namespace.
+    """
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return
+    tags: dict[str, list[str]] = {}
+    for entry in entries:
+        match = _SESSION_FILE.match(entry)
+        if match is not None and match.group(1) != _session_tag:
+            tags.setdefault(match.group(1), []).append(entry)
+    for tag, names in tags.items():
+        lock = lock_path(base, tag)
+        fd = session_lock.try_take(lock)
+        if fd is None:
+            continue  # alive, or cleaned by someone else just now
+        if isinstance(fd, session_lock.Missing):
+            if _alive(int(tag.split("-", 1)[0])):
                 continue
-            pid_text = entry[len(PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _alive(int(pid_text)):
-                path = os.path.join(base, entry)
-                if os.path.isdir(path):  # a dead session's spill directory
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+            _remove_files(base, names)
+            continue
+        _remove_files(base, [n for n in names if n != os.path.basename(lock)])
+        session_lock.release(fd, lock)
+
+
+def _remove_files(base: str, names: list[str]) -> None:
+    for name in names:
+        path = os.path.join(base, name)
+        if os.path.isdir(path):  # a spill directory
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _alive(pid: int) -> bool:
