@@ -261,3 +261,45 @@ def test_init_from_a_thread_that_ends(shutdown_only):
 
     assert asyncray.get(pid.remote(), timeout=30) != os.getpid()
     assert asyncray.get(asyncray.put(b"z" * MB), timeout=30) == b"z" * MB
+
+
+def test_the_zygote_ignores_sigterm_while_the_driver_lives(shutdown_only):
+    from asyncray._session import bootstrap
+
+    asyncray.init(num_cpus=1)
+    zygote = bootstrap._session.zygote_pid  # type: ignore[union-attr]
+    os.kill(zygote, signal.SIGTERM)
+    os.kill(zygote, signal.SIGHUP)
+
+    @asyncray.remote
+    def pid():
+        return os.getpid()
+
+    # A worker forked after the signals: the zygote is still serving.
+    pids = asyncray.get([pid.remote() for _ in range(3)], timeout=30)
+    assert os.getpid() not in pids
+    assert psutil.Process(zygote).status() != psutil.STATUS_ZOMBIE
+
+
+def test_sigterm_handler_is_installed_over_the_default_only(shutdown_only):
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    asyncray.init(num_cpus=1)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert callable(handler)
+    with pytest.raises(SystemExit) as info:
+        handler(signal.SIGTERM, None)  # what a SIGTERM does: exit through atexit's shutdown
+    assert info.value.code == signal.SIGTERM
+    asyncray.shutdown()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def mine(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, mine)
+    try:
+        asyncray.init(num_cpus=1)
+        assert signal.getsignal(signal.SIGTERM) is mine
+        asyncray.shutdown()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
