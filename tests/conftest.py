@@ -31,9 +31,9 @@ SHM_PREFIXES = ("asyncray", "ar_")
 
 
 def _shm_segments() -> set[str]:
-    """Segments of sessions this process started (their names carry its pid), so
-    another test run on the same machine cannot fail this one."""
-    mine = (f"asyncray_{os.getpid()}-", *SHM_PREFIXES[1:])
+    """Segments and lock files of sessions this process started (their names
+    carry its pid), so another test run on the same machine cannot fail this one."""
+    mine = (f"asyncray_{os.getpid()}-", f"asyncray-lock_{os.getpid()}-", *SHM_PREFIXES[1:])
     try:
         return {name for name in os.listdir(SHM_DIR) if name.startswith(mine)}
     except FileNotFoundError:

@@ -76,11 +76,12 @@ ray.get(running)  # blocked here when the signal arrives
 
 
 def _session_files(info: dict, spill_root: Path) -> list[str]:
-    prefix = f"{shm.PREFIX}{info['tag']}"
+    """Segments, spill directory and lock files of the session."""
+    prefixes = (f"{shm.PREFIX}{info['tag']}", f"{shm.LOCK_PREFIX}{info['tag']}")
     found = []
     for base in (info["shm_dir"], str(spill_root)):
         with contextlib.suppress(FileNotFoundError):
-            found += [os.path.join(base, n) for n in os.listdir(base) if n.startswith(prefix)]
+            found += [os.path.join(base, n) for n in os.listdir(base) if n.startswith(prefixes)]
     return sorted(found)
 
 
@@ -144,6 +145,8 @@ def test_nothing_outlives_the_driver(mode, tmp_path):
         assert any(f.startswith(info["spill_dir"]) for f in files), files
         segment = f"{shm.PREFIX}{info['tag']}_"
         assert sum(os.path.basename(f).startswith(segment) for f in files) >= 3, files
+        assert shm.lock_path(info["shm_dir"], info["tag"]) in files
+        assert shm.lock_path(str(spill_root), info["tag"]) in files
         assert os.listdir(info["spill_dir"]), "nothing was spilled"
 
         _end_driver(proc, mode)

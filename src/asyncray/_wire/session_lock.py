@@ -5,7 +5,7 @@ that session is still alive cannot be judged from a pid: a driver in another
 PID namespace sharing ``/dev/shm`` (containers with a shared IPC namespace)
 has a pid that means nothing here, or names an unrelated live process.
 
-So a session holds an exclusive ``flock`` on ``asyncray_{tag}.lock`` in each
+So a session holds an exclusive ``flock`` on ``asyncray-lock_{tag}`` in each
 directory it writes to, from before its first file until after its last is
 removed. The lock belongs to the open file description, which the zygote and
 every worker inherit at fork: it is held as long as any process of the
@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-
-SUFFIX = ".lock"
 
 
 class Missing:

@@ -54,9 +54,14 @@ _U64 = struct.Struct("<Q")
 # /dev/shm must have this much free space for a new session to use it.
 MIN_SHM_FREE_BYTES = 256 * 1024 * 1024
 
-# A file of a session: asyncray_{pid}-{hex}, then "_..." (a segment), ".lock"
-# or nothing (a spill directory). Group 1 is the tag.
-_SESSION_FILE = re.compile(rf"^{PREFIX}(\d+-[0-9a-f]+)(?:_|{re.escape(session_lock.SUFFIX)}$|$)")
+# A session's lock file is LOCK_PREFIX + tag. Not PREFIX + anything: what
+# counts a session's segments or spill files by PREFIX (tests, people) does
+# not count it, and older asyncrays' sweeps, which look only at PREFIX names,
+# leave it alone.
+LOCK_PREFIX = "asyncray-lock_"
+# A file of a session: asyncray_{pid}-{hex} then "_..." (a segment) or
+# nothing (a spill directory), or its lock file. Group 1 is the tag.
+_SESSION_FILE = re.compile(rf"^(?:{LOCK_PREFIX}|{PREFIX})(\d+-[0-9a-f]+)(?:_|$)")
 
 _directory: str | None = None
 _spill_directory: str | None = None
@@ -134,7 +139,7 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
 
 def lock_path(base: str, tag: str) -> str:
     """The lock file of session ``tag`` in directory ``base``."""
-    return os.path.join(base, f"{PREFIX}{tag}{session_lock.SUFFIX}")
+    return os.path.join(base, f"{LOCK_PREFIX}{tag}")
 
 
 def become_child() -> None:
