@@ -10,7 +10,8 @@ file of its tag (segment, lock, spill directory) remains, within
 The sweep tests plant the files of another session by hand: one whose lock
 is held (a live session in another PID namespace: the pid in its name means
 nothing here) must survive a new session's sweep; one whose lock nobody
-holds must be removed.
+holds must be removed. Where the test may create namespaces (root), a real
+driver runs in a PID namespace of its own, with a pid that is dead here.
 """
 
 from __future__ import annotations
@@ -306,3 +307,98 @@ def test_sigterm_handler_is_installed_over_the_default_only(shutdown_only):
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# ------------------------------------------- a real driver in another PID namespace
+
+NAMESPACED_DRIVER = """
+import json, os, sys
+import numpy as np
+import asyncray as ray
+from asyncray._wire import shm
+
+MB = 1024 * 1024
+ray.init(num_cpus=1, object_store_memory=3 * MB + MB // 2, object_spilling_directory=sys.argv[1])
+refs = [ray.put(np.full(MB, i, dtype=np.uint8)) for i in range(4)]  # the first is spilled
+print(json.dumps({"pid": os.getpid(), "tag": shm.session_tag()}), flush=True)
+sys.stdin.readline()
+print(json.dumps([int(ray.get(r, timeout=30)[0]) for r in refs]), flush=True)
+sys.stdin.readline()
+"""
+
+SWEEPER = """
+import sys
+import asyncray
+asyncray.init(num_cpus=1, object_spilling_directory=sys.argv[1])
+asyncray.shutdown()
+"""
+
+
+def _private_shm(shm_dir: Path, code: str, spill_root: Path, pid: int | None = None) -> list[str]:
+    """A command running ``code`` with ``shm_dir`` as its /dev/shm; in a new PID
+    namespace, as pid ``pid`` there, if ``pid`` is given.
+
+    The /dev/shm of both processes under test is a private directory so that
+    no other asyncray on this machine (an older one sweeps by pid) can touch
+    the files while the test runs.
+    """
+    script = f"mount --bind {shm_dir} /dev/shm"
+    if pid is None:
+        return ["unshare", "--mount", "sh", "-c", script + ' && exec "$@"', "sh",
+                sys.executable, "-c", code, str(spill_root)]  # fmt: skip
+    # sh stays pid 1 of the namespace; the next pid it forks is ``pid``.
+    script += f' && echo {pid - 1} > /proc/sys/kernel/ns_last_pid && "$@"'
+    return ["unshare", "--pid", "--fork", "--mount", "--mount-proc", "sh", "-c", script, "sh",
+            sys.executable, "-c", code, str(spill_root)]  # fmt: skip
+
+
+def _can_unshare(tmp_path: Path) -> bool:
+    if os.geteuid() != 0 or not Path("/usr/bin/unshare").exists():
+        return False
+    probe = _private_shm(tmp_path, "", tmp_path, pid=_dead_pid())
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_live_driver_in_another_pid_namespace_keeps_its_objects(tmp_path):
+    shm_dir, spill_root = tmp_path / "shm", tmp_path / "spill"
+    shm_dir.mkdir()
+    if not _can_unshare(shm_dir):
+        pytest.skip("needs root and unshare(1) with PID and mount namespaces")
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pid = _dead_pid()  # the driver's pid there names no process here
+    driver = subprocess.Popen(
+        _private_shm(shm_dir, NAMESPACED_DRIVER, spill_root, pid=pid),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    sweep = _private_shm(shm_dir, SWEEPER, spill_root)
+    try:
+        info = json.loads(driver.stdout.readline() or "{}")  # type: ignore[union-attr]
+        assert info.get("pid") == pid, driver.stderr.read()  # type: ignore[union-attr]
+        files = sorted(n for n in os.listdir(shm_dir) if info["tag"] in n)
+        assert len(files) >= 3 and os.listdir(spill_root / f"{shm.PREFIX}{info['tag']}")
+
+        # A new session here sweeps while that driver lives: it must keep everything.
+        subprocess.run(sweep, env=env, check=True, timeout=60, capture_output=True)
+        assert sorted(n for n in os.listdir(shm_dir) if info["tag"] in n) == files
+        driver.stdin.write("get\n")  # type: ignore[union-attr]
+        driver.stdin.flush()  # type: ignore[union-attr]
+        got = driver.stdout.readline()  # type: ignore[union-attr]
+        assert got and json.loads(got) == [0, 1, 2, 3], driver.stderr.read()  # type: ignore[union-attr]
+
+        # Its namespace's pid 1 dies: the kernel SIGKILLs every process in it,
+        # the zygote included, so nobody cleans up there; the next sweep does.
+        namespace_init = psutil.Process(driver.pid).children()[0]
+        namespace_init.kill()
+        driver.wait(30)
+        assert any(info["tag"] in n for n in os.listdir(shm_dir))
+        subprocess.run(sweep, env=env, check=True, timeout=60, capture_output=True)
+        assert [n for n in os.listdir(shm_dir) if info["tag"] in n] == []
+        assert [n for n in os.listdir(spill_root) if info["tag"] in n] == []
+    finally:
+        with contextlib.suppress(OSError):
+            driver.kill()
+        driver.wait()
+        for stream in (driver.stdin, driver.stdout, driver.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
