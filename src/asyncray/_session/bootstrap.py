@@ -213,11 +213,11 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
     # Segment names carry the tag; the driver's pid in it is for people
     # reading /dev/shm (a session's liveness is judged by its lock file).
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    shm.configure(session.shm_tag, store.threshold, store.spill_root)
     try:
+        shm.configure(session.shm_tag, store.threshold, store.spill_root)
         _start_processes(session, log_to_driver, store)
     except BaseException:
-        shm.remove_session(session.shm_tag)
+        shm.remove_session(session.shm_tag)  # and the locks configure took
         raise
 
 
