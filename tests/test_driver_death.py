@@ -1,11 +1,11 @@
 """Nothing is left behind, whatever ends the driver.
 
 Each test runs a driver program in a subprocess: it puts objects into shared
-memory (one of them spilled to disk), starts a task worker and an actor, and
-reports its session's tag. The test ends it one way — a signal, an uncaught
-exception, ``os._exit`` — and polls until no process of that session and no
-file of its tag (segment, lock, spill directory) remains, within
-``CLEANUP_DEADLINE_S``.
+memory (one of them spilled to disk), starts a task worker and an actor (which
+starts a process of its own), and reports its session's tag. The test ends it
+one way — a signal, an uncaught exception, ``os._exit`` — and polls until no
+process of that session and no file of its tag (segment, lock, spill
+directory) remains, within ``CLEANUP_DEADLINE_S``.
 
 The sweep tests plant the files of another session by hand: one whose lock
 is held (a live session in another PID namespace: the pid in its name means
@@ -41,7 +41,7 @@ DRIVER_START_TIMEOUT_S = 30.0
 MB = 1024 * 1024
 
 DRIVER = """
-import json, os, sys, time
+import json, os, subprocess, sys, time
 import numpy as np
 import asyncray as ray
 from asyncray._wire import shm
@@ -60,13 +60,15 @@ def sleep_long():
 class Holder:
     def hold(self, value):
         self.value = value  # the actor maps a segment
-        return os.getpid()
+        self.helper = subprocess.Popen(["sleep", "600"])  # and has a process of its own
+        return os.getpid(), self.helper.pid
 
 holder = Holder.remote()
-holder_pid = ray.get(holder.hold.remote(refs[-1]))
+holder_pid, helper_pid = ray.get(holder.hold.remote(refs[-1]))
 running = sleep_long.remote()
 print(json.dumps({"tag": shm.session_tag(), "shm_dir": shm.directory(),
-                  "spill_dir": shm.spill_directory(), "actor": holder_pid}), flush=True)
+                  "spill_dir": shm.spill_directory(), "actor": holder_pid,
+                  "helper": helper_pid}), flush=True)
 if mode in ("raise", "exit"):
     sys.stdin.readline()
     if mode == "exit":
@@ -140,8 +142,8 @@ def test_nothing_outlives_the_driver(mode, tmp_path):
     try:
         session = psutil.Process(proc.pid).children(recursive=True)
         pids = {p.pid for p in session}
-        assert info["actor"] in pids
-        assert len(session) >= 3, "expected the zygote, a task worker and an actor"
+        assert info["actor"] in pids and info["helper"] in pids
+        assert len(session) >= 4, "expected the zygote, a task worker, an actor and its helper"
         files = _session_files(info, spill_root)
         assert any(f.startswith(info["spill_dir"]) for f in files), files
         segment = f"{shm.PREFIX}{info['tag']}_"
@@ -402,3 +404,33 @@ def test_a_live_driver_in_another_pid_namespace_keeps_its_objects(tmp_path):
         for stream in (driver.stdin, driver.stdout, driver.stderr):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]
+
+
+def test_processes_a_dead_worker_left_behind_end_with_the_session(shutdown_only):
+    """The zygote is a child subreaper: a worker's subprocess, orphaned when the
+    worker was killed, is the zygote's to end at shutdown; meanwhile it is no
+    worker of the runtime's (its exit is no worker's death)."""
+    asyncray.init(num_cpus=1)
+
+    @asyncray.remote
+    class Starter:
+        def start(self):
+            self.helper = subprocess.Popen(["sleep", "600"])
+            return os.getpid(), self.helper.pid
+
+    starter = Starter.remote()
+    actor_pid, helper_pid = asyncray.get(starter.start.remote(), timeout=30)
+    helper = psutil.Process(helper_pid)
+    asyncray.kill(starter)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(actor_pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert helper.ppid() == asyncray._session.bootstrap._session.zygote_pid  # type: ignore[union-attr]
+
+    @asyncray.remote
+    def one():
+        return 1
+
+    assert asyncray.get([one.remote() for _ in range(3)], timeout=30) == [1, 1, 1]
+    asyncray.shutdown()
+    assert not _alive([helper])

@@ -19,6 +19,7 @@ kernel closed its fds) or the parent-death signal arrives (``DRIVER_DEATH_SIGNAL
 one it handles, so SIGKILL or ``os._exit`` of the driver still gets cleaned
 up), it SIGKILLs and reaps every child, then runs the session's ``on_exit``
 (which removes the session's segments, spill files and locks), then exits.
+It is a child subreaper, so processes the workers started end with them.
 A SIGTERM or SIGHUP sent to the zygote while the driver lives is ignored:
 the session belongs to the driver, and its end brings the zygote's.
 """
@@ -32,6 +33,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 from .._wire import polling
@@ -41,6 +43,12 @@ from .._wire.framing import take_frames
 # Control messages are tiny; one recvmsg of this size always holds one whole.
 _CTL_BUFSIZE = 1 << 16
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+# While cleaning up, how long to wait before looking again for children to
+# kill and reap. Polling rather than a blocking wait: a child that appears
+# between listing and waiting (an orphan reparented to us) is never waited
+# for without having been killed. Shorter costs only CPU during cleanup.
+_REAP_POLL_S = 0.001
 # What the zygote gets when the driver dies. Not SIGKILL: the zygote must live
 # long enough to clean up after the driver. The same signal from anyone else
 # while the driver lives is ignored (see ``_driver_gone``).
@@ -54,11 +62,15 @@ _inherited: dict[int, signal.Handlers | Callable[..., object] | int | None] = {}
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies."""
+    _prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def _prctl(option: int, value: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        libc.prctl(option, value, 0, 0, 0)
 
 
 def start_zygote(
@@ -96,6 +108,8 @@ def _zygote_main(
     child_main: Callable[[socket.socket, str, dict[str, str]], None],
 ) -> None:
     os.setpgid(0, 0)
+    # Orphans of workers come to us, so the cleanup can end them too.
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Handled (only to wake the loop) before the parent-death signal is armed,
     # so it can never end the zygote before the cleanup.
@@ -138,12 +152,7 @@ def _zygote_main(
                     ctl.sendall(P.frame(P.Spawned(spawn.child_id, pid)))
                 _reap(ctl, children)
     finally:
-        for pid in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in children:
-            with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
+        _kill_descendants(children)
 
 
 def _driver_gone(driver_pid: int) -> bool:
@@ -170,16 +179,59 @@ def _recv_ctl(ctl: socket.socket, buf: bytearray) -> tuple[list[P.Spawn] | None,
 
 
 def _reap(ctl: socket.socket, children: set[int]) -> None:
-    while children:
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if pid in children:  # not an orphan of a worker (see ``_kill_descendants``)
+            children.discard(pid)
+            with contextlib.suppress(OSError):
+                ctl.sendall(P.frame(P.Reaped(pid, status)))
+
+
+def _kill_descendants(children: set[int]) -> None:
+    """SIGKILL and reap every child, and every process a child left behind.
+
+    The zygote is a child subreaper: a process a worker started (a
+    ``subprocess``, a daemon that double-forked) is reparented to the zygote
+    when its parent dies, instead of to init. So killing our children until
+    none is left ends the whole tree of the session.
+    """
+    while True:
+        for pid in {*children, *_own_children()}:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
         children.discard(pid)
-        with contextlib.suppress(OSError):
-            ctl.sendall(P.frame(P.Reaped(pid, status)))
+        if pid == 0:  # none has died yet (or an orphan is on its way to us)
+            time.sleep(_REAP_POLL_S)
+
+
+def _own_children() -> list[int]:
+    me = os.getpid()
+    try:  # the zygote is single-threaded: its task's children are all of them
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with (
+                    contextlib.suppress(OSError, ValueError, IndexError),
+                    open(f"/proc/{entry}/stat") as f,
+                ):
+                    # "pid (comm) state ppid ...": comm may hold spaces and parens
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry))
+    return found
 
 
 def _fork_child(
