@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import psutil
@@ -355,3 +357,52 @@ def test_a_get_with_a_timeout_still_returns_a_value_that_comes_late(ray_start):
         return 2
 
     assert asyncray.get(slow.remote(), timeout=5) == 2
+
+
+_FEW_FILES_DRIVER = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+import asyncray
+from asyncray.exceptions import ActorDiedError
+asyncray.init(num_cpus=2)
+
+@asyncray.remote(num_cpus=0)
+class Tiny:
+    def ping(self):
+        return 1
+
+handles = [Tiny.remote() for _ in range(400)]
+ok = died = 0
+for h in handles:
+    try:
+        ok += asyncray.get(h.ping.remote(), timeout=60)
+    except ActorDiedError as e:
+        assert "open-files limit" in str(e), e
+        died += 1
+for h in handles:
+    asyncray.kill(h)
+del handles
+
+@asyncray.remote
+def two():
+    return 2
+
+print(ok, died, asyncray.get([two.remote() for _ in range(4)], timeout=30))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_actors_beyond_the_open_files_limit_die_with_the_reason_and_the_runtime_goes_on(
+    tmp_path,
+):
+    script = tmp_path / "few_files.py"
+    script.write_text(_FEW_FILES_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ok, died, values = done.stdout.split(maxsplit=2)
+    assert int(ok) + int(died) == 400
+    assert int(ok) > 100 and int(died) > 0
+    assert values.strip() == "[2, 2, 2, 2]"
+    assert "could not start" not in done.stdout

@@ -223,7 +223,15 @@ class ActorManager:
 
     def _spawn(self, actor: ActorRecord) -> None:
         actor.state = "starting"
-        worker = self.rt._spawn_worker("actor")
+        try:
+            worker = self.rt._spawn_worker("actor")
+        except OSError as e:
+            reason = (
+                f"Its process could not be started: {e}. Raise the open-files limit "
+                "(`ulimit -n`) or run fewer actors at once."
+            )
+            self._die(actor, self._died_payload(actor, reason))
+            return
         worker.actor = actor
         actor.worker = worker
 

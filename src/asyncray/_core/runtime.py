@@ -81,6 +81,10 @@ WATCH_SET_MIN = 32
 # A task past its ``timeout_s`` gets KeyboardInterrupt; if it is still
 # running this long after, its worker is killed (C code can ignore SIGINT).
 TIMEOUT_KILL_GRACE_S = 1.0
+# After a worker could not be started (no file descriptors, no memory), how
+# long until dispatch tries again: soon enough for a limit that eases (actors
+# exiting), rare enough not to spin on one that does not.
+SPAWN_RETRY_S = 1.0
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
@@ -237,6 +241,8 @@ class Runtime:
         # Recent run time of each function's tasks (seconds, an EWMA): sets PIPELINE depth.
         self.run_times: dict[bytes, float] = {}
         self.starting = 0
+        # Set while a failed fork waits to be tried again (see _spawn_failed).
+        self._spawn_retry: asyncio.TimerHandle | None = None
         self.base_pool_size = max(1, int(totals.get("CPU", 1)))
         self._child_ids = itertools.count(1)
         self._stopped = False
@@ -337,8 +343,11 @@ class Runtime:
 
     def start(self) -> None:
         """Pre-fork the base pool so the first task finds a worker ready."""
-        for _ in range(self.base_pool_size):
-            self._spawn_worker()
+        try:
+            for _ in range(self.base_pool_size):
+                self._spawn_worker()
+        except OSError as e:
+            self._spawn_failed(e)
 
     # ================================================================ functions & objects
 
@@ -831,8 +840,26 @@ class Runtime:
         live = self.task_workers
         wanted = min(wanted, MAX_CONCURRENT_STARTS) - self.starting
         wanted = min(wanted, MAX_TASK_WORKERS - live)
-        for _ in range(wanted):
-            self._spawn_worker()
+        try:
+            for _ in range(wanted):
+                self._spawn_worker()
+        except OSError as e:
+            self._spawn_failed(e)
+
+    def _spawn_failed(self, error: OSError) -> None:
+        """No process could be started: say so once, and try again a little later."""
+        if self._spawn_retry is not None:
+            return
+        logger.error(
+            "asyncray could not start a worker process: %s. Queued tasks wait until one "
+            "can start (raise the open-files limit, `ulimit -n`, or run fewer actors).",
+            error,
+        )
+        self._spawn_retry = self.loop.call_later(SPAWN_RETRY_S, self._retry_spawn)
+
+    def _retry_spawn(self) -> None:
+        self._spawn_retry = None
+        self.dispatch()
 
     def _start_task(self, task: TaskRecord, worker: WorkerRecord, pool: ResourcePool) -> None:
         if worker.retire_handle is not None:
@@ -1019,11 +1046,16 @@ class Runtime:
     # ================================================================ workers
 
     def _spawn_worker(self, kind: str = "task") -> WorkerRecord:
+        """Fork a child of ``kind`` ("task" or "actor") through the zygote.
+
+        Raises:
+            OSError: no socket pair for it (the open-files limit, most likely).
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker = WorkerRecord(next(self._child_ids), kind)
         self.workers[worker.child_id] = worker
         if kind == "task":
             self.task_workers += 1
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.zygote.spawn(worker.child_id, kind, {}, theirs)  # the link closes theirs
         self.starting += 1
         conn = ChildConn(self, worker, ours)

@@ -227,6 +227,7 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
         )
     session.store_capacity = capacity
     session.totals["object_store_memory"] = float(capacity)
+    _resources.raise_open_files_limit()  # before the zygote forks: children inherit it
     zygote_pid, zygote_sock = start_zygote(functools.partial(child_main, attach=_attach_child))
     loop = uvloop.new_event_loop()
     ready = threading.Event()
