@@ -31,6 +31,14 @@ RELEASE_BATCH = 512
 # them needs no round trip (Ray's max_direct_call_object_size).
 LOCAL_VALUE_LIMIT = 100 * 1024
 
+# The kernel answers a request with a timeout when its timeout passes; a
+# caller waits this much longer, then answers the request itself as timed
+# out, so a blocking call keeps its timeout even if the kernel never
+# answers (a bug, a kernel wedged). Long enough that a busy runtime thread
+# (2 cores shared with busy workers) still answers first; short enough that
+# a lost reply costs a caller about a second, not for ever.
+REPLY_GRACE_S = 1.0
+
 
 class ClientBase:
     """What every client provides to the public API."""
@@ -161,6 +169,32 @@ def raise_if_error(reply: Any) -> Any:
             f"report it):\n{reply.error}"
         )
     return reply
+
+
+def reply_deadline(msg: Any) -> float | None:
+    """How long a caller waits for ``msg``'s reply before answering it itself, or None.
+
+    Requests that carry a timeout (get, wait, queue calls) are answered by the
+    kernel when it passes; the caller's own deadline is a backstop.
+    """
+    kind = type(msg)
+    if (kind is P.GetObjects or kind is P.WaitObjects or kind is P.QueueOp) and msg.timeout >= 0:
+        return float(msg.timeout) + REPLY_GRACE_S
+    return None
+
+
+def timed_out_reply(msg: Any) -> Any:
+    """The reply the kernel gives ``msg`` when its timeout passes (see ``reply_deadline``)."""
+    kind = type(msg)
+    if kind is P.GetObjects:
+        n = len(msg.object_ids)
+        return P.ObjectsReply(
+            req_id=msg.req_id, values=[None] * n, errors=[False] * n, timed_out=True
+        )
+    if kind is P.WaitObjects:
+        return P.WaitReply(req_id=msg.req_id, ready=[])
+    assert kind is P.QueueOp, f"{kind.__name__} has no timeout"
+    return P.QueueReply(req_id=msg.req_id, status=P.QUEUE_WOULD_BLOCK, items=[], size=0)
 
 
 def decode_objects(reply: P.ObjectsReply | P.ErrorReply) -> list[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,14 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
-from .._wire.channel import resolve_futures
-from .base import LOCAL_VALUE_LIMIT, ClientBase, raise_if_error
+from .._wire.channel import discard_reply, resolve_futures
+from .base import (
+    LOCAL_VALUE_LIMIT,
+    ClientBase,
+    raise_if_error,
+    reply_deadline,
+    timed_out_reply,
+)
 from .queues import DirectQueues, QueueTransport
 from .wakeups import RuntimeWakeups
 
@@ -94,7 +101,8 @@ class DriverConn:
     def send(self, msg: Any) -> None:
         """A reply to the driver: complete the waiter of its ``req_id``."""
         waiter = self.client.waiters.pop(msg.req_id, None)
-        if waiter is None:
+        if waiter is None:  # its caller stopped waiting (a timeout, a cancelled await)
+            discard_reply(msg)
             return
         kind = type(waiter)
         if kind is _SyncWaiter:
@@ -168,37 +176,67 @@ class DriverClient(ClientBase):
         self.waiters[msg.req_id] = waiter
         self.post(msg)
         lock = waiter.lock
-        if not lock.acquire(timeout=QUICK_REPLY_S):
-            self._wait_long(lock)
+        if not lock.acquire(timeout=QUICK_REPLY_S) and not self._wait_long(
+            lock, reply_deadline(msg)
+        ):
+            return self._give_up(msg, waiter)
         reply = waiter.reply
         if type(reply) is P.ErrorReply:
             raise_if_error(reply)
         return reply
 
-    def _wait_long(self, lock: threading.Lock) -> None:
-        """Block for a reply that did not come at once; the runtime may preempt meanwhile."""
+    def _wait_long(self, lock: threading.Lock, patience: float | None) -> bool:
+        """Block for a reply that did not come at once; the runtime may preempt meanwhile.
+
+        Returns False if ``patience`` seconds passed without it.
+        """
         wakeups = self.wakeups
         wakeups.driver_blocks()
+        deadline = None if patience is None else time.monotonic() + patience
         try:
             # Wake now and then to notice a runtime that died instead of hanging.
-            while not lock.acquire(timeout=1.0):
+            while True:
+                wait_s = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if lock.acquire(timeout=max(wait_s, 0.0)):
+                    return True
                 if not self.thread.is_alive():
                     raise exc.RaySystemError("the asyncray runtime thread has stopped")
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
         finally:
             wakeups.driver_resumes()
+
+    def _give_up(self, msg: Any, waiter: _SyncWaiter) -> Any:
+        """``msg``'s timeout passed and the kernel never answered: answer it here."""
+        if self.waiters.pop(msg.req_id, None) is None:  # the reply came meanwhile
+            waiter.lock.acquire()
+            return raise_if_error(waiter.reply)
+        if not self.closed:
+            self.post(P.CancelWaiter(msg.req_id))
+        return timed_out_reply(msg)
 
     async def request_async(self, msg: Any) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.waiters[msg.req_id] = _AsyncWaiter(loop, future)
         self.post(msg)
+        patience = reply_deadline(msg)
         try:
-            return raise_if_error(await future)
+            if patience is None:
+                return raise_if_error(await future)
+            return raise_if_error(await asyncio.wait_for(future, patience))
+        except asyncio.TimeoutError:  # the kernel never answered: answer it here
+            self._stop_waiting(msg.req_id)
+            return timed_out_reply(msg)
         except asyncio.CancelledError:
-            self.waiters.pop(msg.req_id, None)
-            if not self.closed:
-                self.post(P.CancelWaiter(msg.req_id))
+            self._stop_waiting(msg.req_id)
             raise
+
+    def _stop_waiting(self, req_id: int) -> None:
+        """The caller gave up on ``req_id``: the kernel forgets it (a late reply is discarded)."""
+        self.waiters.pop(req_id, None)
+        if not self.closed:
+            self.post(P.CancelWaiter(req_id))
 
     def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
         self.waiters[msg.req_id] = _CallbackWaiter(callback)

@@ -17,7 +17,7 @@ from .._wire import protocol as P
 from .._wire import shm
 from .._wire.channel import SocketChannel
 from .._worker.interrupts import protocol_io
-from .base import ClientBase, raise_if_error
+from .base import ClientBase, raise_if_error, reply_deadline, timed_out_reply
 
 
 class WorkerClient(ClientBase):
@@ -43,9 +43,14 @@ class WorkerClient(ClientBase):
             self.channel.send(msg)
 
     def request(self, msg: Any) -> Any:
+        patience = reply_deadline(msg)
         with protocol_io():
             self.post(msg)
-            return raise_if_error(self.channel.wait_reply(msg.req_id))
+            reply = self.channel.wait_reply(msg.req_id, patience)
+            if reply is None:  # the kernel never answered: answer it here
+                self.post(P.CancelWaiter(msg.req_id))
+                return timed_out_reply(msg)
+            return raise_if_error(reply)
 
     async def request_async(self, msg: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -54,7 +59,15 @@ class WorkerClient(ClientBase):
             future = loop.create_future()
             channel.register_async(msg.req_id, future)
             self.post(msg)
-            return raise_if_error(await future)
+            patience = reply_deadline(msg)
+            if patience is None:
+                return raise_if_error(await future)
+            try:
+                return raise_if_error(await asyncio.wait_for(future, patience))
+            except asyncio.TimeoutError:  # the kernel never answered: answer it here
+                channel.abandon(msg.req_id)
+                self.post(P.CancelWaiter(msg.req_id))
+                return timed_out_reply(msg)
         # A task running its own event loop: read the reply on a helper
         # thread so this loop keeps running meanwhile.
         return await loop.run_in_executor(None, self.request, msg)

@@ -22,6 +22,7 @@ it touches runtime state only on the runtime loop.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections import deque
@@ -33,11 +34,14 @@ from .._wire import refs, shm
 from .._wire import serialization as ser
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
+from .worker_pool import unsendable_error
 
 if TYPE_CHECKING:
     from .conn import Conn
     from .runtime import Runtime
     from .worker_pool import ChildConn, WorkerRecord
+
+logger = logging.getLogger("asyncray")
 
 TERMINATE = "__ray_terminate__"
 
@@ -150,6 +154,15 @@ class ActorManager:
         actor.holding_args = True
         self._resolve_ctor_args(actor)
 
+    def creation_failed(self, conn: Conn, msg: P.CreateActor, text: str) -> None:
+        """Handling ``msg`` raised (a bug): the actor is dead, its calls say why."""
+        actor = self.actors.get(msg.actor_id)
+        if actor is None:
+            actor = self.actors[msg.actor_id] = ActorRecord(msg, conn)
+        if actor.state != "dead":
+            reason = f"asyncray failed creating it (an internal bug):\n{text}"
+            self._die(actor, self._died_payload(actor, reason))
+
     def _resolve_ctor_args(self, actor: ActorRecord) -> None:
         dep_ids = actor.spec.dep_ids
         actor.ctor_values = [b""] * len(dep_ids)
@@ -210,7 +223,15 @@ class ActorManager:
 
     def _spawn(self, actor: ActorRecord) -> None:
         actor.state = "starting"
-        worker = self.rt._spawn_worker("actor")
+        try:
+            worker = self.rt._spawn_worker("actor")
+        except OSError as e:
+            reason = (
+                f"Its process could not be started: {e}. Raise the open-files limit "
+                "(`ulimit -n`) or run fewer actors at once."
+            )
+            self._die(actor, self._died_payload(actor, reason))
+            return
         worker.actor = actor
         actor.worker = worker
 
@@ -219,23 +240,30 @@ class ActorManager:
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
-        self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         pg, pg_capture = self.rt._group_context(spec.pg_id, spec.pg_capture)
-        worker.conn.send(  # type: ignore[union-attr]
-            P.StartActor(
-                actor_id=actor.actor_id,
-                class_blob=self.rt.functions.get(spec.class_id, b""),
-                args=spec.args,
-                dep_values=actor.ctor_values,
-                config=spec.config,
-                resources=spec.hold,
-                gpu_ids=actor.gpu_ids,
-                name=spec.name,
-                namespace=spec.namespace,
-                pg=pg,
-                pg_capture=pg_capture,
+        try:
+            frame = P.frame(
+                P.StartActor(
+                    actor_id=actor.actor_id,
+                    class_blob=self.rt.functions.get(spec.class_id, b""),
+                    args=spec.args,
+                    dep_values=actor.ctor_values,
+                    config=spec.config,
+                    resources=spec.hold,
+                    gpu_ids=actor.gpu_ids,
+                    name=spec.name,
+                    namespace=spec.namespace,
+                    pg=pg,
+                    pg_capture=pg_capture,
+                )
             )
-        )
+        except Exception as e:  # its options cannot be carried: the actor never starts
+            logger.warning("asyncray: actor %s cannot be started: %r", spec.name, e)
+            reason = f"Its creation could not be sent to its process: {type(e).__name__}: {e}"
+            self._die(actor, self._died_payload(actor, reason))
+            return
+        self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
+        worker.conn.send_frame(frame)  # type: ignore[union-attr]
 
     def on_started(self, conn: Conn, msg: P.ActorStarted) -> None:
         actor: ActorRecord | None = conn.worker.actor if conn.worker is not None else None
@@ -330,6 +358,24 @@ class ActorManager:
                 return
             mailbox.popleft()
             spec = call.spec
+            # Encoded first: a value the wire cannot carry fails this call alone.
+            try:
+                frame = P.frame(
+                    P.ExecuteActorCall(
+                        task_id=spec.task_id,
+                        method=spec.method,
+                        args=spec.args,
+                        dep_values=call.dep_values,
+                        num_returns=len(spec.return_ids),
+                        group=spec.group,
+                        streaming=spec.streaming,
+                        backpressure=spec.backpressure,
+                    )
+                )
+            except Exception as e:
+                logger.warning("asyncray: actor call %s cannot be sent: %r", spec.method, e)
+                self._fail_call(call, unsendable_error(f"actor call {spec.method}", e))
+                continue
             actor.inflight[spec.task_id] = call
             if spec.streaming:
                 stream = self.rt.streams.get(spec.task_id)
@@ -339,18 +385,7 @@ class ActorManager:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             if call.dep_values or spec.args[:7] == refs.MARKER:
                 self.rt.grant_call(conn, spec.args, call.dep_values)
-            conn.send(
-                P.ExecuteActorCall(
-                    task_id=spec.task_id,
-                    method=spec.method,
-                    args=spec.args,
-                    dep_values=call.dep_values,
-                    num_returns=len(spec.return_ids),
-                    group=spec.group,
-                    streaming=spec.streaming,
-                    backpressure=spec.backpressure,
-                )
-            )
+            conn.send_frame(frame)
 
     def on_task_done(self, worker: WorkerRecord, msg: P.TaskDone) -> None:
         actor: ActorRecord = worker.actor

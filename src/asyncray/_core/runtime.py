@@ -45,7 +45,7 @@ from .placement import PlacementGroupManager
 from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .store import SegmentStore, StoreFull
-from .worker_pool import ChildConn, WorkerRecord, ZygoteLink
+from .worker_pool import ChildConn, WorkerRecord, ZygoteLink, unsendable_error
 
 logger = logging.getLogger("asyncray")
 
@@ -81,6 +81,10 @@ WATCH_SET_MIN = 32
 # A task past its ``timeout_s`` gets KeyboardInterrupt; if it is still
 # running this long after, its worker is killed (C code can ignore SIGINT).
 TIMEOUT_KILL_GRACE_S = 1.0
+# After a worker could not be started (no file descriptors, no memory), how
+# long until dispatch tries again: soon enough for a limit that eases (actors
+# exiting), rare enough not to spin on one that does not.
+SPAWN_RETRY_S = 1.0
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
@@ -190,6 +194,13 @@ class _Request:
         self.watch: Any = None
 
 
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The runtime loop's exception handler: a kernel callback raised."""
+    error = context.get("exception")
+    detail = "".join(traceback.format_exception(error)) if error is not None else ""
+    logger.error("asyncray internal error in the runtime loop: %s\n%s", context["message"], detail)
+
+
 def _argument_objects(args: bytes, dep_ids: list[bytes]) -> list[bytes]:
     """The objects a call takes: its top-level ref arguments and the refs nested in the rest."""
     if args[:7] == refs.MARKER:
@@ -230,6 +241,8 @@ class Runtime:
         # Recent run time of each function's tasks (seconds, an EWMA): sets PIPELINE depth.
         self.run_times: dict[bytes, float] = {}
         self.starting = 0
+        # Set while a failed fork waits to be tried again (see _spawn_failed).
+        self._spawn_retry: asyncio.TimerHandle | None = None
         self.base_pool_size = max(1, int(totals.get("CPU", 1)))
         self._child_ids = itertools.count(1)
         self._stopped = False
@@ -246,6 +259,9 @@ class Runtime:
         self._dispatch_wanted = False
         # Children with messages held during the current batch.
         self.batched_conns: list[ChildConn] = []
+        # A callback of the kernel's own (a timer, a socket's protocol) that
+        # raises is a bug like a handler that raises: logged loudly.
+        loop.set_exception_handler(_loop_error)
         a = self.actors
         self._handlers: dict[type, Callable[[Any, Any], object]] = {
             P.CreateActor: a.on_create,
@@ -310,6 +326,8 @@ class Runtime:
             if type(msg) in _REQUEST_TYPES and msg.req_id:
                 conn.requests.pop(msg.req_id, None)
                 conn.send(P.ErrorReply(req_id=msg.req_id, error=text))
+            if type(msg) is P.CreateActor:  # its calls fail with the reason, not "unknown actor"
+                self.actors.creation_failed(conn, msg, text)
             elif type(msg) in (P.SubmitTask, P.CallActor):
                 error = ser.dumps_function(
                     exc.RaySystemError(
@@ -325,8 +343,11 @@ class Runtime:
 
     def start(self) -> None:
         """Pre-fork the base pool so the first task finds a worker ready."""
-        for _ in range(self.base_pool_size):
-            self._spawn_worker()
+        try:
+            for _ in range(self.base_pool_size):
+                self._spawn_worker()
+        except OSError as e:
+            self._spawn_failed(e)
 
     # ================================================================ functions & objects
 
@@ -664,14 +685,24 @@ class Runtime:
         self._batching = True
 
     def end_batch(self) -> None:
-        if self._dispatch_wanted:
-            self._dispatch_wanted = False
-            self.dispatch()
-        self._batching = False
-        if self.batched_conns:
-            conns, self.batched_conns = self.batched_conns, []
-            for conn in conns:
-                conn.flush()
+        """The batch is handled: dispatch once, then write what each child was sent."""
+        try:
+            if self._dispatch_wanted:
+                self._dispatch_wanted = False
+                self.dispatch()
+        except Exception:  # dispatch guards each task; this is a bug in dispatch itself
+            logger.exception("asyncray internal error at the end of a batch of messages")
+        finally:
+            # Whatever happened, later sends are written at once again and
+            # nothing a child was sent stays held back.
+            self._batching = False
+            if self.batched_conns:
+                conns, self.batched_conns = self.batched_conns, []
+                for conn in conns:
+                    try:
+                        conn.flush()
+                    except Exception:
+                        logger.exception("asyncray internal error writing to %s", conn.worker)
 
     def _fail_task(self, task: TaskRecord, error: bytes) -> None:
         self._finish_task(task)
@@ -715,7 +746,11 @@ class Runtime:
                     short = True
                     break
                 task = self.ready.pop(key)
-                self._start_task(task, idle.pop(), pool)
+                worker = idle.pop()
+                try:
+                    self._start_task(task, worker, pool)
+                except Exception:  # an internal bug: fail this task alone, keep dispatching
+                    self._start_failed(task, worker)
         if short:
             self._grow_pool()
 
@@ -805,8 +840,26 @@ class Runtime:
         live = self.task_workers
         wanted = min(wanted, MAX_CONCURRENT_STARTS) - self.starting
         wanted = min(wanted, MAX_TASK_WORKERS - live)
-        for _ in range(wanted):
-            self._spawn_worker()
+        try:
+            for _ in range(wanted):
+                self._spawn_worker()
+        except OSError as e:
+            self._spawn_failed(e)
+
+    def _spawn_failed(self, error: OSError) -> None:
+        """No process could be started: say so once, and try again a little later."""
+        if self._spawn_retry is not None:
+            return
+        logger.error(
+            "asyncray could not start a worker process: %s. Queued tasks wait until one "
+            "can start (raise the open-files limit, `ulimit -n`, or run fewer actors).",
+            error,
+        )
+        self._spawn_retry = self.loop.call_later(SPAWN_RETRY_S, self._retry_spawn)
+
+    def _retry_spawn(self) -> None:
+        self._spawn_retry = None
+        self.dispatch()
 
     def _start_task(self, task: TaskRecord, worker: WorkerRecord, pool: ResourcePool) -> None:
         if worker.retire_handle is not None:
@@ -819,6 +872,35 @@ class Runtime:
         worker.task = task
         self._send_task(task, worker)
         self._pipeline_next(worker)
+
+    def _start_failed(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        """Starting ``task`` raised (a bug): its caller gets the error, the worker is replaced.
+
+        The worker may or may not have been sent the task, so it is not
+        trusted with another: it is told to exit and a fresh one is forked.
+        """
+        text = traceback.format_exc()
+        logger.error("asyncray internal error starting task %s:\n%s", task.spec.name, text)
+        try:
+            if worker.task is task:
+                self._release_task(worker, task)
+            elif task.pool is not None:
+                task.pool.release(task.shape, task.gpu_ids)
+            self._revoke_pipeline(worker)
+            if worker.state != "dead":
+                worker.state = "retiring"
+                if worker.conn is not None:
+                    worker.conn.send(P.Shutdown())
+            self._fail_task(
+                task,
+                ser.dumps_function(
+                    exc.RaySystemError(f"asyncray failed starting task {task.spec.name}:\n{text}")
+                ),
+            )
+        except Exception:
+            logger.exception(
+                "asyncray could not fail task %s after its start failed", task.spec.name
+            )
 
     def _task_running(self, task: TaskRecord, worker: WorkerRecord) -> None:
         """The worker starts ``task`` now (directly, or after its pipelined predecessor)."""
@@ -833,35 +915,53 @@ class Runtime:
 
     def _send_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
         spec = task.spec
+        known = spec.func_id in worker.known_functions
+        pg, pg_capture = self._group_context(spec.pg_id, spec.pg_capture)
+        # Encoded before anything is committed: a value the wire cannot carry
+        # (an option out of range) fails this task alone, not the handler
+        # that happened to dispatch it (and the worker and slot with it).
+        try:
+            frame = P.frame(
+                P.ExecuteTask(
+                    task_id=spec.task_id,
+                    func_id=spec.func_id,
+                    func_blob=b"" if known else self.functions.get(spec.func_id, b""),
+                    name=spec.name,
+                    args=spec.args,
+                    dep_ids=spec.dep_ids,
+                    dep_values=task.dep_values,
+                    num_returns=len(spec.return_ids),
+                    retry_exc=spec.retry_exc,
+                    resources=spec.resources,
+                    gpu_ids=task.gpu_ids,
+                    streaming=spec.streaming,
+                    backpressure=spec.backpressure,
+                    pg=pg,
+                    pg_capture=pg_capture,
+                )
+            )
+        except Exception as e:
+            self._unsendable_task(task, worker, e)
+            return
         if worker.task is task:
             self._task_running(task, worker)
-        if spec.func_id in worker.known_functions:
-            blob = b""
-        else:
-            blob = self.functions.get(spec.func_id, b"")
+        if not known:
             worker.known_functions.add(spec.func_id)
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
             self.grant_call(worker.conn, spec.args, task.dep_values)  # type: ignore[arg-type]
-        pg, pg_capture = self._group_context(spec.pg_id, spec.pg_capture)
-        worker.conn.send(  # type: ignore[union-attr]
-            P.ExecuteTask(
-                task_id=spec.task_id,
-                func_id=spec.func_id,
-                func_blob=blob,
-                name=spec.name,
-                args=spec.args,
-                dep_ids=spec.dep_ids,
-                dep_values=task.dep_values,
-                num_returns=len(spec.return_ids),
-                retry_exc=spec.retry_exc,
-                resources=spec.resources,
-                gpu_ids=task.gpu_ids,
-                streaming=spec.streaming,
-                backpressure=spec.backpressure,
-                pg=pg,
-                pg_capture=pg_capture,
-            )
-        )
+        worker.conn.send_frame(frame)  # type: ignore[union-attr]
+
+    def _unsendable_task(self, task: TaskRecord, worker: WorkerRecord, error: Exception) -> None:
+        """``task`` cannot be encoded for its worker: fail it and give its worker back."""
+        name = task.spec.name
+        logger.warning("asyncray: task %s cannot be sent to a worker: %r", name, error)
+        if worker.task is task:
+            self._release_task(worker, task)
+            self._make_idle(worker)
+        else:  # pipelined behind the running task: it never held a slot
+            worker.pipeline.remove(task)
+            task.worker = None
+        self._fail_task(task, unsendable_error(f"task {name}", error))
 
     def _group_context(self, pg_id: bytes, capture: bool) -> tuple[bytes, bool]:
         """What a task or actor in a group needs to know: its pickled handle, capture flag."""
@@ -946,15 +1046,17 @@ class Runtime:
     # ================================================================ workers
 
     def _spawn_worker(self, kind: str = "task") -> WorkerRecord:
+        """Fork a child of ``kind`` ("task" or "actor") through the zygote.
+
+        Raises:
+            OSError: no socket pair for it (the open-files limit, most likely).
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker = WorkerRecord(next(self._child_ids), kind)
         self.workers[worker.child_id] = worker
         if kind == "task":
             self.task_workers += 1
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.zygote.spawn(worker.child_id, kind, {}, theirs)
-        finally:
-            theirs.close()
+        self.zygote.spawn(worker.child_id, kind, {}, theirs)  # the link closes theirs
         self.starting += 1
         conn = ChildConn(self, worker, ours)
         worker.conn = conn

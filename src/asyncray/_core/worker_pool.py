@@ -21,13 +21,30 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import exceptions as exc
 from .._wire import protocol as P
+from .._wire import serialization as ser
 from .._wire.framing import FrameTooLarge, take_frames
 
 if TYPE_CHECKING:
     from .runtime import Runtime, TaskRecord
 
 logger = logging.getLogger("asyncray")
+
+# Spawn requests sent to the zygote and not yet answered. The zygote forks
+# one at a time (~1 ms each), so a deeper window would only queue in the
+# socket; a small one keeps the control socket far from full.
+SPAWN_WINDOW = 16
+
+
+def unsendable_error(what: str, error: Exception) -> bytes:
+    """The error payload of a call whose message the wire cannot encode."""
+    return ser.dumps_function(
+        exc.RaySystemError(
+            f"asyncray could not send {what} to its process: {type(error).__name__}: {error}. "
+            "An option or argument is out of the range the runtime can carry."
+        )
+    )
 
 
 class WorkerRecord:
@@ -150,6 +167,10 @@ class ChildConn(asyncio.Protocol):
         """A child keeps no values the kernel pushed: nothing to drop."""
 
     def send(self, msg: Any) -> None:
+        self.send_frame(P.frame(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send an encoded message (``P.frame``); see ``send``."""
         # Written at once — the transport tries the syscall immediately, and a
         # message held for a later tick would add a loop iteration to every
         # task's latency — except inside a batch of messages the runtime is
@@ -158,13 +179,13 @@ class ChildConn(asyncio.Protocol):
         # per task).
         transport = self.transport
         if transport is None:
-            self._out.append(P.frame(msg))
+            self._out.append(frame)
         elif self.runtime._batching:
             if not self._batched:
                 self.runtime.batched_conns.append(self)
-            self._batched.append(P.frame(msg))
+            self._batched.append(frame)
         elif not transport.is_closing():
-            transport.write(P.frame(msg))
+            transport.write(frame)
 
     def flush(self) -> None:
         """Write the messages held during a batch."""
@@ -182,7 +203,16 @@ class ChildConn(asyncio.Protocol):
 
 
 class ZygoteLink:
-    """Asks the zygote to fork children and hears about their exits."""
+    """Asks the zygote to fork children and hears about their exits.
+
+    Spawn requests are paced: at most ``SPAWN_WINDOW`` are sent and not yet
+    answered by ``Spawned``; the rest wait here, in order, each holding its
+    child's socket until it is sent. The control socket is non-blocking and
+    a write that would block is retried when it is writable, so a burst of a
+    thousand actor creations neither raises ``BlockingIOError`` nor fills the
+    socket buffer (where a frame split across two writes would separate a
+    Spawn from the descriptor sent with it).
+    """
 
     def __init__(
         self,
@@ -198,15 +228,67 @@ class ZygoteLink:
         self._on_spawned = on_spawned
         self._on_reaped = on_reaped
         self._buf = bytearray()
+        # Spawn requests not sent yet: (frame, the child's end of its socketpair).
+        self._waiting: deque[tuple[bytes, socket.socket]] = deque()
+        # Spawn requests sent and not yet answered by Spawned.
+        self.in_flight = 0
+        self._writer_added = False
+        self._closed = False
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
 
     def spawn(
         self, child_id: int, kind: str, env: dict[str, str], child_sock: socket.socket
     ) -> None:
-        data = P.frame(P.Spawn(child_id, kind, env))
-        # A control frame is far below the socket buffer, so this never blocks.
-        socket.send_fds(self.sock, [data], [child_sock.fileno()])
+        """Ask for a child talking over ``child_sock``; the link owns (and closes) it."""
+        self._waiting.append((P.frame(P.Spawn(child_id, kind, env)), child_sock))
+        self._send_waiting()
+
+    @property
+    def waiting(self) -> int:
+        """Spawn requests held back by the window."""
+        return len(self._waiting)
+
+    def _send_waiting(self) -> None:
+        waiting = self._waiting
+        while waiting and self.in_flight < SPAWN_WINDOW and not self._closed:
+            data, child_sock = waiting[0]
+            try:
+                sent = socket.send_fds(self.sock, [data], [child_sock.fileno()])
+            except (BlockingIOError, InterruptedError):
+                self._want_writable()
+                return
+            except OSError:  # the zygote is gone: nothing will be forked any more
+                logger.error("asyncray: the zygote's control socket failed; no more workers")
+                self._drop_waiting()
+                return
+            if sent != len(data):
+                # A Spawn frame is ~50 bytes and at most SPAWN_WINDOW of them are
+                # unanswered, far below the socket buffer: a short write means
+                # the zygote stopped reading. Its descriptor went with the first
+                # byte, so the rest must follow without one; if the zygote never
+                # reads again, the driver's shutdown reaps it.
+                self.sock.setblocking(True)
+                try:
+                    self.sock.sendall(data[sent:])
+                finally:
+                    self.sock.setblocking(False)
+            waiting.popleft()
+            child_sock.close()
+            self.in_flight += 1
+        if self._writer_added and (not waiting or self.in_flight >= SPAWN_WINDOW):
+            self.loop.remove_writer(self.sock.fileno())
+            self._writer_added = False
+
+    def _want_writable(self) -> None:
+        if not self._writer_added:
+            self.loop.add_writer(self.sock.fileno(), self._send_waiting)
+            self._writer_added = True
+
+    def _drop_waiting(self) -> None:
+        for _data, child_sock in self._waiting:
+            child_sock.close()  # its ChildConn sees EOF: the worker is gone
+        self._waiting.clear()
 
     def _readable(self) -> None:
         try:
@@ -222,13 +304,19 @@ class ZygoteLink:
         buf += data
         for msg in take_frames(buf, P.zygote_decoder.decode):
             if isinstance(msg, P.Spawned):
+                self.in_flight -= 1
                 self._on_spawned(msg.child_id, msg.pid)
             elif isinstance(msg, P.Reaped):
                 self._on_reaped(msg.pid, msg.status)
+        if self._waiting:
+            self._send_waiting()
 
     def close(self) -> None:
-        try:
-            self.loop.remove_reader(self.sock.fileno())
-        except (ValueError, OSError):
-            pass
+        self._closed = True
+        self._drop_waiting()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            try:
+                remove(self.sock.fileno())
+            except (ValueError, OSError):
+                pass
         self.sock.close()

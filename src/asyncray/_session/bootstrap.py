@@ -239,6 +239,7 @@ def _start_processes(session: Session, log_to_driver: bool, store: _resources.St
         )
     session.store_capacity = capacity
     session.totals["object_store_memory"] = float(capacity)
+    _resources.raise_open_files_limit()  # before the zygote forks: children inherit it
     # The zygote removes the session's files once its children are gone,
     # also when the driver died without a shutdown (SIGKILL, os._exit).
     zygote_pid, zygote_sock = start_zygote(

@@ -5,6 +5,7 @@ Checked from ``init``'s arguments and the machine, before anything starts.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import uuid
@@ -127,3 +128,22 @@ def check_namespace(namespace: Any) -> str:
     if namespace == "":
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
     return namespace
+
+
+# The open-files limit init() raises the soft limit to (never above the hard
+# one): the driver holds a socket per child, so 1,000 actors need more than
+# the 1,024 many systems start with. Ray raises it too.
+OPEN_FILES_WANTED = 65536
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's soft RLIMIT_NOFILE toward ``OPEN_FILES_WANTED``."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

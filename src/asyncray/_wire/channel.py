@@ -41,6 +41,22 @@ def resolve_futures(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, reply in items:
         if not future.done():
             future.set_result(reply)
+        else:  # its caller stopped waiting (a timeout, a cancelled await)
+            discard_reply(reply)
+
+
+def discard_reply(reply: Any) -> None:
+    """A reply nobody waits for any more (its caller timed out): give back the refs inside."""
+    kind = type(reply)
+    if kind is P.ObjectsReply:
+        payloads: list[Any] = reply.values
+    elif kind is P.QueueReply:
+        payloads = reply.items
+    else:
+        return
+    for data in payloads:
+        if data is not None:
+            ser.discard(data)
 
 
 class SocketChannel:
@@ -62,6 +78,9 @@ class SocketChannel:
         self._reading = False
         self._eof = False
         self._replies: dict[int, Any] = {}
+        # Requests whose callers stopped waiting (their timeout passed first):
+        # a late reply to one is discarded, not kept for nobody.
+        self._abandoned: set[int] = set()
         self.inbound: deque[Any] = deque()
         self._buf = bytearray()
         # Backpressure: items of each stream the consumer has taken.
@@ -122,10 +141,17 @@ class SocketChannel:
             frames = [outbox.popleft() for _ in range(len(outbox))]
             self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
 
-    def _read_frames(self) -> list[Any]:
-        """Block until at least one whole frame is buffered; decode all whole frames."""
+    def _read_frames(self, deadline: float | None = None) -> list[Any]:
+        """Block until at least one whole frame is buffered; decode all whole frames.
+
+        With a ``deadline`` (``time.monotonic``), returns ``[]`` if it passes first.
+        """
         buf = self._buf
         while not has_whole_frame(buf):
+            if deadline is not None and not self._poller.poll(_poll_ms(deadline)):
+                if time.monotonic() >= deadline:
+                    return []
+                continue
             # A thread blocked beside a reader loop does not poll (the loop does).
             polls = self.spin and self.reader_loop is None
             chunk = self._recv() if polls else self.sock.recv(1 << 18)
@@ -176,7 +202,8 @@ class SocketChannel:
         """No message by ``deadline``: no polling for polling.SPIN_BACKOFF_S."""
         self._calm_from = deadline + polling.SPIN_BACKOFF_S
 
-    def _wait_for(self, check: Callable[[], Any]) -> Any:
+    def _wait_for(self, check: Callable[[], Any], deadline: float | None = None) -> Any:
+        """Read and route messages until ``check()`` finds one (or ``deadline``: None)."""
         cv = self._cv
         with cv:
             while True:
@@ -185,13 +212,15 @@ class SocketChannel:
                     return found
                 if self._eof:
                     raise ConnectionError("the asyncray runtime closed the connection")
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
                 if self._reading:
-                    cv.wait()
+                    cv.wait(None if deadline is None else deadline - time.monotonic())
                     continue
                 self._reading = True
                 cv.release()
                 try:
-                    msgs = self._read_frames()
+                    msgs = self._read_frames(deadline)
                 except BaseException as e:
                     cv.acquire()
                     self._reading = False
@@ -212,7 +241,7 @@ class SocketChannel:
                 for msg in msgs:
                     kind = type(msg)
                     if kind in REPLY_TYPES:
-                        self._replies[msg.req_id] = msg
+                        self._keep_reply(msg)
                     elif kind is P.RevokeTasks:
                         self._revoke(msg.task_ids)
                     elif kind is P.DropMappings:
@@ -346,7 +375,7 @@ class SocketChannel:
                 if future is not None:
                     resolved.append((future, msg))
                 else:
-                    self._replies[msg.req_id] = msg
+                    self._keep_reply(msg)
             elif kind is P.RevokeTasks:
                 continue
             elif kind is P.DropMappings:
@@ -397,9 +426,39 @@ class SocketChannel:
         inbound = self.inbound
         return self._wait_for(lambda: inbound.popleft() if inbound else None)
 
-    def wait_reply(self, req_id: int) -> Any:
+    def wait_reply(self, req_id: int, patience: float | None = None) -> Any:
+        """Block for the reply to ``req_id``; None if ``patience`` seconds pass first."""
         replies = self._replies
-        return self._wait_for(lambda: replies.pop(req_id, None))
+        if patience is None:
+            return self._wait_for(lambda: replies.pop(req_id, None))
+        reply = self._wait_for(lambda: replies.pop(req_id, None), time.monotonic() + patience)
+        if reply is None:
+            self.abandon(req_id)
+        return reply
+
+    def _keep_reply(self, msg: Any) -> None:
+        """Under the lock: keep a reply for the thread that waits for it."""
+        abandoned = self._abandoned
+        if abandoned and msg.req_id in abandoned:
+            abandoned.discard(msg.req_id)
+            discard_reply(msg)
+        else:
+            self._replies[msg.req_id] = msg
+
+    def abandon(self, req_id: int) -> None:
+        """The caller of ``req_id`` stopped waiting: its reply, now or later, is discarded."""
+        with self._cv:
+            self._async_waiters.pop(req_id, None)
+            reply = self._replies.pop(req_id, None)
+            if reply is not None:
+                discard_reply(reply)
+            else:
+                self._abandoned.add(req_id)
+
+
+def _poll_ms(deadline: float) -> int:
+    """Milliseconds until ``deadline`` for ``poll`` (at least 1: never a busy loop)."""
+    return max(1, int((deadline - time.monotonic()) * 1000) + 1)
 
 
 def _deliver_to_loop(
