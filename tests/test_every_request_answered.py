@@ -406,3 +406,59 @@ def test_actors_beyond_the_open_files_limit_die_with_the_reason_and_the_runtime_
     assert int(ok) > 100 and int(died) > 0
     assert values.strip() == "[2, 2, 2, 2]"
     assert "could not start" not in done.stdout
+
+
+# ------------------------------------------------------------ forks that fail, a zygote that dies
+
+
+@pytest.fixture
+def failing_forks(tmp_path, monkeypatch):
+    """While the returned flag file exists, the zygote's forks fail with EAGAIN.
+
+    ``os.fork`` is wrapped before ``init`` forks the zygote, so the zygote
+    (and only it: the driver forks nothing else) runs the wrapper.
+    """
+    flag = tmp_path / "fail-forks"
+    real_fork = os.fork
+    driver = os.getpid()
+
+    def fork():
+        if os.getpid() != driver and flag.exists():
+            raise BlockingIOError(11, "Resource temporarily unavailable (planted)")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    asyncray.init(num_cpus=2)
+    monkeypatch.undo()
+    yield flag
+    asyncray.shutdown()
+
+
+def test_a_failed_fork_fails_that_actor_and_the_session_goes_on(failing_forks):
+    assert asyncray.get(one.remote(), timeout=20) == 1
+    failing_forks.touch()
+    actor = Counter.remote()
+    with pytest.raises(ActorDiedError, match=r"could not be started: \[Errno 11\]"):
+        asyncray.get(actor.add.remote(), timeout=20)
+    failing_forks.unlink()
+    assert asyncray.get(Counter.remote().add.remote(), timeout=20) == 1
+    assert asyncray.get([one.remote() for _ in range(4)], timeout=20) == [1] * 4
+
+
+def test_a_dead_zygote_fails_what_waits_for_a_worker_instead_of_hanging(ray_start, caplog):
+    zygote = _runtime().zygote.pid
+    blockers = [sleeper.remote() for _ in range(2)]  # both CPUs busy: the next task queues
+    queued = one.remote()
+    with caplog.at_level(logging.ERROR, logger="asyncray"):
+        os.kill(zygote, 9)
+        with pytest.raises(RaySystemError, match="zygote process .* exited"):
+            asyncray.get(queued, timeout=20)
+    assert any("zygote process" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ActorDiedError, match="has exited"):
+        asyncray.get(Counter.remote().add.remote(), timeout=20)
+    with pytest.raises(RaySystemError, match="zygote"):
+        asyncray.get(one.remote(), timeout=20)
+    del blockers
+    asyncray.shutdown()
+    asyncray.init(num_cpus=2)  # a new session forks a new zygote
+    assert asyncray.get(one.remote(), timeout=20) == 1

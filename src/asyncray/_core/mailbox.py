@@ -22,6 +22,7 @@ it touches runtime state only on the runtime loop.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -154,6 +155,18 @@ class ActorManager:
         actor.holding_args = True
         self._resolve_ctor_args(actor)
 
+    def start_failed(self, actor: ActorRecord, error: OSError) -> None:
+        """No process could be started for ``actor``: it dies, its calls say why."""
+        if actor.state == "dead":
+            return
+        hint = (
+            "Raise the open-files limit (`ulimit -n`) or run fewer actors at once."
+            if error.errno == errno.EMFILE
+            else "The machine may be out of memory or processes."
+        )
+        reason = f"Its process could not be started: {error}. {hint}"
+        self._die(actor, self._died_payload(actor, reason))
+
     def creation_failed(self, conn: Conn, msg: P.CreateActor, text: str) -> None:
         """Handling ``msg`` raised (a bug): the actor is dead, its calls say why."""
         actor = self.actors.get(msg.actor_id)
@@ -226,11 +239,7 @@ class ActorManager:
         try:
             worker = self.rt._spawn_worker("actor")
         except OSError as e:
-            reason = (
-                f"Its process could not be started: {e}. Raise the open-files limit "
-                "(`ulimit -n`) or run fewer actors at once."
-            )
-            self._die(actor, self._died_payload(actor, reason))
+            self.start_failed(actor, e)
             return
         worker.actor = actor
         actor.worker = worker

@@ -246,7 +246,9 @@ class Runtime:
         self.base_pool_size = max(1, int(totals.get("CPU", 1)))
         self._child_ids = itertools.count(1)
         self._stopped = False
-        self.zygote = ZygoteLink(loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped)
+        self.zygote = ZygoteLink(
+            loop, zygote_pid, zygote_sock, self._on_spawned, self._on_reaped, self._on_zygote_lost
+        )
         self.actors = ActorManager(self)
         self.groups = PlacementGroupManager(self)
         self.queues = QueueManager(self)
@@ -848,6 +850,9 @@ class Runtime:
 
     def _spawn_failed(self, error: OSError) -> None:
         """No process could be started: say so once, and try again a little later."""
+        if self.zygote.lost:  # never again: what waits for a worker fails now
+            self._fail_queued_tasks(f"asyncray cannot start a worker: {error}")
+            return
         if self._spawn_retry is not None:
             return
         logger.error(
@@ -856,6 +861,13 @@ class Runtime:
             error,
         )
         self._spawn_retry = self.loop.call_later(SPAWN_RETRY_S, self._retry_spawn)
+
+    def _fail_queued_tasks(self, reason: str) -> None:
+        """Fail every task waiting for a worker (none can ever start)."""
+        error = ser.dumps_function(exc.RaySystemError(reason))
+        for key, queue in list(self.ready.shapes()):
+            while queue:
+                self._fail_task(self.ready.pop(key), error)
 
     def _retry_spawn(self) -> None:
         self._spawn_retry = None
@@ -1053,10 +1065,14 @@ class Runtime:
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker = WorkerRecord(next(self._child_ids), kind)
+        try:
+            self.zygote.spawn(worker.child_id, kind, {}, theirs)  # the link closes theirs
+        except OSError:
+            ours.close()
+            raise
         self.workers[worker.child_id] = worker
         if kind == "task":
             self.task_workers += 1
-        self.zygote.spawn(worker.child_id, kind, {}, theirs)  # the link closes theirs
         self.starting += 1
         conn = ChildConn(self, worker, ours)
         worker.conn = conn
@@ -1070,9 +1086,38 @@ class Runtime:
 
     def _on_spawned(self, child_id: int, pid: int) -> None:
         worker = self.workers.get(child_id)
-        if worker is not None:
-            worker.pid = pid
-            self.workers_by_pid[pid] = worker
+        if worker is None:
+            return
+        if pid < 0:
+            self._fork_failed(worker, OSError(-pid, os.strerror(-pid)))
+            return
+        worker.pid = pid
+        self.workers_by_pid[pid] = worker
+
+    def _fork_failed(self, worker: WorkerRecord, error: OSError) -> None:
+        """The zygote could not fork ``worker``: its actor dies saying why, tasks wait."""
+        actor, worker.actor = worker.actor, None  # not the crash of a running actor
+        self._worker_gone(worker)
+        if worker.conn is not None:
+            worker.conn.close()
+        if actor is not None:
+            self.actors.start_failed(actor, error)
+        else:
+            self._spawn_failed(error)
+
+    def _on_zygote_lost(self) -> None:
+        """The zygote exited while the session runs; its children died with it."""
+        if self._stopped:
+            return
+        logger.error(
+            "asyncray's zygote process (pid %d) exited: no worker or actor can start any "
+            "more. Call asyncray.shutdown() and asyncray.init() again.",
+            self.zygote.pid,
+        )
+        self._fail_queued_tasks(
+            f"asyncray's zygote process (pid {self.zygote.pid}) exited, so no worker can "
+            "start; call asyncray.shutdown() and asyncray.init() again."
+        )
 
     def _on_worker_hello(self, conn: ChildConn, msg: P.WorkerHello) -> None:
         worker = conn.worker

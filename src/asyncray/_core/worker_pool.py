@@ -13,6 +13,8 @@ over SCM_RIGHTS) and reports forks and exits back to the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import signal
@@ -221,12 +223,16 @@ class ZygoteLink:
         sock: socket.socket,
         on_spawned: Callable[[int, int], None],
         on_reaped: Callable[[int, int], None],
+        on_lost: Callable[[], None],
     ) -> None:
         self.loop = loop
         self.pid = pid
         self.sock = sock
         self._on_spawned = on_spawned
         self._on_reaped = on_reaped
+        self._on_lost = on_lost
+        # Set once the zygote is gone: no child can be forked any more.
+        self.lost = False
         self._buf = bytearray()
         # Spawn requests not sent yet: (frame, the child's end of its socketpair).
         self._waiting: deque[tuple[bytes, socket.socket]] = deque()
@@ -240,7 +246,14 @@ class ZygoteLink:
     def spawn(
         self, child_id: int, kind: str, env: dict[str, str], child_sock: socket.socket
     ) -> None:
-        """Ask for a child talking over ``child_sock``; the link owns (and closes) it."""
+        """Ask for a child talking over ``child_sock``; the link owns (and closes) it.
+
+        Raises:
+            OSError: the zygote is gone.
+        """
+        if self.lost:
+            child_sock.close()
+            raise OSError(errno.ECHILD, f"asyncray's zygote process (pid {self.pid}) has exited")
         self._waiting.append((P.frame(P.Spawn(child_id, kind, env)), child_sock))
         self._send_waiting()
 
@@ -259,8 +272,7 @@ class ZygoteLink:
                 self._want_writable()
                 return
             except OSError:  # the zygote is gone: nothing will be forked any more
-                logger.error("asyncray: the zygote's control socket failed; no more workers")
-                self._drop_waiting()
+                self._zygote_lost()
                 return
             if sent != len(data):
                 # A Spawn frame is ~50 bytes and at most SPAWN_WINDOW of them are
@@ -285,6 +297,18 @@ class ZygoteLink:
             self.loop.add_writer(self.sock.fileno(), self._send_waiting)
             self._writer_added = True
 
+    def _zygote_lost(self) -> None:
+        """The zygote exited (killed, out of memory): say so once, fork nothing more."""
+        if self.lost or self._closed:
+            return
+        self.lost = True
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            with contextlib.suppress(ValueError, OSError):
+                remove(self.sock.fileno())
+        self._writer_added = False
+        self._drop_waiting()
+        self._on_lost()
+
     def _drop_waiting(self) -> None:
         for _data, child_sock in self._waiting:
             child_sock.close()  # its ChildConn sees EOF: the worker is gone
@@ -298,7 +322,7 @@ class ZygoteLink:
         except OSError:
             data = b""
         if not data:
-            self.loop.remove_reader(self.sock.fileno())
+            self._zygote_lost()
             return
         buf = self._buf
         buf += data

@@ -9,7 +9,7 @@ worker in about a millisecond when the runtime asks.
 Data flow::
 
     runtime ──Spawn + fd (SCM_RIGHTS)──► zygote ──fork──► child (talks over fd)
-    runtime ◄──Spawned(child_id, pid)─── zygote
+    runtime ◄──Spawned(child_id, pid)─── zygote   (pid = -errno if fork failed)
     runtime ◄──Reaped(pid, status)────── zygote   (SIGCHLD → waitpid)
 
 The zygote leaves the driver's process group, so a Ctrl-C in the terminal
@@ -148,7 +148,8 @@ def _zygote_main(
                     return  # the runtime is gone
                 for spawn, fd in zip(msg, fds):
                     pid = _fork_child(ctl, sel, wake_r, wake_w, fd, spawn, child_main)
-                    children.add(pid)
+                    if pid > 0:
+                        children.add(pid)
                     ctl.sendall(P.frame(P.Spawned(spawn.child_id, pid)))
                 _reap(ctl, children)
     finally:
@@ -243,7 +244,11 @@ def _fork_child(
     spawn: P.Spawn,
     child_main: Callable[[socket.socket, str, dict[str, str]], None],
 ) -> int:
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as e:  # no memory, no pids: this child fails, not the session
+        os.close(fd)
+        return -(e.errno or 1)
     if pid != 0:
         os.close(fd)
         return pid

@@ -558,6 +558,8 @@ class Spawn(msgspec.Struct, array_like=True, tag=40):
 
 
 class Spawned(msgspec.Struct, array_like=True, tag=41):
+    """The zygote forked ``child_id`` as ``pid``; ``pid`` is ``-errno`` if the fork failed."""
+
     child_id: int
     pid: int
 
