@@ -451,7 +451,7 @@ def test_a_dead_zygote_fails_what_waits_for_a_worker_instead_of_hanging(ray_star
     queued = one.remote()
     with caplog.at_level(logging.ERROR, logger="asyncray"):
         os.kill(zygote, 9)
-        with pytest.raises(RaySystemError, match="zygote process .* exited"):
+        with pytest.raises(RaySystemError, match=r"zygote process .* exited"):
             asyncray.get(queued, timeout=20)
     assert any("zygote process" in r.getMessage() for r in caplog.records)
     with pytest.raises(ActorDiedError, match="has exited"):
