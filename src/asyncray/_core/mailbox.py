@@ -472,14 +472,16 @@ class ActorManager:
         worker = actor.worker
         if worker is None or worker.conn is None:
             return
-        worker.conn.send(P.CancelActorCall(task_id))
         kind = ser.loads(actor.spec.config)["kind"]
         running = next(iter(actor.inflight)) == task_id
+        if kind == "plain" and timeout and running:
+            # KeyboardInterrupt in the method (the host only lets it land in
+            # user code, and only in the call the request names).
+            self.rt.interrupt(worker, P.CancelActorCall(task_id))
+            return
+        worker.conn.send(P.CancelActorCall(task_id))
         if kind == "plain" and not running:
             self._seal_call(call, payload, True)  # it will never run: say so now
-        elif kind == "plain" and timeout and worker.pid:
-            # KeyboardInterrupt in the method (the host only lets it land in user code).
-            os.kill(worker.pid, signal.SIGINT)
 
     def _cancelled_payload(self, call: CallRecord, timeout: float) -> bytes:
         tid = call.spec.task_id.hex()

@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -85,6 +86,9 @@ TIMEOUT_KILL_GRACE_S = 1.0
 # long until dispatch tries again: soon enough for a limit that eases (actors
 # exiting), rare enough not to spin on one that does not.
 SPAWN_RETRY_S = 1.0
+# How long an interrupt waits for its request to leave the runtime's buffer
+# for the worker's socket (it is written at once unless the socket is full).
+INTERRUPT_WRITE_WAIT_S = 1.0
 # How long to wait for the zygote's exit status after a child's EOF before
 # failing its task with an unknown status.
 EXIT_STATUS_GRACE_S = 1.0
@@ -1375,7 +1379,7 @@ class Runtime:
         else:
             # KeyboardInterrupt in the task; a get/wait it is blocked in
             # returns at once so the interrupt can land.
-            self._signal(worker, 2)
+            self.interrupt(worker, P.InterruptTask(tid))
             for req in list(worker.conn.requests.values()):  # type: ignore[union-attr]
                 if req.kind == "get":
                     self._reply_get(req, timed_out=True)
@@ -1399,6 +1403,29 @@ class Runtime:
                 self.cancel_task(child, force, True)
             else:
                 self.actors.cancel_call(child_id)
+
+    def interrupt(self, worker: WorkerRecord, request: Any) -> None:
+        """SIGINT ``worker`` for the task or call ``request`` names.
+
+        ``request`` (``InterruptTask`` or ``CancelActorCall``) is written to the
+        worker's socket before the signal is sent: the worker lets the signal
+        interrupt only the task it names, so if that task ended just before
+        (its TaskDone is on the way here) the next one runs untouched.
+        """
+        conn = worker.conn
+        if conn is None:
+            return
+        conn.send_now(request)
+        self._signal_when_written(worker, time.monotonic() + INTERRUPT_WRITE_WAIT_S)
+
+    def _signal_when_written(self, worker: WorkerRecord, give_up_at: float) -> None:
+        conn = worker.conn
+        if worker.state == "dead" or conn is None:
+            return
+        if conn.written() or time.monotonic() >= give_up_at:
+            self._signal(worker, signal.SIGINT)
+        else:  # the socket is full: the request must be in it before the signal
+            self.loop.call_later(0.001, self._signal_when_written, worker, give_up_at)
 
     def _signal(self, worker: WorkerRecord, sig: int) -> None:
         if worker.pid:

@@ -189,6 +189,24 @@ class ChildConn(asyncio.Protocol):
         elif not transport.is_closing():
             transport.write(frame)
 
+    def send_now(self, msg: Any) -> None:
+        """Write ``msg`` at once, behind what a batch holds (a signal is to follow it)."""
+        self.flush()
+        transport = self.transport
+        if transport is None:
+            self._out.append(P.frame(msg))
+        elif not transport.is_closing():
+            transport.write(P.frame(msg))
+
+    def written(self) -> bool:
+        """Whether everything sent so far is in the socket (none buffered here)."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not self._batched
+            and (transport.is_closing() or transport.get_write_buffer_size() == 0)
+        )
+
     def flush(self) -> None:
         """Write the messages held during a batch."""
         frames, self._batched = self._batched, []

@@ -36,6 +36,14 @@ def _held_slots() -> polling.PollSlots:
     return slots
 
 
+# How far a SIGINT handler looks into the socket for the request it answers.
+# Large values travel in shared memory, so frames are small; the request was
+# written just before the signal, behind at most a few pipelined tasks.
+_PEEK_BYTES = 1 << 20
+# Interrupt requests remembered; more are ids of tasks that ended long ago.
+_INTERRUPTS_KEPT = 64
+
+
 def resolve_futures(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
     """On a future's loop: complete each with its reply (unless it was cancelled)."""
     for future, reply in items:
@@ -87,6 +95,8 @@ class SocketChannel:
         self.credits: dict[bytes, int] = {}
         # Actor calls cancelled while running here (``is_canceled()``).
         self.cancelled: set[bytes] = set()
+        # Tasks the runtime interrupts (``InterruptTask``; see interrupt_requested).
+        self.interrupted: set[bytes] = set()
         # Replies awaited on the reader loop (async actors), by req_id.
         self._async_waiters: dict[int, asyncio.Future[Any]] = {}
         self.reader_loop: asyncio.AbstractEventLoop | None = None
@@ -250,6 +260,8 @@ class SocketChannel:
                         self._credit(msg)
                     elif kind is P.CancelActorCall:
                         self._cancel_call(msg.task_id)
+                    elif kind is P.InterruptTask:
+                        self._note_interrupt(msg.task_id)
                     else:
                         self.inbound.append(msg)
                 cv.notify_all()
@@ -378,6 +390,8 @@ class SocketChannel:
                     self._keep_reply(msg)
             elif kind is P.RevokeTasks:
                 continue
+            elif kind is P.InterruptTask:
+                self._note_interrupt(msg.task_id)
             elif kind is P.DropMappings:
                 shm.forget_writable(msg.names)
             elif kind is P.StreamCredit:
@@ -410,6 +424,38 @@ class SocketChannel:
                 self.send(P.TaskDone(task_id, [], True, cancelled=True))
                 return
         self.cancelled.add(task_id)
+
+    def _note_interrupt(self, task_id: bytes) -> None:
+        interrupted = self.interrupted
+        if len(interrupted) >= _INTERRUPTS_KEPT:
+            interrupted.clear()  # ids of tasks long over: only the running one matters
+        interrupted.add(task_id)
+
+    def interrupt_requested(self, task_id: bytes) -> bool:
+        """Whether the runtime asked to interrupt ``task_id`` (from a SIGINT handler).
+
+        The runtime writes ``InterruptTask`` (``CancelActorCall`` for an
+        actor's call) before it signals, so the request is either routed
+        already or still in the socket: peeked there, not consumed, without
+        blocking.
+        """
+        if task_id in self.interrupted or task_id in self.cancelled:
+            return True
+        try:
+            peeked = self.sock.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            peeked = b""
+        buf = bytearray(self._buf)
+        buf += peeked
+        try:
+            msgs = take_frames(buf, P.decoder.decode)
+        except Exception:  # a frame cut by the peek's size: judge by what was whole
+            msgs = []
+        for msg in msgs:
+            kind = type(msg)
+            if (kind is P.InterruptTask or kind is P.CancelActorCall) and msg.task_id == task_id:
+                return True
+        return task_id in self.interrupted or task_id in self.cancelled
 
     def _revoke(self, task_ids: list[bytes]) -> None:
         revoked = set(task_ids)

@@ -409,6 +409,16 @@ class Shutdown(_Msg, tag=24):
     """The runtime is going away: exit now."""
 
 
+class InterruptTask(_Msg, tag=28):
+    """``cancel()`` of the task this worker runs: sent just before its SIGINT.
+
+    The worker lets the signal interrupt only the task named here, so a
+    signal that lands after that task ended spares the next one.
+    """
+
+    task_id: bytes
+
+
 class RevokeTasks(_Msg, tag=26):
     """Take back pipelined tasks the worker has not started (it blocked in get/wait)."""
 
@@ -521,6 +531,7 @@ Message = Union[
     CancelTask,
     StreamCredit,
     CancelActorCall,
+    InterruptTask,
     CreatePlacementGroup,
     RemovePlacementGroup,
     ReserveSegment,

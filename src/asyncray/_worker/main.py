@@ -55,6 +55,7 @@ def child_main(
     """
     _reset_inherited_state()
     channel = SocketChannel(sock)
+    interrupts.install(channel.interrupt_requested)
     client = attach(channel)
     _forward_output(channel)
     channel.send(P.WorkerHello(os.getpid()))
@@ -191,7 +192,7 @@ class TaskWorker:
             ctx.pg_capture = msg.pg_capture
         token = _task_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
-        interrupts.enter_user_code()
+        interrupts.enter_user_code(msg.task_id)
         try:
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
             fn = self._function(msg)
