@@ -38,6 +38,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from .child_checks import stream_index_problem, task_done_problem
 from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
@@ -75,6 +76,8 @@ RECYCLE_IDLE_S = 1.0
 # The id suffix of a stream's completion object (``ObjectRefGenerator.completed()``).
 STREAM_COMPLETION = b"\xff\xff\xff\xff"
 _NONE_PAYLOAD = ser.dumps(None)
+# The id suffix of a ``put`` object (return ids and stream items count from 1).
+_PUT_SUFFIX = b"\x00\x00\x00\x00"
 # A wait over at least this many pending objects watches their ids as a set
 # (one check per seal) instead of adding a callback to each of them.
 WATCH_SET_MIN = 32
@@ -93,6 +96,19 @@ _REQUEST_TYPES = frozenset(
     t
     for t in typing.get_args(P.Message)
     if "req_id" in t.__struct_fields__ and t not in P.REPLY_TYPES and t is not P.CancelWaiter
+)
+
+# Messages only the runtime sends: a peer that sends one is corrupt or hostile.
+_RUNTIME_TO_CLIENT = (
+    P.ExecuteTask,
+    P.StartActor,
+    P.ExecuteActorCall,
+    P.StreamCredit,
+    P.CancelActorCall,
+    P.Shutdown,
+    P.RevokeTasks,
+    P.DropMappings,
+    *P.REPLY_TYPES,
 )
 
 # A ready-queue key: the placement group and bundle (or None), and the shape.
@@ -280,6 +296,8 @@ class Runtime:
             P.CreateQueue: self.queues.on_create,
             P.QueueOp: self.queues.on_op,
         }
+        for t in _RUNTIME_TO_CLIENT:
+            self._handlers[t] = self._on_runtime_message
 
     # ================================================================ entry point
 
@@ -323,6 +341,21 @@ class Runtime:
         except Exception:
             logger.exception("asyncray could not answer %s after its handler failed", name)
 
+    def reject(self, conn: Conn, problem: str) -> None:
+        """``conn`` sent what no asyncray peer sends: drop it if it is a child.
+
+        The child is reported, killed and its work fails as after a crash
+        (``ChildConn.drop``). The embedded driver's messages are built by
+        asyncray itself, so one of them failing a check is an internal bug.
+        """
+        if isinstance(conn, ChildConn):
+            conn.drop(problem)
+            return
+        raise ValueError(f"the driver's client {problem}")
+
+    def _on_runtime_message(self, conn: Conn, msg: Any) -> None:
+        self.reject(conn, f"sent {type(msg).__name__}, a message only the runtime sends")
+
     def start(self) -> None:
         """Pre-fork the base pool so the first task finds a worker ready."""
         for _ in range(self.base_pool_size):
@@ -334,18 +367,39 @@ class Runtime:
         self.functions.setdefault(msg.func_id, msg.blob)
 
     def _on_put_object(self, conn: Conn, msg: P.PutObject) -> None:
+        oid = msg.object_id
+        if conn.units is not None and (oid[24:] != _PUT_SUFFIX or self.objects.get(oid)):
+            # A put's id is new (the client's prefix and counter) and ends in
+            # zeros: this one would overwrite or pre-empt another object.
+            self.reject(conn, f"put object {oid.hex()}, not a new put id")
+            return
         self.objects.seal(msg.object_id, msg.data, msg.is_error)
         self.own(conn, [msg.object_id])
 
     def _on_release_objects(self, conn: Conn, msg: P.ReleaseObjects) -> None:
-        self.objects.release_many(msg.object_ids)
         units = conn.units
-        if units is not None:
+        if units is None:  # the embedded driver: its refs are not tracked
+            self.objects.release_many(msg.object_ids)
+        else:
+            # A child gives back only units it holds: a release of anything
+            # else (a bug, or a hostile child) must not free another's object.
+            held = []
             for oid in msg.object_ids:
-                units[oid] = units.get(oid, 0) - 1
+                n = units.get(oid, 0)
+                if n > 1:
+                    units[oid] = n - 1
+                elif n == 1:
+                    del units[oid]  # the record stays bounded by what it holds
+                else:
+                    continue
+                held.append(oid)
+            self.objects.release_many(held)
         conn.forget(msg.object_ids)
 
     def _on_reserve_segment(self, conn: Conn, msg: P.ReserveSegment) -> None:
+        if msg.size < 0:
+            self.reject(conn, f"asked for a segment of {msg.size} bytes")
+            return
         try:
             writer = conn if conn.units is not None else None
             name, recycled = self.store.reserve(msg.size, writer)
@@ -373,7 +427,13 @@ class Runtime:
             self.store.child_mapped(conn, msg.mapped, msg.unmapped)
 
     def _on_drop_reservation(self, conn: Conn, msg: P.DropReservation) -> None:
-        self.store.cancel(msg.name)
+        store = self.store
+        if msg.name not in store.reservations:
+            return  # stored or dropped already
+        if conn.units is not None and conn not in store.writers.get(msg.name, ()):
+            self.reject(conn, f"dropped segment {msg.name}, reserved by someone else")
+            return
+        store.cancel(msg.name)
 
     def _trim_recycled(self) -> None:
         """Recycled segments nobody reused for a while go back to the system."""
@@ -599,6 +659,9 @@ class Runtime:
     # ================================================================ tasks
 
     def _on_submit_task(self, conn: Conn, msg: P.SubmitTask) -> None:
+        if conn.units is not None and self._ids_taken(msg.task_id, msg.return_ids):
+            self.reject(conn, f"submitted task {msg.task_id.hex()} under ids already in use")
+            return
         task = TaskRecord(msg, conn)
         self.tasks[msg.task_id] = task
         if msg.parent:
@@ -636,6 +699,13 @@ class Runtime:
         task.missing = len(waiting)
         for i, entry in waiting:
             self.objects.on_ready(entry, self._dep_callback(task, i))
+
+    def _ids_taken(self, task_id: bytes, return_ids: list[bytes]) -> bool:
+        """Whether a child's new task or call names a live task or existing objects."""
+        if task_id in self.tasks or self.actors.calls.get(task_id) is not None:
+            return True
+        get = self.objects.get
+        return any(get(rid) is not None for rid in return_ids)
 
     def _dep_callback(self, task: TaskRecord, index: int) -> Any:
         def on_sealed(entry: ObjectEntry) -> None:
@@ -888,6 +958,17 @@ class Runtime:
         task = worker.task
         if task is None or task.spec.task_id != msg.task_id:
             return
+        stream = self.streams.get(msg.task_id) if task.spec.streaming else None
+        problem = task_done_problem(
+            msg,
+            len(task.spec.return_ids),
+            task.spec.streaming,
+            stream.produced if stream is not None and stream.count < 0 else -1,
+            task.cancelled is not None,
+        )
+        if problem:
+            self.reject(conn, problem)
+            return
         func_id = task.spec.func_id
         run_time = time.perf_counter() - task.started
         estimate = self.run_times.get(func_id)
@@ -971,9 +1052,14 @@ class Runtime:
         if worker is not None:
             worker.pid = pid
             self.workers_by_pid[pid] = worker
+            if worker.dropped and worker.conn is not None:
+                worker.conn.kill()  # dropped before its pid was known
 
     def _on_worker_hello(self, conn: ChildConn, msg: P.WorkerHello) -> None:
         worker = conn.worker
+        if worker.state != "starting":
+            self.reject(conn, "said hello twice")
+            return
         if worker.pid == 0:
             worker.pid = msg.pid
             self.workers_by_pid[msg.pid] = worker
@@ -1085,6 +1171,13 @@ class Runtime:
     def _on_stream_item(self, conn: Conn, msg: P.StreamItem) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None or stream.count >= 0:
+            return  # ended (cancelled, failed): late items are dropped
+        if stream.producer is not conn:
+            self.reject(conn, f"sent an item of stream {msg.task_id.hex()}, which it does not run")
+            return
+        if stream_index_problem(msg.index) or msg.index > stream.produced + 1:
+            # A gap would leave the consumer waiting for ever for the missing item.
+            self.reject(conn, f"sent item {msg.index} of a stream of {stream.produced} items")
             return
         stream.produced = msg.index
         if stream.released:
@@ -1092,13 +1185,23 @@ class Runtime:
             return
         oid = msg.task_id + msg.index.to_bytes(4, "little")
         if msg.is_error:
-            self.objects.seal(oid, msg.data, True)
+            self._seal_item(stream, oid, msg.data, True)
             return
         # Straight to the owner's store (even if nobody asked yet): a consumer
         # behind the producer then takes each item without a round trip.
         if stream.owner.keeps_values:
             stream.owner.deliver(oid, msg.data)
-        self.objects.seal(oid, msg.data, False)
+        self._seal_item(stream, oid, msg.data, False)
+
+    def _seal_item(self, stream: StreamRecord, oid: bytes, data: bytes, is_error: bool) -> None:
+        """Seal a stream item. Its first unit is the owner's: a child owner's is counted,
+        so the ref it takes may release it and its death frees what it never took."""
+        units = stream.owner.units
+        if units is not None:
+            entry = self.objects.get(oid)
+            if entry is None or entry.data is None:  # not a replayed item
+                units[oid] = units.get(oid, 0) + 1
+        self.objects.seal(oid, data, is_error)
 
     def end_stream(self, task_id: bytes, count: int) -> None:
         """The producer is done after ``count`` items: seal the end marker after them."""
@@ -1139,7 +1242,7 @@ class Runtime:
             if asked is not None and asked.data is not None and stream.consumed:
                 index += 1  # the consumer already has the item it asked for
             self._drop_items(stream, task_id, index, stream.produced + 1)
-        self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
+        self._seal_item(stream, task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
         self.objects.seal(task_id + STREAM_COMPLETION, error, True)
         self.end_stream(task_id, index)
@@ -1149,9 +1252,21 @@ class Runtime:
         dropped = [task_id + i.to_bytes(4, "little") for i in range(first, end)]
         self.objects.release_many(dropped)
         stream.owner.forget(dropped)  # items delivered to the owner's store, never taken
+        units = stream.owner.units
+        if units is not None:  # a child owner's units on them went with them
+            for oid in dropped:
+                n = units.pop(oid, 0)
+                if n > 1:
+                    units[oid] = n - 1
 
     def _on_stream_next(self, conn: Conn, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
+        problem = stream_index_problem(msg.index)
+        if not problem and stream is not None and stream.owner is not conn:
+            problem = f"took items of stream {msg.task_id.hex()}, which it does not own"
+        if problem:
+            self.reject(conn, problem)
+            return
         if stream is not None and msg.index > stream.consumed:
             # Asking for item k takes it: the producer may run N past it.
             stream.consumed = msg.index
@@ -1165,6 +1280,9 @@ class Runtime:
     def _on_release_stream(self, conn: Conn, msg: P.ReleaseStream) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None:
+            return
+        if stream.owner is not conn:
+            self.reject(conn, f"released stream {msg.task_id.hex()}, which it does not own")
             return
         stream.released = True
         self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)
