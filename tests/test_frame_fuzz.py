@@ -37,7 +37,12 @@ from _helpers import wait_for_condition, wait_for_file
 import asyncray as ray
 from asyncray._wire import protocol as P
 from asyncray._wire import refs
-from asyncray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
+from asyncray.exceptions import (
+    ActorUnavailableError,
+    RayTaskError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 
 SEED = int(os.environ.get("ASYNCRAY_FUZZ_SEED", "20261204"))
 # Rounds of each random class (the hostile list always runs whole).
@@ -65,9 +70,8 @@ RANDOM_TYPES = [t for t in typing.get_args(P.Message) if t not in ACTIONS]
 pytestmark = pytest.mark.timeout(60 + ROUNDS * 0.3)
 
 
-@ray.remote(max_retries=0)
-def hostile(frames: list[bytes]) -> str:
-    """Write ``frames`` onto this task's socket to the kernel, as they are."""
+def write_frames(frames: list[bytes]) -> str:
+    """Write ``frames`` onto this process's socket to the kernel, as they are."""
     from asyncray import _task_context
     from asyncray._clients import base
 
@@ -77,6 +81,19 @@ def hostile(frames: list[bytes]) -> str:
     with channel._send_lock:
         channel.sock.sendall(data)
     return "heard"
+
+
+@ray.remote(max_retries=0)
+def hostile(frames: list[bytes]) -> str:
+    return write_frames(frames)
+
+
+@ray.remote
+class HostileActor:
+    """The same from an actor process (restarted after each drop; calls not retried)."""
+
+    def send(self, frames: list[bytes]) -> str:
+        return write_frames(frames)
 
 
 @ray.remote
@@ -284,12 +301,18 @@ class Referee:
         self.totals = ray.cluster_resources()
 
     def play(
-        self, kind: str, frames: list[bytes], expect: str | None = None, what: str = ""
+        self,
+        kind: str,
+        frames: list[bytes],
+        expect: str | None = None,
+        what: str = "",
+        actor: typing.Any = None,
     ) -> str:
         self.caplog.clear()
         try:
-            outcome = ray.get(hostile.remote(frames), timeout=20)
-        except WorkerCrashedError as e:
+            ref = hostile.remote(frames) if actor is None else actor.send.remote(frames)
+            outcome = ray.get(ref, timeout=20)
+        except (WorkerCrashedError, ActorUnavailableError) as e:
             text = str(e)
             assert "dropped by the runtime" in text, text
             pid = text.split("pid=")[1].split(",")[0]
@@ -343,6 +366,42 @@ def test_each_hostile_message_is_heard_or_drops_its_child(arena):
     for what, items, expect in hostile_list(targets):
         referee.play("hostile", [_encode(i) for i in items], expect=expect, what=what)
     assert referee.counts["hostile: dropped"] >= 20
+
+
+def test_an_actor_with_a_hostile_stream_is_dropped_and_restarted(arena):
+    targets, referee = arena
+    actor = HostileActor.options(max_restarts=-1).remote()
+    x = b"\x80\x04N."
+    rng = random.Random(SEED)
+    fuzz = Fuzzer(rng, targets)
+    cases = [
+        ("garbage", [fuzz.garbage()], "dropped"),
+        ("hello twice", [P.frame(P.WorkerHello(1))], "dropped"),
+        ("no results", [P.frame(P.TaskDone(SELF, [], False))], "dropped"),
+        ("two results", [P.frame(P.TaskDone(SELF, [x, x], False))], "dropped"),
+        ("an error without its payload", [P.frame(P.TaskDone(SELF, [], True))], "dropped"),
+        (
+            "a stream count for a plain call",
+            [P.frame(P.TaskDone(SELF, [x], False, stream_count=0))],
+            "dropped",
+        ),
+        (
+            "done for a call it never ran",
+            [P.frame(P.TaskDone(targets.stream, [x], False))],
+            "heard",
+        ),
+        ("started again", [P.frame(P.ActorStarted(True, b""))], "heard"),
+        (
+            "an item of the driver's stream",
+            [P.frame(P.StreamItem(targets.stream, 4, x, False))],
+            "dropped",
+        ),
+    ]
+    for what, frames, expect in cases:
+        referee.play("actor", frames, expect=expect, what=what, actor=actor)
+    for _ in range(ROUNDS // 4):
+        referee.play("actor", [fuzz.mutated()], actor=actor)
+    assert ray.get(actor.send.remote([]), timeout=10) == "heard"
 
 
 def test_random_and_mutated_frames_never_hang_or_corrupt_the_kernel(arena):

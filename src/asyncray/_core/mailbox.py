@@ -365,17 +365,23 @@ class ActorManager:
         if call is None:
             return
         spec = call.spec
-        stream = self.rt.streams.get(msg.task_id) if spec.streaming else None
-        problem = task_done_problem(
-            msg,
-            len(spec.return_ids),
-            spec.streaming,
-            stream.produced if stream is not None and stream.count < 0 else -1,
-            call.cancelled is not None,
-        )
-        if problem:
-            self.rt.reject(worker.conn, problem)  # type: ignore[arg-type]
-            return
+        if (
+            msg.is_error
+            or spec.streaming
+            or msg.stream_count >= 0
+            or len(msg.results) != len(spec.return_ids)
+        ):  # not a plain success: check it
+            stream = self.rt.streams.get(msg.task_id) if spec.streaming else None
+            problem = task_done_problem(
+                msg,
+                len(spec.return_ids),
+                spec.streaming,
+                stream.produced if stream is not None and stream.count < 0 else -1,
+                call.cancelled is not None,
+            )
+            if problem:
+                self.rt.reject(worker.conn, problem)  # type: ignore[arg-type]
+                return
         del actor.inflight[msg.task_id]
         if call.cancelled is not None:
             for data in msg.results:

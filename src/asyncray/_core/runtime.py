@@ -958,16 +958,13 @@ class Runtime:
         task = worker.task
         if task is None or task.spec.task_id != msg.task_id:
             return
-        stream = self.streams.get(msg.task_id) if task.spec.streaming else None
-        problem = task_done_problem(
-            msg,
-            len(task.spec.return_ids),
-            task.spec.streaming,
-            stream.produced if stream is not None and stream.count < 0 else -1,
-            task.cancelled is not None,
-        )
-        if problem:
-            self.reject(conn, problem)
+        spec = task.spec
+        if (
+            msg.is_error
+            or spec.streaming
+            or msg.stream_count >= 0
+            or len(msg.results) != len(spec.return_ids)
+        ) and self._task_done_rejected(conn, msg, task):
             return
         func_id = task.spec.func_id
         run_time = time.perf_counter() - task.started
@@ -1006,6 +1003,21 @@ class Runtime:
             self._finish_task(task)
             self.seal_results(task.owner, task.spec.return_ids, msg.results)
         self.dispatch()
+
+    def _task_done_rejected(self, conn: ChildConn, msg: P.TaskDone, task: TaskRecord) -> bool:
+        """The checks of a ``TaskDone`` that is not a plain success (which passes at once)."""
+        spec = task.spec
+        stream = self.streams.get(msg.task_id) if spec.streaming else None
+        problem = task_done_problem(
+            msg,
+            len(spec.return_ids),
+            spec.streaming,
+            stream.produced if stream is not None and stream.count < 0 else -1,
+            task.cancelled is not None,
+        )
+        if problem:
+            self.reject(conn, problem)
+        return bool(problem)
 
     def seal_results(
         self, owner: Conn | None, return_ids: list[bytes], results: list[bytes]

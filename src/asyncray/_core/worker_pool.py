@@ -149,11 +149,12 @@ class ChildConn(asyncio.Protocol):
             return
         runtime = self.runtime
         handle = runtime.handle
+        worker = self.worker
         runtime.begin_batch()
         try:
             for msg in msgs:
                 handle(self, msg)
-                if self.worker.dropped:
+                if worker.dropped:
                     break  # what it sent after the violation is not heard
         finally:
             runtime.end_batch()
