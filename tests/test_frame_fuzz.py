@@ -43,6 +43,7 @@ from asyncray.exceptions import (
     TaskCancelledError,
     WorkerCrashedError,
 )
+from asyncray.util.queue import Queue
 
 SEED = int(os.environ.get("ASYNCRAY_FUZZ_SEED", "20261204"))
 # Rounds of each random class (the hostile list always runs whole).
@@ -120,12 +121,13 @@ def _frame_body(body: bytes) -> bytes:
 class Targets:
     """Ids a hostile child aims at: the driver's objects and stream, its own task."""
 
-    def __init__(self, small: bytes, large: bytes, stream: bytes) -> None:
+    def __init__(self, small: bytes, large: bytes, stream: bytes, queue: bytes) -> None:
         self.small = small
         self.large = large
         self.stream = stream
+        self.queue = queue
         self.items = [stream + i.to_bytes(4, "little") for i in (1, 2, 3, 4)]
-        self.ids = [small, large, SELF, SELF_RETURN, stream, *self.items]
+        self.ids = [small, large, SELF, SELF_RETURN, stream, queue, *self.items]
 
 
 class Fuzzer:
@@ -275,6 +277,12 @@ def hostile_list(t: Targets) -> list[tuple[str, list[msgspec.Struct | bytes], st
         ("a reply", [P.ObjectsReply(1, [None], [False], False)], "dropped"),
         ("a shutdown", [P.Shutdown()], "dropped"),
         ("an oversized frame", [P.HEADER.pack(P.MAX_FRAME + 1)], "dropped"),
+        ("a queue call with no such op", [P.QueueOp(9, t.queue, 99)], "dropped"),
+        ("a queue put of nothing", [P.QueueOp(9, t.queue, P.QUEUE_PUT, [])], "dropped"),
+        ("a queue batch of -1", [P.QueueOp(9, t.queue, P.QUEUE_GET_BATCH, [], -1)], "dropped"),
+        ("a queue over the driver's", [P.CreateQueue(t.queue, 1)], "dropped"),
+        ("a bundle of -4 CPUs", [_group([{"CPU": 5.0}, {"CPU": -4.0}])], "dropped"),
+        ("a bundle of NaN CPUs", [_group([{"CPU": math.nan}])], "dropped"),
         ("a zygote message", [_frame_body(P.encoder.encode(P.Reaped(1, 0)))], "dropped"),
     ]
 
@@ -282,6 +290,10 @@ def hostile_list(t: Targets) -> list[tuple[str, list[msgspec.Struct | bytes], st
 def _submit(task_id: bytes, return_ids: list[bytes] | None = None) -> P.SubmitTask:
     rids = return_ids if return_ids is not None else [task_id + b"\x01\0\0\0"]
     return P.SubmitTask(task_id, b"f" * 16, "t", b"", [], rids, {}, 0, b"")
+
+
+def _group(bundles: list[dict[str, float]]) -> P.CreatePlacementGroup:
+    return P.CreatePlacementGroup(os.urandom(16), bundles, "PACK", "", "", False, b"")
 
 
 def _call(task_id: bytes) -> P.CallActor:
@@ -352,7 +364,8 @@ def arena(ray_start, caplog, tmp_path):
     gen = numbers.remote(3, str(go_on))
     third = gen._task_id + (3).to_bytes(4, "little")
     wait_for_condition(lambda: bool(ray.wait([ray.ObjectRef(third)], timeout=0)[0]))
-    targets = Targets(small.binary(), large.binary(), gen._task_id)
+    queue = Queue()
+    targets = Targets(small.binary(), large.binary(), gen._task_id, queue._id)
     yield targets, Referee(caplog)
     # The driver's objects and stream came through every round untouched.
     go_on.touch()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import socket
 import sys
@@ -109,6 +110,10 @@ _RUNTIME_TO_CLIENT = (
     P.RevokeTasks,
     P.DropMappings,
     *P.REPLY_TYPES,
+)
+
+_QUEUE_OPS = frozenset(
+    (P.QUEUE_PUT, P.QUEUE_GET, P.QUEUE_PUT_BATCH, P.QUEUE_GET_BATCH, P.QUEUE_SIZE, P.QUEUE_CLOSE)
 )
 
 # A ready-queue key: the placement group and bundle (or None), and the shape.
@@ -272,7 +277,7 @@ class Runtime:
             P.ActorExiting: a.on_exiting,
             P.ActorStarted: a.on_started,
             P.ListNamedActors: self._on_list_named_actors,
-            P.CreatePlacementGroup: self.groups.on_create,
+            P.CreatePlacementGroup: self._on_create_placement_group,
             P.RemovePlacementGroup: self.groups.on_remove,
             P.StreamItem: self._on_stream_item,
             P.StreamNext: self._on_stream_next,
@@ -293,8 +298,8 @@ class Runtime:
             P.DropReservation: self._on_drop_reservation,
             P.SegmentMaps: self._on_segment_maps,
             P.HoldObjects: self._on_hold_objects,
-            P.CreateQueue: self.queues.on_create,
-            P.QueueOp: self.queues.on_op,
+            P.CreateQueue: self._on_create_queue,
+            P.QueueOp: self._on_queue_op,
         }
         for t in _RUNTIME_TO_CLIENT:
             self._handlers[t] = self._on_runtime_message
@@ -352,6 +357,32 @@ class Runtime:
             conn.drop(problem)
             return
         raise ValueError(f"the driver's client {problem}")
+
+    def _on_create_placement_group(self, conn: Conn, msg: P.CreatePlacementGroup) -> None:
+        if conn.units is not None:  # the driver's client checked its bundles at the call site
+            if msg.pg_id in self.groups.groups:
+                self.reject(conn, f"created placement group {msg.pg_id.hex()}, an id in use")
+                return
+            for bundle in msg.bundles:
+                if not all(0 <= qty < math.inf for qty in bundle.values()):
+                    # A negative amount would let the group take more than the host has.
+                    self.reject(conn, f"asked for a placement-group bundle of {bundle}")
+                    return
+        self.groups.on_create(conn, msg)
+
+    def _on_create_queue(self, conn: Conn, msg: P.CreateQueue) -> None:
+        if conn.units is not None and msg.queue_id in self.queues.queues:
+            self.reject(conn, f"created queue {msg.queue_id.hex()}, an id in use")
+            return
+        self.queues.on_create(conn, msg)
+
+    def _on_queue_op(self, conn: Conn, msg: P.QueueOp) -> None:
+        if conn.units is not None and (
+            msg.op not in _QUEUE_OPS or (msg.op == P.QUEUE_PUT and not msg.items) or msg.count < 0
+        ):
+            self.reject(conn, f"sent a queue call no queue has (op {msg.op}, count {msg.count})")
+            return
+        self.queues.on_op(conn, msg)
 
     def _on_runtime_message(self, conn: Conn, msg: Any) -> None:
         self.reject(conn, f"sent {type(msg).__name__}, a message only the runtime sends")
