@@ -7,7 +7,9 @@ every call ends within a deadline with its value or its documented error:
 
 - task with ``max_retries=-1``: its value;
 - task with ``max_retries=0``: its value or ``WorkerCrashedError``;
-- call on an actor with ``max_restarts=-1, max_task_retries=-1``: its value;
+- task with ``max_retries=-1`` blocked in ``get`` on such a task: its value;
+- call on an actor (sync or async) with ``max_restarts=-1, max_task_retries=-1``:
+  its value;
 - call on an actor with ``max_restarts=-1, max_task_retries=0``: its value or
   ``ActorUnavailableError`` (it was in flight when the process died);
 - call on an actor with ``max_restarts=0``: its value or ``ActorDiedError``;
@@ -22,6 +24,7 @@ the suite, for ``ASYNCRAY_SOAK_S`` seconds when set (``.ci/run`` style).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import random
@@ -65,6 +68,12 @@ def fragile(i: int) -> int:
     return -i
 
 
+@ray.remote(max_retries=-1)
+def sturdy_parent(i: int) -> int:
+    """Blocks in get (lending its CPU) on a child task: either may be killed."""
+    return ray.get(sturdy.remote(i)) + 1
+
+
 @ray.remote(max_retries=0)
 def numbers(n: int):
     for i in range(n):
@@ -84,6 +93,13 @@ class Doubler:
             yield i
 
 
+@ray.remote
+class AsyncDoubler:
+    async def double(self, x: int) -> int:
+        await asyncio.sleep(WORK_S)
+        return 2 * x
+
+
 class Chaos:
     """Submits work, kills at random, then checks that every call ended as documented."""
 
@@ -99,6 +115,7 @@ class Chaos:
         self.sturdy_actor = Doubler.options(max_restarts=-1, max_task_retries=-1).remote()
         self.restarting = Doubler.options(max_restarts=-1, max_task_retries=0).remote()
         self.mortal = Doubler.options(max_restarts=0).remote()
+        self.sturdy_async = AsyncDoubler.options(max_restarts=-1, max_task_retries=-1).remote()
 
     # ------------------------------------------------------------ killing
 
@@ -126,6 +143,9 @@ class Chaos:
         add(("sturdy actor call", self.sturdy_actor.double.remote(i), 2 * i))
         add(("restarting actor call", self.restarting.double.remote(i), 2 * i))
         add(("mortal actor call", self.mortal.double.remote(i), 2 * i))
+        add(("sturdy async actor call", self.sturdy_async.double.remote(i), 2 * i))
+        if i % 3 == 0:
+            add(("sturdy nested task", sturdy_parent.remote(i), i * i + 1))
         if i % 4 == 0:
             add(("task generator", numbers.remote(ITEMS), list(range(ITEMS))))
             gen = self.sturdy_actor.count.options(num_returns="streaming").remote(ITEMS)
@@ -217,6 +237,8 @@ def _check_counts(chaos: Chaos) -> None:
         assert sum(v for k, v in outcomes.items() if k.startswith(f"{kind}: ")) == n, kind
     assert outcomes["sturdy task: value"] == submitted["sturdy task"]
     assert outcomes["sturdy actor call: value"] == submitted["sturdy actor call"]
+    assert outcomes["sturdy async actor call: value"] == submitted["sturdy async actor call"]
+    assert outcomes["sturdy nested task: value"] == submitted["sturdy nested task"]
     assert outcomes["actor generator: all items"] == submitted["actor generator"]
 
 
