@@ -1166,6 +1166,10 @@ class Runtime:
         if conn is not None:
             for req in list(conn.requests.values()):
                 self._finish(req)
+            # Its generators go as if dropped (before its units: the items it never
+            # took are released once, by the stream).
+            for task_id in [t for t, s in self.streams.items() if s.owner is conn]:
+                self._on_release_stream(conn, P.ReleaseStream(task_id))
             self.drop_units(conn)
             self.store.child_gone(conn)
         if worker.actor is not None:
