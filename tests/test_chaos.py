@@ -310,4 +310,4 @@ def test_a_reservation_of_a_killed_child_is_given_back(shutdown_only):
     for _ in range(3):
         with pytest.raises(WorkerCrashedError):
             ray.get(reserve_then_die.remote(50 << 20), timeout=10)
-    wait_for_condition(lambda: ray._api.client().query("stats")["store_used"] == 0, timeout=3)
+    wait_for_condition(lambda: ray._api.client().query("stats")["store_used"] == 0, timeout=1)
