@@ -188,7 +188,7 @@ class ChildConn(asyncio.Protocol):
     def kill(self) -> None:
         """SIGKILL the child if its pid is known (else the runtime does once it is)."""
         pid = self.worker.pid
-        if pid:
+        if pid and self.worker.exit_status is None:  # reaped already: the pid may be reused
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
