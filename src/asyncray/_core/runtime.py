@@ -39,7 +39,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
-from .child_checks import stream_index_problem, task_done_problem
+from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
@@ -1222,7 +1222,7 @@ class Runtime:
         if stream.producer is not conn:
             self.reject(conn, f"sent an item of stream {msg.task_id.hex()}, which it does not run")
             return
-        if stream_index_problem(msg.index) or msg.index > stream.produced + 1:
+        if not 1 <= msg.index <= min(stream.produced + 1, MAX_STREAM_INDEX):
             # A gap would leave the consumer waiting for ever for the missing item.
             self.reject(conn, f"sent item {msg.index} of a stream of {stream.produced} items")
             return
@@ -1308,11 +1308,14 @@ class Runtime:
 
     def _on_stream_next(self, conn: Conn, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
-        problem = stream_index_problem(msg.index)
-        if not problem and stream is not None and stream.owner is not conn:
-            problem = f"took items of stream {msg.task_id.hex()}, which it does not own"
-        if problem:
-            self.reject(conn, problem)
+        if not 1 <= msg.index <= MAX_STREAM_INDEX or (
+            stream is not None and stream.owner is not conn
+        ):
+            self.reject(
+                conn,
+                stream_index_problem(msg.index)
+                or f"took items of stream {msg.task_id.hex()}, which it does not own",
+            )
             return
         if stream is not None and msg.index > stream.consumed:
             # Asking for item k takes it: the producer may run N past it.
