@@ -1222,7 +1222,8 @@ class Runtime:
         if stream.producer is not conn:
             self.reject(conn, f"sent an item of stream {msg.task_id.hex()}, which it does not run")
             return
-        if not 1 <= msg.index <= min(stream.produced + 1, MAX_STREAM_INDEX):
+        index = msg.index
+        if not 1 <= index <= stream.produced + 1 or index > MAX_STREAM_INDEX:
             # A gap would leave the consumer waiting for ever for the missing item.
             self.reject(conn, f"sent item {msg.index} of a stream of {stream.produced} items")
             return
@@ -1231,14 +1232,18 @@ class Runtime:
             self.objects.discard(msg.data)
             return
         oid = msg.task_id + msg.index.to_bytes(4, "little")
+        owner = stream.owner
+        if owner.units is not None:
+            self._seal_item(stream, oid, msg.data, msg.is_error)
+            return
         if msg.is_error:
-            self._seal_item(stream, oid, msg.data, True)
+            self.objects.seal(oid, msg.data, True)
             return
         # Straight to the owner's store (even if nobody asked yet): a consumer
         # behind the producer then takes each item without a round trip.
-        if stream.owner.keeps_values:
-            stream.owner.deliver(oid, msg.data)
-        self._seal_item(stream, oid, msg.data, False)
+        if owner.keeps_values:
+            owner.deliver(oid, msg.data)
+        self.objects.seal(oid, msg.data, False)
 
     def _seal_item(self, stream: StreamRecord, oid: bytes, data: bytes, is_error: bool) -> None:
         """Seal a stream item. Its first unit is the owner's: a child owner's is counted,
