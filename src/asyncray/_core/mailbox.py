@@ -254,7 +254,7 @@ class ActorManager:
     # ================================================================ calls
 
     def on_call(self, conn: Conn, msg: P.CallActor) -> None:
-        if conn.units is not None and self.rt._ids_taken(msg.task_id, msg.return_ids):
+        if conn.units is not None and self.rt.ids_taken(msg.task_id, msg.return_ids):
             self.rt.reject(conn, f"called an actor under ids already in use ({msg.task_id.hex()})")
             return
         call = CallRecord(msg, conn)

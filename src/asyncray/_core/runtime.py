@@ -690,7 +690,7 @@ class Runtime:
     # ================================================================ tasks
 
     def _on_submit_task(self, conn: Conn, msg: P.SubmitTask) -> None:
-        if conn.units is not None and self._ids_taken(msg.task_id, msg.return_ids):
+        if conn.units is not None and self.ids_taken(msg.task_id, msg.return_ids):
             self.reject(conn, f"submitted task {msg.task_id.hex()} under ids already in use")
             return
         task = TaskRecord(msg, conn)
@@ -731,9 +731,9 @@ class Runtime:
         for i, entry in waiting:
             self.objects.on_ready(entry, self._dep_callback(task, i))
 
-    def _ids_taken(self, task_id: bytes, return_ids: list[bytes]) -> bool:
+    def ids_taken(self, task_id: bytes, return_ids: list[bytes]) -> bool:
         """Whether a child's new task or call names a live task or existing objects."""
-        if task_id in self.tasks or self.actors.calls.get(task_id) is not None:
+        if task_id in self.tasks or task_id in self.actors.calls:
             return True
         get = self.objects.get
         return any(get(rid) is not None for rid in return_ids)
