@@ -33,6 +33,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from .child_checks import task_done_problem
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
 from .worker_pool import unsendable_error
@@ -126,6 +127,9 @@ class ActorManager:
     # ================================================================ creation
 
     def on_create(self, conn: Conn, msg: P.CreateActor) -> None:
+        if conn.units is not None and msg.actor_id in self.actors:
+            self.rt.reject(conn, f"created actor {msg.actor_id.hex()}, an id already in use")
+            return
         if msg.name:
             key = (msg.namespace, msg.name)
             existing = self.names.get(key)
@@ -287,6 +291,9 @@ class ActorManager:
     # ================================================================ calls
 
     def on_call(self, conn: Conn, msg: P.CallActor) -> None:
+        if conn.units is not None and self.rt.ids_taken(msg.task_id, msg.return_ids):
+            self.rt.reject(conn, f"called an actor under ids already in use ({msg.task_id.hex()})")
+            return
         call = CallRecord(msg, conn)
         if msg.streaming:
             self.rt.open_stream(msg.task_id, conn, msg.backpressure)
@@ -398,9 +405,28 @@ class ActorManager:
 
     def on_task_done(self, worker: WorkerRecord, msg: P.TaskDone) -> None:
         actor: ActorRecord = worker.actor
-        call = actor.inflight.pop(msg.task_id, None)
+        call = actor.inflight.get(msg.task_id)
         if call is None:
             return
+        spec = call.spec
+        if (
+            msg.is_error
+            or spec.streaming
+            or msg.stream_count >= 0
+            or len(msg.results) != len(spec.return_ids)
+        ):  # not a plain success: check it
+            stream = self.rt.streams.get(msg.task_id) if spec.streaming else None
+            problem = task_done_problem(
+                msg,
+                len(spec.return_ids),
+                spec.streaming,
+                stream.produced if stream is not None and stream.count < 0 else -1,
+                call.cancelled is not None,
+            )
+            if problem:
+                self.rt.reject(worker.conn, problem)  # type: ignore[arg-type]
+                return
+        del actor.inflight[msg.task_id]
         if call.cancelled is not None:
             for data in msg.results:
                 self.rt.objects.discard(data)

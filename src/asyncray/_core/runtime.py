@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
@@ -76,6 +78,8 @@ RECYCLE_IDLE_S = 1.0
 # The id suffix of a stream's completion object (``ObjectRefGenerator.completed()``).
 STREAM_COMPLETION = b"\xff\xff\xff\xff"
 _NONE_PAYLOAD = ser.dumps(None)
+# The id suffix of a ``put`` object (return ids and stream items count from 1).
+_PUT_SUFFIX = b"\x00\x00\x00\x00"
 # A wait over at least this many pending objects watches their ids as a set
 # (one check per seal) instead of adding a callback to each of them.
 WATCH_SET_MIN = 32
@@ -101,6 +105,24 @@ _REQUEST_TYPES = frozenset(
     t
     for t in typing.get_args(P.Message)
     if "req_id" in t.__struct_fields__ and t not in P.REPLY_TYPES and t is not P.CancelWaiter
+)
+
+# Messages only the runtime sends: a peer that sends one is corrupt or hostile.
+_RUNTIME_TO_CLIENT = (
+    P.ExecuteTask,
+    P.StartActor,
+    P.ExecuteActorCall,
+    P.StreamCredit,
+    P.CancelActorCall,
+    P.Shutdown,
+    P.RevokeTasks,
+    P.DropMappings,
+    P.InterruptTask,
+    *P.REPLY_TYPES,
+)
+
+_QUEUE_OPS = frozenset(
+    (P.QUEUE_PUT, P.QUEUE_GET, P.QUEUE_PUT_BATCH, P.QUEUE_GET_BATCH, P.QUEUE_SIZE, P.QUEUE_CLOSE)
 )
 
 # A ready-queue key: the placement group and bundle (or None), and the shape.
@@ -278,7 +300,7 @@ class Runtime:
             P.ActorExiting: a.on_exiting,
             P.ActorStarted: a.on_started,
             P.ListNamedActors: self._on_list_named_actors,
-            P.CreatePlacementGroup: self.groups.on_create,
+            P.CreatePlacementGroup: self._on_create_placement_group,
             P.RemovePlacementGroup: self.groups.on_remove,
             P.StreamItem: self._on_stream_item,
             P.StreamNext: self._on_stream_next,
@@ -299,9 +321,11 @@ class Runtime:
             P.DropReservation: self._on_drop_reservation,
             P.SegmentMaps: self._on_segment_maps,
             P.HoldObjects: self._on_hold_objects,
-            P.CreateQueue: self.queues.on_create,
-            P.QueueOp: self.queues.on_op,
+            P.CreateQueue: self._on_create_queue,
+            P.QueueOp: self._on_queue_op,
         }
+        for t in _RUNTIME_TO_CLIENT:
+            self._handlers[t] = self._on_runtime_message
 
     # ================================================================ entry point
 
@@ -347,6 +371,47 @@ class Runtime:
         except Exception:
             logger.exception("asyncray could not answer %s after its handler failed", name)
 
+    def reject(self, conn: Conn, problem: str) -> None:
+        """``conn`` sent what no asyncray peer sends: drop it if it is a child.
+
+        The child is reported, killed and its work fails as after a crash
+        (``ChildConn.drop``). The embedded driver's messages are built by
+        asyncray itself, so one of them failing a check is an internal bug.
+        """
+        if isinstance(conn, ChildConn):
+            conn.drop(problem)
+            return
+        raise ValueError(f"the driver's client {problem}")
+
+    def _on_create_placement_group(self, conn: Conn, msg: P.CreatePlacementGroup) -> None:
+        if conn.units is not None:  # the driver's client checked its bundles at the call site
+            if msg.pg_id in self.groups.groups:
+                self.reject(conn, f"created placement group {msg.pg_id.hex()}, an id in use")
+                return
+            for bundle in msg.bundles:
+                if not all(0 <= qty < math.inf for qty in bundle.values()):
+                    # A negative amount would let the group take more than the host has.
+                    self.reject(conn, f"asked for a placement-group bundle of {bundle}")
+                    return
+        self.groups.on_create(conn, msg)
+
+    def _on_create_queue(self, conn: Conn, msg: P.CreateQueue) -> None:
+        if conn.units is not None and msg.queue_id in self.queues.queues:
+            self.reject(conn, f"created queue {msg.queue_id.hex()}, an id in use")
+            return
+        self.queues.on_create(conn, msg)
+
+    def _on_queue_op(self, conn: Conn, msg: P.QueueOp) -> None:
+        if conn.units is not None and (
+            msg.op not in _QUEUE_OPS or (msg.op == P.QUEUE_PUT and not msg.items) or msg.count < 0
+        ):
+            self.reject(conn, f"sent a queue call no queue has (op {msg.op}, count {msg.count})")
+            return
+        self.queues.on_op(conn, msg)
+
+    def _on_runtime_message(self, conn: Conn, msg: Any) -> None:
+        self.reject(conn, f"sent {type(msg).__name__}, a message only the runtime sends")
+
     def start(self) -> None:
         """Pre-fork the base pool so the first task finds a worker ready."""
         try:
@@ -361,18 +426,39 @@ class Runtime:
         self.functions.setdefault(msg.func_id, msg.blob)
 
     def _on_put_object(self, conn: Conn, msg: P.PutObject) -> None:
+        oid = msg.object_id
+        if conn.units is not None and (oid[24:] != _PUT_SUFFIX or self.objects.get(oid)):
+            # A put's id is new (the client's prefix and counter) and ends in
+            # zeros: this one would overwrite or pre-empt another object.
+            self.reject(conn, f"put object {oid.hex()}, not a new put id")
+            return
         self.objects.seal(msg.object_id, msg.data, msg.is_error)
         self.own(conn, [msg.object_id])
 
     def _on_release_objects(self, conn: Conn, msg: P.ReleaseObjects) -> None:
-        self.objects.release_many(msg.object_ids)
         units = conn.units
-        if units is not None:
+        if units is None:  # the embedded driver: its refs are not tracked
+            self.objects.release_many(msg.object_ids)
+        else:
+            # A child gives back only units it holds: a release of anything
+            # else (a bug, or a hostile child) must not free another's object.
+            held = []
             for oid in msg.object_ids:
-                units[oid] = units.get(oid, 0) - 1
+                n = units.get(oid, 0)
+                if n > 1:
+                    units[oid] = n - 1
+                elif n == 1:
+                    del units[oid]  # the record stays bounded by what it holds
+                else:
+                    continue
+                held.append(oid)
+            self.objects.release_many(held)
         conn.forget(msg.object_ids)
 
     def _on_reserve_segment(self, conn: Conn, msg: P.ReserveSegment) -> None:
+        if msg.size < 0:
+            self.reject(conn, f"asked for a segment of {msg.size} bytes")
+            return
         try:
             writer = conn if conn.units is not None else None
             name, recycled = self.store.reserve(msg.size, writer)
@@ -400,7 +486,13 @@ class Runtime:
             self.store.child_mapped(conn, msg.mapped, msg.unmapped)
 
     def _on_drop_reservation(self, conn: Conn, msg: P.DropReservation) -> None:
-        self.store.cancel(msg.name)
+        store = self.store
+        if msg.name not in store.reservations:
+            return  # stored or dropped already
+        if conn.units is not None and conn not in store.writers.get(msg.name, ()):
+            self.reject(conn, f"dropped segment {msg.name}, reserved by someone else")
+            return
+        store.cancel(msg.name)
 
     def _trim_recycled(self) -> None:
         """Recycled segments nobody reused for a while go back to the system."""
@@ -626,6 +718,9 @@ class Runtime:
     # ================================================================ tasks
 
     def _on_submit_task(self, conn: Conn, msg: P.SubmitTask) -> None:
+        if conn.units is not None and self.ids_taken(msg.task_id, msg.return_ids):
+            self.reject(conn, f"submitted task {msg.task_id.hex()} under ids already in use")
+            return
         task = TaskRecord(msg, conn)
         self.tasks[msg.task_id] = task
         if msg.parent:
@@ -663,6 +758,13 @@ class Runtime:
         task.missing = len(waiting)
         for i, entry in waiting:
             self.objects.on_ready(entry, self._dep_callback(task, i))
+
+    def ids_taken(self, task_id: bytes, return_ids: list[bytes]) -> bool:
+        """Whether a child's new task or call names a live task or existing objects."""
+        if task_id in self.tasks or task_id in self.actors.calls:
+            return True
+        get = self.objects.get
+        return any(get(rid) is not None for rid in return_ids)
 
     def _dep_callback(self, task: TaskRecord, index: int) -> Any:
         def on_sealed(entry: ObjectEntry) -> None:
@@ -1004,6 +1106,14 @@ class Runtime:
         task = worker.task
         if task is None or task.spec.task_id != msg.task_id:
             return
+        spec = task.spec
+        if (
+            msg.is_error
+            or spec.streaming
+            or msg.stream_count >= 0
+            or len(msg.results) != len(spec.return_ids)
+        ) and self._task_done_rejected(conn, msg, task):
+            return
         func_id = task.spec.func_id
         run_time = time.perf_counter() - task.started
         estimate = self.run_times.get(func_id)
@@ -1041,6 +1151,21 @@ class Runtime:
             self._finish_task(task)
             self.seal_results(task.owner, task.spec.return_ids, msg.results)
         self.dispatch()
+
+    def _task_done_rejected(self, conn: ChildConn, msg: P.TaskDone, task: TaskRecord) -> bool:
+        """The checks of a ``TaskDone`` that is not a plain success (which passes at once)."""
+        spec = task.spec
+        stream = self.streams.get(msg.task_id) if spec.streaming else None
+        problem = task_done_problem(
+            msg,
+            len(spec.return_ids),
+            spec.streaming,
+            stream.produced if stream is not None and stream.count < 0 else -1,
+            task.cancelled is not None,
+        )
+        if problem:
+            self.reject(conn, problem)
+        return bool(problem)
 
     def seal_results(
         self, owner: Conn | None, return_ids: list[bytes], results: list[bytes]
@@ -1097,6 +1222,8 @@ class Runtime:
             return
         worker.pid = pid
         self.workers_by_pid[pid] = worker
+        if worker.dropped and worker.conn is not None:
+            worker.conn.kill()  # dropped before its pid was known
 
     def _fork_failed(self, worker: WorkerRecord, error: OSError) -> None:
         """The zygote could not fork ``worker``: its actor dies saying why, tasks wait."""
@@ -1125,6 +1252,9 @@ class Runtime:
 
     def _on_worker_hello(self, conn: ChildConn, msg: P.WorkerHello) -> None:
         worker = conn.worker
+        if worker.state != "starting":
+            self.reject(conn, "said hello twice")
+            return
         if worker.pid == 0:
             worker.pid = msg.pid
             self.workers_by_pid[msg.pid] = worker
@@ -1188,6 +1318,10 @@ class Runtime:
         if conn is not None:
             for req in list(conn.requests.values()):
                 self._finish(req)
+            # Its generators go as if dropped (before its units: the items it never
+            # took are released once, by the stream).
+            for task_id in [t for t, s in self.streams.items() if s.owner is conn]:
+                self._on_release_stream(conn, P.ReleaseStream(task_id))
             self.drop_units(conn)
             self.store.child_gone(conn)
         if worker.actor is not None:
@@ -1236,20 +1370,42 @@ class Runtime:
     def _on_stream_item(self, conn: Conn, msg: P.StreamItem) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None or stream.count >= 0:
+            return  # ended (cancelled, failed): late items are dropped
+        if stream.producer is not conn:
+            self.reject(conn, f"sent an item of stream {msg.task_id.hex()}, which it does not run")
+            return
+        index = msg.index
+        if not 1 <= index <= stream.produced + 1 or index > MAX_STREAM_INDEX:
+            # A gap would leave the consumer waiting for ever for the missing item.
+            self.reject(conn, f"sent item {msg.index} of a stream of {stream.produced} items")
             return
         stream.produced = msg.index
         if stream.released:
             self.objects.discard(msg.data)
             return
         oid = msg.task_id + msg.index.to_bytes(4, "little")
+        owner = stream.owner
+        if owner.units is not None:
+            self._seal_item(stream, oid, msg.data, msg.is_error)
+            return
         if msg.is_error:
             self.objects.seal(oid, msg.data, True)
             return
         # Straight to the owner's store (even if nobody asked yet): a consumer
         # behind the producer then takes each item without a round trip.
-        if stream.owner.keeps_values:
-            stream.owner.deliver(oid, msg.data)
+        if owner.keeps_values:
+            owner.deliver(oid, msg.data)
         self.objects.seal(oid, msg.data, False)
+
+    def _seal_item(self, stream: StreamRecord, oid: bytes, data: bytes, is_error: bool) -> None:
+        """Seal a stream item. Its first unit is the owner's: a child owner's is counted,
+        so the ref it takes may release it and its death frees what it never took."""
+        units = stream.owner.units
+        if units is not None:
+            entry = self.objects.get(oid)
+            if entry is None or entry.data is None:  # not a replayed item
+                units[oid] = units.get(oid, 0) + 1
+        self.objects.seal(oid, data, is_error)
 
     def end_stream(self, task_id: bytes, count: int) -> None:
         """The producer is done after ``count`` items: seal the end marker after them."""
@@ -1290,7 +1446,7 @@ class Runtime:
             if asked is not None and asked.data is not None and stream.consumed:
                 index += 1  # the consumer already has the item it asked for
             self._drop_items(stream, task_id, index, stream.produced + 1)
-        self.objects.seal(task_id + index.to_bytes(4, "little"), error, True)
+        self._seal_item(stream, task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
         self.objects.seal(task_id + STREAM_COMPLETION, error, True)
         self.end_stream(task_id, index)
@@ -1300,9 +1456,24 @@ class Runtime:
         dropped = [task_id + i.to_bytes(4, "little") for i in range(first, end)]
         self.objects.release_many(dropped)
         stream.owner.forget(dropped)  # items delivered to the owner's store, never taken
+        units = stream.owner.units
+        if units is not None:  # a child owner's units on them went with them
+            for oid in dropped:
+                n = units.pop(oid, 0)
+                if n > 1:
+                    units[oid] = n - 1
 
     def _on_stream_next(self, conn: Conn, msg: P.StreamNext) -> None:
         stream = self.streams.get(msg.task_id)
+        if not 1 <= msg.index <= MAX_STREAM_INDEX or (
+            stream is not None and stream.owner is not conn
+        ):
+            self.reject(
+                conn,
+                stream_index_problem(msg.index)
+                or f"took items of stream {msg.task_id.hex()}, which it does not own",
+            )
+            return
         if stream is not None and msg.index > stream.consumed:
             # Asking for item k takes it: the producer may run N past it.
             stream.consumed = msg.index
@@ -1316,6 +1487,9 @@ class Runtime:
     def _on_release_stream(self, conn: Conn, msg: P.ReleaseStream) -> None:
         stream = self.streams.get(msg.task_id)
         if stream is None:
+            return
+        if stream.owner is not conn:
+            self.reject(conn, f"released stream {msg.task_id.hex()}, which it does not own")
             return
         stream.released = True
         self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)

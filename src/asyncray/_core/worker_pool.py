@@ -6,6 +6,12 @@ typed decoder, and hands the message to the runtime. Outgoing messages are
 encoded at once and written in one ``write`` per loop tick, so a burst of
 dispatches to one worker costs one syscall.
 
+A child whose stream is corrupt or hostile (a frame that does not decode,
+a message only the runtime sends, values no asyncray child sends) is
+*dropped*: ``ChildConn.drop`` logs it at ERROR with the pid and the
+problem, stops reading, closes the socket and SIGKILLs the process; its
+task or actor then fails as after a crash, the error naming the reason.
+
 ``ZygoteLink`` asks the zygote to fork children (passing each child's socket
 over SCM_RIGHTS) and reports forks and exits back to the runtime.
 """
@@ -22,6 +28,8 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from .. import exceptions as exc
 from .._wire import protocol as P
@@ -57,6 +65,7 @@ class WorkerRecord:
         "blocked",
         "child_id",
         "conn",
+        "dropped",
         "eof",
         "exit_status",
         "kind",
@@ -82,24 +91,34 @@ class WorkerRecord:
         self.blocked = False
         self.known_functions: set[bytes] = set()
         self.eof = False
+        # Why the runtime cut this child off (``ChildConn.drop``); "" if it did not.
+        self.dropped = ""
         self.exit_status: int | None = None
         self.retire_handle: asyncio.TimerHandle | None = None
         # The ActorRecord this process hosts (actor processes only).
         self.actor: Any = None
 
     def describe_exit(self) -> str:
-        """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``."""
+        """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``.
+
+        A child the runtime dropped says so and why:
+        ``(pid=N, killed by signal SIGKILL; dropped by the runtime: <reason>)``.
+        """
         status = self.exit_status
         if status is None:
-            return f"(pid={self.pid}, exit status unknown)"
-        if os.WIFSIGNALED(status):
+            how = "exit status unknown"
+        elif os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             try:
                 name = signal.Signals(sig).name
             except ValueError:
                 name = str(sig)
-            return f"(pid={self.pid}, killed by signal {name})"
-        return f"(pid={self.pid}, exit code {os.WEXITSTATUS(status)})"
+            how = f"killed by signal {name}"
+        else:
+            how = f"exit code {os.WEXITSTATUS(status)}"
+        if self.dropped:
+            how += f"; dropped by the runtime: {self.dropped}"
+        return f"(pid={self.pid}, {how})"
 
 
 class ChildConn(asyncio.Protocol):
@@ -135,24 +154,64 @@ class ChildConn(asyncio.Protocol):
             self._out = []
 
     def data_received(self, data: bytes) -> None:
+        if self.worker.dropped:
+            return  # bytes already on their way when the child was cut off
         buf = self._buf
         buf += data
         try:
             msgs = take_frames(buf, P.decoder.decode)
-        except FrameTooLarge:
-            logger.error("asyncray: dropping child %s: corrupt frame", self.worker)
-            buf.clear()
-            assert self.transport is not None  # data came: connected
-            self.transport.close()
+        except FrameTooLarge as e:
+            self.drop(str(e))
+            return
+        except msgspec.DecodeError as e:  # garbage, a wrong type, an unknown tag
+            self.drop(f"sent a frame that is no asyncray message ({e})")
             return
         runtime = self.runtime
         handle = runtime.handle
+        worker = self.worker
         runtime.begin_batch()
         try:
             for msg in msgs:
                 handle(self, msg)
+                if worker.dropped:
+                    break  # what it sent after the violation is not heard
         finally:
             runtime.end_batch()
+
+    def drop(self, reason: str) -> None:
+        """Cut off a child that sent what no asyncray child sends.
+
+        Reported at ERROR (pid and ``reason``); the connection is closed and
+        the process SIGKILLed, so its task or actor fails as after a crash
+        (retries apply) with an error that names ``reason``. The runtime
+        goes on serving everyone else. A child is dropped at most once.
+        """
+        worker = self.worker
+        if worker.dropped:
+            return
+        worker.dropped = reason
+        logger.error(
+            "asyncray: dropped %s process pid=%s: %s; it was killed and its work fails as "
+            "if it had crashed",
+            "an actor" if worker.kind != "task" else "a task worker",
+            worker.pid or "(not known yet)",
+            reason,
+        )
+        self._buf.clear()
+        if self.transport is not None:
+            self.transport.abort()  # stop reading now; what we had queued for it is moot
+        else:
+            self.sock.close()
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the child if its pid is known (else the runtime does once it is)."""
+        pid = self.worker.pid
+        if pid and self.worker.exit_status is None:  # reaped already: the pid may be reused
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # exited already: the zygote reaps it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.runtime.on_child_eof(self.worker)

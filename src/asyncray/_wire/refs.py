@@ -75,11 +75,18 @@ def has_refs(payload: bytes) -> bool:
 
 
 def contained(payload: bytes) -> list[bytes]:
-    """The ids of the refs a payload contains, in pickling order (cheap: no unpickling)."""
+    """The ids of the refs a payload contains, in pickling order (cheap: no unpickling).
+
+    Never raises: the runtime reads this from payloads another process sent,
+    so a header cut short or a length past the end yields the ids that fit
+    (the same ones each time, so the units counted for them balance).
+    """
     if payload[:7] != MARKER:
         return []
+    if len(payload) < _BODY:
+        return []
     length, size = _HEADER.unpack_from(payload, 7)
-    end = _BODY + length
+    end = min(_BODY + length, len(payload))
     if size:
         return [payload[i : i + size] for i in range(_BODY, end, size)]
     ids = []
@@ -92,8 +99,10 @@ def contained(payload: bytes) -> list[bytes]:
 
 
 def inner(payload: bytes) -> bytes:
-    """The payload without its refs prefix."""
+    """The payload without its refs prefix (empty if the prefix is cut short)."""
     if payload[:7] != MARKER:
         return payload
+    if len(payload) < _BODY:
+        return b""
     (length,) = struct.unpack_from("<I", payload, 7)
     return payload[_BODY + length :]
