@@ -300,14 +300,43 @@ def reserve_then_die(size: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a child killed between ReserveSegment and storing its object leaks the "
-    "reservation: store_used never comes back (SegmentStore.child_gone drops views only)",
-)
 def test_a_reservation_of_a_killed_child_is_given_back(shutdown_only):
     ray.init(num_cpus=2, object_store_memory=200 << 20)
     for _ in range(3):
         with pytest.raises(WorkerCrashedError):
             ray.get(reserve_then_die.remote(50 << 20), timeout=10)
     wait_for_condition(lambda: ray._api.client().query("stats")["store_used"] == 0, timeout=1)
+
+
+@ray.remote
+class Sink:
+    def __init__(self):
+        self.total = -1
+
+    def hold(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def take(self, array) -> None:
+        self.total = int(array.sum())
+
+    def total_seen(self) -> int:
+        return self.total
+
+
+@ray.remote(max_retries=0)
+def send_large_then_die(sink) -> None:
+    import numpy as np
+
+    sink.take.remote(np.ones(4 << 20, dtype=np.uint8))  # its argument goes to shared memory
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_childs_segment_that_a_call_holds_is_kept(shutdown_only):
+    """Only reservations nobody took over go with their dead writer."""
+    ray.init(num_cpus=2)
+    sink = Sink.remote()
+    busy = sink.hold.remote(1.0)  # the call from the dying task queues behind this
+    with pytest.raises(WorkerCrashedError):
+        ray.get(send_large_then_die.remote(sink), timeout=10)
+    ray.get(busy, timeout=10)
+    assert ray.get(sink.total_seen.remote(), timeout=10) == 4 << 20

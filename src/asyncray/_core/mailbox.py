@@ -159,6 +159,14 @@ class ActorManager:
         actor.holding_args = True
         self._resolve_ctor_args(actor)
 
+    def argument_segments(self) -> set[str | None]:
+        """Segments holding the large arguments of live calls and of actors being made."""
+        segments = {shm.segment_of(call.spec.args) for _, call in self.calls.values()}
+        segments.update(
+            shm.segment_of(actor.spec.args) for actor in self.actors.values() if actor.holding_args
+        )
+        return segments
+
     def start_failed(self, actor: ActorRecord, error: OSError) -> None:
         """No process could be started for ``actor``: it dies, its calls say why."""
         if actor.state == "dead":

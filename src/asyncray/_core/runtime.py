@@ -1324,6 +1324,7 @@ class Runtime:
                 self._on_release_stream(conn, P.ReleaseStream(task_id))
             self.drop_units(conn)
             self.store.child_gone(conn)
+            self._drop_unclaimed_reservations(conn)
         if worker.actor is not None:
             if not self._stopped:
                 self.actors.on_process_gone(worker)
@@ -1348,6 +1349,28 @@ class Runtime:
         if was_starting and worker.exit_status not in (None, 0):
             logger.error("asyncray: a worker died while starting %s", worker.describe_exit())
         self.dispatch()
+
+    def _drop_unclaimed_reservations(self, conn: ChildConn) -> None:
+        """Segments a dead child reserved and never handed to anyone are removed.
+
+        A reservation ends when its object is stored or when the call whose
+        arguments it holds ends; one whose writer died in between (killed
+        while writing a large put or result) would otherwise hold its bytes
+        for the rest of the session. Rare, so the calls are scanned only then.
+        """
+        store = self.store
+        mine = [
+            name
+            for name, writers in store.writers.items()
+            if conn in writers and name in store.reservations
+        ]
+        if not mine:
+            return
+        claimed = {shm.segment_of(task.spec.args) for task in self.tasks.values()}
+        claimed.update(self.actors.argument_segments())
+        for name in mine:
+            if name not in claimed:
+                store.cancel(name)
 
     # ================================================================ streams
 
