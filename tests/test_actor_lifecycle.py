@@ -472,3 +472,33 @@ def test_crash_of_an_actor_holding_a_cpu_gives_the_cpu_back(ray_start):
         return "ran"
 
     assert asyncray.get(needs_both_cpus.remote(), timeout=20) == "ran"
+
+
+@asyncray.remote
+class SaysItExits:
+    def say_exit_and_stay(self):
+        from asyncray._clients import base
+        from asyncray._task_context import current_task
+        from asyncray._wire import protocol as P
+
+        base.current().post(P.ActorExiting(current_task().task_id))
+        return os.getpid()
+
+    def ping(self):
+        return 1
+
+
+@pytest.mark.timeout(30)
+def test_an_actor_that_says_it_exits_but_lives_on_is_killed(ray_start, monkeypatch):
+    from asyncray._core import mailbox
+
+    monkeypatch.setattr(mailbox, "EXIT_GRACE_S", 0.3)
+    total = asyncray.cluster_resources()["CPU"]
+    actor = SaysItExits.options(num_cpus=1).remote()
+    assert asyncray.get(actor.ping.remote(), timeout=20) == 1
+    with pytest.raises(asyncray.exceptions.ActorDiedError, match="exit_actor"):
+        asyncray.get(actor.say_exit_and_stay.remote(), timeout=20)
+    deadline = time.monotonic() + 10
+    while asyncray.available_resources().get("CPU") != total:
+        assert time.monotonic() < deadline, "the lingering actor kept its CPU"
+        time.sleep(0.05)

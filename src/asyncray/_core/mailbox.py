@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncray")
 
 TERMINATE = "__ray_terminate__"
+# How long an actor that called exit_actor() may take to end its process (its
+# atexit handlers run) before the runtime kills it: a process that says it
+# exits and lives on would hold its resources for the rest of the session.
+EXIT_GRACE_S = 10.0
 
 
 class CallRecord:
@@ -588,6 +592,20 @@ class ActorManager:
             self._seal_call(call, death, True)
         self._fail_queued(actor, death)
         self._drop_name(actor)
+        if conn.worker is not None:
+            self.rt.loop.call_later(EXIT_GRACE_S, self._kill_if_still_there, actor, conn.worker)
+
+    def _kill_if_still_there(self, actor: ActorRecord, worker: WorkerRecord) -> None:
+        """An actor said it exits but its process lives on: end it (its resources with it)."""
+        if actor.worker is worker and worker.state != "dead":
+            logger.warning(
+                "asyncray: actor %s (pid %d) said it exits but is still running after %g s; "
+                "killing it",
+                actor.spec.class_name,
+                worker.pid,
+                EXIT_GRACE_S,
+            )
+            self._kill_process(actor)
 
     def on_process_gone(self, worker: WorkerRecord) -> None:
         """The actor's process exited: finish an intended exit, restart, or die."""
