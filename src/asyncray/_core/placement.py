@@ -91,25 +91,14 @@ class PlacementGroupManager:
         spec = group.spec
         if spec.strategy == "STRICT_SPREAD" and len(spec.bundles) > 1:
             return False  # needs one node per bundle: never on one host
-        total: dict[str, float] = {}
-        for bundle in spec.bundles:
-            for name, qty in bundle.items():
-                total[name] = total.get(name, 0.0) + qty
-        host = self.rt.resources
-        if not host.fits(shape_of(total)) or not self._gpus_fit(spec.bundles):
+        gpu_ids = self.rt.resources.acquire_all([shape_of(b) for b in spec.bundles])
+        if gpu_ids is None:
             return False
-        for bundle in spec.bundles:
-            gpu_ids = host.acquire(shape_of(bundle))
-            group.gpu_ids.append(gpu_ids)
-            group.bundles.append(ResourcePool(bundle, gpu_ids=gpu_ids))
+        group.gpu_ids = gpu_ids
+        group.bundles = [ResourcePool(b, gpu_ids=ids) for b, ids in zip(spec.bundles, gpu_ids)]
         group.state = "CREATED"
         self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), spec.handle)
         return True
-
-    def _gpus_fit(self, bundles: list[dict[str, float]]) -> bool:
-        whole = sum(int(b.get("GPU", 0)) for b in bundles if b.get("GPU", 0) >= 1)
-        free = sum(1 for f in self.rt.resources._gpu_free if f >= 1 - 1e-9)
-        return whole <= free
 
     # ================================================================ remove
 
