@@ -656,12 +656,12 @@ def test_removing_a_created_group_returns_its_resources_and_fails_its_work():
     assert isinstance(pickle.loads(call[2]), exc.TaskPlacementGroupRemoved)
     assert rt.actors.calls == [("end_group_actors", spec.pg_id)]
     assert rt.dispatched == 1
-    # pg.ready() now raises.
-    entry = _ready(rt, spec.pg_id)
-    assert entry is not None and entry.is_error
-    error = pickle.loads(entry.data)
+    # pg.ready()'s object is freed; a get of it raises from its id.
+    assert _ready(rt, spec.pg_id) is None
+    error = pickle.loads(mgr.ready_gone_payload(P.pg_ready_object_id(spec.pg_id)))
     assert isinstance(error, exc.TaskPlacementGroupRemoved)
     assert str(error) == "The placement group corresponding to this task has been removed."
+    assert mgr.ready_gone_payload(b"x" * 28) is None  # not a pg.ready() object
 
 
 def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
@@ -672,8 +672,7 @@ def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
     mgr.on_create(None, spec)
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     assert rt.resources.available == {"CPU": 0.0}  # not given back: never taken
-    entry = _ready(rt, spec.pg_id)
-    assert entry.ready and entry.is_error
+    assert _ready(rt, spec.pg_id) is None
     rt.resources.release(task, [])
     mgr.place_pending()
     assert mgr.get(spec.pg_id).state == "REMOVED"

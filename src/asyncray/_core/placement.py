@@ -8,18 +8,26 @@ than one bundle cannot be satisfied on one host and stays ``PENDING``, as in
 Ray. Removing a group ends the actors in it, fails its queued and running
 tasks with ``TaskPlacementGroupRemoved``, and returns its resources.
 
+A removed group's ``pg.ready()`` object is freed: a get of it is answered
+with ``TaskPlacementGroupRemoved`` from its id (``ready_gone_payload``). The
+record stays for ``placement_group_table`` among the newest
+``REMOVED_GROUPS_KEPT`` removed ones (``retention.py``), so creating and
+removing groups all day keeps memory flat.
+
 ``PlacementGroupManager`` is part of the ``Runtime`` and touches state only
 on the runtime loop.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from . import retention
 from .scheduler import ResourcePool, Shape, shape_of
 
 if TYPE_CHECKING:
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
 
 # Ray reports this much of the ``bundle`` resource per bundle.
 BUNDLE_UNITS = 1000.0
+# What every ``pg.ready()`` object id starts with.
+_READY_PREFIX = P.pg_ready_object_id(b"")[:-4]
 
 
 class PlacementGroupRecord:
@@ -61,6 +71,9 @@ class PlacementGroupManager:
         self.rt = runtime
         self.groups: dict[bytes, PlacementGroupRecord] = {}
         self.pending: list[PlacementGroupRecord] = []
+        # Removed groups still in ``groups``, oldest first, at most ``removed_kept``.
+        self.removed: deque[bytes] = deque()
+        self.removed_kept = retention.current().removed_groups
 
     def __iter__(self) -> Iterator[PlacementGroupRecord]:
         return iter(self.groups.values())
@@ -108,19 +121,34 @@ class PlacementGroupManager:
             return
         was_created = group.state == "CREATED"
         group.state = "REMOVED"
-        removed = ser.dumps_function(exc.TaskPlacementGroupRemoved())
-        ready = self.rt.objects.get(P.pg_ready_object_id(group.pg_id))
-        if ready is None or ready.data is None:
-            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
-        else:  # pg.ready() of a removed group raises, as in Ray
-            self.rt.objects.release(P.pg_ready_object_id(group.pg_id))
-            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
+        removed = _removed_payload()
+        ready_id = P.pg_ready_object_id(group.pg_id)
+        ready = self.rt.objects.get(ready_id)
+        if ready is not None and ready.data is None:
+            self.rt.objects.seal(ready_id, removed, True)  # who waits on pg.ready() raises
+        # The group's unit: the entry goes (later gets raise from ``ready_gone_payload``).
+        self.rt.objects.release(ready_id)
         self.rt.fail_group_tasks(group.pg_id, removed)
         self.rt.actors.end_group_actors(group.pg_id)
         if was_created:
             for bundle, gpu_ids in zip(group.spec.bundles, group.gpu_ids):
                 self.rt.resources.release(shape_of(bundle), gpu_ids)
+        group.bundles = []
+        group.gpu_ids = []
+        self._keep_removed(group.pg_id)
         self.rt.dispatch()
+
+    def _keep_removed(self, pg_id: bytes) -> None:
+        """Keep the removed group's record for inspection; drop the oldest beyond the bound."""
+        self.removed.append(pg_id)
+        while len(self.removed) > self.removed_kept:
+            self.groups.pop(self.removed.popleft(), None)
+
+    def ready_gone_payload(self, object_id: bytes) -> bytes | None:
+        """The error for a ``pg.ready()`` object that is gone (its group was removed)."""
+        if object_id.startswith(_READY_PREFIX):
+            return _removed_payload()
+        return None
 
     # ================================================================ state
 
@@ -168,3 +196,8 @@ class PlacementGroupManager:
                 out[f"bundle_group_{i}_{gid}"] = BUNDLE_UNITS
                 out[f"bundle_group_{gid}"] = out.get(f"bundle_group_{gid}", 0.0) + BUNDLE_UNITS
         return out
+
+
+def _removed_payload() -> bytes:
+    """``pg.ready()`` and the tasks of a removed group raise this, as in Ray."""
+    return ser.dumps_function(exc.TaskPlacementGroupRemoved())

@@ -440,6 +440,9 @@ class Runtime:
                 release(oid, n)
 
     def _lost_payload(self, oid: bytes) -> bytes:
+        gone_group = self.groups.ready_gone_payload(oid)
+        if gone_group is not None:
+            return gone_group  # pg.ready() of a removed group raises, as in Ray
         err = exc.ObjectLostError(
             oid.hex(),
             "",
@@ -1168,6 +1171,9 @@ class Runtime:
             return
         stream.released = True
         self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)
+        if 0 <= stream.count < stream.consumed:
+            # The consumer took the end marker; no ref of it holds its unit: let it go.
+            self.objects.release(msg.task_id + (stream.count + 1).to_bytes(4, "little"))
         self.objects.release(msg.task_id + STREAM_COMPLETION)
         if stream.count >= 0:
             del self.streams[msg.task_id]
