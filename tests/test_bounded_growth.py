@@ -43,8 +43,8 @@ from asyncray.util.queue import Queue
 # Small bounds, so a short warm-up reaches them and the counts must then stay flat.
 DEAD_KEPT = 6
 GROUPS_KEPT = 3
-WARMUP_ITERATIONS = 4
-ITERATIONS = 10
+WARMUP_ITERATIONS = 5
+ITERATIONS = 40
 # Driver RSS growth allowed after the warm-up: allocator noise, caches that are
 # bounded but not yet full (the shape cache, recent actor call ids). A leak of
 # the large objects (1.6 MB each) or of ~3 KB actor records across the long run
@@ -162,17 +162,18 @@ def _iteration(i: int) -> None:
     del queue
 
 
-def _settle(baseline_workers: int, live_actors: int = 0) -> None:
-    """Wait until only ``live_actors`` actors are left, their processes too, and nothing is
-    in flight."""
+def _settle(baseline_workers: int) -> None:
+    """Wait until the processes of ended actors are gone and nothing is in flight.
+
+    (Not until no actor record is left: a leaked record must show as a count.)
+    """
     rt = _runtime()
-    gc.collect()
+    gc.collect()  # a dropped handle is in a cycle (its method cache): release it now
     ray._api.client().flush_releases()
 
     def quiet() -> bool:
         return (
             len(rt.workers) == baseline_workers
-            and len(rt.actors.actors) == live_actors
             and not rt.actors.calls
             and not rt.tasks
             and not rt.streams
@@ -375,7 +376,7 @@ def test_a_consumed_generator_leaves_no_object_behind(ray_start: Any, via_actor:
     actor = Plain.remote() if via_actor else None
     source = actor.count_to if actor is not None else count_to
     assert [ray.get(r) for r in source.remote(2)] == [0, 1]  # warm: workers, functions
-    _settle(len(_runtime().workers), live_actors=1 if via_actor else 0)
+    _settle(len(_runtime().workers))
     before = len(_runtime().objects)
     for _ in range(5):
         assert [ray.get(r) for r in source.remote(3)] == [0, 1, 2]
