@@ -39,6 +39,7 @@ from asyncray.util.placement_group import (
     remove_placement_group,
 )
 from asyncray.util.queue import Queue
+from asyncray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 # Small bounds, so a short warm-up reaches them and the counts must then stay flat.
 DEAD_KEPT = 6
@@ -371,6 +372,25 @@ def test_a_waiter_on_a_pending_groups_ready_raises_when_it_is_removed(ray_start:
         ray.get(ready, timeout=10)
     error = pickle.loads(_runtime()._lost_payload(ready.binary()))
     assert isinstance(error, TaskPlacementGroupRemoved)
+
+
+@pytest.mark.parametrize("dropped", [False, True], ids=["removed", "record-dropped"])
+def test_work_sent_to_a_group_removed_before_raises_instead_of_waiting(
+    shutdown_only: Any, monkeypatch: pytest.MonkeyPatch, dropped: bool
+) -> None:
+    monkeypatch.setattr(retention, "REMOVED_GROUPS_KEPT", 0 if dropped else GROUPS_KEPT)
+    ray.init(num_cpus=2)
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(10)
+    remove_placement_group(pg)
+    assert (placement_group_table(pg) is None) == dropped
+    in_group = PlacementGroupSchedulingStrategy(pg)
+    with pytest.raises(TaskPlacementGroupRemoved):
+        ray.get(add_one.options(scheduling_strategy=in_group).remote(1), timeout=10)
+    actor = Plain.options(scheduling_strategy=in_group).remote()
+    with pytest.raises(ActorDiedError, match="its placement group was removed"):
+        ray.get(actor.pid.remote(), timeout=10)
+    assert ray.get(add_one.remote(1), timeout=10) == 2  # the host's CPUs came back
 
 
 # ====================================================================== generators

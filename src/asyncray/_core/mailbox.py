@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .worker_pool import ChildConn, WorkerRecord
 
 TERMINATE = "__ray_terminate__"
+_GROUP_REMOVED = "The actor is dead because its placement group was removed."
 
 
 class CallRecord:
@@ -207,6 +208,10 @@ class ActorManager:
             if actor.state != "pending":
                 continue
             pool = self.rt.pool_for(actor.group, actor.place_shape)
+            if pool is None and actor.group is not None and self.rt.groups.is_gone(actor.group[0]):
+                # Created in a group removed before it was placed: it would never start.
+                self._die(actor, self._died_payload(actor, _GROUP_REMOVED))
+                continue
             if pool is None or not pool.fits(actor.hold_shape):
                 still.append(actor)  # actors in other pools may still fit
                 continue
@@ -629,9 +634,7 @@ class ActorManager:
             actor.holding = False  # the bundle's resources go back with the group
             self._die(
                 actor,
-                self._died_payload(
-                    actor, "The actor is dead because its placement group was removed."
-                ),
+                self._died_payload(actor, _GROUP_REMOVED),
             )
 
     # ================================================================ lookup

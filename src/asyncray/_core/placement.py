@@ -81,6 +81,12 @@ class PlacementGroupManager:
     def get(self, pg_id: bytes) -> PlacementGroupRecord | None:
         return self.groups.get(pg_id)
 
+    def is_gone(self, pg_id: bytes) -> bool:
+        """The group was removed (or its record, long removed, was dropped): nothing will
+        ever run in it."""
+        group = self.groups.get(pg_id)
+        return group is None or group.state == "REMOVED"
+
     # ================================================================ create
 
     def on_create(self, conn: Conn, msg: P.CreatePlacementGroup) -> None:
@@ -121,7 +127,7 @@ class PlacementGroupManager:
             return
         was_created = group.state == "CREATED"
         group.state = "REMOVED"
-        removed = _removed_payload()
+        removed = removed_payload()
         ready_id = P.pg_ready_object_id(group.pg_id)
         ready = self.rt.objects.get(ready_id)
         if ready is not None and ready.data is None:
@@ -147,7 +153,7 @@ class PlacementGroupManager:
     def ready_gone_payload(self, object_id: bytes) -> bytes | None:
         """The error for a ``pg.ready()`` object that is gone (its group was removed)."""
         if object_id.startswith(_READY_PREFIX):
-            return _removed_payload()
+            return removed_payload()
         return None
 
     # ================================================================ state
@@ -198,6 +204,6 @@ class PlacementGroupManager:
         return out
 
 
-def _removed_payload() -> bytes:
+def removed_payload() -> bytes:
     """``pg.ready()`` and the tasks of a removed group raise this, as in Ray."""
     return ser.dumps_function(exc.TaskPlacementGroupRemoved())

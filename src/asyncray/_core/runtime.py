@@ -41,7 +41,7 @@ from .._wire import serialization as ser
 from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
-from .placement import PlacementGroupManager
+from .placement import PlacementGroupManager, removed_payload
 from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .store import SegmentStore, StoreFull
@@ -713,6 +713,8 @@ class Runtime:
             while queue:
                 pool = pool_for(group, shape)
                 if pool is None:
+                    if group is not None and self.groups.is_gone(group[0]):
+                        self._fail_queued_in_gone_group(key)
                     break
                 if not idle:
                     short = True
@@ -721,6 +723,12 @@ class Runtime:
                 self._start_task(task, idle.pop(), pool)
         if short:
             self._grow_pool()
+
+    def _fail_queued_in_gone_group(self, key: TaskKey) -> None:
+        """Tasks submitted to a group removed before they came never run: they fail."""
+        error = removed_payload()
+        while self.ready.has(key):
+            self._fail_task(self.ready.pop(key), error)
 
     def pool_for(self, group: tuple[bytes, int] | None, shape: Shape) -> ResourcePool | None:
         """The pool a request of ``shape`` can draw from now: the host's, or its group's bundle."""
