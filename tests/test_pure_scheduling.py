@@ -264,11 +264,6 @@ def test_a_gpu_request_checks_the_other_resources_too():
     assert pool.fits(shape_of({"GPU": 1}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a pool whose GPU total is fractional (a placement-group bundle "
-    "{'GPU': 0.5}) gets no GPU slot (int(0.5) == 0), so no GPU request ever fits in it",
-)
 def test_a_bundle_with_a_fractional_gpu_runs_a_task_asking_for_that_fraction():
     host = ResourcePool({"GPU": 1})
     ids = host.acquire(shape_of({"GPU": 0.5}))
@@ -276,6 +271,67 @@ def test_a_bundle_with_a_fractional_gpu_runs_a_task_asking_for_that_fraction():
     bundle = ResourcePool({"GPU": 0.5}, gpu_ids=ids)
     assert bundle.fits(shape_of({"GPU": 0.5}))
     assert bundle.acquire(shape_of({"GPU": 0.5})) == [0]
+
+
+def test_a_fractional_gpu_bundle_is_one_slot_its_tasks_share_and_give_back():
+    host = ResourcePool({"GPU": 2})
+    assert host.acquire(shape_of({"GPU": 1})) == [0]
+    ids = host.acquire(shape_of({"GPU": 0.5}))
+    assert ids == [1]
+    bundle = ResourcePool({"GPU": 0.5}, gpu_ids=ids)
+    quarter = shape_of({"GPU": 0.25})
+    assert not bundle.fits(shape_of({"GPU": 1}))  # a share of a device is no whole one
+    assert not bundle.fits(shape_of({"GPU": 0.75}))
+    assert bundle.acquire(quarter) == [1]
+    assert bundle.acquire(quarter) == [1]
+    assert not bundle.fits(quarter)
+    bundle.release(quarter, [1])
+    bundle.release(quarter, [1])
+    assert bundle.fits(shape_of({"GPU": 0.5}))
+    bundle.release(quarter, [1])  # an extra release never grows the slot past its share
+    assert not bundle.fits(shape_of({"GPU": 0.75}))
+
+
+def test_a_gpu_and_a_half_takes_a_whole_device_and_half_of_another():
+    host = ResourcePool({"GPU": 2})
+    ids = host.acquire(shape_of({"GPU": 1.5}))
+    assert ids == [0, 1]
+    assert host.fits(shape_of({"GPU": 0.5}))
+    assert not host.fits(shape_of({"GPU": 0.6}))
+    bundle = ResourcePool({"GPU": 1.5}, gpu_ids=ids)
+    assert bundle.acquire(shape_of({"GPU": 1})) == [0]
+    assert bundle.acquire(shape_of({"GPU": 0.5})) == [1]
+    host.release(shape_of({"GPU": 1.5}), ids)
+    assert host.acquire(shape_of({"GPU": 2})) == [0, 1]
+
+
+def test_acquire_all_is_all_or_nothing_and_keeps_the_order_of_its_shapes():
+    host = ResourcePool({"CPU": 2, "GPU": 2})
+    assert host.acquire(shape_of({"GPU": 0.5})) == [0]
+    before = (dict(host.available), list(host._gpu_free))
+    # Two whole GPUs do not fit beside the half: nothing is taken.
+    assert (
+        host.acquire_all([shape_of({"CPU": 1}), shape_of({"GPU": 1}), shape_of({"GPU": 1})]) is None
+    )
+    assert (host.available, host._gpu_free) == before
+    # The counters must fit summed.
+    assert host.acquire_all([shape_of({"CPU": 1.5}), shape_of({"CPU": 1})]) is None
+    assert (host.available, host._gpu_free) == before
+    got = host.acquire_all([shape_of({"GPU": 0.5}), shape_of({"CPU": 1}), shape_of({"GPU": 1})])
+    assert got == [[0], [], [1]]
+    assert host.available == {"CPU": 1.0, "GPU": 0.0}
+
+
+def test_acquire_all_places_the_largest_fractions_first():
+    host = ResourcePool({"GPU": 2})
+    assert host.acquire(shape_of({"GPU": 0.5})) == [0]
+    assert host.acquire(shape_of({"GPU": 0.6})) == [1]
+    # Free: 0.5 on device 0, 0.4 on device 1. Best fit in the given order would put
+    # 0.1 on device 1 and then find no room for the second 0.4; largest first fits all.
+    bundles = [shape_of({"GPU": 0.1}), shape_of({"GPU": 0.4}), shape_of({"GPU": 0.4})]
+    assert host.acquire_all(bundles) == [[0], [1], [0]]
+    assert host.available["GPU"] == pytest.approx(0.0)
+    assert not host.fits(shape_of({"GPU": 0.01}))
 
 
 # ====================================================================== ReadyQueue
@@ -600,12 +656,12 @@ def test_removing_a_created_group_returns_its_resources_and_fails_its_work():
     assert isinstance(pickle.loads(call[2]), exc.TaskPlacementGroupRemoved)
     assert rt.actors.calls == [("end_group_actors", spec.pg_id)]
     assert rt.dispatched == 1
-    # pg.ready() now raises.
-    entry = _ready(rt, spec.pg_id)
-    assert entry is not None and entry.is_error
-    error = pickle.loads(entry.data)
+    # pg.ready()'s object is freed; a get of it raises from its id.
+    assert _ready(rt, spec.pg_id) is None
+    error = pickle.loads(mgr.ready_gone_payload(P.pg_ready_object_id(spec.pg_id)))
     assert isinstance(error, exc.TaskPlacementGroupRemoved)
     assert str(error) == "The placement group corresponding to this task has been removed."
+    assert mgr.ready_gone_payload(b"x" * 28) is None  # not a pg.ready() object
 
 
 def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
@@ -616,8 +672,7 @@ def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
     mgr.on_create(None, spec)
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     assert rt.resources.available == {"CPU": 0.0}  # not given back: never taken
-    entry = _ready(rt, spec.pg_id)
-    assert entry.ready and entry.is_error
+    assert _ready(rt, spec.pg_id) is None
     rt.resources.release(task, [])
     mgr.place_pending()
     assert mgr.get(spec.pg_id).state == "REMOVED"
@@ -703,12 +758,6 @@ def test_derived_resources_name_each_bundle_and_the_group():
     assert mgr.derived_resources(available=False) == expected_totals
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _try_place checks the sum of the bundles against the host, then acquires "
-    "bundle by bundle: a fractional-GPU bundle that fits no single device still gets "
-    "acquired (GPU ids []) and the group is CREATED",
-)
 def test_a_group_whose_fractional_gpu_bundle_fits_no_device_stays_pending():
     mgr, rt = _manager({"GPU": 3})
     assert rt.resources.acquire(shape_of({"GPU": 0.6})) == [0]
@@ -722,11 +771,6 @@ def test_a_group_whose_fractional_gpu_bundle_fits_no_device_stays_pending():
     assert rt.resources.available["GPU"] == pytest.approx(1.8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _try_place asks the host to fit the bundles' summed GPU (0.8) on one "
-    "device, so fractional bundles that fit on different devices are never placed",
-)
 def test_fractional_gpu_bundles_may_go_to_different_devices():
     mgr, rt = _manager({"GPU": 2})
     assert rt.resources.acquire(shape_of({"GPU": 0.6})) == [0]

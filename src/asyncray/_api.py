@@ -184,7 +184,7 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
         return value
     ids = [r._id for r in refs]
     reply = c.request(P.GetObjects(c.next_req_id(), ids, t))
-    return _values_of(c, ids, reply, single)
+    return _values_of(c, refs, reply, single)
 
 
 _MISS: Any = object()
@@ -199,23 +199,34 @@ def _get_locally(c: _client.ClientBase, refs: list[ObjectRef[Any]], single: bool
     return _MISS
 
 
-def _values_of(c: _client.ClientBase, ids: list[bytes], reply: P.ObjectsReply, single: bool) -> Any:
+def _values_of(
+    c: _client.ClientBase, asked: list[ObjectRef[Any]], reply: P.ObjectsReply, single: bool
+) -> Any:
     """The values a get reply carries (raising the first error); small ones are kept locally."""
     values = _client.decode_objects(reply)
-    _remember(c.local_values, ids, reply)
+    _remember(c.local_values, asked, reply)
     return values[0] if single else values
 
 
-def _remember(local: dict[bytes, bytes], ids: list[bytes], reply: P.ObjectsReply) -> None:
-    """Keep small fetched values in the local store for the next get."""
-    for oid, data, is_error in zip(ids, reply.values, reply.errors):
+def _remember(
+    local: dict[bytes, bytes], asked: list[ObjectRef[Any]], reply: P.ObjectsReply
+) -> None:
+    """Keep small fetched values in the local store for the next get.
+
+    Only for refs this process owns: their release drops the value again. A
+    ref it does not own (``pg.ready()``, ``completed()``) is never released, so
+    its value would stay for good (and a removed group's ``pg.ready()`` would
+    keep answering).
+    """
+    for ref, data, is_error in zip(asked, reply.values, reply.errors):
         if (
-            data is not None
+            ref._owned
+            and data is not None
             and not is_error
             and len(data) <= _client.LOCAL_VALUE_LIMIT
             and not refs.has_refs(data)
         ):
-            local[oid] = data
+            local[ref._id] = data
 
 
 async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
@@ -232,7 +243,7 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
         return value
     ids = [r._id for r in refs]
     reply = await c.request_async(P.GetObjects(c.next_req_id(), ids, t))
-    return _values_of(c, ids, reply, single)
+    return _values_of(c, refs, reply, single)
 
 
 def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:

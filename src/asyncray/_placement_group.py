@@ -74,14 +74,14 @@ class PlacementGroup:
     def wait(self, timeout_seconds: float = 30) -> bool:
         """Block until the group is created (True) or ``timeout_seconds`` pass (False)."""
         ready, _ = _api.wait([self.ready()], timeout=timeout_seconds)
-        if ready and _state(self) == "REMOVED":
+        if ready and _state(self) != "CREATED":  # removed (or its record long dropped)
             raise Exception(f"Placement group {self.id!r} does not exist.")
         return bool(ready)
 
     async def wait_async(self, timeout_seconds: float = 30) -> bool:
         """The awaitable twin of ``wait``."""
         ready, _ = await _api.wait_async([self.ready()], timeout=timeout_seconds)
-        return bool(ready) and _state(self) != "REMOVED"
+        return bool(ready) and _state(self) == "CREATED"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroup) and other.id == self.id

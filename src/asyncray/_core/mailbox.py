@@ -14,9 +14,12 @@ Life of an actor::
     StartActor sent) → alive ⇄ restarting → dead
 
 Death fails every in-flight and queued call, and every later one, with the
-actor's death error. A crash restarts the actor while ``max_restarts``
-allows; in-flight calls are then retried per ``max_task_retries`` or fail
-with ``ActorUnavailableError``. ``ActorManager`` is part of the ``Runtime``:
+actor's death error. A dead actor's record goes (once its process is gone);
+its death error stays as a tombstone in ``dead``, the newest
+``maximum_gcs_destroyed_actor_cached_count`` of them (``retention.py``).
+A crash restarts the actor while ``max_restarts`` allows; in-flight calls
+are then retried per ``max_task_retries`` or fail with
+``ActorUnavailableError``. ``ActorManager`` is part of the ``Runtime``:
 it touches runtime state only on the runtime loop.
 """
 
@@ -26,13 +29,14 @@ import errno
 import logging
 import os
 import signal
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from . import retention
 from .child_checks import task_done_problem
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
@@ -50,6 +54,7 @@ TERMINATE = "__ray_terminate__"
 # atexit handlers run) before the runtime kills it: a process that says it
 # exits and lives on would hold its resources for the rest of the session.
 EXIT_GRACE_S = 10.0
+_GROUP_REMOVED = "The actor is dead because its placement group was removed."
 
 
 class CallRecord:
@@ -122,7 +127,11 @@ class ActorManager:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        # Actors not dead yet (a dead one leaves only its tombstone in ``dead``).
         self.actors: dict[bytes, ActorRecord] = {}
+        # Dead actors' death errors, oldest first, at most ``dead_kept`` of them.
+        self.dead: OrderedDict[bytes, bytes] = OrderedDict()
+        self.dead_kept = retention.current().dead_actors
         self.names: dict[tuple[str, str], bytes] = {}
         self.pending: deque[ActorRecord] = deque()
         # Live calls by task id, and the actor each belongs to (cancel, children).
@@ -241,6 +250,10 @@ class ActorManager:
             if actor.state != "pending":
                 continue
             pool = self.rt.pool_for(actor.group, actor.place_shape)
+            if pool is None and actor.group is not None and self.rt.groups.is_gone(actor.group[0]):
+                # Created in a group removed before it was placed: it would never start.
+                self._die(actor, self._died_payload(actor, _GROUP_REMOVED))
+                continue
             if pool is None or not pool.fits(actor.hold_shape):
                 still.append(actor)  # actors in other pools may still fit
                 continue
@@ -316,7 +329,8 @@ class ActorManager:
             self.rt.own(conn, msg.return_ids)
         actor = self.actors.get(msg.actor_id)
         if actor is None:
-            self._seal_call(call, self._unknown_actor_payload(msg.actor_id), True)
+            death = self.dead.get(msg.actor_id) or self._unknown_actor_payload(msg.actor_id)
+            self._seal_call(call, death, True)
             return
         if actor.state == "dead" or actor.exiting:
             self._seal_call(
@@ -652,6 +666,7 @@ class ActorManager:
     def _die(self, actor: ActorRecord, death: bytes) -> None:
         actor.state = "dead"
         actor.death = death
+        self._bury(actor.actor_id, death)
         if actor.holding_args:
             actor.holding_args = False
             spec = actor.spec
@@ -686,6 +701,15 @@ class ActorManager:
             if not call.failed:
                 self._seal_call(call, death, True)
 
+    def _bury(self, actor_id: bytes, death: bytes) -> None:
+        """The record goes (its process, if any, still points to it until it exits); the
+        death error stays as a tombstone, among the newest ``dead_kept``."""
+        self.actors.pop(actor_id, None)
+        dead = self.dead
+        dead[actor_id] = death
+        while len(dead) > self.dead_kept:
+            dead.popitem(last=False)
+
     def _drop_name(self, actor: ActorRecord) -> None:
         if actor.name_key is not None and self.names.get(actor.name_key) == actor.actor_id:
             del self.names[actor.name_key]
@@ -708,9 +732,7 @@ class ActorManager:
             actor.holding = False  # the bundle's resources go back with the group
             self._die(
                 actor,
-                self._died_payload(
-                    actor, "The actor is dead because its placement group was removed."
-                ),
+                self._died_payload(actor, _GROUP_REMOVED),
             )
 
     # ================================================================ lookup
@@ -750,7 +772,11 @@ class ActorManager:
         return ser.dumps_function(
             exc.ActorDiedError(
                 actor_id.hex(),
-                f"Can't find actor {actor_id.hex()}: it was never created in this session "
-                "(actor handles are not valid across asyncray sessions) or it is gone.",
+                f"The actor {actor_id.hex()} is dead or unknown: no record of it is left. "
+                f"Either it died and its record was dropped (asyncray remembers the "
+                f"{self.dead_kept} most recent dead actors; raise "
+                f"_system_config['{retention.DEAD_ACTORS_KEY}'] to keep more), or it was "
+                "never created in this session (actor handles are not valid across "
+                "sessions).",
             )
         )

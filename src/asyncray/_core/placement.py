@@ -8,18 +8,26 @@ than one bundle cannot be satisfied on one host and stays ``PENDING``, as in
 Ray. Removing a group ends the actors in it, fails its queued and running
 tasks with ``TaskPlacementGroupRemoved``, and returns its resources.
 
+A removed group's ``pg.ready()`` object is freed: a get of it is answered
+with ``TaskPlacementGroupRemoved`` from its id (``ready_gone_payload``). The
+record stays for ``placement_group_table`` among the newest
+``REMOVED_GROUPS_KEPT`` removed ones (``retention.py``), so creating and
+removing groups all day keeps memory flat.
+
 ``PlacementGroupManager`` is part of the ``Runtime`` and touches state only
 on the runtime loop.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
+from . import retention
 from .scheduler import ResourcePool, Shape, shape_of
 
 if TYPE_CHECKING:
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
 
 # Ray reports this much of the ``bundle`` resource per bundle.
 BUNDLE_UNITS = 1000.0
+# What every ``pg.ready()`` object id starts with.
+_READY_PREFIX = P.pg_ready_object_id(b"")[:-4]
 
 
 class PlacementGroupRecord:
@@ -61,12 +71,21 @@ class PlacementGroupManager:
         self.rt = runtime
         self.groups: dict[bytes, PlacementGroupRecord] = {}
         self.pending: list[PlacementGroupRecord] = []
+        # Removed groups still in ``groups``, oldest first, at most ``removed_kept``.
+        self.removed: deque[bytes] = deque()
+        self.removed_kept = retention.current().removed_groups
 
     def __iter__(self) -> Iterator[PlacementGroupRecord]:
         return iter(self.groups.values())
 
     def get(self, pg_id: bytes) -> PlacementGroupRecord | None:
         return self.groups.get(pg_id)
+
+    def is_gone(self, pg_id: bytes) -> bool:
+        """The group was removed (or its record, long removed, was dropped): nothing will
+        ever run in it."""
+        group = self.groups.get(pg_id)
+        return group is None or group.state == "REMOVED"
 
     # ================================================================ create
 
@@ -91,25 +110,14 @@ class PlacementGroupManager:
         spec = group.spec
         if spec.strategy == "STRICT_SPREAD" and len(spec.bundles) > 1:
             return False  # needs one node per bundle: never on one host
-        total: dict[str, float] = {}
-        for bundle in spec.bundles:
-            for name, qty in bundle.items():
-                total[name] = total.get(name, 0.0) + qty
-        host = self.rt.resources
-        if not host.fits(shape_of(total)) or not self._gpus_fit(spec.bundles):
+        gpu_ids = self.rt.resources.acquire_all([shape_of(b) for b in spec.bundles])
+        if gpu_ids is None:
             return False
-        for bundle in spec.bundles:
-            gpu_ids = host.acquire(shape_of(bundle))
-            group.gpu_ids.append(gpu_ids)
-            group.bundles.append(ResourcePool(bundle, gpu_ids=gpu_ids))
+        group.gpu_ids = gpu_ids
+        group.bundles = [ResourcePool(b, gpu_ids=ids) for b, ids in zip(spec.bundles, gpu_ids)]
         group.state = "CREATED"
         self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), spec.handle)
         return True
-
-    def _gpus_fit(self, bundles: list[dict[str, float]]) -> bool:
-        whole = sum(int(b.get("GPU", 0)) for b in bundles if b.get("GPU", 0) >= 1)
-        free = sum(1 for f in self.rt.resources._gpu_free if f >= 1 - 1e-9)
-        return whole <= free
 
     # ================================================================ remove
 
@@ -119,19 +127,34 @@ class PlacementGroupManager:
             return
         was_created = group.state == "CREATED"
         group.state = "REMOVED"
-        removed = ser.dumps_function(exc.TaskPlacementGroupRemoved())
-        ready = self.rt.objects.get(P.pg_ready_object_id(group.pg_id))
-        if ready is None or ready.data is None:
-            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
-        else:  # pg.ready() of a removed group raises, as in Ray
-            self.rt.objects.release(P.pg_ready_object_id(group.pg_id))
-            self.rt.objects.seal(P.pg_ready_object_id(group.pg_id), removed, True)
+        removed = removed_payload()
+        ready_id = P.pg_ready_object_id(group.pg_id)
+        ready = self.rt.objects.get(ready_id)
+        if ready is not None and ready.data is None:
+            self.rt.objects.seal(ready_id, removed, True)  # who waits on pg.ready() raises
+        # The group's unit: the entry goes (later gets raise from ``ready_gone_payload``).
+        self.rt.objects.release(ready_id)
         self.rt.fail_group_tasks(group.pg_id, removed)
         self.rt.actors.end_group_actors(group.pg_id)
         if was_created:
             for bundle, gpu_ids in zip(group.spec.bundles, group.gpu_ids):
                 self.rt.resources.release(shape_of(bundle), gpu_ids)
+        group.bundles = []
+        group.gpu_ids = []
+        self._keep_removed(group.pg_id)
         self.rt.dispatch()
+
+    def _keep_removed(self, pg_id: bytes) -> None:
+        """Keep the removed group's record for inspection; drop the oldest beyond the bound."""
+        self.removed.append(pg_id)
+        while len(self.removed) > self.removed_kept:
+            self.groups.pop(self.removed.popleft(), None)
+
+    def ready_gone_payload(self, object_id: bytes) -> bytes | None:
+        """The error for a ``pg.ready()`` object that is gone (its group was removed)."""
+        if object_id.startswith(_READY_PREFIX):
+            return removed_payload()
+        return None
 
     # ================================================================ state
 
@@ -179,3 +202,8 @@ class PlacementGroupManager:
                 out[f"bundle_group_{i}_{gid}"] = BUNDLE_UNITS
                 out[f"bundle_group_{gid}"] = out.get(f"bundle_group_{gid}", 0.0) + BUNDLE_UNITS
         return out
+
+
+def removed_payload() -> bytes:
+    """``pg.ready()`` and the tasks of a removed group raise this, as in Ray."""
+    return ser.dumps_function(exc.TaskPlacementGroupRemoved())

@@ -44,7 +44,7 @@ from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_prob
 from .conn import Conn
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
-from .placement import PlacementGroupManager
+from .placement import PlacementGroupManager, removed_payload
 from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .store import SegmentStore, StoreFull
@@ -559,6 +559,9 @@ class Runtime:
                 release(oid, n)
 
     def _lost_payload(self, oid: bytes) -> bytes:
+        gone_group = self.groups.ready_gone_payload(oid)
+        if gone_group is not None:
+            return gone_group  # pg.ready() of a removed group raises, as in Ray
         err = exc.ObjectLostError(
             oid.hex(),
             "",
@@ -849,6 +852,8 @@ class Runtime:
             while queue:
                 pool = pool_for(group, shape)
                 if pool is None:
+                    if group is not None and self.groups.is_gone(group[0]):
+                        self._fail_queued_in_gone_group(key)
                     break
                 if not idle:
                     short = True
@@ -861,6 +866,12 @@ class Runtime:
                     self._start_failed(task, worker)
         if short:
             self._grow_pool()
+
+    def _fail_queued_in_gone_group(self, key: TaskKey) -> None:
+        """Tasks submitted to a group removed before they came never run: they fail."""
+        error = removed_payload()
+        while self.ready.has(key):
+            self._fail_task(self.ready.pop(key), error)
 
     def pool_for(self, group: tuple[bytes, int] | None, shape: Shape) -> ResourcePool | None:
         """The pool a request of ``shape`` can draw from now: the host's, or its group's bundle."""
@@ -1516,6 +1527,9 @@ class Runtime:
             return
         stream.released = True
         self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)
+        if 0 <= stream.count < stream.consumed:
+            # The consumer took the end marker; no ref of it holds its unit: let it go.
+            self.objects.release(msg.task_id + (stream.count + 1).to_bytes(4, "little"))
         self.objects.release(msg.task_id + STREAM_COMPLETION)
         if stream.count >= 0:
             del self.streams[msg.task_id]

@@ -49,15 +49,31 @@ _shapes: dict[int, tuple[dict[str, float], Shape]] = {}
 
 
 class ResourcePool:
-    """Totals and availability of the host's resources, plus GPU slot ids."""
+    """Totals and availability of the host's resources, plus GPU slot ids.
+
+    Each GPU is a slot with a capacity: 1.0 for a device of the host, or the
+    share of a device a placement-group bundle reserved (``{"GPU": 0.5}`` is
+    one slot of 0.5). A request below one GPU must fit in one slot; a whole
+    request takes whole, wholly free devices (the fraction of a ``1.5`` goes
+    to one more slot).
+    """
 
     def __init__(self, totals: dict[str, float], gpu_ids: list[int] | None = None) -> None:
         self.totals = {k: float(v) for k, v in totals.items()}
         self.available = dict(self.totals)
-        # Free capacity of each GPU slot: whole requests take whole devices.
-        self._gpu_free = [1.0] * int(self.totals.get("GPU", 0))
-        # The device id of each slot (a placement-group bundle owns some of the host's).
-        self._gpu_names = gpu_ids if gpu_ids is not None else list(range(len(self._gpu_free)))
+        gpus = self.totals.get("GPU", 0.0)
+        whole = int(gpus + _EPSILON)
+        fraction = gpus - whole
+        capacities = [1.0] * whole + ([fraction] if fraction > _EPSILON else [])
+        # Capacity and free share of each GPU slot, and its device id (a bundle
+        # owns the ids the host gave it; the host's are 0..n-1).
+        self._gpu_cap = capacities
+        self._gpu_free = list(capacities)
+        self._gpu_names = gpu_ids if gpu_ids is not None else list(range(len(capacities)))
+        if len(self._gpu_names) != len(capacities):
+            raise ValueError(
+                f"{len(self._gpu_names)} GPU ids given for {gpus:g} GPUs ({len(capacities)} slots)"
+            )
 
     def fits(self, shape: Shape, available: dict[str, float] | None = None) -> bool:
         avail = self.available if available is None else available
@@ -67,7 +83,7 @@ class ResourcePool:
         if available is None:
             for name, qty in shape:
                 if name == "GPU":
-                    return self._gpu_fits(qty)
+                    return _pick_gpus(self._gpu_free, qty) is not None
         return True
 
     def acquire(self, shape: Shape) -> list[int]:
@@ -78,6 +94,36 @@ class ResourcePool:
             if name == "GPU":
                 gpu_ids = self._take_gpus(qty)
         return gpu_ids
+
+    def acquire_all(self, shapes: list[Shape]) -> list[list[int]] | None:
+        """Take every one of ``shapes`` together, or nothing (a placement group's bundles).
+
+        Returns each shape's GPU ids, in order, or None if they do not all fit
+        at once. Counters must fit summed; GPU shares are planned largest
+        first (whole devices, then fractions best-fit), so bundles that fit on
+        different devices are placed and a fraction that fits no device is not.
+        """
+        total: dict[str, float] = {}
+        for shape in shapes:
+            for name, qty in shape:
+                total[name] = total.get(name, 0.0) + qty
+        for name, qty in total.items():
+            if self.available.get(name, 0.0) + _EPSILON < qty:
+                return None
+        free = list(self._gpu_free)
+        slots: list[list[int]] = [[] for _ in shapes]
+        wanted = [(dict(shape).get("GPU", 0.0), i) for i, shape in enumerate(shapes)]
+        for qty, i in sorted((w for w in wanted if w[0] > 0), key=lambda w: -w[0]):
+            picked = _pick_gpus(free, qty)
+            if picked is None:
+                return None
+            _take_slots(free, picked, qty)
+            slots[i] = picked
+        for shape in shapes:
+            for name, qty in shape:
+                self.available[name] = self.available.get(name, 0.0) - qty
+        self._gpu_free = free
+        return [[self._gpu_names[j] for j in picked] for picked in slots]
 
     def release(self, shape: Shape, gpu_ids: list[int]) -> None:
         for name, qty in shape:
@@ -95,29 +141,49 @@ class ResourcePool:
 
     # ---------------------------------------------------------------- GPU ids
 
-    def _gpu_fits(self, qty: float) -> bool:
-        if qty >= 1:
-            return sum(1 for f in self._gpu_free if f >= 1 - _EPSILON) >= int(qty)
-        return any(f + _EPSILON >= qty for f in self._gpu_free)
-
     def _take_gpus(self, qty: float) -> list[int]:
-        if qty >= 1:
-            slots = [i for i, f in enumerate(self._gpu_free) if f >= 1 - _EPSILON][: int(qty)]
-            for i in slots:
-                self._gpu_free[i] = 0.0
-            return [self._gpu_names[i] for i in slots]
-        # Fractional: pack onto the fullest device that still fits, as Ray does.
-        candidates = [i for i, f in enumerate(self._gpu_free) if f + _EPSILON >= qty]
-        if not candidates:
+        picked = _pick_gpus(self._gpu_free, qty)
+        if picked is None:
             return []
-        i = min(candidates, key=lambda j: self._gpu_free[j])
-        self._gpu_free[i] -= qty
-        return [self._gpu_names[i]]
+        _take_slots(self._gpu_free, picked, qty)
+        return [self._gpu_names[i] for i in picked]
 
     def _give_gpus(self, qty: float, ids: list[int]) -> None:
-        for gpu in ids:
+        shares = _shares(qty, len(ids))
+        for gpu, share in zip(ids, shares):
             i = self._gpu_names.index(gpu)
-            self._gpu_free[i] = min(1.0, self._gpu_free[i] + (1.0 if qty >= 1 else qty))
+            self._gpu_free[i] = min(self._gpu_cap[i], self._gpu_free[i] + share)
+
+
+def _pick_gpus(free: list[float], qty: float) -> list[int] | None:
+    """The slots a GPU request takes from ``free``, or None if it does not fit.
+
+    Whole devices for the whole part (slots of capacity 1 with nothing taken);
+    the fraction packs onto the fullest other slot that still fits, as Ray does.
+    """
+    whole = int(qty + _EPSILON)
+    fraction = qty - whole
+    slots = [i for i, f in enumerate(free) if f >= 1 - _EPSILON][:whole]
+    if len(slots) < whole:
+        return None
+    if fraction > _EPSILON:
+        candidates = [i for i, f in enumerate(free) if f + _EPSILON >= fraction and i not in slots]
+        if not candidates:
+            return None
+        slots.append(min(candidates, key=lambda j: free[j]))
+    return slots
+
+
+def _shares(qty: float, n: int) -> list[float]:
+    """What each of the ``n`` slots a request of ``qty`` took holds: 1.0 each, the fraction last."""
+    whole = int(qty + _EPSILON)
+    fraction = qty - whole
+    return [1.0] * min(whole, n) + ([fraction] if fraction > _EPSILON and n > whole else [])
+
+
+def _take_slots(free: list[float], slots: list[int], qty: float) -> None:
+    for i, share in zip(slots, _shares(qty, len(slots))):
+        free[i] -= share
 
 
 class ReadyQueue(Generic[K]):

@@ -27,6 +27,7 @@ from .. import exceptions as exc
 from .._clients import base
 from .._clients.driver import DriverClient
 from .._clients.worker import WorkerClient
+from .._core import retention
 from .._wire import shm
 from .._wire.channel import SocketChannel
 from . import resources as _resources
@@ -180,6 +181,7 @@ def init(
         store = _resources.store_config(
             object_store_memory, object_spilling_directory, _system_config
         )
+        retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
         _session = session
