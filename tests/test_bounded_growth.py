@@ -408,3 +408,44 @@ def test_a_consumed_generator_leaves_no_object_behind(ray_start: Any, via_actor:
     gc.collect()
     ray._api.client().flush_releases()
     wait_for_condition(lambda: not _runtime().streams and len(_runtime().objects) == before)
+
+
+@ray.remote
+def backpressured(n: int) -> Any:
+    yield from range(n)
+
+
+@ray.remote
+def credit_entries() -> int:
+    from asyncray._clients import base
+
+    return len(base.current().channel.credits)  # type: ignore[union-attr]
+
+
+@ray.remote
+class AsyncProducer:
+    async def backpressured(self, n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    def credit_entries(self) -> tuple[int, int]:
+        from asyncray._clients import base
+        from asyncray._worker import actor_host
+
+        hosts = [o for o in gc.get_objects() if type(o) is actor_host._AsyncHost]
+        assert len(hosts) == 1
+        return len(base.current().channel.credits), len(hosts[0].credit_waiters)  # type: ignore[union-attr]
+
+
+def test_a_producers_stream_credits_go_when_its_streams_end() -> None:
+    ray.init(num_cpus=1)
+    try:
+        actor = AsyncProducer.remote()
+        for _ in range(20):
+            opts = {"_generator_backpressure_num_objects": 1}
+            assert [ray.get(r) for r in backpressured.options(**opts).remote(3)] == [0, 1, 2]
+            assert [ray.get(r) for r in actor.backpressured.options(**opts).remote(3)] == [0, 1, 2]
+        assert ray.get(credit_entries.remote(), timeout=10) == 0  # the same (only) worker
+        assert ray.get(actor.credit_entries.remote(), timeout=10) == (0, 0)
+    finally:
+        ray.shutdown()

@@ -408,8 +408,16 @@ class SocketChannel:
             self._async_waiters[req_id] = future
 
     def _credit(self, msg: P.StreamCredit) -> None:
-        if msg.consumed > self.credits.get(msg.task_id, 0):
+        have = self.credits.get(msg.task_id)
+        if have is not None and msg.consumed > have:  # a late credit of an ended stream: dropped
             self.credits[msg.task_id] = msg.consumed
+
+    def open_credits(self, task_id: bytes) -> None:
+        """A stream produced here starts: its credits are counted until ``close_credits``."""
+        self.credits[task_id] = 0
+
+    def close_credits(self, task_id: bytes) -> None:
+        self.credits.pop(task_id, None)
 
     def wait_credit(self, task_id: bytes, consumed: int) -> None:
         """Block until the consumer has taken at least ``consumed`` items (backpressure)."""

@@ -393,7 +393,10 @@ class _AsyncHost:
                     future.set_result(None)
             else:
                 keep.append((need, future))
-        self.credit_waiters[task_id] = keep
+        if keep:
+            self.credit_waiters[task_id] = keep
+        else:  # nothing waits: no entry kept per stream ever produced
+            del self.credit_waiters[task_id]
 
     async def wait_credit(self, task_id: bytes, need: int) -> None:
         if self.state.channel.credits.get(task_id, 0) >= need:

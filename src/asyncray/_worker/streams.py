@@ -35,6 +35,11 @@ class StreamWriter:
         self.backpressure = backpressure
         self.error_payload = error_payload
         self.count = 0
+        channel.open_credits(task_id)
+
+    def close(self) -> None:
+        """The stream ended: forget its credits (a process produces many streams)."""
+        self.channel.close_credits(self.task_id)
 
     def emit(self, value: Any) -> None:
         try:
@@ -88,6 +93,8 @@ def produce_sync(writer: StreamWriter, gen: Any) -> int:
         raise  # exit, or cancel(): the runtime ends the stream itself
     except BaseException as e:  # the error becomes the last item
         writer.fail(e)
+    finally:
+        writer.close()
     return writer.count
 
 
@@ -122,4 +129,6 @@ async def produce_async(
         raise
     except BaseException as e:
         writer.fail(e)
+    finally:
+        writer.close()
     return writer.count
