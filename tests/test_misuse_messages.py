@@ -8,12 +8,11 @@ across ``shutdown()`` says it belongs to an earlier session.
 from __future__ import annotations
 
 import pytest
+from conftest import NUM_CPUS
 
 import asyncray
 from asyncray.exceptions import ObjectLostError
 from asyncray.util.placement_group import placement_group
-
-from conftest import NUM_CPUS
 
 
 @asyncray.remote

@@ -1,6 +1,6 @@
 """Every numeric option and argument rejects bad values at the call site.
 
-Table-driven: each option or argument × NaN, infinities, negatives, huge
+Table-driven: each option or argument crossed with NaN, infinities, negatives, huge
 ints (10**30, which cannot even be framed) and wrong types raises
 ``TypeError``/``ValueError`` naming it, at once — never a hang, a silent
 wrong result or a wedged worker. Valid edge values (None, 0, -1 meaning
@@ -14,13 +14,12 @@ import math
 import time
 
 import pytest
+from _helpers import wait_for_condition
 
 import asyncray
 from asyncray.util import ActorPool
 from asyncray.util.placement_group import placement_group
 from asyncray.util.queue import Empty, Full, Queue
-
-from _helpers import wait_for_condition
 
 NAN = float("nan")
 INF = float("inf")
@@ -233,7 +232,7 @@ def test_timeout_zero_and_none_still_work(ray_start):
     ],
 )
 def test_wait_rejects_a_bad_num_returns(ray_start, bad, kind):
-    with pytest.raises(kind, match="num_returns|number of objects"):
+    with pytest.raises(kind, match=r"num_returns|number of objects"):
         asyncray.wait([echo.remote(1)], num_returns=bad)
 
 
