@@ -54,9 +54,10 @@ MAX_WIRE_INT = 2**63 - 1
 # can never fit anywhere. Lower would refuse real byte counts for ``memory``.
 MAX_RESOURCE_QUANTITY = 1e14
 # ``num_returns`` ids, refs and object-table entries are all made when the
-# task is submitted: a million takes about a second and ~200 MB; beyond that
-# a typo (say ``10**9``) would stall the caller and exhaust memory instead of
-# failing. Ray has no explicit limit (it overflows at 2**63).
+# task is submitted. Measured (2-core VM, 2026-12-04): 10**5 returns submit
+# in 0.12 s, 10**6 in 1.2 s (3.6 s to the last value, ~440 MB peak RSS);
+# beyond that a typo (say ``10**9``) would stall the caller and exhaust
+# memory instead of failing. Ray has no explicit limit (it overflows at 2**63).
 MAX_NUM_RETURNS = 1_000_000
 # A timeout this long is "wait for ever": beyond it threading's lock
 # timeouts overflow (``threading.TIMEOUT_MAX`` is about 9.2e9 s) and uvloop

@@ -746,6 +746,10 @@ async def get_actor_async(name: str, namespace: str | None = None) -> ActorHandl
     """The awaitable twin of ``get_actor``."""
     if not name:
         raise ValueError("Please supply a non-empty value to get_actor")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name)}")
+    if namespace is not None:
+        check_namespace(namespace)
     session = _api._auto_init()
     client = session.client
     ns = namespace or session.namespace
