@@ -35,8 +35,8 @@ from asyncray.util.placement_group import placement_group, remove_placement_grou
 from asyncray.util.queue import Empty, Full, Queue
 
 SEED = int(os.environ.get("ASYNCRAY_FUZZ_SEED", "20261204"))
-# Calls per fuzz test; the whole file runs in a few seconds at this size.
-TRIALS = 400
+# Calls per fuzz test: 3-6 s on the 2-core VM.
+TRIALS = 1500
 # A call that neither returns nor raises within this is a hang.
 CALL_DEADLINE_S = 10.0
 
@@ -46,7 +46,6 @@ CALL_DEADLINE_S = 10.0
 ALLOWED = (
     TypeError,
     ValueError,
-    AttributeError,  # getattr of a missing actor method
     exc.GetTimeoutError,
     exc.ObjectLostError,
     exc.RayActorError,
@@ -228,8 +227,16 @@ def _generators(
     )
     k = pick()
     add(f"kill({k!r})", lambda: asyncray.kill(k, no_restart=pick()))
+    add(f"put_async({v!r})", lambda: asyncray.put_async(v))
+    add(f"cancel_async({c})", lambda: asyncray.cancel_async(c["ref"], force=c["force"]))
     g = _with_wrong(rng, {"name": "no-such-actor", "namespace": None})
     add(f"get_actor({g})", lambda: asyncray.get_actor(g["name"], namespace=g["namespace"]))
+    add(
+        f"get_actor_async({g})",
+        lambda: asyncray.get_actor_async(g["name"], namespace=g["namespace"]),
+    )
+    cargs = [pick() for _ in range(rng.choice((2, 3)))]
+    add(f"Counter.remote(*{cargs!r})", lambda: Counter.remote(*cargs))
 
     option = rng.choice(sorted(TASK_OPTIONS))
     ov = pick()
@@ -266,7 +273,13 @@ def _generators(
     margs = [pick() for _ in range(rng.choice((2, 3)))]
     add(f"actor.incr.remote(*{margs!r})", lambda: actor.incr.remote(*margs))
     name = rng.choice(("incr_", "inc", "x", "__ray_x", "_private"))
-    add(f"getattr(actor, {name!r})", lambda: getattr(actor, name).remote())
+
+    def missing_method() -> Any:
+        with pytest.raises(AttributeError, match="Its methods are: incr"):
+            getattr(actor, name).remote()
+
+    if not name.startswith("_"):
+        add(f"getattr(actor, {name!r})", missing_method)
 
     qa = _with_wrong(rng, {"maxsize": 0, "actor_options": None})
     add(f"Queue({qa})", lambda: Queue(maxsize=qa["maxsize"], actor_options=qa["actor_options"]))
@@ -287,6 +300,13 @@ def _generators(
     )
 
     add(f"queue.get({qg})", queue_get)
+
+    def queue_get_async() -> Any:
+        if _waits_for_ever(qg["timeout"]):
+            queue.put_nowait(1)
+        return queue.get_async(block=qg["block"], timeout=qg["timeout"])
+
+    add(f"queue.get_async({qg})", queue_get_async)
     n = pick()
     add(f"queue.get_nowait_batch({n!r})", lambda: queue.get_nowait_batch(n))
     add(f"queue.put_nowait_batch({n!r})", lambda: queue.put_nowait_batch(n))
@@ -306,6 +326,8 @@ def _generators(
 
     add(f"placement_group({pa})", make_group)
     add(f"remove_placement_group({n!r})", lambda: remove_placement_group(n))
+    add(f"get_placement_group({n!r})", lambda: asyncray.util.get_placement_group(n))
+    add(f"placement_group_table({n!r})", lambda: asyncray.util.placement_group_table(n))
     add(f"ActorPool({n!r})", lambda: ActorPool(n))
 
     def pool_get_next() -> Any:
@@ -327,6 +349,13 @@ def _generators(
         return [asyncray.get(r, timeout=CALL_DEADLINE_S / 2) for r in gen]
 
     add(f"wait([generator], timeout={gen_timeout!r})", generator_wait)
+    gen_method = rng.choice(("completed", "is_finished", "next_ready", "__next__"))
+
+    def generator_method() -> Any:
+        gen = count_to.remote(2)
+        getattr(gen, gen_method)(n)
+
+    add(f"generator.{gen_method}({n!r})", generator_method)
     context = asyncray.get_runtime_context()
     method = rng.choice(
         ("get_job_id", "get_node_id", "get_task_id", "get_actor_id", "get_assigned_resources")

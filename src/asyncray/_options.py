@@ -307,13 +307,26 @@ _CHECKS: dict[str, Any] = {
     "_num_objects_per_yield": lambda v: check_count(
         "_num_objects_per_yield", v, minimum=1, accepts="a positive integer"
     ),
+}
+# Checks of the options tasks and actors share (Ray's ``_common_options``).
+COMMON_CHECKS: dict[str, Any] = {
+    "num_cpus": _CHECKS["num_cpus"],
+    "num_gpus": _CHECKS["num_gpus"],
+    "memory": _CHECKS["memory"],
+    "resources": _check_resources,
+    "placement_group_bundle_index": _check_bundle_index,
     "name": _check_type("name", (str,)),
     "accelerator_type": _check_type("accelerator_type", (str,)),
     "enable_task_events": _check_type("enable_task_events", (bool,)),
     "placement_group_capture_child_tasks": _check_type(
         "placement_group_capture_child_tasks", (bool,)
     ),
+    "runtime_env": _check_type("runtime_env", (dict,)),
+    "label_selector": _check_type("label_selector", (dict,)),
+    "fallback_strategy": _check_type("fallback_strategy", (list,)),
+    "_labels": _check_type("_labels", (dict,)),
 }
+_CHECKS.update(COMMON_CHECKS)
 
 
 def validate_task_options(options: dict[str, Any], *, in_options_call: bool = False) -> None:

@@ -223,6 +223,8 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     """The live group named ``placement_group_name`` in this namespace."""
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
+    if not isinstance(placement_group_name, str):
+        raise TypeError(f"placement_group_name must be a string, got {type(placement_group_name)}")
     session = _api._auto_init()
     blob = session.client.query_arg("pg_by_name", f"{session.namespace}\x00{placement_group_name}")
     if blob is None:
@@ -232,6 +234,10 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:
     """State of one group, or of all groups keyed by id."""
+    if placement_group is not None and not isinstance(placement_group, PlacementGroup):
+        raise TypeError(
+            f"placement_group_table expects a PlacementGroup or None, got {type(placement_group)}"
+        )
     client = _api.client()
     if placement_group is None:
         return client.query_arg("pg_table", "")

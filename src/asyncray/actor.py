@@ -103,18 +103,15 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
             raise ValueError(
                 f"Invalid option keyword {key} for actors. Valid ones are {sorted(ACTOR_OPTIONS)}."
             )
-        if key in ("num_cpus", "num_gpus", "memory"):
-            _options._check_quantity(key, value)
-        elif key == "resources":
-            _options._check_resources(value)
+        common = _options.COMMON_CHECKS.get(key)
+        if common is not None:
+            common(value)
         elif key == "max_concurrency":
             _options.check_counting(key, value, infinite=False, maximum=MAX_CONCURRENCY)
         elif key in ("max_restarts", "max_task_retries", "max_pending_calls"):
             _options.check_counting(key, value, infinite=True)
         elif key == "_actor_generator_backpressure_num_objects":
             _options._check_backpressure(value, key)
-        elif key == "placement_group_bundle_index":
-            _options._check_bundle_index(value)
     name = options.get("name")
     if name is not None:
         if not isinstance(name, str):
