@@ -218,6 +218,9 @@ def _generators(
         f"wait_async({w})",
         lambda: asyncray.wait_async(w["refs"], num_returns=w["num_returns"], timeout=w["timeout"]),
     )
+    inside = pick()
+    add(f"get([ready, {inside!r}])", lambda: asyncray.get([ready, inside], timeout=1.0))
+    add(f"wait([ready, {inside!r}])", lambda: asyncray.wait([ready, inside], timeout=1.0))
     v = pick()
     add(f"put({v!r})", lambda: asyncray.put(v))
     c = _with_wrong(rng, {"ref": ready, "force": False, "recursive": True})
