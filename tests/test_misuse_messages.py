@@ -7,6 +7,8 @@ across ``shutdown()`` says it belongs to an earlier session.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from conftest import NUM_CPUS
 
@@ -36,6 +38,12 @@ class Account:
     def bank(code, *, country="NL"):
         return f"{country}{code}"
 
+    @classmethod
+    def kind(cls, short=False):
+        return "acct" if short else cls.__name__
+
+    fee = functools.partial(max, 0)  # a plain callable on the class: no self
+
 
 def test_a_misspelt_method_names_the_class_and_lists_its_methods(ray_start):
     account = Account.remote("ann")
@@ -45,7 +53,7 @@ def test_a_misspelt_method_names_the_class_and_lists_its_methods(ray_start):
     assert "'ActorHandle' object has no attribute 'deposti'" in message  # Ray's words first
     assert "Account" in message
     assert "Did you mean 'deposit'?" in message
-    assert "balance_of, bank, deposit" in message
+    assert "balance_of, bank, deposit, fee, kind" in message
     assert "__ray" not in message
     assert not hasattr(account, "nope")  # hasattr still works
 
@@ -98,6 +106,8 @@ def test_wrong_actor_method_arguments_raise_at_the_call_site(ray_start, call, me
     assert asyncray.get(account.deposit.remote(2)) == 2
     assert asyncray.get(account.deposit.remote(amount=3)) == 5
     assert asyncray.get(account.bank.remote(7, country="BE")) == "BE7"
+    assert asyncray.get(account.kind.remote(True)) == "acct"
+    assert asyncray.get(account.fee.remote(-5)) == 0
 
 
 def test_wrong_actor_constructor_arguments_name_the_class(ray_start):

@@ -240,8 +240,12 @@ def _call_spec(cls: type, attr: str, member: Any) -> CallSpec | None:
         return None
     raw = inspect.getattr_static(cls, attr, None)
     params = list(sig.parameters.values())
-    if not isinstance(raw, (staticmethod, classmethod)) and not inspect.ismethod(member):
-        params = params[1:]  # a plain function looked up on the class: drop self
+    if not isinstance(raw, (staticmethod, classmethod)) and (
+        inspect.isfunction(raw) or inspect.ismethoddescriptor(raw)
+    ):
+        # Binds the instance when called on it: drop ``self``. Static and class
+        # methods, and plain callables stored on the class, take what they show.
+        params = params[1:]
     sig = sig.replace(parameters=params)
     spec = tuple((p.name, _KINDS.index(p.kind), p.default is not p.empty) for p in params)
     return spec, str(sig)
