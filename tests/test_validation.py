@@ -275,6 +275,7 @@ def test_queue_infinite_timeout_waits_and_zero_times_out(ray_start):
     ("call", "kind", "text"),
     [
         (lambda: Queue(maxsize=HUGE), ValueError, "maxsize"),
+        (lambda: Queue(maxsize=-HUGE), ValueError, "maxsize"),
         (lambda: Queue(maxsize=1.5), TypeError, "maxsize"),
         (lambda: Queue(maxsize=NAN), TypeError, "maxsize"),
         (lambda: Queue().get_nowait_batch(HUGE), ValueError, "num_items"),

@@ -92,9 +92,10 @@ class Queue:
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, got {type(maxsize).__name__}")
-        if maxsize > _options.MAX_WIRE_INT:
+        if not -_options.MAX_WIRE_INT <= maxsize <= _options.MAX_WIRE_INT:
             raise ValueError(
-                f"maxsize must be at most {_options.MAX_WIRE_INT} (or <= 0 for unbounded), "
+                f"maxsize must be at most {_options.MAX_WIRE_INT} (or from "
+                f"-{_options.MAX_WIRE_INT} to 0 for unbounded), "
                 f"got {_options.shown(maxsize)}"
             )
         _check_actor_options(actor_options)
