@@ -77,7 +77,7 @@ def wrong_values() -> list[Any]:
         float("nan"),
         float("inf"),
         -float("inf"),
-        1.5,
+        0.25,  # a fraction where a count is wanted (short as a timeout)
         -0.5,
         "",
         "x",
@@ -410,4 +410,59 @@ def test_init_with_wrong_arguments_raises_or_starts_cleanly(shutdown_only):
         assert asyncray.get(echo.options(num_cpus=0).remote(1), timeout=CALL_DEADLINE_S) == 1
         asyncray.shutdown()
     asyncray.init(num_cpus=NUM_CPUS)
+    _assert_runtime_healthy()
+
+
+def _child_calls(v: Any, target: Any, queue: Queue) -> list[tuple[str, Callable[[], Any]]]:
+    """The calls ``_fuzz_inside_a_task`` makes with the wrong value ``v``."""
+    return [
+        ("get", lambda: asyncray.get(target, timeout=v)),
+        ("wait", lambda: asyncray.wait([target], timeout=v)),
+        ("queue.get", lambda: queue.get(timeout=v)),
+        ("Queue", lambda: Queue(maxsize=v)),
+        ("echo.options(max_retries)", lambda: echo.options(max_retries=v).remote(1)),
+        ("echo.options(num_returns)", lambda: echo.options(num_returns=v).remote(1)),
+        (
+            "count_to.options(backpressure)",
+            lambda: count_to.options(_generator_backpressure_num_objects=v).remote(1),
+        ),
+        ("put", lambda: asyncray.put(v)),
+    ]
+
+
+@asyncray.remote(max_retries=0)
+def _fuzz_inside_a_task(seed: int, boxed: list[Any]) -> Any:
+    """Wrong arguments from a child, whose messages are framed (the driver's are not).
+
+    Returns None, or ``(label, value, error)`` for the first call that raised
+    something not allowed.
+    """
+    ready, pending = boxed
+    rng = random.Random(seed)
+    queue = Queue()
+    for _ in range(40):
+        v = rng.choice(wrong_values())
+        target = ready if _waits_for_ever(v) else pending
+        if _waits_for_ever(v):
+            queue.put_nowait(1)
+        calls = _child_calls(v, target, queue)
+        for label, call in calls:
+            try:
+                call()
+            except ALLOWED as e:
+                if isinstance(e, exc.RaySystemError):
+                    return (label, repr(v), repr(e))
+            except BaseException as e:
+                return (label, repr(v), repr(e))
+    return None
+
+
+def test_wrong_arguments_inside_a_task_raise_clearly_and_never_hang(ray_start):
+    ready = asyncray.put("ready")
+    pending = forever.remote()
+    failure = asyncray.get(
+        _fuzz_inside_a_task.remote(SEED, [ready, pending]), timeout=CALL_DEADLINE_S * 3
+    )
+    assert failure is None, f"inside a task, {failure[0]}({failure[1]}) raised {failure[2]}"
+    asyncray.cancel(pending, force=True)
     _assert_runtime_healthy()
