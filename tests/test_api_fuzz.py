@@ -427,6 +427,10 @@ def _child_calls(v: Any, target: Any, queue: Queue) -> list[tuple[str, Callable[
             lambda: count_to.options(_generator_backpressure_num_objects=v).remote(1),
         ),
         ("put", lambda: asyncray.put(v)),
+        ("get_actor", lambda: asyncray.get_actor(v)),
+        ("cancel", lambda: asyncray.cancel(v)),
+        ("placement_group", lambda: remove_placement_group(placement_group([{"CPU": v}]))),
+        ("Queue.get_nowait_batch", lambda: queue.get_nowait_batch(v)),
     ]
 
 
