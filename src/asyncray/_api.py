@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import numbers
 import socket
 import warnings
 from typing import Any
 
-from . import _task_context
+from . import _options, _task_context
 from . import exceptions as exc
 from ._clients import base as _client
 from ._session.bootstrap import (
@@ -121,14 +120,12 @@ def _check_get_input(object_refs: Any) -> tuple[list[ObjectRef[Any]], bool]:
     return object_refs, False
 
 
-def _timeout_value(timeout: Any) -> float:
+def _timeout_value(timeout: Any, name: str = "timeout") -> float:
+    """The wire's timeout for a user's ``timeout`` (checked: NaN, negative, not a number)."""
     if timeout is None:
-        return P.NO_TIMEOUT
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if timeout < 0:
-        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
-    return float(timeout)
+        return P.NO_TIMEOUT  # the common case: no call
+    seconds = _options.check_timeout(name, timeout)
+    return P.NO_TIMEOUT if seconds is None else seconds
 
 
 def _is_generator(value: Any) -> bool:
@@ -320,7 +317,13 @@ def _check_wait_input(
 
 
 def _check_num_returns(num_returns: Any, n: int) -> None:
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int):
+        raise TypeError(
+            "The 'num_returns' argument of wait() must be an int, got "
+            f"{_options.shown(num_returns)} "
+            f"(type {type(num_returns).__name__})."
+        )
+    if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
     if num_returns > n:
         raise ValueError(

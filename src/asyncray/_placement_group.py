@@ -9,11 +9,10 @@ blocks with a timeout. Tasks and actors scheduled with
 
 from __future__ import annotations
 
-import numbers
-import os
 from typing import Any
 
 from . import _api, _options, _task_context
+from ._clients import session_ids
 from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
@@ -67,12 +66,18 @@ class PlacementGroup:
         return not self.bundle_cache
 
     def ready(self) -> ObjectRef[PlacementGroup]:
-        """A ref that resolves to this group once it is created (raises if it was removed)."""
+        """A ref that resolves to this group once it is created (raises if it was removed).
+
+        Raises:
+            ValueError: the group was made in an earlier session (before ``shutdown()``).
+        """
         _api._auto_init()
+        check_session(self)
         return ObjectRef(P.pg_ready_object_id(self.id.binary()))
 
     def wait(self, timeout_seconds: float = 30) -> bool:
         """Block until the group is created (True) or ``timeout_seconds`` pass (False)."""
+        _options.check_timeout("timeout_seconds", timeout_seconds)
         ready, _ = _api.wait([self.ready()], timeout=timeout_seconds)
         if ready and _state(self) != "CREATED":  # removed (or its record long dropped)
             raise Exception(f"Placement group {self.id!r} does not exist.")
@@ -80,6 +85,7 @@ class PlacementGroup:
 
     async def wait_async(self, timeout_seconds: float = 30) -> bool:
         """The awaitable twin of ``wait``."""
+        _options.check_timeout("timeout_seconds", timeout_seconds)
         ready, _ = await _api.wait_async([self.ready()], timeout=timeout_seconds)
         return bool(ready) and _state(self) == "CREATED"
 
@@ -100,6 +106,19 @@ def _rebuild(binary: bytes, bundles: list[dict[str, float]]) -> PlacementGroup:
     return PlacementGroup(PlacementGroupID(binary), bundles)
 
 
+def check_session(pg: PlacementGroup) -> None:
+    """Raise ``ValueError`` if ``pg`` was made in an earlier session of this process.
+
+    Such a group no longer exists: a task scheduled on it would wait for ever.
+    """
+    if session_ids.from_ended_session(pg.id.binary()):
+        raise ValueError(
+            f"Placement group {pg.id.hex()} was created in an earlier asyncray session (before "
+            "the last shutdown()): placement groups do not survive shutdown(). Create it "
+            "again in this session."
+        )
+
+
 def _state(pg: PlacementGroup) -> str | None:
     row = _api.client().query_arg("pg_table", pg.id.hex())
     return None if row is None else row["state"]
@@ -114,17 +133,18 @@ def _check_bundles(bundles: Any) -> list[dict[str, float]]:
             '`[{"CPU": 1.0}, {"GPU": 1.0}]`. Got empty list instead.'
         )
     out = []
-    for bundle in bundles:
-        if (
-            not isinstance(bundle, dict)
-            or not bundle
-            or not all(isinstance(k, str) for k in bundle)
-            or not all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0  # type: ignore[operator]
-                for v in bundle.values()
+    for i, bundle in enumerate(bundles):
+        if not isinstance(bundle, dict) or not all(isinstance(k, str) for k in bundle):
+            raise ValueError(
+                "Bundles must be a non-empty list of resource dictionaries. For example: "
+                f'`[{{"CPU": 1.0}}, {{"GPU": 1.0}}]`. Bundle {i} is {bundle!r}.'
             )
-            or all(v == 0 for v in bundle.values())
-        ):
+        for name, qty in bundle.items():
+            try:
+                _options._check_quantity(name, qty)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"Placement group bundle {i}: {e}") from None
+        if not bundle or all(v == 0 for v in bundle.values()):
             raise ValueError(
                 "Bundles cannot be an empty dictionary or resources with only 0 values. "
                 f"Bundles: {bundles}"
@@ -151,11 +171,13 @@ def placement_group(
     """
     bundle_list = _check_bundles(bundles)
     strategy = strategy or "PACK"
-    if strategy not in VALID_STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in VALID_STRATEGIES:
         raise ValueError(
             f"Invalid placement group strategy {strategy}. Supported strategies are: "
             f"{sorted(VALID_STRATEGIES)}."
         )
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"Placement group name must be a string, got {type(name)}.")
     if lifetime not in (None, "detached"):
         raise ValueError(
             "Placement group `lifetime` argument must be either `None` or 'detached'. "
@@ -170,7 +192,7 @@ def placement_group(
                 f"Bundle {i} {bundle} can never be placed on this host: it asks for {parts}. "
                 "Shrink the bundle or pass more resources to asyncray.init()."
             )
-    pg_id = os.urandom(16)
+    pg_id = session_ids.new_id(16)
     handle = PlacementGroup(PlacementGroupID(pg_id), bundle_list)
     session.client.post(
         P.CreatePlacementGroup(
@@ -192,6 +214,8 @@ def remove_placement_group(placement_group: PlacementGroup) -> None:
         raise TypeError(
             f"remove_placement_group expects a PlacementGroup, got {type(placement_group)}"
         )
+    if session_ids.from_ended_session(placement_group.id.binary()):
+        return  # removed with its session
     _api.client().post(P.RemovePlacementGroup(placement_group.id.binary()))
 
 
@@ -199,6 +223,8 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     """The live group named ``placement_group_name`` in this namespace."""
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
+    if not isinstance(placement_group_name, str):
+        raise TypeError(f"placement_group_name must be a string, got {type(placement_group_name)}")
     session = _api._auto_init()
     blob = session.client.query_arg("pg_by_name", f"{session.namespace}\x00{placement_group_name}")
     if blob is None:
@@ -208,6 +234,10 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:
     """State of one group, or of all groups keyed by id."""
+    if placement_group is not None and not isinstance(placement_group, PlacementGroup):
+        raise TypeError(
+            f"placement_group_table expects a PlacementGroup or None, got {type(placement_group)}"
+        )
     client = _api.client()
     if placement_group is None:
         return client.query_arg("pg_table", "")

@@ -46,7 +46,7 @@ import queue
 from collections.abc import Iterable
 from typing import Any
 
-from . import _api
+from . import _api, _options
 from ._clients.base import decode_objects
 from ._wire import protocol as P
 from ._wire import serialization as ser
@@ -92,6 +92,12 @@ class Queue:
     def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, got {type(maxsize).__name__}")
+        if not -_options.MAX_WIRE_INT <= maxsize <= _options.MAX_WIRE_INT:
+            raise ValueError(
+                f"maxsize must be at most {_options.MAX_WIRE_INT} (or from "
+                f"-{_options.MAX_WIRE_INT} to 0 for unbounded), "
+                f"got {_options.shown(maxsize)}"
+            )
         _check_actor_options(actor_options)
         client = _api.client()
         self.maxsize = maxsize
@@ -146,8 +152,7 @@ class Queue:
             ValueError: ``timeout`` is negative.
             ActorDiedError: the queue was shut down.
         """
-        if block:
-            _check_timeout(timeout)
+        timeout = _check_timeout(block, timeout)
         if type(item) is ObjectRef:
             item = _api.get(item)
         payload = ser.dumps(item)
@@ -158,8 +163,7 @@ class Queue:
 
     async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """The awaitable twin of ``put``: waiting for room never blocks the event loop."""
-        if block:
-            _check_timeout(timeout)
+        timeout = _check_timeout(block, timeout)
         if type(item) is ObjectRef:
             item = await item
         payload = ser.dumps(item)
@@ -218,8 +222,7 @@ class Queue:
             ValueError: ``timeout`` is negative.
             ActorDiedError: the queue was shut down.
         """
-        if block:
-            _check_timeout(timeout)
+        timeout = _check_timeout(block, timeout)
         value = self._get_here(block)
         if value is not _MISS:
             return value
@@ -227,8 +230,7 @@ class Queue:
 
     async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
         """The awaitable twin of ``get``: waiting for an item never blocks the event loop."""
-        if block:
-            _check_timeout(timeout)
+        timeout = _check_timeout(block, timeout)
         value = self._get_here(block)
         if value is not _MISS:
             return value
@@ -250,10 +252,15 @@ class Queue:
             ValueError: ``num_items`` is negative.
             Empty: fewer than ``num_items`` items are queued (nothing is removed).
         """
-        if not isinstance(num_items, int):
+        if isinstance(num_items, bool) or not isinstance(num_items, int):
             raise TypeError("Argument 'num_items' must be an int")
         if num_items < 0:
             raise ValueError("'num_items' must be nonnegative")
+        if num_items > _options.MAX_WIRE_INT:
+            raise ValueError(
+                f"'num_items' must be at most {_options.MAX_WIRE_INT}, "
+                f"got {_options.shown(num_items)}"
+            )
         done = _api.client().queues.try_get_batch(self._id, num_items)
         if done is None:
             reply = self._call(P.QUEUE_GET_BATCH, count=num_items)
@@ -364,9 +371,14 @@ def _rebuild(queue_id: bytes, maxsize: int) -> Queue:
 # ---------------------------------------------------------------- helpers
 
 
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
+def _check_timeout(block: Any, timeout: Any) -> float | None:
+    """The timeout of a blocking call, checked (None: for ever); ignored when not
+    blocking, as Ray ignores it."""
+    if not block or timeout is None:
+        return None
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")  # Ray's words
+    return _options.check_timeout("timeout", timeout)
 
 
 def _check_actor_options(actor_options: Any) -> None:

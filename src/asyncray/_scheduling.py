@@ -35,7 +35,7 @@ def resolve(
         ctx = _task_context.current_task()
         if ctx.placement_group is None or not ctx.pg_capture:
             return NO_GROUP
-    from ._placement_group import PlacementGroup
+    from ._placement_group import PlacementGroup, check_session
     from ._scheduling_strategies import (
         NodeAffinitySchedulingStrategy,
         NodeLabelSchedulingStrategy,
@@ -77,9 +77,10 @@ def resolve(
         return NO_GROUP
     if not isinstance(group, PlacementGroup):
         raise TypeError(f"placement_group must be a PlacementGroup, got {type(group)}")
+    check_session(group)
     index = -1 if index is None else index
     count = group.bundle_count
-    if not isinstance(index, int) or index < -1 or index >= count:
+    if isinstance(index, bool) or not isinstance(index, int) or index < -1 or index >= count:
         raise ValueError(
             f"placement group bundle index {index} is invalid. Valid placement group indexes: "
             f"0-{count}"

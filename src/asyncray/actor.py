@@ -19,8 +19,8 @@ or ``shutdown()``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
-import numbers
 import os
 from typing import Any, Generic, TypeVar
 
@@ -32,12 +32,17 @@ from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
 from .object_ref_generator import remember_actor_task, start_actor_stream
-from .remote_function import pack_arguments
+from .remote_function import _positional_range, check_call, pack_arguments
 
 T = TypeVar("T")
 
 # Ray's default max_concurrency of async actors.
 ASYNC_DEFAULT_MAX_CONCURRENCY = 1000
+# The most concurrent calls an actor (or one of its groups) may run: a
+# threaded actor starts up to this many threads, each with its own stack, so
+# a typo like 10**9 must fail at the call site rather than in the actor.
+# Far above any real use (Ray's async default is 1000).
+MAX_CONCURRENCY = 1_000_000
 
 ACTOR_OPTIONS = frozenset(
     {
@@ -91,13 +96,6 @@ class ActorClassInheritanceException(TypeError):
     """Subclassing an actor class is not supported (as in Ray)."""
 
 
-def _check_int(key: str, value: Any, minimum: int, message: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(message)
-
-
 def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = False) -> None:
     """Raise ``ValueError``/``TypeError`` naming the first bad actor option."""
     for key, value in options.items():
@@ -105,24 +103,15 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
             raise ValueError(
                 f"Invalid option keyword {key} for actors. Valid ones are {sorted(ACTOR_OPTIONS)}."
             )
-        if key in ("num_cpus", "num_gpus", "memory"):
-            _options._check_quantity(key, value)
-        elif key == "resources":
-            _options._check_resources(value)
-    _check_int(
-        "max_concurrency",
-        options.get("max_concurrency"),
-        0,
-        "The keyword 'max_concurrency' only accepts None, 0 or a positive integer.",
-    )
-    for key in ("max_restarts", "max_task_retries"):
-        _check_int(
-            key,
-            options.get(key),
-            -1,
-            f"The keyword '{key}' only accepts None, 0, -1 or a positive integer, where -1 "
-            "represents infinity.",
-        )
+        common = _options.COMMON_CHECKS.get(key)
+        if common is not None:
+            common(value)
+        elif key == "max_concurrency":
+            _options.check_counting(key, value, infinite=False, maximum=MAX_CONCURRENCY)
+        elif key in ("max_restarts", "max_task_retries", "max_pending_calls"):
+            _options.check_counting(key, value, infinite=True)
+        elif key == "_actor_generator_backpressure_num_objects":
+            _options._check_backpressure(value, key)
     name = options.get("name")
     if name is not None:
         if not isinstance(name, str):
@@ -147,10 +136,15 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
         if not isinstance(groups, dict):
             raise TypeError("concurrency_groups must be a dict of {name: max_concurrency}.")
         for group, size in groups.items():
-            if not isinstance(group, str) or not isinstance(size, numbers.Integral) or size < 1:
-                raise ValueError(
-                    f"concurrency group {group!r} must map to a positive integer, got {size!r}"
-                )
+            if not isinstance(group, str):
+                raise TypeError(f"concurrency group names must be strings, got {group!r}")
+            _options.check_count(
+                f"concurrency_groups[{group!r}]",
+                size,
+                minimum=1,
+                maximum=MAX_CONCURRENCY,
+                accepts=f"a positive integer up to {MAX_CONCURRENCY} (the group's max_concurrency)",
+            )
 
 
 def _actor_resources(options: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
@@ -188,6 +182,7 @@ class _ActorDefinition:
             opts["generator"] = inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(
                 func
             )
+            opts["call"] = _call_spec(cls, attr, member)
             methods[attr] = opts
         for builtin in _BUILTIN_METHODS:
             methods[builtin] = {"generator": False}
@@ -203,6 +198,9 @@ class _ActorDefinition:
         except (TypeError, ValueError):
             sig = None
         self.init_signature = sig
+        self.init_call_signature = (
+            None if sig is None else sig.replace(parameters=list(sig.parameters.values())[1:])
+        )
 
     def blob(self) -> bytes:
         if self._blob is None:
@@ -216,10 +214,65 @@ class _ActorDefinition:
         return self._blob
 
     def bind_init(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self.init_signature is not None:
-            self.init_signature.bind(None, *args, **kwargs)
+        if self.init_call_signature is not None:
+            check_call(self.init_call_signature, args, kwargs, f"{self.name}.remote()")
         elif args or kwargs:
-            raise TypeError(f"{self.name}() takes no arguments")
+            raise TypeError(f"{self.name}.remote(): {self.name}() takes no arguments")
+
+
+# How a method is called, as a handle in any process can check it: each
+# parameter's (name, kind, has a default), and the signature as text.
+CallSpec = tuple[tuple[tuple[str, int, bool], ...], str]
+_KINDS = [
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.VAR_POSITIONAL,
+    inspect.Parameter.KEYWORD_ONLY,
+    inspect.Parameter.VAR_KEYWORD,
+]
+
+
+def _call_spec(cls: type, attr: str, member: Any) -> CallSpec | None:
+    """The picklable call spec of method ``attr`` (without ``self``), or None if unknown."""
+    try:
+        sig = inspect.signature(member)
+    except (TypeError, ValueError):
+        return None
+    raw = inspect.getattr_static(cls, attr, None)
+    params = list(sig.parameters.values())
+    if not isinstance(raw, (staticmethod, classmethod)) and (
+        inspect.isfunction(raw) or inspect.ismethoddescriptor(raw)
+    ):
+        # Binds the instance when called on it: drop ``self``. Static and class
+        # methods, and plain callables stored on the class, take what they show.
+        params = params[1:]
+    sig = sig.replace(parameters=params)
+    spec = tuple((p.name, _KINDS.index(p.kind), p.default is not p.empty) for p in params)
+    return spec, str(sig)
+
+
+_signatures: dict[tuple[tuple[str, int, bool], ...], inspect.Signature] = {}
+
+
+def _signature_of(spec: tuple[tuple[str, int, bool], ...]) -> inspect.Signature:
+    sig = _signatures.get(spec)
+    if sig is None:
+        sig = _signatures[spec] = inspect.Signature(
+            [
+                inspect.Parameter(
+                    name, _KINDS[kind], default=None if has_default else inspect.Parameter.empty
+                )
+                for name, kind, has_default in spec
+            ]
+        )
+    return sig
+
+
+def _arity(call: CallSpec | None) -> tuple[int, float] | None:
+    """How many positional arguments alone fit, when that is all a check needs (else None)."""
+    if call is None:
+        return (0, float("inf"))  # unknown signature: nothing to check here
+    return _positional_range(_signature_of(call[0]))
 
 
 class ActorClass(Generic[T]):
@@ -399,6 +452,18 @@ class _HandleMeta:
         return (_HandleMeta, (self.class_name, self.methods, self.config, self.max_task_retries))
 
 
+def _no_method_message(meta: _HandleMeta, name: str) -> str:
+    """Ray's message for a missing method, plus the methods the actor has."""
+    methods = sorted(m for m in meta.methods if not m.startswith("__"))
+    close = difflib.get_close_matches(name, methods, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    listed = ", ".join(methods) if methods else "none"
+    return (
+        f"'ActorHandle' object has no attribute '{name}': actor class {meta.class_name} has no "
+        f"method '{name}'.{hint} Its methods are: {listed}."
+    )
+
+
 class ActorHandle(Generic[T]):
     """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
 
@@ -419,7 +484,7 @@ class ActorHandle(Generic[T]):
         method = cache.get(name)
         if method is None:
             if name not in self._meta.methods:
-                raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
+                raise AttributeError(_no_method_message(self._meta, name))
             method = cache[name] = ActorMethod(self, name, self._meta.methods[name], {})
         return method
 
@@ -549,12 +614,23 @@ def _check_method_options(options: dict[str, Any]) -> None:
         _options._check_backpressure(options["_generator_backpressure_num_objects"])
     if "timeout_s" in options:
         _options._check_timeout(options["timeout_s"])
+    if "max_task_retries" in options:
+        _options.check_counting("max_task_retries", options["max_task_retries"], infinite=True)
+    if "retry_exceptions" in options:
+        _options._check_retry_exceptions(options["retry_exceptions"])
+    if options.get("concurrency_group") is not None and not isinstance(
+        options["concurrency_group"], str
+    ):
+        raise TypeError(
+            "The type of keyword 'concurrency_group' must be (<class 'str'>, None), but "
+            f"received type {type(options['concurrency_group'])}"
+        )
 
 
 class ActorMethod:
     """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
 
-    __slots__ = ("_call_opts", "_handle", "_method_opts", "_name")
+    __slots__ = ("_arity", "_call_opts", "_handle", "_method_opts", "_name")
 
     def __init__(
         self,
@@ -567,6 +643,9 @@ class ActorMethod:
         self._name = name
         self._method_opts = method_opts
         self._call_opts = call_opts
+        # (least, most) positional arguments that make a valid call: a call
+        # within it needs no further check (a keyword call gets a full bind).
+        self._arity = _arity(method_opts.get("call"))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -587,7 +666,24 @@ class ActorMethod:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        arity = self._arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
+            self._check_arguments(args, kwargs)
         return self._handle._call(self._name, self._method_opts, self._call_opts, args, kwargs)
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` naming the method if the call does not fit its signature."""
+        call = self._method_opts.get("call")
+        if call is None:
+            return
+        spec, text = call
+        what = f"{self._handle._meta.class_name}.{self._name}.remote()"
+        try:
+            _signature_of(spec).bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(
+                f"{what}: {e}. The signature is {self._handle._meta.class_name}.{self._name}{text}."
+            ) from None
 
 
 # ==================================================================== inside an actor
@@ -651,6 +747,10 @@ async def get_actor_async(name: str, namespace: str | None = None) -> ActorHandl
     """The awaitable twin of ``get_actor``."""
     if not name:
         raise ValueError("Please supply a non-empty value to get_actor")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name)}")
+    if namespace is not None:
+        check_namespace(namespace)
     session = _api._auto_init()
     client = session.client
     ns = namespace or session.namespace

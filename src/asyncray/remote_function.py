@@ -73,6 +73,20 @@ def _first_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return (args, kwargs)
 
 
+def check_call(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+) -> None:
+    """Bind a call's arguments to ``signature``; a ``TypeError`` names ``what`` and the signature.
+
+    ``what`` is how the user called it, e.g. ``"f.remote()"``.
+    """
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as e:
+        name = what.split(".remote(")[0]
+        raise TypeError(f"{what}: {e}. The signature is {name}{signature}.") from None
+
+
 def _max_retries_default() -> int:
     return int(os.environ.get("RAY_TASK_MAX_RETRIES", _options.DEFAULT_MAX_RETRIES))
 
@@ -222,6 +236,9 @@ class _Definition:
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
+        self.name = getattr(function, "__qualname__", None) or getattr(
+            function, "__name__", "remote_function"
+        )
         self.func_id = os.urandom(16)
         self._blob: bytes | None = None
         self.is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
@@ -243,7 +260,7 @@ class _Definition:
         bounds = self._positional_range
         if not kwargs and bounds is not None and bounds[0] <= len(args) <= bounds[1]:
             return  # fits: Signature.bind (about 1 us) would find nothing to say
-        self.signature.bind(*args, **kwargs)
+        check_call(self.signature, args, kwargs, f"{self.name}.remote()")
 
     def blob(self) -> bytes:
         if self._blob is None:

@@ -11,7 +11,6 @@ memory reservations, units of refs never rebuilt), which never imports up.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from .._wire import shm
+from . import session_ids
 from .queues import QueueTransport
 
 # Releases are sent in batches of at least this many ids (or with the next
@@ -46,9 +46,10 @@ class ClientBase:
     is_driver = False
 
     def __init__(self) -> None:
-        # Ids are a per-process random prefix and a counter: unique without
-        # a round trip, 28 bytes like Ray's (56 hex characters).
-        self._prefix = os.urandom(12)
+        # Ids are a per-process prefix and a counter: unique without a round
+        # trip, 28 bytes like Ray's (56 hex characters). The prefix starts with
+        # the session's tag, so a ref used after its session ended can be told.
+        self._prefix = session_ids.new_id(12)
         self._counter = itertools.count(1)
         self._req_ids = itertools.count(1)
         self._registered: set[bytes] = set()
@@ -208,7 +209,7 @@ def decode_objects(reply: P.ObjectsReply | P.ErrorReply) -> list[Any]:
             ser.discard(data)  # never loaded: give back the units of refs inside
         for data, is_error in zip(values, errors):
             if is_error and data is not None:
-                raise ser.loads_error(data)
+                raise _explained(ser.loads_error(data))
         raise exc.GetTimeoutError("Get timed out: some object(s) not ready.")
     out = []
     try:
@@ -219,6 +220,25 @@ def decode_objects(reply: P.ObjectsReply | P.ErrorReply) -> list[Any]:
             ser.discard(v)
         raise exc.RaySystemError(f"Failed to deserialize an object: {type(e).__name__}: {e}") from e
     return out
+
+
+def _explained(error: BaseException) -> BaseException:
+    """``error``, or a clearer one when the object is from an ended session."""
+    if type(error) is not exc.ObjectLostError:
+        return error
+    try:
+        oid = bytes.fromhex(error.object_ref_hex)
+    except ValueError:
+        return error
+    if not session_ids.from_ended_session(oid):
+        return error
+    return exc.ObjectLostError(
+        error.object_ref_hex,
+        error.owner_address,
+        "The ObjectRef was created in an earlier asyncray session of this process (before the "
+        "last shutdown()): objects do not survive shutdown(). Create the object again (put(), "
+        ".remote()) after init().",
+    )
 
 
 # ==================================================================== the current client
@@ -232,8 +252,14 @@ def current() -> ClientBase | None:
 
 
 def set_current(client: ClientBase | None) -> None:
-    """Make ``client`` this process's client, and hand its hooks to the wire."""
+    """Make ``client`` this process's client, and hand its hooks to the wire.
+
+    None: the session ended (``shutdown()``); ids made from now on carry a new
+    session tag.
+    """
     global _current
+    if client is None and _current is not None:
+        session_ids.end_session()
     _current = client
     shm.install_hooks(None if client is None else client.segment_hooks())
     ser.install_release(None if client is None else client.release)

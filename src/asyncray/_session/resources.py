@@ -11,6 +11,8 @@ import os
 import uuid
 from typing import Any, NamedTuple
 
+from .. import _options
+
 _DEFAULT_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 
@@ -27,21 +29,24 @@ def store_config(object_store_memory: Any, spill_directory: Any, system_config: 
     if object_store_memory is not None and (
         isinstance(object_store_memory, bool)
         or not isinstance(object_store_memory, numbers.Integral)
-        or object_store_memory <= 0
+        or not 0 < int(object_store_memory) <= _options.MAX_WIRE_INT
     ):
         raise ValueError(
-            f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}"
+            "object_store_memory must be a positive whole number of bytes, at most "
+            f"{_options.MAX_WIRE_INT}, got {_options.shown(object_store_memory)}"
         )
     if system_config is not None and not isinstance(system_config, dict):
         raise TypeError(f"_system_config must be a dict, got {type(system_config).__name__}")
     config = system_config or {}
     threshold = config.get("max_direct_call_object_size")
     if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, numbers.Integral) or threshold < 0
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Integral)
+        or not 0 <= int(threshold) <= _options.MAX_WIRE_INT
     ):
         raise ValueError(
             f"_system_config['max_direct_call_object_size'] must be a non-negative number of "
-            f"bytes, got {threshold!r}"
+            f"bytes, got {_options.shown(threshold)}"
         )
     spilling = config.get("object_spilling_config")
     if spill_directory is None and spilling:
@@ -78,14 +83,32 @@ def detect_gpus() -> int:
         return 0
 
 
+def _check_total(option: str, value: Any) -> None:
+    """A resource total given to ``init``: a whole number from 0 to Ray's maximum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"init({option}=...) must be a whole number, got {_options.shown(value)} (type "
+            f"{type(value).__name__})"
+        )
+    number: Any = value  # compared as is: float() of a huge int overflows
+    if not 0 <= number <= _options.MAX_RESOURCE_QUANTITY or number != round(number):
+        raise ValueError(
+            f"init({option}={_options.shown(value)}): resource quantities must be whole numbers "
+            "from 0 to "
+            f"{_options.MAX_RESOURCE_QUANTITY:g}."
+        )
+
+
 def resource_totals(
     num_cpus: Any, num_gpus: Any, resources: dict[str, float] | None
 ) -> dict[str, float]:
     for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0
-        ):
-            raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+        if value is not None:
+            _check_total(key, value)
+    if resources is not None and not isinstance(resources, dict):
+        raise TypeError(
+            f"init(resources=...) must be a dict of {{name: quantity}}, got {type(resources)}"
+        )
     if num_cpus is None:
         try:
             num_cpus = len(os.sched_getaffinity(0))
@@ -100,6 +123,10 @@ def resource_totals(
     totals["memory"] = float(int(os.sysconf("SC_PHYS_PAGES") * page * 0.7))
     totals["object_store_memory"] = float(int(totals["memory"] * 0.3 / 0.7))
     for name, qty in (resources or {}).items():
+        if not isinstance(name, str):
+            raise TypeError(
+                f"init(resources=...): resource names must be strings, got {_options.shown(name)}"
+            )
         if name in _DEFAULT_RESOURCES:
             raise AssertionError(
                 f"{resources} -> `{name}` cannot be a custom resource because it is one of the "
@@ -107,13 +134,7 @@ def resource_totals(
                 "For example, use `ray start --num-cpus=10` instead of "
                 "`ray start --resources={'CPU': 10}`."
             )
-        if not isinstance(qty, numbers.Real) or isinstance(qty, bool) or qty < 0:
-            raise ValueError(f"Resource quantities must be non-negative numbers: {name!r}={qty!r}")
-        if qty != int(qty):
-            raise ValueError(
-                f"Resource quantities must all be whole numbers. Violated by resource '{name}' "
-                f"in {resources}."
-            )
+        _check_total(f"resources={{{name!r}: ...}}", qty)
         totals[name] = float(qty)
     totals["node:127.0.0.1"] = 1.0
     totals["node:__internal_head__"] = 1.0

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterat
 from typing import Any, Generic, TypeVar, Union
 
 import asyncray
+from asyncray._options import check_timeout
 from asyncray.actor import ActorHandle
 from asyncray.exceptions import ActorDiedError
 from asyncray.object_ref import ObjectRef
@@ -547,7 +548,13 @@ class ActorPool:
 
 
 def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+    """When a wait of ``timeout`` seconds ends (None: never).
+
+    Raises:
+        TypeError, ValueError: ``timeout`` is not a number, is NaN or negative.
+    """
+    seconds = check_timeout("timeout", timeout)
+    return None if seconds is None else time.monotonic() + seconds
 
 
 def _remaining(deadline: float | None) -> float | None:
