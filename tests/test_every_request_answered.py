@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -462,3 +463,28 @@ def test_a_dead_zygote_fails_what_waits_for_a_worker_instead_of_hanging(ray_star
     asyncray.shutdown()
     asyncray.init(num_cpus=2)  # a new session forks a new zygote
     assert asyncray.get(one.remote(), timeout=20) == 1
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("timeout", [math.nan, -5.0])
+def test_the_kernel_answers_a_timeout_no_caller_sends_at_once(ray_start, timeout):
+    """The call sites refuse NaN and negatives; a request with one still gets its answer."""
+    ref = sleeper.remote()
+    c = asyncray._api.client()
+    started = time.monotonic()
+    reply = c.request(P.GetObjects(c.next_req_id(), [ref._id], timeout))
+    assert reply.timed_out
+    queue = Queue()
+    reply = c.request(
+        P.QueueOp(
+            req_id=c.next_req_id(),
+            queue_id=queue._id,
+            op=P.QUEUE_GET,
+            items=[],
+            count=0,
+            timeout=timeout,
+        )
+    )
+    assert reply.status == P.QUEUE_WOULD_BLOCK
+    assert time.monotonic() - started < 2.0
+    asyncray.cancel(ref, force=True)

@@ -347,6 +347,8 @@ class QueueManager:
         self.rt._park(waiter, P.NO_TIMEOUT)  # type: ignore[arg-type]
         if timeout > 0:
             waiter.timer = self.loop.call_later(timeout, self.expire, waiter)
+        elif timeout != P.NO_TIMEOUT:  # NaN or another negative (no client sends one): now
+            waiter.timer = self.loop.call_later(0, self.expire, waiter)
 
     def serve(self, state: QueueState) -> None:
         """Hand items to blocked getters and room to blocked putters, oldest first."""

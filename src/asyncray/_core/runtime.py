@@ -678,6 +678,8 @@ class Runtime:
         req.conn.requests[req.req_id] = req
         if timeout > 0:
             req.timer = self.loop.call_later(timeout, self._expire, req)
+        elif timeout != P.NO_TIMEOUT:  # NaN or another negative (no client sends one): now
+            req.timer = self.loop.call_later(0, self._expire, req)
         worker: WorkerRecord | None = req.conn.worker
         if worker is not None and worker.task is not None and not worker.blocked:
             worker.blocked = True
