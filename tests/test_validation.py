@@ -363,3 +363,17 @@ def test_a_huge_value_is_shown_short_in_the_message():
     assert len(str(info.value)) < 300
     assert "bits" in str(info.value)
     assert math.isnan(NAN)  # the table's NaN is a real NaN
+
+
+@pytest.mark.parametrize("gpus", [1.5, 2.25])
+def test_more_than_one_gpu_must_be_whole_devices(gpus):
+    @asyncray.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match=r"GPU resource quantities >1 must be whole numbers"):
+        f.options(num_gpus=gpus)
+    with pytest.raises(ValueError, match=r"The specified quantity .* is invalid"):
+        asyncray.remote(num_gpus=gpus)(lambda: 1)
+    f.options(num_gpus=0.5)  # a fraction of one device is fine
+    f.options(num_gpus=2)

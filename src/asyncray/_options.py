@@ -189,6 +189,16 @@ def _check_quantity(key: str, value: Any) -> None:
         )
 
 
+def _check_gpus(value: Any) -> None:
+    """``num_gpus``: a quantity; above one, whole devices only (as Ray)."""
+    _check_quantity("num_gpus", value)
+    if value is not None and value > 1 and value != int(value):
+        raise ValueError(
+            f"GPU resource quantities >1 must be whole numbers. The specified quantity "
+            f"{value} is invalid."
+        )
+
+
 def _check_resources(value: Any) -> None:
     if value is None:
         return
@@ -294,7 +304,7 @@ def _check_type(key: str, types: tuple[type, ...]) -> Any:
 
 _CHECKS: dict[str, Any] = {
     "num_cpus": lambda v: _check_quantity("num_cpus", v),
-    "num_gpus": lambda v: _check_quantity("num_gpus", v),
+    "num_gpus": lambda v: _check_gpus(v),
     "memory": lambda v: _check_quantity("memory", v),
     "resources": _check_resources,
     "max_retries": _check_max_retries,
