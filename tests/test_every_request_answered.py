@@ -488,3 +488,13 @@ def test_the_kernel_answers_a_timeout_no_caller_sends_at_once(ray_start, timeout
     assert reply.status == P.QUEUE_WOULD_BLOCK
     assert time.monotonic() - started < 2.0
     asyncray.cancel(ref, force=True)
+
+
+@asyncray.remote
+def get_ready_with_a_long_timeout(refs):
+    return asyncray.get(refs[0], timeout=1e8)  # about three years: a deadline poll cannot take
+
+
+def test_a_worker_get_with_a_very_long_timeout_works(ray_start):
+    ready = asyncray.put(5)
+    assert asyncray.get(get_ready_with_a_long_timeout.remote([ready]), timeout=20) == 5

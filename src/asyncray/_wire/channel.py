@@ -511,8 +511,12 @@ class SocketChannel:
 
 
 def _poll_ms(deadline: float) -> int:
-    """Milliseconds until ``deadline`` for ``poll`` (at least 1: never a busy loop)."""
-    return max(1, int((deadline - time.monotonic()) * 1000) + 1)
+    """Milliseconds until ``deadline`` for ``poll``: at least 1 (never a busy loop),
+    at most a day (``poll`` refuses more than a C int; the caller polls again)."""
+    return max(1, min(int((deadline - time.monotonic()) * 1000) + 1, _POLL_MS_MAX))
+
+
+_POLL_MS_MAX = 86_400_000
 
 
 def _deliver_to_loop(
