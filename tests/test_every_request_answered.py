@@ -498,3 +498,20 @@ def get_ready_with_a_long_timeout(refs):
 def test_a_worker_get_with_a_very_long_timeout_works(ray_start):
     ready = asyncray.put(5)
     assert asyncray.get(get_ready_with_a_long_timeout.remote([ready]), timeout=20) == 5
+
+
+@asyncray.remote
+def slow_items():
+    yield 1
+    time.sleep(60)
+    yield 2
+
+
+def test_a_generators_next_keeps_its_timeout_when_the_kernel_never_answers(ray_start, monkeypatch):
+    gen = slow_items.remote()
+    assert asyncray.get(next(gen), timeout=20) == 1
+    _silence(monkeypatch, P.StreamNext)
+    started = time.monotonic()
+    assert gen._next_sync(timeout_s=0.2).is_nil()  # Ray's answer to a timeout: a nil ref
+    _assert_in_time(started, 0.2)
+    asyncray.cancel(gen, force=True)

@@ -179,16 +179,20 @@ def reply_deadline(msg: Any) -> float | None:
     kernel when it passes; the caller's own deadline is a backstop.
     """
     kind = type(msg)
-    if (kind is P.GetObjects or kind is P.WaitObjects or kind is P.QueueOp) and msg.timeout >= 0:
+    if kind in _TIMED_REQUESTS and msg.timeout >= 0:
         return float(msg.timeout) + REPLY_GRACE_S
     return None
+
+
+# The requests that carry a timeout: a get, a wait, a generator's next item, a queue call.
+_TIMED_REQUESTS = frozenset((P.GetObjects, P.WaitObjects, P.StreamNext, P.QueueOp))
 
 
 def timed_out_reply(msg: Any) -> Any:
     """The reply the kernel gives ``msg`` when its timeout passes (see ``reply_deadline``)."""
     kind = type(msg)
-    if kind is P.GetObjects:
-        n = len(msg.object_ids)
+    if kind is P.GetObjects or kind is P.StreamNext:
+        n = len(msg.object_ids) if kind is P.GetObjects else 1
         return P.ObjectsReply(
             req_id=msg.req_id, values=[None] * n, errors=[False] * n, timed_out=True
         )
