@@ -448,6 +448,7 @@ def test_a_failed_fork_fails_that_actor_and_the_session_goes_on(failing_forks):
 
 def test_a_dead_zygote_fails_what_waits_for_a_worker_instead_of_hanging(ray_start, caplog):
     zygote = _runtime().zygote.pid
+    assert asyncray.get([one.remote() for _ in range(2)], timeout=20) == [1, 1]  # no fork left
     blockers = [sleeper.remote() for _ in range(2)]  # both CPUs busy: the next task queues
     queued = one.remote()
     with caplog.at_level(logging.ERROR, logger="asyncray"):

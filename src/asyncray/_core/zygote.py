@@ -244,6 +244,7 @@ def _fork_child(
     spawn: P.Spawn,
     child_main: Callable[[socket.socket, str, dict[str, str]], None],
 ) -> int:
+    zygote_pid = os.getpid()
     try:
         pid = os.fork()
     except OSError as e:  # no memory, no pids: this child fails, not the session
@@ -264,6 +265,8 @@ def _fork_child(
         os.close(wake_r)
         os.close(wake_w)
         set_parent_death_signal()
+        if os.getppid() != zygote_pid:  # the zygote died before prctl took effect
+            return
         os.environ.update(spawn.env)
         sock = socket.socket(fileno=fd)
         child_main(sock, spawn.kind, spawn.env)
