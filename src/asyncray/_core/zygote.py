@@ -266,7 +266,7 @@ def _fork_child(
         os.close(wake_w)
         set_parent_death_signal()
         if os.getppid() != zygote_pid:  # the zygote died before prctl took effect
-            return
+            os._exit(1)
         os.environ.update(spawn.env)
         sock = socket.socket(fileno=fd)
         child_main(sock, spawn.kind, spawn.env)
