@@ -2,7 +2,8 @@
 
 A generator called with a fixed ``num_returns=N`` stores its N yielded
 values in N refs (tasks, plain and async actors); a wrong count fails with
-Ray's ``ValueError``.
+Ray's ``ValueError``. An ``ObjectRefGenerator`` cannot be passed to another
+task, as in Ray: ``TypeError`` at the call site, and the generator stays usable.
 """
 
 from __future__ import annotations
@@ -117,3 +118,55 @@ def test_async_generator_with_fixed_num_returns_is_a_type_error(ray_start):
         assert isinstance(info.value, TypeError)
         assert "'async_generator' object is not iterable" in str(info.value)
         assert "num_returns='streaming'" in str(info.value)
+
+
+# ---------------------------------------------------------------- passing a generator
+
+RAY_PASS_MESSAGE = (
+    "You cannot return or pass a generator to other task. "
+    "Serializing a ObjectRefGenerator is not allowed."
+)
+
+
+@asyncray.remote
+def count_to(n):
+    yield from range(n)
+
+
+@asyncray.remote
+def takes(value):
+    return value
+
+
+@asyncray.remote
+class Taker:
+    def take(self, value):
+        return value
+
+
+def test_generator_cannot_be_passed_or_put_as_in_ray(ray_start):
+    gen = count_to.remote(2)
+    taker = Taker.remote()
+    calls = {
+        "task": lambda: takes.remote(gen),
+        "keyword": lambda: takes.remote(value=gen),
+        "nested": lambda: takes.remote([gen]),
+        "actor": lambda: taker.take.remote(gen),
+        "put": lambda: asyncray.put(gen),
+    }
+    for what, call in calls.items():
+        with pytest.raises(TypeError) as info:
+            call()
+        assert RAY_PASS_MESSAGE in str(info.value), what
+    assert [asyncray.get(ref, timeout=30) for ref in gen] == [0, 1]  # still the caller's
+
+
+def test_generator_cannot_be_returned_from_a_task(ray_start):
+    @asyncray.remote
+    def make():
+        return count_to.remote(1)
+
+    with pytest.raises(RayTaskError) as info:
+        asyncray.get(make.remote(), timeout=30)
+    assert isinstance(info.value, TypeError)
+    assert RAY_PASS_MESSAGE in str(info.value)
