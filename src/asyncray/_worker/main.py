@@ -234,16 +234,23 @@ class TaskWorker:
     def _stream(self, msg: P.ExecuteTask, gen: Any) -> P.TaskDone:
         from .streams import StreamWriter, produce_sync
 
+        retry_exc = msg.retry_exc
         writer = StreamWriter(
             self.channel,
             msg.task_id,
             msg.backpressure,
             lambda e: ser.dumps_task_error(e, msg.name),
+            None if retry_exc == P.RETRY_NONE else lambda e: _retryable(e, retry_exc),
         )
         try:
             count = produce_sync(writer, gen)
         finally:
             _flush_output()
+        if writer.retry is not None:
+            # The runtime runs the generator again, or ends the stream with this error.
+            reply = error_reply(msg.task_id, writer.retry, msg.name, retry_exc)
+            reply.stream_count = count
+            return reply
         return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
 
