@@ -14,6 +14,8 @@ import os
 import pytest
 
 import asyncray
+from asyncray._core.child_checks import task_done_problem
+from asyncray._wire import protocol as P
 from asyncray.exceptions import RayTaskError
 from tests._helpers import attempts, record_attempt, wait_for_file
 
@@ -309,3 +311,14 @@ def test_retried_generator_with_backpressure_resumes(ray_start, tmp_path):
     # The rerun passes the items the consumer already took without waiting for it.
     log = tmp_path / "log"
     assert _drain(paced.remote(str(log))) == [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2)]
+
+
+def test_a_generator_error_reply_without_its_error_is_refused():
+    # A child that says its generator raised must send the error: the
+    # runtime retries with it or ends the stream with it.
+    bare = P.TaskDone(b"t" * 24, [], True, retryable=True, stream_count=2)
+    assert task_done_problem(bare, 0, True, 2, False) == (
+        "reported an error without the error's payload"
+    )
+    full = P.TaskDone(b"t" * 24, [b"error"], True, retryable=True, stream_count=2)
+    assert task_done_problem(full, 0, True, 2, False) == ""
