@@ -13,8 +13,9 @@ every call ends within a deadline with its value or its documented error:
 - call on an actor with ``max_restarts=-1, max_task_retries=0``: its value or
   ``ActorUnavailableError`` (it was in flight when the process died);
 - call on an actor with ``max_restarts=0``: its value or ``ActorDiedError``;
-- task generator: its items in order, possibly cut short by one
-  ``WorkerCrashedError`` item (generators are not replayed);
+- task generator: its items in order (a crashed one is run again, as in
+  Ray), possibly cut short by one ``WorkerCrashedError`` item once its
+  retries are used up;
 - generator call on the restartable actor: all its items, in order.
 
 Afterwards ``available_resources()`` is back to the total and the runtime

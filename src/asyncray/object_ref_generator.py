@@ -163,9 +163,12 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
         return bool(ready)
 
     def __reduce__(self) -> Any:
+        # As in Ray 2.60: a generator is consumed where it was created (its
+        # items are taken, counted and freed by that process alone).
         raise TypeError(
-            "ObjectRefGenerator cannot be serialized: pass the refs it yields, or consume it "
-            "where it was created."
+            "You cannot return or pass a generator to other task. Serializing a "
+            "ObjectRefGenerator is not allowed. Pass the refs it yields instead "
+            "(each one, or list(gen)), or consume it where it was created."
         )
 
     def __del__(self) -> None:

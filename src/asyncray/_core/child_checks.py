@@ -42,6 +42,8 @@ def task_done_problem(
         if produced >= 0 and msg.stream_count != produced:
             # A count past the items would leave the consumer waiting for ever.
             return f"ended a stream of {produced} items with a count of {msg.stream_count}"
+        if msg.is_error and not msg.results:  # a generator's error, to retry or end with
+            return "reported an error without the error's payload"
         return ""
     if msg.is_error:
         return "" if msg.results else "reported an error without the error's payload"

@@ -170,25 +170,49 @@ class TaskRecord:
         self.started = 0.0  # when it became its worker's running task
 
     def can_retry(self) -> bool:
-        if self.cancelled is not None or self.spec.streaming:
-            return False  # cancelled tasks are never retried; streams are not replayed
+        if self.cancelled is not None:
+            return False  # cancelled tasks are never retried
         limit = self.spec.max_retries
         return limit < 0 or self.attempts < limit
 
 
 class StreamRecord:
-    """A streaming generator's items as the producer yields and the consumer takes them."""
+    """A streaming generator's items as the producer yields and the consumer takes them.
 
-    __slots__ = ("backpressure", "consumed", "count", "owner", "produced", "producer", "released")
+    A retried generator runs again from its start, as in Ray: the items an
+    earlier attempt produced are ``kept`` (the consumer may hold them) and the
+    new attempt's items at those indices are dropped; its later items follow.
+    """
+
+    __slots__ = (
+        "backpressure",
+        "consumed",
+        "count",
+        "kept",
+        "owner",
+        "produced",
+        "producer",
+        "released",
+    )
 
     def __init__(self, owner: Conn, backpressure: int) -> None:
         self.owner = owner
         self.backpressure = backpressure
-        self.produced = 0
+        self.produced = 0  # items the running attempt has sent
+        self.kept = 0  # items kept from earlier attempts (0 on a first attempt)
         self.consumed = 0
         self.count = -1  # set when the stream ends
         self.producer: Any = None
         self.released = False
+
+    def items(self) -> int:
+        """How many items the consumer has (or will have) so far."""
+        return self.produced if self.produced > self.kept else self.kept
+
+    def new_attempt(self) -> None:
+        """The generator runs again from its start (a retry)."""
+        self.kept = self.items()
+        self.produced = 0
 
 
 class _Request:
@@ -1043,6 +1067,7 @@ class Runtime:
             stream = self.streams.get(spec.task_id)
             if stream is not None:
                 stream.producer = worker.conn
+                stream.new_attempt()
 
     def _send_task(self, task: TaskRecord, worker: WorkerRecord) -> None:
         spec = task.spec
@@ -1157,7 +1182,10 @@ class Runtime:
             self.ready.push_front(task.key, task)
         elif msg.stream_count >= 0:
             self._finish_task(task)
-            self.end_stream(task.spec.task_id, msg.stream_count)
+            if msg.is_error:  # a retryable error with no retry left: it is the last item
+                self.fail_stream(task.spec.task_id, msg.results[0], whole_task=False)
+            else:
+                self.end_stream(task.spec.task_id, msg.stream_count)
         elif msg.is_error:
             self._fail_task(task, msg.results[0])
         else:
@@ -1415,11 +1443,23 @@ class Runtime:
             # A gap would leave the consumer waiting for ever for the missing item.
             self.reject(conn, f"sent item {msg.index} of a stream of {stream.produced} items")
             return
-        stream.produced = msg.index
+        if index <= stream.produced:  # sent again: the call is replayed (its actor restarted)
+            stream.new_attempt()
+        stream.produced = index
+        if index <= stream.kept:
+            # An earlier attempt produced this item and the consumer may have
+            # it: the first value stays, as in Ray.
+            if not msg.is_error:
+                self.objects.discard(msg.data)
+                if index == 1 and stream.backpressure > 0 and stream.consumed:
+                    # Credits the producer missed while it was not running yet.
+                    conn.send(P.StreamCredit(msg.task_id, stream.consumed))
+                return
+            index = stream.kept = stream.kept + 1  # an error ends it after the kept items
         if stream.released:
             self.objects.discard(msg.data)
             return
-        oid = msg.task_id + msg.index.to_bytes(4, "little")
+        oid = msg.task_id + index.to_bytes(4, "little")
         owner = stream.owner
         if owner.units is not None:
             self._seal_item(stream, oid, msg.data, msg.is_error)
@@ -1448,7 +1488,7 @@ class Runtime:
         stream = self.streams.get(task_id)
         if stream is None or stream.count >= 0:
             return
-        stream.count = count
+        count = stream.count = max(count, stream.kept)  # a retry may yield fewer than kept
         stream.producer = None
         self.objects.seal(task_id + STREAM_COMPLETION, _NONE_PAYLOAD)
         if stream.released:
@@ -1466,25 +1506,36 @@ class Runtime:
             self.objects.seal(oid, P.STREAM_END)
             index += 1
 
-    def fail_stream(self, task_id: bytes, error: bytes, *, next_to_consumer: bool = False) -> None:
+    def fail_stream(
+        self,
+        task_id: bytes,
+        error: bytes,
+        *,
+        next_to_consumer: bool = False,
+        whole_task: bool = True,
+    ) -> None:
         """End a stream with ``error`` as its next item (cancel, crash, dependency failure).
 
         With ``next_to_consumer`` (cancel) the error is the consumer's very next
-        item: produced items it has not taken yet are dropped.
+        item: produced items it has not taken yet are dropped. Without
+        ``whole_task`` (the generator raised) ``completed()`` is still None.
         """
         stream = self.streams.get(task_id)
         if stream is None or stream.count >= 0:
             return
-        index = stream.produced + 1
+        end = stream.items() + 1
+        index = end
         if next_to_consumer:
             index = max(stream.consumed, 1)
             asked = self.objects.get(task_id + index.to_bytes(4, "little"))
             if asked is not None and asked.data is not None and stream.consumed:
                 index += 1  # the consumer already has the item it asked for
-            self._drop_items(stream, task_id, index, stream.produced + 1)
+            self._drop_items(stream, task_id, index, end)
         self._seal_item(stream, task_id + index.to_bytes(4, "little"), error, True)
         stream.produced = index
-        self.objects.seal(task_id + STREAM_COMPLETION, error, True)
+        stream.kept = 0  # the error is the last item, wherever it is
+        if whole_task:
+            self.objects.seal(task_id + STREAM_COMPLETION, error, True)
         self.end_stream(task_id, index)
 
     def _drop_items(self, stream: StreamRecord, task_id: bytes, first: int, end: int) -> None:
@@ -1528,7 +1579,7 @@ class Runtime:
             self.reject(conn, f"released stream {msg.task_id.hex()}, which it does not own")
             return
         stream.released = True
-        self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.produced + 2)
+        self._drop_items(stream, msg.task_id, stream.consumed + 1, stream.items() + 2)
         if 0 <= stream.count < stream.consumed:
             # The consumer took the end marker; no ref of it holds its unit: let it go.
             self.objects.release(msg.task_id + (stream.count + 1).to_bytes(4, "little"))

@@ -125,7 +125,8 @@ class TaskDone(_Msg, tag=8):
     """A task finished: one payload per return id, or the error for every one of them.
 
     A streaming task reports ``stream_count`` (items produced, an error item
-    included) and no results; ``cancelled`` marks a run interrupted by cancel.
+    included) and no results, or, with ``is_error``, the error it may be
+    retried for (not sent as an item); ``cancelled`` marks a run interrupted by cancel.
     """
 
     task_id: bytes

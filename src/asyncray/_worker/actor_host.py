@@ -25,6 +25,7 @@ import atexit
 import os
 import sys
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -442,7 +443,10 @@ class _AsyncHost:
 
                 count = await produce_async(state.writer(msg), result, self.wait_credit)
                 return P.TaskDone(msg.task_id, [], False, stream_count=count)
-            if asyncio.iscoroutine(result):
+            # Python 3.11's asyncio.iscoroutine also says True for a plain
+            # generator (a method with a fixed num_returns): that one is run
+            # by reply_for, not awaited.
+            if asyncio.iscoroutine(result) and type(result) is not types.GeneratorType:
                 result = await result
             return state.reply_for(msg, result)
         except (SystemExit, exc.AsyncioActorExit, asyncio.CancelledError):

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ from .._wire import serialization as ser
 from .._wire.channel import SocketChannel
 from .._wire.serialization import DepSlot
 from . import interrupts
+
+_GENERATOR = types.GeneratorType
 
 _ORIGINAL_CUDA = os.environ.get("CUDA_VISIBLE_DEVICES")
 
@@ -199,6 +202,13 @@ class TaskWorker:
             result = fn(*args, **kwargs)
             if msg.streaming:
                 return self._stream(msg, result)
+            if type(result) is _GENERATOR:
+                # Run the generator here, inside the task (its context, cancel).
+                # Ray does not retry a generator with a fixed num_returns.
+                try:
+                    result = collect_generator(result, msg.num_returns, msg.name)
+                except Exception as e:
+                    return error_reply(msg.task_id, e, msg.name, P.RETRY_NONE)
         except SystemExit:
             _flush_output()
             raise
@@ -224,16 +234,23 @@ class TaskWorker:
     def _stream(self, msg: P.ExecuteTask, gen: Any) -> P.TaskDone:
         from .streams import StreamWriter, produce_sync
 
+        retry_exc = msg.retry_exc
         writer = StreamWriter(
             self.channel,
             msg.task_id,
             msg.backpressure,
             lambda e: ser.dumps_task_error(e, msg.name),
+            None if retry_exc == P.RETRY_NONE else lambda e: _retryable(e, retry_exc),
         )
         try:
             count = produce_sync(writer, gen)
         finally:
             _flush_output()
+        if writer.retry is not None:
+            # The runtime runs the generator again, or ends the stream with this error.
+            reply = error_reply(msg.task_id, writer.retry, msg.name, retry_exc)
+            reply.stream_count = count
+            return reply
         return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
 
@@ -262,8 +279,46 @@ def resolve_arguments(
     return args, kwargs
 
 
+def collect_generator(gen: Any, num_returns: int, name: str) -> Any:
+    """The return value of a generator called with a fixed ``num_returns``, as Ray stores it.
+
+    The ``num_returns`` yielded values, as one value (1), a list (more) or
+    None (0). Fewer raise Ray's ``ValueError``; more are dropped after the
+    first ``num_returns``, with Ray's message on stderr (Ray logs it too).
+    An error raised by the generator propagates.
+    """
+    values: list[Any] = []
+    for value in gen:
+        if len(values) == num_returns:
+            gen.close()
+            print(
+                f"Task {name} returned more than num_returns={num_returns} objects; "
+                f"only the first {num_returns} are kept.",
+                file=sys.stderr,
+            )
+            break
+        values.append(value)
+    if len(values) < num_returns:
+        raise ValueError(f"Task returned {len(values)} objects, but num_returns={num_returns}.")
+    if num_returns == 1:
+        return values[0]
+    return values if num_returns else None
+
+
 def serialize_returns(result: Any, num_returns: int, name: str) -> list[bytes]:
-    """One payload per declared return value; a bad shape or an unpicklable value raises."""
+    """One payload per declared return value; a bad shape or an unpicklable value raises.
+
+    A generator (an actor method's) is run here for its ``num_returns`` values.
+    """
+    t = type(result)
+    if t is _GENERATOR:
+        result = collect_generator(result, num_returns, name)
+    elif t is types.AsyncGeneratorType:
+        raise TypeError(
+            f"'async_generator' object is not iterable: {name} is an async generator, which "
+            f"cannot have num_returns={num_returns} (as in Ray); use a plain generator, or "
+            "num_returns='streaming' (the default for generators)."
+        )
     if num_returns == 1:
         values = [result]
     elif num_returns == 0:

@@ -2,7 +2,10 @@
 
 Each yielded value is pickled and sent as a ``StreamItem`` at once, so the
 consumer sees item 0 while the producer is still working on item 1. An
-exception ends the stream as one more item holding the error. With
+exception ends the stream as one more item holding the error, unless the
+task may be retried for it (``retry_exceptions``): then it is kept in
+``StreamWriter.retry`` for the task's reply, and the runtime runs the
+generator again or ends the stream with it. With
 backpressure ``N`` the producer pauses after an item while ``N`` items are
 unconsumed, waiting for the runtime's ``StreamCredit`` — the same for sync
 and async producers.
@@ -29,11 +32,15 @@ class StreamWriter:
         task_id: bytes,
         backpressure: int,
         error_payload: Callable[[BaseException], bytes],
+        retryable: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self.channel = channel
         self.task_id = task_id
         self.backpressure = backpressure
         self.error_payload = error_payload
+        self.retryable = retryable
+        # The error the generator raised, if the task may be retried for it.
+        self.retry: BaseException | None = None
         self.count = 0
         channel.open_credits(task_id)
 
@@ -61,6 +68,9 @@ class StreamWriter:
         return need if self.channel.credits.get(self.task_id, 0) < need else 0
 
     def fail(self, error: BaseException) -> None:
+        if self.retryable is not None and self.retryable(error):
+            self.retry = error
+            return
         self.count += 1
         self.channel.send(
             P.StreamItem(
