@@ -18,6 +18,7 @@ class TaskContext:
     __slots__ = (
         "actor_id",
         "actor_name",
+        "actor_restarted",
         "cancelled",
         "gpu_ids",
         "is_async_actor",
@@ -48,6 +49,8 @@ class TaskContext:
         self.pg_capture = False
         self.cancelled = False
         self.is_async_actor = False
+        # Whether this actor's process is a restart (max_restarts, kill(no_restart=False)).
+        self.actor_restarted = False
 
 
 DRIVER_CONTEXT = TaskContext()
