@@ -324,3 +324,61 @@ def test_actor_method_arguments_are_checked_at_submission_naming_the_method(ray_
         actor.ready.remote(1)
     with pytest.raises(TypeError, match=r"Derived\.double\.remote\(\): missing a required"):
         actor.double.remote()
+
+
+# ====================================================================== CUDA_VISIBLE_DEVICES
+
+
+@asyncray.remote(num_gpus=1)
+class GpuHolder:
+    def ids(self):
+        ctx = asyncray.get_runtime_context()
+        return (
+            asyncray.get_gpu_ids(),
+            ctx.get_accelerator_ids()["GPU"],
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+
+
+@asyncray.remote
+def gpu_view():
+    return asyncray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_cuda_visible_devices_set_before_init_names_the_gpu_ids(shutdown_only, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5")
+    asyncray.init(num_cpus=2, num_gpus=2)
+    holders = [GpuHolder.remote(), GpuHolder.remote()]  # both hold a GPU at once
+    seen = sorted(asyncray.get([h.ids.remote() for h in holders]))
+    # As in Ray: slot i is the i-th visible device, and ids are then strings.
+    assert seen == [(["2"], ["2"], "2"), (["3"], ["3"], "3")]
+    for holder in holders:
+        asyncray.kill(holder)
+    ids, visible = asyncray.get(gpu_view.options(num_gpus=2).remote())
+    assert (sorted(ids), visible) == (["2", "3"], "2,3")
+    # A task without GPUs sees the variable as init() found it.
+    assert asyncray.get(gpu_view.remote()) == ([], "2,3,5")
+
+
+def test_gpu_ids_are_ints_when_cuda_visible_devices_was_unset(shutdown_only, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    asyncray.init(num_cpus=2, num_gpus=1)
+    assert asyncray.get(gpu_view.options(num_gpus=1).remote()) == ([0], "0")
+    assert asyncray.get(gpu_view.remote()) == ([], None)
+
+
+def test_more_gpus_than_cuda_visible_devices_lists_raises_value_error(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(ValueError, match=r"num_gpus=2.*CUDA_VISIBLE_DEVICES='1'.*num_gpus=1"):
+        asyncray.init(num_cpus=2, num_gpus=2)
+    assert not asyncray.is_initialized()
+
+
+@pytest.mark.skipif(
+    os.path.isdir("/proc/driver/nvidia/gpus"), reason="the host has NVIDIA GPUs to detect"
+)
+def test_cuda_visible_devices_alone_creates_no_gpu(shutdown_only, monkeypatch):
+    # As in Ray: detection counts the devices the driver lists, capped by the variable.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    asyncray.init(num_cpus=2)
+    assert "GPU" not in asyncray.cluster_resources()

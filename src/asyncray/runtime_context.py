@@ -11,7 +11,7 @@ import os
 import warnings
 from typing import Any
 
-from ._task_context import current_task
+from ._task_context import current_task, gpu_device_ids
 
 logger = logging.getLogger("asyncray")
 
@@ -163,7 +163,7 @@ class RuntimeContext:
         ``{"GPU": ["0"], "TPU": [], "neuron_cores": [], ...}``; the driver holds none.
         """
         ids: dict[str, list[str]] = {name: [] for name in ACCELERATOR_NAMES}
-        ids["GPU"] = [str(i) for i in current_task().gpu_ids]
+        ids["GPU"] = gpu_device_ids(current_task().gpu_ids)
         return ids
 
     def get_placement_group_id(self) -> str | None:
