@@ -46,6 +46,9 @@ CALL_DEADLINE_S = 10.0
 ALLOWED = (
     TypeError,
     ValueError,
+    # A deprecated option that is valid (object_store_memory=0 on an actor):
+    # Ray's DeprecationWarning, an error under the suite's filterwarnings.
+    DeprecationWarning,
     exc.GetTimeoutError,
     exc.ObjectLostError,
     exc.RayActorError,

@@ -23,7 +23,7 @@ PUBLIC_MODULES = {
     "asyncray": [
         "init", "shutdown", "is_initialized", "remote", "method", "get", "put", "wait",
         "kill", "cancel", "get_actor", "get_gpu_ids", "available_resources",
-        "cluster_resources", "nodes", "get_runtime_context", "ObjectRef",
+        "cluster_resources", "nodes", "get_runtime_context", "ObjectRef", "ObjectID",
         "ObjectRefGenerator", "exceptions", "util", "actor",
     ],
     "asyncray.util": [

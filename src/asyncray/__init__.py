@@ -27,11 +27,15 @@ from .object_ref_generator import ObjectRefGenerator, cancel, cancel_async
 from .remote_function import RemoteFunction
 from .runtime_context import RuntimeContext, get_runtime_context
 
+# Ray's old name for ObjectRef, still exported by Ray 2.60 (the same class).
+ObjectID = ObjectRef
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ObjectID",
     "ObjectRef",
     "ObjectRefGenerator",
     "RemoteFunction",

@@ -452,7 +452,11 @@ def nodes() -> list[dict[str, Any]]:
     ]
 
 
-def get_gpu_ids() -> list[int]:
-    """GPU ids assigned to the current task or actor; ``[]`` in the driver."""
+def get_gpu_ids() -> list[int] | list[str]:
+    """GPU ids assigned to the current task or actor; ``[]`` in the driver.
+
+    As in Ray: ints, or the device ids (strings) of ``CUDA_VISIBLE_DEVICES``
+    when it was set before ``init()``.
+    """
     _auto_init()
-    return list(_task_context.current_task().gpu_ids)
+    return _task_context.gpu_ids(_task_context.current_task().gpu_ids)

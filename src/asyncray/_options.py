@@ -7,6 +7,9 @@ when the task runs, so a typo fails at the line that made it.
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 from typing import Any
 
 # Ray's default for ``max_retries`` of tasks (override: RAY_TASK_MAX_RETRIES).
@@ -403,4 +406,35 @@ def infeasible_message(
         f"{what} requests {parts}: it can never be scheduled on this host. "
         "Lower the request, or pass the resource to asyncray.init(num_cpus=..., num_gpus=..., "
         "resources={...})."
+    )
+
+
+# Ray 2.60's documentation of object spilling, which its deprecation message links.
+_SPILLING_DOCS = "https://docs.ray.io/en/releases-2.60.0/ray-core/objects/object-spilling.html"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` (for the caller's ``warnings.warn``) of the first frame outside
+    asyncray, so a warning names the user's line rather than ours."""
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def warn_object_store_memory(what: str) -> None:
+    """Ray's ``DeprecationWarning`` for ``object_store_memory`` on ``what`` (actors, bundles).
+
+    The text is Ray's; it is attributed to the user's line (Ray attributes it
+    to its own module, where the default filters hide it).
+    """
+    warnings.warn(
+        f"Setting 'object_store_memory' for {what} is deprecated since it doesn't actually "
+        "reserve the required object store memory. Use object spilling that's enabled by "
+        f"default ({_SPILLING_DOCS}) instead to bypass the object store memory size limitation.",
+        DeprecationWarning,
+        stacklevel=_user_stacklevel(),
     )

@@ -151,6 +151,8 @@ def _check_bundles(bundles: Any) -> list[dict[str, float]]:
             )
         if "bundle" in bundle:
             raise ValueError("The resource name 'bundle' is reserved for placement groups.")
+        if "object_store_memory" in bundle:
+            _options.warn_object_store_memory("bundles")
         out.append({k: float(v) for k, v in bundle.items() if v > 0})
     return out
 

@@ -4,6 +4,9 @@ A leaf module: the worker (``_worker``) sets it around each call and the
 public surface (``runtime_context``, scheduling) reads it, so neither has
 to import the other. The current task lives in a ``ContextVar``, so it is
 right per thread in a threaded actor and per asyncio task in an async actor.
+
+It also keeps what names the session's GPU slots (``CUDA_VISIBLE_DEVICES``
+as ``init()`` found it), which the worker and the public surface both read.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class TaskContext:
     __slots__ = (
         "actor_id",
         "actor_name",
+        "actor_restarted",
         "cancelled",
         "gpu_ids",
         "is_async_actor",
@@ -48,6 +52,8 @@ class TaskContext:
         self.pg_capture = False
         self.cancelled = False
         self.is_async_actor = False
+        # Whether this actor's process is a restart (max_restarts, kill(no_restart=False)).
+        self.actor_restarted = False
 
 
 DRIVER_CONTEXT = TaskContext()
@@ -64,6 +70,49 @@ def set_current_task(ctx: TaskContext) -> Any:
 
 def reset_current_task(token: Any) -> None:
     _current.reset(token)
+
+
+# CUDA_VISIBLE_DEVICES as init() found it (None: unset). The session's GPU
+# slot i is the i-th device it lists, as in Ray; slots are what the runtime
+# hands out. Set in the driver before the zygote forks, so every child
+# inherits it (a child's own variable is rewritten for each task).
+_cuda_at_init: str | None = None
+
+
+def set_cuda_at_init(value: str | None) -> None:
+    global _cuda_at_init
+    _cuda_at_init = value
+
+
+def cuda_at_init() -> str | None:
+    """CUDA_VISIBLE_DEVICES as it was when ``init()`` ran (None: unset)."""
+    return _cuda_at_init
+
+
+def parse_visible_devices(value: str | None) -> list[str] | None:
+    """The device ids a CUDA_VISIBLE_DEVICES value lists; None if unset (Ray's parse:
+    empty and ``NoDevFiles`` list none)."""
+    if value is None:
+        return None
+    if value in ("", "NoDevFiles"):
+        return []
+    return [d.strip() for d in value.split(",")]
+
+
+def gpu_device_ids(slots: list[int]) -> list[str]:
+    """The device ids of GPU slots, for ``CUDA_VISIBLE_DEVICES`` and ``get_accelerator_ids``."""
+    devices = parse_visible_devices(_cuda_at_init)
+    if devices is None:
+        return [str(i) for i in slots]
+    return [devices[i] if i < len(devices) else str(i) for i in slots]
+
+
+def gpu_ids(slots: list[int]) -> list[int] | list[str]:
+    """``get_gpu_ids()`` of GPU slots as Ray returns them: ints, or the device ids
+    (strings) from CUDA_VISIBLE_DEVICES when it was set at ``init()``."""
+    if _cuda_at_init is None:
+        return list(slots)
+    return gpu_device_ids(slots)
 
 
 class ActorExitRequest(SystemExit):

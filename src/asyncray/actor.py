@@ -32,7 +32,12 @@ from ._wire import protocol as P
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
 from .object_ref_generator import remember_actor_task, start_actor_stream
-from .remote_function import _positional_range, check_call, pack_arguments
+from .remote_function import (
+    _positional_range,
+    check_call,
+    pack_arguments,
+    underscore_remote_arguments,
+)
 
 T = TypeVar("T")
 
@@ -110,8 +115,12 @@ def validate_actor_options(options: dict[str, Any], *, in_options_call: bool = F
             _options.check_counting(key, value, infinite=False, maximum=MAX_CONCURRENCY)
         elif key in ("max_restarts", "max_task_retries", "max_pending_calls"):
             _options.check_counting(key, value, infinite=True)
+        elif key == "object_store_memory":
+            _options.check_counting(key, value, infinite=False)
         elif key == "_actor_generator_backpressure_num_objects":
             _options._check_backpressure(value, key)
+    if "object_store_memory" in options:
+        _options.warn_object_store_memory("actors")
     name = options.get("name")
     if name is not None:
         if not isinstance(name, str):
@@ -298,6 +307,18 @@ class ActorClass(Generic[T]):
             f"'{self.__name__}()', use '{self.__name__}.remote()'."
         )
 
+    def __getattr__(self, name: str) -> Any:
+        """Attributes of the user's class, as in Ray: ``Cls.ATTR``, static and class
+        methods, and what the class inherits (looked up along its MRO)."""
+        definition = self.__dict__.get("_definition")
+        if definition is not None and not (name.startswith("__") and name.endswith("__")):
+            try:
+                return getattr(definition.cls, name)
+            except AttributeError:
+                pass
+        shown = definition.name if definition is not None else "?"
+        raise AttributeError(f"'ActorClass({shown})' object has no attribute '{name}'")
+
     def __mro_entries__(self, bases: Any) -> Any:
         raise ActorClassInheritanceException(
             "Inheriting from actor classes is not currently supported. You can instead inherit "
@@ -315,9 +336,23 @@ class ActorClass(Generic[T]):
         return _create_actor(self._definition, self._default_options, args, kwargs)
 
     def _remote(self, args: Any = None, kwargs: Any = None, **options: Any) -> ActorHandle[T]:
-        """Ray's underscore API: options given here replace the decorator's."""
-        validate_actor_options(options, in_options_call=True)
-        return _create_actor(self._definition, options, tuple(args or ()), dict(kwargs or {}))
+        """Ray's underscore API (used by libraries and benchmarks): create the actor.
+
+        As in Ray, the options given here are the actor's only options: those of
+        ``@remote`` and ``.options()`` do not apply unless passed again, except
+        the class's ``concurrency_groups`` (part of the class; a value given here
+        is ignored, as in Ray).
+        """
+        options = dict(options)
+        options.pop("concurrency_groups", None)
+        validate_actor_options(options)
+        groups = self._default_options.get("concurrency_groups")
+        if groups is not None:
+            options["concurrency_groups"] = groups
+        call_args, call_kwargs = underscore_remote_arguments(
+            args, kwargs, f"{self.__name__}._remote()"
+        )
+        return _create_actor(self._definition, options, call_args, call_kwargs)
 
 
 class _ActorClassWithOptions:

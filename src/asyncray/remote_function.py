@@ -87,6 +87,30 @@ def check_call(
         raise TypeError(f"{what}: {e}. The signature is {name}{signature}.") from None
 
 
+def underscore_remote_arguments(
+    args: Any, kwargs: Any, what: str
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``args`` and ``kwargs`` of Ray's ``_remote(args=..., kwargs=...)``, checked.
+
+    ``what`` names the call, e.g. ``"f._remote()"``.
+    """
+    if args is None:
+        args = ()
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(args, (list, tuple)):
+        raise TypeError(
+            f"{what}: args must be a list or tuple of positional arguments, got "
+            f"{type(args).__name__}. Pass args=[{_options.shown(args)}] for one argument."
+        )
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(
+            f"{what}: kwargs must be a dict of keyword arguments by name, got "
+            f"{_options.shown(kwargs)}."
+        )
+    return tuple(args), dict(kwargs)
+
+
 def _max_retries_default() -> int:
     return int(os.environ.get("RAY_TASK_MAX_RETRIES", _options.DEFAULT_MAX_RETRIES))
 
@@ -146,6 +170,29 @@ class RemoteFunction(Generic[P_, R]):
         _options.validate_task_options(options, in_options_call=True)
         merged = {**self._options, **options}
         return RemoteFunction(self._function, merged, self._shared)
+
+    def _remote(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        serialized_runtime_env_info: str | None = None,
+        **task_options: Any,
+    ) -> Any:
+        """Ray's underscore API (used by libraries and benchmarks): submit with these options.
+
+        As in Ray, the options given here are the task's only options: those of
+        ``@remote`` and ``.options()`` do not apply unless passed again
+        (``f.remote(*a)`` is ``f._remote(args=a, **options_of_f)``). ``max_calls``
+        is accepted and ignored, as in Ray; other options are checked as in
+        ``.options()``. ``serialized_runtime_env_info`` is accepted and ignored.
+        """
+        task_options.pop("max_calls", None)
+        _options.validate_task_options(task_options)
+        call_args, call_kwargs = underscore_remote_arguments(
+            args, kwargs, f"{self.__qualname__}._remote()"
+        )
+        variant = RemoteFunction(self._function, task_options, self._shared)
+        return variant.remote(*call_args, **call_kwargs)
 
     @overload
     def remote(

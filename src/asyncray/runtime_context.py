@@ -7,13 +7,67 @@ worker around each call).
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from typing import Any
 
-from ._task_context import current_task
+from ._task_context import current_task, gpu_device_ids
 
 logger = logging.getLogger("asyncray")
 
 __all__ = ["RuntimeContext", "get_runtime_context"]
+
+# Ray's accelerator resource names: ``get_accelerator_ids()`` has a key for
+# each, as in Ray 2.60 (only GPUs are scheduled here; the others stay empty).
+ACCELERATOR_NAMES = (
+    "GPU",
+    "FURIOSA",
+    "HPU",
+    "MBLT",
+    "NPU",
+    "RBLN",
+    "TPU",
+    "TTNPU",
+    "neuron_cores",
+)
+
+# Ray's worker ids are 28 random bytes, shown as 56 hex digits.
+_WORKER_ID_BYTES = 28
+_worker_id: str | None = None
+
+
+def _forget_worker_id() -> None:
+    global _worker_id
+    _worker_id = None
+
+
+# A forked child is another worker: it draws its own id.
+os.register_at_fork(after_in_child=_forget_worker_id)
+
+
+class NodeID:
+    """Ray's ``NodeID`` (what the deprecated ``RuntimeContext.node_id`` returns)."""
+
+    def __init__(self, hex_id: str) -> None:
+        self._hex = hex_id
+
+    def hex(self) -> str:
+        return self._hex
+
+    def binary(self) -> bytes:
+        return bytes.fromhex(self._hex)
+
+    def is_nil(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NodeID) and other._hex == self._hex
+
+    def __hash__(self) -> int:
+        return hash(self._hex)
+
+    def __repr__(self) -> str:
+        return f"NodeID({self._hex})"
 
 
 class RuntimeContext:
@@ -25,9 +79,51 @@ class RuntimeContext:
         return _api.job_id()
 
     def get_node_id(self) -> str:
+        """The node's id, 56 hex digits (one node: the same in every process of a session)."""
         from . import _api
 
         return _api._auto_init().node_id
+
+    @property
+    def node_id(self) -> NodeID:
+        """Deprecated in Ray (warns as Ray does): the node's ``NodeID``; use ``get_node_id()``."""
+        warnings.warn(
+            "This API is deprecated and may be removed in future Ray releases. You could "
+            'suppress this warning by setting env variable PYTHONWARNINGS="ignore::'
+            'DeprecationWarning"\nUse get_node_id() instead',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return NodeID(self.get_node_id())
+
+    def get_worker_id(self) -> str:
+        """The id of this worker or driver process, 56 hex digits.
+
+        Tasks that run in the same pooled worker process share it; a restarted
+        actor has a new one (a new process), as in Ray.
+        """
+        global _worker_id
+        if _worker_id is None:
+            _worker_id = os.urandom(_WORKER_ID_BYTES).hex()
+        return _worker_id
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        """Whether the calling actor has been restarted (``max_restarts``) at least once.
+
+        Also true in the ``__init__`` of a restart. Raises ``AssertionError`` outside
+        an actor, as Ray does.
+        """
+        ctx = current_task()
+        if ctx.actor_id is None:
+            if ctx.task_id is None:
+                raise AssertionError(
+                    "This method is only available when the process is a worker. Current mode: 0"
+                )
+            raise AssertionError(
+                "was_current_actor_reconstructed is only available in an actor, not in a task."
+            )
+        return ctx.actor_restarted
 
     def get_task_id(self) -> str | None:
         ctx = current_task()
@@ -62,7 +158,13 @@ class RuntimeContext:
         return {k: v for k, v in ctx.resources.items() if v > 0}
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
-        return {"GPU": [str(i) for i in current_task().gpu_ids]}
+        """The accelerator ids assigned to the calling task or actor, by Ray's resource names.
+
+        ``{"GPU": ["0"], "TPU": [], "neuron_cores": [], ...}``; the driver holds none.
+        """
+        ids: dict[str, list[str]] = {name: [] for name in ACCELERATOR_NAMES}
+        ids["GPU"] = gpu_device_ids(current_task().gpu_ids)
+        return ids
 
     def get_placement_group_id(self) -> str | None:
         pg = current_task().placement_group

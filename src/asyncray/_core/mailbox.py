@@ -293,6 +293,7 @@ class ActorManager:
                     namespace=spec.namespace,
                     pg=pg,
                     pg_capture=pg_capture,
+                    num_restarts=actor.restarts_used,
                 )
             )
         except Exception as e:  # its options cannot be carried: the actor never starts

@@ -11,7 +11,7 @@ import os
 import uuid
 from typing import Any, NamedTuple
 
-from .. import _options
+from .. import _options, _task_context
 
 _DEFAULT_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
@@ -73,14 +73,39 @@ DEFAULT_STORE_RAM_FRACTION = 0.3
 DEFAULT_STORE_SHM_FRACTION = 0.8
 
 
+def visible_gpu_ids() -> list[str] | None:
+    """The device ids ``CUDA_VISIBLE_DEVICES`` lists, or None if it is unset."""
+    return _task_context.parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def detect_gpus() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
+    """The GPUs the NVIDIA driver lists, at most as many as CUDA_VISIBLE_DEVICES names (Ray)."""
     try:
-        return len(os.listdir("/proc/driver/nvidia/gpus"))
+        found = len(os.listdir("/proc/driver/nvidia/gpus"))
     except OSError:
-        return 0
+        found = 0
+    visible = visible_gpu_ids()
+    return found if visible is None else min(found, len(visible))
+
+
+def _gpu_totals(num_gpus: Any) -> Any:
+    """``num_gpus`` for the session (detected if None), checked against CUDA_VISIBLE_DEVICES.
+
+    Records the visible device ids for the session, so GPU slot i is device
+    ``visible[i]`` in tasks' ``CUDA_VISIBLE_DEVICES`` and ``get_gpu_ids()``.
+    """
+    visible = visible_gpu_ids()
+    if num_gpus is None:
+        num_gpus = detect_gpus()
+    elif visible is not None and num_gpus > len(visible):
+        raise ValueError(
+            f"init(num_gpus={_options.shown(num_gpus)}) asks for more GPUs than "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} makes visible "
+            f"({len(visible)}): pass num_gpus={len(visible)} or fewer, or change "
+            "CUDA_VISIBLE_DEVICES."
+        )
+    _task_context.set_cuda_at_init(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return num_gpus
 
 
 def _check_total(option: str, value: Any) -> None:
@@ -114,8 +139,7 @@ def resource_totals(
             num_cpus = len(os.sched_getaffinity(0))
         except AttributeError:
             num_cpus = os.cpu_count() or 1
-    if num_gpus is None:
-        num_gpus = detect_gpus()
+    num_gpus = _gpu_totals(num_gpus)
     totals: dict[str, float] = {"CPU": float(num_cpus)}
     if num_gpus:
         totals["GPU"] = float(num_gpus)

@@ -361,6 +361,9 @@ class StartActor(_Msg, tag=30):
     namespace: str
     pg: bytes = b""
     pg_capture: bool = False
+    # How many times this actor was restarted before this start (0: its first
+    # start); ``was_current_actor_reconstructed`` reads it.
+    num_restarts: int = 0
 
 
 class ExecuteActorCall(_Msg, tag=31):

@@ -58,6 +58,8 @@ class _ActorState:
         self.instance: Any = None
         self.exiting = False
         self._group: Any = None
+        # Bound methods by name, looked up once (the class is fixed for the actor's life).
+        self._methods: dict[str, Any] = {}
         _set_visible_gpus(start.gpu_ids)
 
     def context(self, task_id: bytes | None) -> _task_context.TaskContext:
@@ -70,6 +72,7 @@ class _ActorState:
             self.start.name,
         )
         ctx.is_async_actor = self.config["kind"] == "async"
+        ctx.actor_restarted = self.start.num_restarts > 0
         if self.start.pg:
             if self._group is None:
                 self._group = ser.loads(self.start.pg)
@@ -119,7 +122,10 @@ class _ActorState:
             return lambda fn, *a, **k: fn(self.instance, *a, **k)
         if name == "__ray_terminate__":
             return _terminate
-        return getattr(self.instance, name)
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = _method_of(self.instance, name)
+        return method
 
     def reply_for(self, msg: P.ExecuteActorCall, result: Any) -> P.TaskDone:
         name = f"{self.class_name}.{msg.method}"
@@ -169,6 +175,21 @@ class _ActorState:
     def send_reply(self, reply: P.TaskDone) -> None:
         """Send a call's reply with the releases of refs dropped meanwhile (after it)."""
         self.client.post(reply)
+
+
+def _method_of(instance: Any, name: str) -> Any:
+    """Method ``name`` of ``instance``, looked up on its class as Ray does.
+
+    An instance attribute of the same name (``self.ready = True`` beside a
+    ``ready()`` method) does not shadow the method a caller asked for.
+    """
+    cls = type(instance)
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            raw = klass.__dict__[name]
+            bind = getattr(type(raw), "__get__", None)
+            return raw if bind is None else bind(raw, instance, cls)
+    return getattr(instance, name)  # not on the class: e.g. a __getattr__ of the class
 
 
 def _terminate() -> None:

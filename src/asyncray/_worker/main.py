@@ -34,8 +34,6 @@ from . import interrupts
 
 _GENERATOR = types.GeneratorType
 
-_ORIGINAL_CUDA = os.environ.get("CUDA_VISIBLE_DEVICES")
-
 
 class Client(Protocol):
     """What the child side needs of this process's client (``_clients.worker.WorkerClient``)."""
@@ -374,9 +372,11 @@ def _retryable(error: BaseException, retry_exc: bytes) -> bool:
 
 
 def _set_visible_gpus(gpu_ids: list[int]) -> None:
+    """The devices of these GPU slots, or init()'s CUDA_VISIBLE_DEVICES for a task with none."""
+    original = _task_context.cuda_at_init()
     if gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
-    elif _ORIGINAL_CUDA is None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(_task_context.gpu_device_ids(gpu_ids))
+    elif original is None:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = _ORIGINAL_CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = original
