@@ -400,6 +400,7 @@ class ActorManager:
                 return
             mailbox.popleft()
             spec = call.spec
+            stream = self.rt.streams.get(spec.task_id) if spec.streaming else None
             # Encoded first: a value the wire cannot carry fails this call alone.
             try:
                 frame = P.frame(
@@ -412,6 +413,9 @@ class ActorManager:
                         group=spec.group,
                         streaming=spec.streaming,
                         backpressure=spec.backpressure,
+                        retry_exc=spec.retry_exc,
+                        # A retried stream goes on after the items already produced.
+                        skip=stream.produced if stream is not None and call.attempts else 0,
                     )
                 )
             except Exception as e:
@@ -419,10 +423,8 @@ class ActorManager:
                 self._fail_call(call, unsendable_error(f"actor call {spec.method}", e))
                 continue
             actor.inflight[spec.task_id] = call
-            if spec.streaming:
-                stream = self.rt.streams.get(spec.task_id)
-                if stream is not None:
-                    stream.producer = conn
+            if stream is not None:
+                stream.producer = conn
             if spec.timeout_s > 0 and call.timer is None:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             if call.dep_values or spec.args[:7] == refs.MARKER:
@@ -461,10 +463,26 @@ class ActorManager:
             self._end_call(call)
             self.rt.end_stream(call.spec.task_id, msg.stream_count)
         elif msg.is_error:
+            if msg.retryable and self._take_retry(call):
+                # retry_exceptions: the error is dropped and the call runs again,
+                # before the calls still queued (Ray delivers only the last error).
+                self.rt.objects.discard(msg.results[0])
+                actor.mailbox.appendleft(call)
+                self._pump(actor)
+                return
             self._seal_call(call, msg.results[0], True)
         else:
             self._end_call(call)
             self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
+
+    @staticmethod
+    def _take_retry(call: CallRecord) -> bool:
+        """Count one more attempt of ``call`` if its ``max_task_retries`` allows one."""
+        limit = call.spec.max_task_retries
+        if limit < 0 or call.attempts < limit:
+            call.attempts += 1
+            return True
+        return False
 
     def _end_call(self, call: CallRecord) -> None:
         """The call is over: stop its timer, forget it, let go of its arguments."""
@@ -646,9 +664,7 @@ class ActorManager:
             )
             retry: list[CallRecord] = []
             for call in actor.inflight.values():
-                limit = call.spec.max_task_retries
-                if limit < 0 or call.attempts < limit:
-                    call.attempts += 1
+                if self._take_retry(call):
                     retry.append(call)
                 else:
                     self._seal_call(call, unavailable, True)

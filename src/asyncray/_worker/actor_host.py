@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import os
 import sys
 import threading
@@ -37,6 +38,7 @@ from . import interrupts
 from .main import (
     Client,
     _flush_output,
+    _retryable,
     _set_visible_gpus,
     resolve_arguments,
     serialize_returns,
@@ -125,9 +127,13 @@ class _ActorState:
         try:
             return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, name), False)
         except BaseException as e:
-            return self.error_for(msg, e)
+            # A result that cannot be stored is not the method's error: never retried.
+            return self.error_for(msg, e, retry=False)
 
-    def error_for(self, msg: P.ExecuteActorCall, error: BaseException) -> P.TaskDone:
+    def error_for(
+        self, msg: P.ExecuteActorCall, error: BaseException, *, retry: bool = True
+    ) -> P.TaskDone:
+        """The call failed with ``error``; ``retryable`` per its ``retry_exceptions``."""
         try:
             actor_repr = repr(self.instance)
         except Exception:
@@ -135,14 +141,35 @@ class _ActorState:
         payload = ser.dumps_task_error(
             error, f"{self.class_name}.{msg.method}", actor_repr=actor_repr, actor_id=self.actor_id
         )
-        return P.TaskDone(msg.task_id, [payload], True)
+        retryable = retry and msg.retry_exc != P.RETRY_NONE and _retryable(error, msg.retry_exc)
+        return P.TaskDone(msg.task_id, [payload], True, retryable=retryable)
 
     def writer(self, msg: P.ExecuteActorCall) -> Any:
         from .streams import StreamWriter
 
-        return StreamWriter(
+        writer = StreamWriter(
             self.channel, msg.task_id, msg.backpressure, lambda e: self.error_for(msg, e).results[0]
         )
+        writer.count = msg.skip  # a retry goes on after the items already produced
+        return writer
+
+    def guard_stream(self, msg: P.ExecuteActorCall, gen: Any) -> tuple[Any, _StreamRetry | None]:
+        """Wrap a stream so a retry skips what was produced and a retryable error is kept.
+
+        A retryable error must not become the stream's last item (the call runs
+        again); the runtime appends it itself once no retry is left.
+        """
+        if msg.retry_exc == P.RETRY_NONE and not msg.skip:
+            return gen, None
+        guard = _StreamRetry(msg.retry_exc, msg.skip)
+        return guard.wrap(gen), guard
+
+    def stream_done(
+        self, msg: P.ExecuteActorCall, count: int, guard: _StreamRetry | None
+    ) -> P.TaskDone:
+        if guard is not None and guard.error is not None:
+            return self.error_for(msg, guard.error)
+        return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
     def run_sync(self, msg: P.ExecuteActorCall) -> P.TaskDone:
         """Run one call of a plain or threaded actor (a generator is streamed)."""
@@ -155,9 +182,8 @@ class _ActorState:
         if msg.streaming:
             from .streams import produce_sync
 
-            return P.TaskDone(
-                msg.task_id, [], False, stream_count=produce_sync(self.writer(msg), result)
-            )
+            result, guard = self.guard_stream(msg, result)
+            return self.stream_done(msg, produce_sync(self.writer(msg), result), guard)
         return self.reply_for(msg, result)
 
     def report_exit(self, msg: P.ExecuteActorCall) -> None:
@@ -168,6 +194,46 @@ class _ActorState:
     def send_reply(self, reply: P.TaskDone) -> None:
         """Send a call's reply with the releases of refs dropped meanwhile (after it)."""
         self.client.post(reply)
+
+
+class _StreamRetry:
+    """One attempt of a retried or retryable stream (see ``guard_stream``)."""
+
+    def __init__(self, retry_exc: bytes, skip: int) -> None:
+        self.retry_exc = retry_exc
+        self.skip = skip
+        self.error: BaseException | None = None
+
+    def wrap(self, gen: Any) -> Any:
+        return self._async(gen) if inspect.isasyncgen(gen) else self._sync(gen)
+
+    def _sync(self, gen: Any) -> Any:
+        seen = 0
+        try:
+            for value in gen:
+                seen += 1
+                if seen > self.skip:
+                    yield value
+        except Exception as e:
+            if not self._keep(e):
+                raise
+
+    async def _async(self, gen: Any) -> Any:
+        seen = 0
+        try:
+            async for value in gen:
+                seen += 1
+                if seen > self.skip:
+                    yield value
+        except Exception as e:
+            if not self._keep(e):
+                raise
+
+    def _keep(self, error: Exception) -> bool:
+        if self.retry_exc != P.RETRY_NONE and _retryable(error, self.retry_exc):
+            self.error = error
+            return True
+        return False
 
 
 def _terminate() -> None:
@@ -440,8 +506,9 @@ class _AsyncHost:
             if msg.streaming:
                 from .streams import produce_async
 
+                result, guard = state.guard_stream(msg, result)
                 count = await produce_async(state.writer(msg), result, self.wait_credit)
-                return P.TaskDone(msg.task_id, [], False, stream_count=count)
+                return state.stream_done(msg, count, guard)
             if asyncio.iscoroutine(result):
                 result = await result
             return state.reply_for(msg, result)

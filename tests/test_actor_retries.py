@@ -1,0 +1,172 @@
+"""Actor-task retries: ``retry_exceptions`` with ``max_task_retries`` on actor methods,
+``sys.exit()`` inside a method, and ``kill(no_restart=False)``.
+
+Checked against Ray 2.60: a method whose error is allowed by ``retry_exceptions``
+runs again, up to ``max_task_retries`` more times, and its caller gets only the
+last error; the count comes from ``.options()`` on the call, then
+``@ray.method``, then the actor's own options, while ``retry_exceptions`` is a
+method option only. Sync, threaded, async and streaming-generator methods all
+retry; a retried stream keeps the items its first attempt produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+import asyncray
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Boom(Exception):
+    pass
+
+
+class Other(Exception):
+    pass
+
+
+@asyncray.remote
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    @asyncray.method(max_task_retries=2, retry_exceptions=True)
+    def fail(self) -> None:
+        self.n += 1
+        raise Boom(f"attempt {self.n}")
+
+    @asyncray.method(max_task_retries=3, retry_exceptions=[Boom])
+    def fail_with(self, error: type[Exception]) -> None:
+        self.n += 1
+        raise error(f"attempt {self.n}")
+
+    @asyncray.method(max_task_retries=3, retry_exceptions=True)
+    def flaky(self) -> int:
+        self.n += 1
+        if self.n < 3:
+            raise Boom(f"attempt {self.n}")
+        return self.n
+
+    @asyncray.method(retry_exceptions=True)
+    def fail_no_count(self) -> None:
+        self.n += 1
+        raise Boom(f"attempt {self.n}")
+
+    def plain(self) -> None:
+        self.n += 1
+        raise Boom(f"attempt {self.n}")
+
+    @asyncray.method(max_task_retries=2, retry_exceptions=True)
+    def gen(self):
+        self.n += 1
+        yield self.n
+        raise Boom(f"attempt {self.n}")
+
+    def count(self) -> int:
+        n, self.n = self.n, 0
+        return n
+
+
+def _error_and_runs(actor, ref) -> tuple[str, int]:
+    with pytest.raises(asyncray.exceptions.RayTaskError) as info:
+        asyncray.get(ref)
+    return _last_line(info.value), asyncray.get(actor.count.remote())
+
+
+def _last_line(error: Exception) -> str:
+    """The error's own line, ``Boom: attempt 3`` (without the module of its class)."""
+    return re.sub(r"^[\w.]*\.", "", str(error).splitlines()[-1])
+
+
+def test_sync_method_retried_up_to_count_and_last_error_delivered(ray_start):
+    a = Counter.remote()
+    with pytest.raises(Boom, match="attempt 3"):
+        asyncray.get(a.fail.remote())
+    assert asyncray.get(a.count.remote()) == 3
+    # A method that succeeds on a retry returns its value.
+    assert asyncray.get(a.flaky.remote()) == 3
+    assert asyncray.get(a.count.remote()) == 3
+
+
+def test_retry_exceptions_list_retries_only_those_types(ray_start):
+    a = Counter.remote()
+    assert _error_and_runs(a, a.fail_with.remote(Boom)) == ("Boom: attempt 4", 4)
+    assert _error_and_runs(a, a.fail_with.remote(Other)) == ("Other: attempt 1", 1)
+
+
+def test_option_precedence_call_then_method_then_actor(ray_start):
+    a = Counter.remote()
+    # retry_exceptions without a count retries nothing (max_task_retries defaults to 0).
+    assert _error_and_runs(a, a.fail_no_count.remote()) == ("Boom: attempt 1", 1)
+    assert _error_and_runs(a, a.plain.options(retry_exceptions=True).remote())[1] == 1
+    # .options() on the call overrides @method, both ways.
+    assert _error_and_runs(a, a.fail.options(max_task_retries=0).remote())[1] == 1
+    assert _error_and_runs(a, a.fail.options(retry_exceptions=False).remote())[1] == 1
+    assert (
+        _error_and_runs(a, a.plain.options(max_task_retries=1, retry_exceptions=True).remote())[1]
+        == 2
+    )
+    # The actor's max_task_retries applies where the method sets none...
+    b = Counter.options(max_task_retries=1).remote()
+    assert _error_and_runs(b, b.fail_no_count.remote()) == ("Boom: attempt 2", 2)
+    # ...but only to the errors retry_exceptions allows.
+    assert _error_and_runs(b, b.plain.remote())[1] == 1
+    # A method's own count wins over the actor's.
+    assert _error_and_runs(b, b.fail.remote())[1] == 3
+
+
+def test_threaded_method_retried(ray_start):
+    a = Counter.options(max_concurrency=4).remote()
+    assert _error_and_runs(a, a.fail.remote()) == ("Boom: attempt 3", 3)
+
+
+@asyncray.remote
+class AsyncCounter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    @asyncray.method(max_task_retries=2, retry_exceptions=True)
+    async def fail(self) -> None:
+        self.n += 1
+        await asyncio.sleep(0)
+        raise Boom(f"attempt {self.n}")
+
+    @asyncray.method(max_task_retries=2, retry_exceptions=True)
+    async def gen(self):
+        self.n += 1
+        yield self.n
+        raise Boom(f"attempt {self.n}")
+
+    async def count(self) -> int:
+        n, self.n = self.n, 0
+        return n
+
+
+def test_async_method_retried(ray_start):
+    a = AsyncCounter.remote()
+    assert _error_and_runs(a, a.fail.remote()) == ("Boom: attempt 3", 3)
+
+
+def _items(gen) -> list:
+    out = []
+    for ref in gen:
+        try:
+            out.append(asyncray.get(ref))
+        except Boom as e:
+            out.append(_last_line(e))
+    return out
+
+
+@pytest.mark.parametrize("cls", [Counter, AsyncCounter], ids=["sync", "async"])
+def test_streaming_method_retried_keeps_first_items(ray_start, cls):
+    a = cls.remote()
+    # Each attempt yields its attempt number, then raises: the consumer sees
+    # the first attempt's item once, then the last attempt's error.
+    assert _items(a.gen.remote()) == [1, "Boom: attempt 3"]
+    assert asyncray.get(a.count.remote()) == 3
+    # Without retries the error follows the item at once, as before.
+    assert _items(a.gen.options(max_task_retries=0).remote()) == [1, "Boom: attempt 1"]
