@@ -12,11 +12,15 @@ retry; a retried stream keeps the items its first attempt produced.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 
 import pytest
+from _helpers import wait_for_process_exit
 
 import asyncray
+from asyncray.exceptions import ActorDiedError, ActorUnavailableError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,3 +174,81 @@ def test_streaming_method_retried_keeps_first_items(ray_start, cls):
     assert asyncray.get(a.count.remote()) == 3
     # Without retries the error follows the item at once, as before.
     assert _items(a.gen.options(max_task_retries=0).remote()) == [1, "Boom: attempt 1"]
+
+
+# ==================================================================== sys.exit in a method
+
+
+@asyncray.remote
+class Exiter:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def exit(self, code: object) -> None:
+        sys.exit(code)
+
+    @asyncray.method(max_task_retries=1)
+    def exit_once(self, marker: str) -> int:
+        """Exits its first process; the retry, on the restarted one, returns its pid."""
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            sys.exit(3)
+        return os.getpid()
+
+
+@asyncray.remote
+class AsyncExiter:
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def exit(self, code: object) -> None:
+        sys.exit(code)
+
+
+_KINDS = {
+    "plain": lambda **o: Exiter.options(**o).remote(),
+    "threaded": lambda **o: Exiter.options(max_concurrency=2, **o).remote(),
+    "async": lambda **o: AsyncExiter.options(**o).remote(),
+}
+
+
+@pytest.mark.parametrize("kind", list(_KINDS))
+def test_sys_exit_nonzero_is_a_crash_and_restarts(ray_start, kind):
+    a = _KINDS[kind](max_restarts=1)
+    pid = asyncray.get(a.pid.remote())
+    with pytest.raises(ActorUnavailableError, match="exit code 3"):
+        asyncray.get(a.exit.remote(3))
+    wait_for_process_exit(pid)
+    assert asyncray.get(a.pid.remote()) != pid  # restarted, as after os._exit
+    # Its restart used up, the next sys.exit() (code None) ends it for good.
+    with pytest.raises(ActorDiedError, match="SYSTEM_ERROR"):
+        asyncray.get(a.exit.remote(None))
+    with pytest.raises(ActorDiedError):
+        asyncray.get(a.pid.remote())
+
+
+def test_sys_exit_call_retried_on_restarted_actor(ray_start, tmp_path):
+    a = Exiter.options(max_restarts=1).remote()
+    pid = asyncray.get(a.pid.remote())
+    new_pid = asyncray.get(a.exit_once.remote(str(tmp_path / "exited")))
+    assert new_pid != pid
+    assert asyncray.get(a.pid.remote()) == new_pid
+
+
+@pytest.mark.parametrize("kind", list(_KINDS))
+def test_sys_exit_zero_is_an_intended_exit(ray_start, kind):
+    a = _KINDS[kind](max_restarts=1)
+    pid = asyncray.get(a.pid.remote())
+    with pytest.raises(ActorDiedError, match="INTENDED_USER_EXIT"):
+        asyncray.get(a.exit.remote(0))
+    wait_for_process_exit(pid)
+    with pytest.raises(ActorDiedError, match="INTENDED_USER_EXIT"):
+        asyncray.get(a.pid.remote())  # not restarted
+
+
+def test_sys_exit_message_without_restarts_kills_the_actor(ray_start):
+    a = Exiter.remote()
+    pid = asyncray.get(a.pid.remote())
+    with pytest.raises(ActorDiedError, match=r"SYSTEM_ERROR.*exit code 1"):
+        asyncray.get(a.exit.remote("bye"))
+    wait_for_process_exit(pid)

@@ -15,7 +15,9 @@ The kind is chosen exactly as Ray chooses it:
 
 ``exit_actor()`` raises ``ActorExitRequest``: the host reports the exit,
 lets calls that are already running finish, runs ``atexit`` handlers and
-exits with code 0.
+exits with code 0. ``sys.exit(0)`` does the same; ``sys.exit()`` with any
+other code (``None`` included, as in Ray) ends the process at once, a crash
+to the runtime.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import _task_context
 from .. import exceptions as exc
@@ -186,6 +188,20 @@ class _ActorState:
             return self.stream_done(msg, produce_sync(self.writer(msg), result), guard)
         return self.reply_for(msg, result)
 
+    def exit_process(self, error: SystemExit) -> NoReturn:
+        """``sys.exit()`` with a code other than 0 ends the process here, as a crash.
+
+        Ray treats it as the death of the actor's process (``SYSTEM_ERROR``):
+        ``max_restarts`` and ``max_task_retries`` apply, as after ``os._exit``.
+        Only ``exit_actor()`` and ``sys.exit(0)`` are intended exits.
+        """
+        code = error.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)  # what Python does with sys.exit("message")
+        _flush_output()
+        self.channel.drain_outbox()  # replies of calls that ended before it
+        os._exit(1 if code is not None and not isinstance(code, int) else code or 0)
+
     def report_exit(self, msg: P.ExecuteActorCall) -> None:
         self.exiting = True
         _flush_output()
@@ -234,6 +250,11 @@ class _StreamRetry:
             self.error = error
             return True
         return False
+
+
+def exits_as_crash(error: SystemExit) -> bool:
+    """Whether ``error`` ends the actor as a crash (see ``exit_process``)."""
+    return error.code != 0 and not isinstance(error, _task_context.ActorExitRequest)
 
 
 def _terminate() -> None:
@@ -308,8 +329,10 @@ class _PlainHost:
         except _task_context.ActorExitRequest:
             state.report_exit(msg)
             return True
-        except SystemExit:
-            # sys.exit() in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
+        except SystemExit as e:
+            if exits_as_crash(e):
+                state.exit_process(e)
+            # sys.exit(0) in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
             state.report_exit(msg)
             return True
         except BaseException as e:
@@ -370,7 +393,9 @@ class _ThreadedHost:
         token = _task_context.set_current_task(state.context(msg.task_id))
         try:
             reply = state.run_sync(msg)
-        except SystemExit:
+        except SystemExit as e:
+            if exits_as_crash(e):
+                state.exit_process(e)
             state.report_exit(msg)
             threading.Thread(target=self._exit_when_idle, daemon=True).start()
             return
@@ -486,7 +511,9 @@ class _AsyncHost:
             if not loaded[0]:
                 ser.discard_arguments(msg)
             reply = P.TaskDone(msg.task_id, [], True, cancelled=True)
-        except (SystemExit, exc.AsyncioActorExit):
+        except (SystemExit, exc.AsyncioActorExit) as e:
+            if isinstance(e, SystemExit) and exits_as_crash(e):
+                state.exit_process(e)
             state.report_exit(msg)
             self.loop.create_task(self._exit_when_idle())
             return
