@@ -17,7 +17,7 @@ import re
 import sys
 
 import pytest
-from _helpers import wait_for_process_exit
+from _helpers import wait_for_condition, wait_for_process_exit
 
 import asyncray
 from asyncray.exceptions import ActorDiedError, ActorUnavailableError
@@ -252,3 +252,62 @@ def test_sys_exit_message_without_restarts_kills_the_actor(ray_start):
     with pytest.raises(ActorDiedError, match=r"SYSTEM_ERROR.*exit code 1"):
         asyncray.get(a.exit.remote("bye"))
     wait_for_process_exit(pid)
+
+
+# ==================================================================== kill(no_restart=False)
+
+
+@asyncray.remote(num_cpus=1)
+class Recorded:
+    """Appends its pid to ``path`` when constructed."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _constructed(path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def _all_cpus_free() -> bool:
+    return asyncray.available_resources().get("CPU") == asyncray.cluster_resources()["CPU"]
+
+
+@pytest.mark.parametrize("first_kill", ["running", "starting"])
+def test_kill_without_no_restart_uses_up_max_restarts(ray_start, tmp_path, first_kill):
+    path = tmp_path / "pids"
+    # max_task_retries: a call that reaches the killed process before the
+    # runtime has seen it die runs again on the restarted one.
+    a = Recorded.options(max_restarts=1, max_task_retries=1).remote(str(path))
+    if first_kill == "running":
+        pid = asyncray.get(a.pid.remote())
+        asyncray.kill(a, no_restart=False)
+        wait_for_process_exit(pid)
+    else:  # while its process is still being forked: the kill counts all the same
+        asyncray.kill(a, no_restart=False)
+    restarted = asyncray.get(a.pid.remote())
+    asyncray.kill(a, no_restart=False)  # no restart left: it dies and frees its CPU
+    with pytest.raises(ActorDiedError, match=re.escape("killed by `ray.kill`")):
+        asyncray.get(a.pid.remote())
+    wait_for_condition(_all_cpus_free)
+    assert restarted in _constructed(path)
+    for pid in _constructed(path):
+        wait_for_process_exit(pid)
+
+
+def test_actor_killed_while_starting_leaves_no_process(ray_start, tmp_path):
+    path = tmp_path / "pids"
+    a = Recorded.remote(str(path))
+    asyncray.kill(a, no_restart=False)  # no restarts: dead at once
+    with pytest.raises(ActorDiedError):
+        asyncray.get(a.pid.remote())
+    # Another actor started after it: the killed one's fork has been answered.
+    b = Recorded.remote(str(tmp_path / "other"))
+    asyncray.get(b.pid.remote())
+    for pid in _constructed(path):
+        wait_for_process_exit(pid)
+    wait_for_condition(lambda: asyncray.available_resources().get("CPU") == 1)

@@ -19,8 +19,12 @@ its death error stays as a tombstone in ``dead``, the newest
 ``maximum_gcs_destroyed_actor_cached_count`` of them (``retention.py``).
 A crash restarts the actor while ``max_restarts`` allows; in-flight calls
 are then retried per ``max_task_retries`` or fail with
-``ActorUnavailableError``. ``ActorManager`` is part of the ``Runtime``:
-it touches runtime state only on the runtime loop.
+``ActorUnavailableError``. A call whose error its ``retry_exceptions``
+allows (the actor process judges it: ``TaskDone.retryable``) runs again,
+before the calls still queued, while the same count allows; a retried
+stream is told how many items it already produced (``skip``). A kill of a
+process still being forked lands at its hello. ``ActorManager`` is part of
+the ``Runtime``: it touches runtime state only on the runtime loop.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class ActorRecord:
         self.name_key: tuple[str, str] | None = None
         # Whether it holds its constructor arguments' objects (restarts reuse them).
         self.holding_args = False
+        # A process killed before its pid was known: SIGKILLed at its hello.
+        self.kill_at_hello: WorkerRecord | None = None
 
     def can_restart(self) -> bool:
         limit = self.spec.max_restarts
@@ -278,6 +284,9 @@ class ActorManager:
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
+        if actor.kill_at_hello is worker:  # killed while it was being forked
+            self._kill_process(actor)
+            return
         pg, pg_capture = self.rt._group_context(spec.pg_id, spec.pg_capture)
         try:
             frame = P.frame(
@@ -463,7 +472,7 @@ class ActorManager:
             self._end_call(call)
             self.rt.end_stream(call.spec.task_id, msg.stream_count)
         elif msg.is_error:
-            if msg.retryable and self._take_retry(call):
+            if msg.retryable and spec.retry_exc != P.RETRY_NONE and self._take_retry(call):
                 # retry_exceptions: the error is dropped and the call runs again,
                 # before the calls still queued (Ray delivers only the last error).
                 self.rt.objects.discard(msg.results[0])
@@ -732,11 +741,18 @@ class ActorManager:
 
     def _kill_process(self, actor: ActorRecord) -> None:
         worker = actor.worker
-        if worker is not None and worker.pid:
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if worker is None:
+            return
+        if not worker.pid:
+            # Still being forked: killed at its hello, before its constructor runs
+            # (else the kill is lost: a restart not counted, a dead actor's process
+            # left running its __init__ for the rest of the session).
+            actor.kill_at_hello = worker
+            return
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def end_group_actors(self, pg_id: bytes) -> None:
         """Its placement group was removed: the actor dies (as in Ray)."""
