@@ -20,6 +20,7 @@ or ``shutdown()``.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 from typing import Any, Generic, TypeVar
@@ -48,6 +49,9 @@ ASYNC_DEFAULT_MAX_CONCURRENCY = 1000
 # a typo like 10**9 must fail at the call site rather than in the actor.
 # Far above any real use (Ray's async default is 1000).
 MAX_CONCURRENCY = 1_000_000
+# Distinct ``retry_exceptions`` lists whose pickles are kept, so a call with
+# a list does not pickle its classes again; a program has a handful of them.
+RETRY_TYPES_CACHED = 256
 
 ACTOR_OPTIONS = frozenset(
     {
@@ -576,6 +580,13 @@ class ActorHandle(Generic[T]):
         retries = call_opts.get("max_task_retries", method_opts.get("max_task_retries"))
         if retries is None:
             retries = self._meta.max_task_retries
+        retry_exc = (
+            _retry_exc_wire(
+                call_opts.get("retry_exceptions", method_opts.get("retry_exceptions", False))
+            )
+            if retries
+            else P.RETRY_NONE
+        )
         limit = self._meta.config.get("max_pending_calls", -1)
         if limit > 0:
             self._check_pending(name, limit)
@@ -601,6 +612,7 @@ class ActorHandle(Generic[T]):
                 call_opts,
                 -1 if backpressure is None else backpressure,
                 timeout_s,
+                retry_exc,
             )
         # Not streaming: num_returns is an int.
         return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]  # type: ignore[operator]
@@ -618,6 +630,7 @@ class ActorHandle(Generic[T]):
                 backpressure=-1,
                 timeout_s=timeout_s,
                 parent=_task_context.current_task().task_id or b"",
+                retry_exc=retry_exc,
             )
         )
         refs: list[ObjectRef[Any]] = [ObjectRef(rid, True) for rid in return_ids]
@@ -639,6 +652,20 @@ class ActorHandle(Generic[T]):
                 f"{self._actor_id.hex()}) because more than {limit} tasks are queued on the "
                 "actor. This limit can be adjusted with the `max_pending_calls` actor option."
             )
+
+
+def _retry_exc_wire(value: Any) -> bytes:
+    """``retry_exceptions`` as the wire carries it: none, all, or the pickled types."""
+    if value is True:
+        return P.RETRY_ALL
+    if not value:
+        return P.RETRY_NONE
+    return _pickled_types(tuple(value))
+
+
+@functools.lru_cache(maxsize=RETRY_TYPES_CACHED)
+def _pickled_types(types: tuple[type, ...]) -> bytes:
+    return ser.dumps_function(types)
 
 
 def _check_method_options(options: dict[str, Any]) -> None:

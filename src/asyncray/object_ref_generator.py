@@ -193,6 +193,7 @@ def start_actor_stream(
     call_opts: dict[str, Any],
     backpressure: int,
     timeout_s: float,
+    retry_exc: bytes = P.RETRY_NONE,
 ) -> ObjectRefGenerator:
     client.post(
         P.CallActor(
@@ -208,6 +209,7 @@ def start_actor_stream(
             backpressure=backpressure,
             timeout_s=timeout_s,
             parent=_task_context.current_task().task_id or b"",
+            retry_exc=retry_exc,
         )
     )
     return ObjectRefGenerator(task_id)

@@ -19,8 +19,12 @@ its death error stays as a tombstone in ``dead``, the newest
 ``maximum_gcs_destroyed_actor_cached_count`` of them (``retention.py``).
 A crash restarts the actor while ``max_restarts`` allows; in-flight calls
 are then retried per ``max_task_retries`` or fail with
-``ActorUnavailableError``. ``ActorManager`` is part of the ``Runtime``:
-it touches runtime state only on the runtime loop.
+``ActorUnavailableError``. A call whose error its ``retry_exceptions``
+allows (the actor process judges it: ``TaskDone.retryable``) runs again,
+before the calls still queued, while the same count allows; a retried
+stream is told how many items it already produced (``skip``). A kill of a
+process still being forked lands at its hello. ``ActorManager`` is part of
+the ``Runtime``: it touches runtime state only on the runtime loop.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class ActorRecord:
         self.name_key: tuple[str, str] | None = None
         # Whether it holds its constructor arguments' objects (restarts reuse them).
         self.holding_args = False
+        # A process killed before its pid was known: SIGKILLed at its hello.
+        self.kill_at_hello: WorkerRecord | None = None
 
     def can_restart(self) -> bool:
         limit = self.spec.max_restarts
@@ -278,6 +284,9 @@ class ActorManager:
         spec = actor.spec
         actor.pid = worker.pid
         worker.state = "busy"
+        if actor.kill_at_hello is worker:  # killed while it was being forked
+            self._kill_process(actor)
+            return
         pg, pg_capture = self.rt._group_context(spec.pg_id, spec.pg_capture)
         try:
             frame = P.frame(
@@ -401,6 +410,7 @@ class ActorManager:
                 return
             mailbox.popleft()
             spec = call.spec
+            stream = self.rt.streams.get(spec.task_id) if spec.streaming else None
             # Encoded first: a value the wire cannot carry fails this call alone.
             try:
                 frame = P.frame(
@@ -413,6 +423,9 @@ class ActorManager:
                         group=spec.group,
                         streaming=spec.streaming,
                         backpressure=spec.backpressure,
+                        retry_exc=spec.retry_exc,
+                        # A retried stream goes on after the items already produced.
+                        skip=stream.produced if stream is not None and call.attempts else 0,
                     )
                 )
             except Exception as e:
@@ -420,10 +433,8 @@ class ActorManager:
                 self._fail_call(call, unsendable_error(f"actor call {spec.method}", e))
                 continue
             actor.inflight[spec.task_id] = call
-            if spec.streaming:
-                stream = self.rt.streams.get(spec.task_id)
-                if stream is not None:
-                    stream.producer = conn
+            if stream is not None:
+                stream.producer = conn
             if spec.timeout_s > 0 and call.timer is None:
                 call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
             if call.dep_values or spec.args[:7] == refs.MARKER:
@@ -462,10 +473,26 @@ class ActorManager:
             self._end_call(call)
             self.rt.end_stream(call.spec.task_id, msg.stream_count)
         elif msg.is_error:
+            if msg.retryable and spec.retry_exc != P.RETRY_NONE and self._take_retry(call):
+                # retry_exceptions: the error is dropped and the call runs again,
+                # before the calls still queued (Ray delivers only the last error).
+                self.rt.objects.discard(msg.results[0])
+                actor.mailbox.appendleft(call)
+                self._pump(actor)
+                return
             self._seal_call(call, msg.results[0], True)
         else:
             self._end_call(call)
             self.rt.seal_results(call.owner, call.spec.return_ids, msg.results)
+
+    @staticmethod
+    def _take_retry(call: CallRecord) -> bool:
+        """Count one more attempt of ``call`` if its ``max_task_retries`` allows one."""
+        limit = call.spec.max_task_retries
+        if limit < 0 or call.attempts < limit:
+            call.attempts += 1
+            return True
+        return False
 
     def _end_call(self, call: CallRecord) -> None:
         """The call is over: stop its timer, forget it, let go of its arguments."""
@@ -647,9 +674,7 @@ class ActorManager:
             )
             retry: list[CallRecord] = []
             for call in actor.inflight.values():
-                limit = call.spec.max_task_retries
-                if limit < 0 or call.attempts < limit:
-                    call.attempts += 1
+                if self._take_retry(call):
                     retry.append(call)
                 else:
                     self._seal_call(call, unavailable, True)
@@ -717,11 +742,18 @@ class ActorManager:
 
     def _kill_process(self, actor: ActorRecord) -> None:
         worker = actor.worker
-        if worker is not None and worker.pid:
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if worker is None:
+            return
+        if not worker.pid:
+            # Still being forked: killed at its hello, before its constructor runs
+            # (else the kill is lost: a restart not counted, a dead actor's process
+            # left running its __init__ for the rest of the session).
+            actor.kill_at_hello = worker
+            return
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def end_group_actors(self, pg_id: bytes) -> None:
         """Its placement group was removed: the actor dies (as in Ray)."""

@@ -226,6 +226,8 @@ class CallActor(_Msg, tag=12):
     backpressure: int = -1
     timeout_s: float = NO_TIMEOUT
     parent: bytes = b""
+    # Which application errors are retried (``RETRY_NONE``/``RETRY_ALL``/pickled types).
+    retry_exc: bytes = RETRY_NONE
 
 
 class KillActor(_Msg, tag=13):
@@ -375,6 +377,9 @@ class ExecuteActorCall(_Msg, tag=31):
     group: str
     streaming: bool = False
     backpressure: int = -1
+    retry_exc: bytes = RETRY_NONE
+    # A retried stream: items its earlier attempts produced, not sent again.
+    skip: int = 0
 
 
 class ActorReply(_Msg, tag=32):

@@ -15,19 +15,22 @@ The kind is chosen exactly as Ray chooses it:
 
 ``exit_actor()`` raises ``ActorExitRequest``: the host reports the exit,
 lets calls that are already running finish, runs ``atexit`` handlers and
-exits with code 0.
+exits with code 0. ``sys.exit(0)`` does the same; ``sys.exit()`` with any
+other code (``None`` included, as in Ray) ends the process at once, a crash
+to the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import os
 import sys
 import threading
 import types
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import _task_context
 from .. import exceptions as exc
@@ -38,6 +41,7 @@ from . import interrupts
 from .main import (
     Client,
     _flush_output,
+    _retryable,
     _set_visible_gpus,
     resolve_arguments,
     serialize_returns,
@@ -132,9 +136,13 @@ class _ActorState:
         try:
             return P.TaskDone(msg.task_id, serialize_returns(result, msg.num_returns, name), False)
         except BaseException as e:
-            return self.error_for(msg, e)
+            # A result that cannot be stored is not the method's error: never retried.
+            return self.error_for(msg, e, retry=False)
 
-    def error_for(self, msg: P.ExecuteActorCall, error: BaseException) -> P.TaskDone:
+    def error_for(
+        self, msg: P.ExecuteActorCall, error: BaseException, *, retry: bool = True
+    ) -> P.TaskDone:
+        """The call failed with ``error``; ``retryable`` per its ``retry_exceptions``."""
         try:
             actor_repr = repr(self.instance)
         except Exception:
@@ -142,14 +150,35 @@ class _ActorState:
         payload = ser.dumps_task_error(
             error, f"{self.class_name}.{msg.method}", actor_repr=actor_repr, actor_id=self.actor_id
         )
-        return P.TaskDone(msg.task_id, [payload], True)
+        retryable = retry and msg.retry_exc != P.RETRY_NONE and _retryable(error, msg.retry_exc)
+        return P.TaskDone(msg.task_id, [payload], True, retryable=retryable)
 
     def writer(self, msg: P.ExecuteActorCall) -> Any:
         from .streams import StreamWriter
 
-        return StreamWriter(
+        writer = StreamWriter(
             self.channel, msg.task_id, msg.backpressure, lambda e: self.error_for(msg, e).results[0]
         )
+        writer.count = msg.skip  # a retry goes on after the items already produced
+        return writer
+
+    def guard_stream(self, msg: P.ExecuteActorCall, gen: Any) -> tuple[Any, _StreamRetry | None]:
+        """Wrap a stream so a retry skips what was produced and a retryable error is kept.
+
+        A retryable error must not become the stream's last item (the call runs
+        again); the runtime appends it itself once no retry is left.
+        """
+        if msg.retry_exc == P.RETRY_NONE and not msg.skip:
+            return gen, None
+        guard = _StreamRetry(msg.retry_exc, msg.skip)
+        return guard.wrap(gen), guard
+
+    def stream_done(
+        self, msg: P.ExecuteActorCall, count: int, guard: _StreamRetry | None
+    ) -> P.TaskDone:
+        if guard is not None and guard.error is not None:
+            return self.error_for(msg, guard.error)
+        return P.TaskDone(msg.task_id, [], False, stream_count=count)
 
     def run_sync(self, msg: P.ExecuteActorCall) -> P.TaskDone:
         """Run one call of a plain or threaded actor (a generator is streamed)."""
@@ -162,10 +191,23 @@ class _ActorState:
         if msg.streaming:
             from .streams import produce_sync
 
-            return P.TaskDone(
-                msg.task_id, [], False, stream_count=produce_sync(self.writer(msg), result)
-            )
+            result, guard = self.guard_stream(msg, result)
+            return self.stream_done(msg, produce_sync(self.writer(msg), result), guard)
         return self.reply_for(msg, result)
+
+    def exit_process(self, error: SystemExit) -> NoReturn:
+        """``sys.exit()`` with a code other than 0 ends the process here, as a crash.
+
+        Ray treats it as the death of the actor's process (``SYSTEM_ERROR``):
+        ``max_restarts`` and ``max_task_retries`` apply, as after ``os._exit``.
+        Only ``exit_actor()`` and ``sys.exit(0)`` are intended exits.
+        """
+        code = error.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)  # what Python does with sys.exit("message")
+        _flush_output()
+        self.channel.drain_outbox()  # replies of calls that ended before it
+        os._exit(1 if code is not None and not isinstance(code, int) else code or 0)
 
     def report_exit(self, msg: P.ExecuteActorCall) -> None:
         self.exiting = True
@@ -190,6 +232,51 @@ def _method_of(instance: Any, name: str) -> Any:
             bind = getattr(type(raw), "__get__", None)
             return raw if bind is None else bind(raw, instance, cls)
     return getattr(instance, name)  # not on the class: e.g. a __getattr__ of the class
+
+
+class _StreamRetry:
+    """One attempt of a retried or retryable stream (see ``guard_stream``)."""
+
+    def __init__(self, retry_exc: bytes, skip: int) -> None:
+        self.retry_exc = retry_exc
+        self.skip = skip
+        self.error: BaseException | None = None
+
+    def wrap(self, gen: Any) -> Any:
+        return self._async(gen) if inspect.isasyncgen(gen) else self._sync(gen)
+
+    def _sync(self, gen: Any) -> Any:
+        seen = 0
+        try:
+            for value in gen:
+                seen += 1
+                if seen > self.skip:
+                    yield value
+        except Exception as e:
+            if not self._keep(e):
+                raise
+
+    async def _async(self, gen: Any) -> Any:
+        seen = 0
+        try:
+            async for value in gen:
+                seen += 1
+                if seen > self.skip:
+                    yield value
+        except Exception as e:
+            if not self._keep(e):
+                raise
+
+    def _keep(self, error: Exception) -> bool:
+        if self.retry_exc != P.RETRY_NONE and _retryable(error, self.retry_exc):
+            self.error = error
+            return True
+        return False
+
+
+def exits_as_crash(error: SystemExit) -> bool:
+    """Whether ``error`` ends the actor as a crash (see ``exit_process``)."""
+    return error.code != 0 and not isinstance(error, _task_context.ActorExitRequest)
 
 
 def _terminate() -> None:
@@ -264,8 +351,10 @@ class _PlainHost:
         except _task_context.ActorExitRequest:
             state.report_exit(msg)
             return True
-        except SystemExit:
-            # sys.exit() in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
+        except SystemExit as e:
+            if exits_as_crash(e):
+                state.exit_process(e)
+            # sys.exit(0) in an actor method ends the actor (Ray: INTENDED_USER_EXIT).
             state.report_exit(msg)
             return True
         except BaseException as e:
@@ -326,7 +415,9 @@ class _ThreadedHost:
         token = _task_context.set_current_task(state.context(msg.task_id))
         try:
             reply = state.run_sync(msg)
-        except SystemExit:
+        except SystemExit as e:
+            if exits_as_crash(e):
+                state.exit_process(e)
             state.report_exit(msg)
             threading.Thread(target=self._exit_when_idle, daemon=True).start()
             return
@@ -442,7 +533,9 @@ class _AsyncHost:
             if not loaded[0]:
                 ser.discard_arguments(msg)
             reply = P.TaskDone(msg.task_id, [], True, cancelled=True)
-        except (SystemExit, exc.AsyncioActorExit):
+        except (SystemExit, exc.AsyncioActorExit) as e:
+            if isinstance(e, SystemExit) and exits_as_crash(e):
+                state.exit_process(e)
             state.report_exit(msg)
             self.loop.create_task(self._exit_when_idle())
             return
@@ -462,8 +555,9 @@ class _AsyncHost:
             if msg.streaming:
                 from .streams import produce_async
 
+                result, guard = state.guard_stream(msg, result)
                 count = await produce_async(state.writer(msg), result, self.wait_credit)
-                return P.TaskDone(msg.task_id, [], False, stream_count=count)
+                return state.stream_done(msg, count, guard)
             # Python 3.11's asyncio.iscoroutine also says True for a plain
             # generator (a method with a fixed num_returns): that one is run
             # by reply_for, not awaited.
