@@ -434,3 +434,34 @@ def test_processes_a_dead_worker_left_behind_end_with_the_session(shutdown_only)
     assert asyncray.get([one.remote() for _ in range(3)], timeout=30) == [1, 1, 1]
     asyncray.shutdown()
     assert not _alive([helper])
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_to_the_zygote_before_its_handlers_are_in_is_held_back(
+    shutdown_only, monkeypatch
+):
+    """The zygote blocks SIGTERM/SIGHUP from its fork until its handlers are in."""
+    import time
+
+    from asyncray._core import zygote as zygote_module
+    from asyncray._session import bootstrap
+
+    real_prctl = zygote_module._prctl
+
+    def slow_start(option, *args):
+        if option == zygote_module._PR_SET_CHILD_SUBREAPER:  # first thing the zygote does
+            time.sleep(0.5)  # widen the window between the fork and the handlers
+        return real_prctl(option, *args)
+
+    monkeypatch.setattr(zygote_module, "_prctl", slow_start)
+    asyncray.init(num_cpus=1)
+    monkeypatch.undo()
+    zygote = bootstrap._session.zygote_pid  # type: ignore[union-attr]
+    os.kill(zygote, signal.SIGTERM)  # lands inside the window
+
+    @asyncray.remote
+    def one():
+        return 1
+
+    assert asyncray.get(one.remote(), timeout=30) == 1
+    assert psutil.Process(zygote).status() != psutil.STATUS_ZOMBIE

@@ -84,7 +84,16 @@ def start_zygote(
     """
     parent_sock, zygote_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     driver_pid = os.getpid()
-    pid = os.fork()
+    # Held back across the fork: a SIGTERM/SIGHUP sent the moment init()
+    # returns stays pending until the zygote has its handlers, instead of
+    # ending it with the default action (see _zygote_main).
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _CHECK_DRIVER_SIGNALS)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
     if pid == 0:  # the zygote
         code = 0
         try:
@@ -121,6 +130,9 @@ def _zygote_main(
         _inherited[sig] = signal.getsignal(sig)
     for sig in (signal.SIGCHLD, *_CHECK_DRIVER_SIGNALS):
         signal.signal(sig, lambda *_: None)
+    # Handled now: let through what start_zygote held back (its children get
+    # an open mask; a pending SIGTERM wakes the loop, which checks the driver).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHECK_DRIVER_SIGNALS)
     set_parent_death_signal(DRIVER_DEATH_SIGNAL)
     polling.allow_pollers(len(os.sched_getaffinity(0)) - 1)
     if _driver_gone(driver_pid):  # it died before prctl took effect
