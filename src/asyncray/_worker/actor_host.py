@@ -8,10 +8,12 @@ The kind is chosen exactly as Ray chooses it:
 * **threaded** — a sync class with ``max_concurrency > 1`` or concurrency
   groups: each group has its own thread pool of its size; the main thread
   only reads the socket and hands calls out.
-* **async** — any ``async def`` method: one event loop runs every call as a
-  coroutine, each group bounded by its own semaphore (default 1000). A
-  reader thread feeds the loop, so a blocking ``get`` in a method stalls
-  only the loop (and warns), never the socket.
+* **async** — any ``async def`` method: calls run as coroutines, the default
+  group on the main thread's event loop and each concurrency group, as in
+  Ray, on its own loop in its own thread; each group is bounded by its own
+  semaphore (default 1000). A reader thread feeds the main loop, so a
+  blocking ``get`` in a method stalls only its group's loop (and warns),
+  never the socket nor the other groups.
 
 ``exit_actor()`` raises ``ActorExitRequest``: the host reports the exit,
 lets calls that are already running finish, runs ``atexit`` handlers and
@@ -445,7 +447,57 @@ class _ThreadedHost:
 # ==================================================================== async
 
 
+# The thread of a concurrency group's loop is named as Ray names it.
+_GROUP_THREAD_PREFIX = "AsyncIO Thread: "
+# How long the host waits for a group's thread to stop at the end (a method
+# blocked in a sync call there cannot be stopped: the process exits anyway).
+_GROUP_JOIN_S = 0.5
+
+
+class _Lane:
+    """One concurrency group of an async actor: its loop, its bound, its calls.
+
+    ``running`` and ``by_id`` are touched only on ``loop``'s own thread, so no
+    lock is needed (the default group's lane is the main loop, the hot path).
+    """
+
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.name = name
+        self.loop = loop
+        # Binds to the loop that first waits on it: only ever this lane's loop.
+        self.limit = asyncio.Semaphore(size)
+        self.running: set[asyncio.Task[Any]] = set()
+        self.by_id: dict[bytes, asyncio.Task[Any]] = {}
+        self.thread: threading.Thread | None = None
+
+    def cancel(self, task_id: bytes) -> None:
+        """On this lane's loop: cancel the call ``task_id`` if it runs here."""
+        running = self.by_id.get(task_id)
+        if running is not None:
+            running.cancel()
+
+    async def idle(self, exclude: asyncio.Task[Any] | None) -> None:
+        """On this lane's loop: wait until every call but ``exclude`` has ended."""
+        others = [t for t in self.running if t is not exclude and not t.done()]
+        if others:
+            await asyncio.wait(others)
+
+
+def _set_if_pending(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _AsyncHost:
+    """An async actor: the default group on the main loop, each other group on its own.
+
+    As in Ray, every declared concurrency group runs on its own event loop in
+    its own thread, so a coroutine that blocks (a sync sleep or ``get``) in
+    one group stalls neither the default group nor the others. The reader
+    delivers every message to the main loop, which hands a group's calls to
+    that group's loop.
+    """
+
     def __init__(self, state: _ActorState) -> None:
         import uvloop
 
@@ -453,77 +505,112 @@ class _AsyncHost:
         self.loop = uvloop.new_event_loop()
         asyncio.set_event_loop(self.loop)
         config = state.config
-        self.limits: dict[str, asyncio.Semaphore] = {
-            "": asyncio.Semaphore(config["max_concurrency"])
-        }
+        self.default = _Lane("", self.loop, config["max_concurrency"])
+        self.lanes: dict[str, _Lane] = {"": self.default}
         for group, size in config["groups"].items():
-            self.limits[group] = asyncio.Semaphore(size)
-        self.running: set[asyncio.Task[Any]] = set()
-        self.by_id: dict[bytes, asyncio.Task[Any]] = {}
+            self.lanes[group] = _Lane(group, uvloop.new_event_loop(), size)
+        self.others = [lane for lane in self.lanes.values() if lane is not self.default]
+        # Stream producers waiting for credit, on any lane's loop: a lock, as
+        # the main loop resolves them (streams only, never the plain call path).
         self.credit_waiters: dict[bytes, list[tuple[int, asyncio.Future[Any]]]] = {}
+        self.credit_lock = threading.Lock()
 
     def run(self) -> None:
         state = self.state
         if not state.construct():
             _wait_for_shutdown(state.channel)
             return
+        for lane in self.others:
+            lane.thread = threading.Thread(
+                target=_run_loop,
+                args=(lane.loop,),
+                name=_GROUP_THREAD_PREFIX + lane.name,
+                daemon=True,
+            )
+            lane.thread.start()
         state.channel.spin = True  # the loop polls between back-to-back calls
         state.channel.start_loop_reader(self._from_reader, self.loop)
         try:
             self.loop.run_forever()
         finally:
+            self._stop_groups()
             self.loop.close()
 
+    def _stop_groups(self) -> None:
+        for lane in self.others:
+            lane.loop.call_soon_threadsafe(lane.loop.stop)
+        for lane in self.others:
+            assert lane.thread is not None
+            lane.thread.join(_GROUP_JOIN_S)
+            if not lane.thread.is_alive():
+                lane.loop.close()
+
     def _from_reader(self, msgs: list[Any]) -> None:
-        """Runs on the loop: messages the reader thread routed here."""
+        """Runs on the main loop: messages the reader thread routed here."""
         for msg in msgs:
             kind = type(msg)
             if kind is P.ExecuteActorCall:
                 if self.state.exiting:
                     continue
-                task = self.loop.create_task(self.call(msg))
-                self.running.add(task)
-                self.by_id[msg.task_id] = task
-                task.add_done_callback(self.running.discard)
+                lane = self.lanes.get(msg.group) or self.default
+                if lane is self.default:
+                    self._start(lane, msg)
+                else:
+                    lane.loop.call_soon_threadsafe(self._start, lane, msg)
             elif kind is P.StreamCredit:
                 self._wake_producers(msg.task_id)
             elif kind is P.CancelActorCall:
-                running = self.by_id.get(msg.task_id)
-                if running is not None:
-                    running.cancel()
+                self.default.cancel(msg.task_id)
+                # Queued behind the call's start on its loop, so it finds it there.
+                for lane in self.others:
+                    lane.loop.call_soon_threadsafe(lane.cancel, msg.task_id)
             elif kind is P.Shutdown or msg is None:
                 self.loop.stop()
 
+    def _start(self, lane: _Lane, msg: P.ExecuteActorCall) -> None:
+        """On ``lane``'s loop: run one call there."""
+        task = lane.loop.create_task(self.call(lane, msg))
+        lane.running.add(task)
+        lane.by_id[msg.task_id] = task
+        task.add_done_callback(lane.running.discard)
+
     def _wake_producers(self, task_id: bytes) -> None:
-        waiters = self.credit_waiters.get(task_id)
-        if not waiters:
-            return
-        have = self.state.channel.credits.get(task_id, 0)
-        keep = []
-        for need, future in waiters:
-            if have >= need:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                keep.append((need, future))
-        if keep:
-            self.credit_waiters[task_id] = keep
-        else:  # nothing waits: no entry kept per stream ever produced
-            del self.credit_waiters[task_id]
+        with self.credit_lock:
+            waiters = self.credit_waiters.get(task_id)
+            if not waiters:
+                return
+            have = self.state.channel.credits.get(task_id, 0)
+            keep = []
+            ready = []
+            for need, future in waiters:
+                if have >= need:
+                    ready.append(future)
+                else:
+                    keep.append((need, future))
+            if keep:
+                self.credit_waiters[task_id] = keep
+            else:  # nothing waits: no entry kept per stream ever produced
+                del self.credit_waiters[task_id]
+        for future in ready:
+            loop = future.get_loop()
+            if loop is self.loop:
+                _set_if_pending(future)
+            else:  # a future is resolved only on its own loop
+                loop.call_soon_threadsafe(_set_if_pending, future)
 
     async def wait_credit(self, task_id: bytes, need: int) -> None:
-        if self.state.channel.credits.get(task_id, 0) >= need:
-            return
-        future = self.loop.create_future()
-        self.credit_waiters.setdefault(task_id, []).append((need, future))
+        with self.credit_lock:  # a credit read after this check finds the waiter
+            if self.state.channel.credits.get(task_id, 0) >= need:
+                return
+            future = asyncio.get_running_loop().create_future()
+            self.credit_waiters.setdefault(task_id, []).append((need, future))
         await future
 
-    async def call(self, msg: P.ExecuteActorCall) -> None:
+    async def call(self, lane: _Lane, msg: P.ExecuteActorCall) -> None:
         state = self.state
-        limit = self.limits.get(msg.group) or self.limits[""]
         loaded = [False]  # set once _run has loaded the arguments
         try:
-            async with limit:
+            async with lane.limit:
                 if state.exiting:
                     ser.discard_arguments(msg)
                     return
@@ -537,11 +624,14 @@ class _AsyncHost:
             if isinstance(e, SystemExit) and exits_as_crash(e):
                 state.exit_process(e)
             state.report_exit(msg)
-            self.loop.create_task(self._exit_when_idle())
+            current = asyncio.current_task()
+            self.loop.call_soon_threadsafe(self._begin_exit, current)
             return
         finally:
-            self.by_id.pop(msg.task_id, None)
-            self.credit_waiters.pop(msg.task_id, None)
+            lane.by_id.pop(msg.task_id, None)
+            if msg.streaming:
+                with self.credit_lock:
+                    self.credit_waiters.pop(msg.task_id, None)
         state.send_reply(reply)
 
     async def _run(self, msg: P.ExecuteActorCall, loaded: list[bool]) -> P.TaskDone:
@@ -572,9 +662,19 @@ class _AsyncHost:
             _task_context.reset_current_task(token)
             _flush_output()
 
-    async def _exit_when_idle(self) -> None:
-        current = asyncio.current_task()
-        others = [t for t in self.running if t is not current and not t.done()]
-        if others:
-            await asyncio.wait(others)
-        self.loop.stop()
+    def _begin_exit(self, exiting: asyncio.Task[Any] | None) -> None:
+        """On the main loop: exit once the calls running on every loop have ended."""
+        self.loop.create_task(self._exit_when_idle(exiting))
+
+    async def _exit_when_idle(self, exiting: asyncio.Task[Any] | None) -> None:
+        await self.default.idle(exiting)
+        for lane in self.others:
+            done = asyncio.run_coroutine_threadsafe(lane.idle(exiting), lane.loop)
+            await asyncio.wrap_future(done)
+        self.loop.stop()  # run() then stops every group's loop
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread of one concurrency group: run its loop until the host stops it."""
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
