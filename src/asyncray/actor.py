@@ -503,58 +503,35 @@ def _no_method_message(meta: _HandleMeta, name: str) -> str:
     )
 
 
-class ActorHandle(Generic[T]):
-    """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
+class _ActorCore:
+    """What a handle and its methods share: the actor's id, its call specs, the owner's hold.
 
-    def __init__(self, actor_id: bytes, meta: _HandleMeta, _owned: bool = False) -> None:
+    ``ActorMethod`` s reference the core, never the handle, so a handle and its
+    cached methods form no reference cycle: dropping the last handle (and the
+    last method taken from it) frees the core at once, without waiting for
+    the cyclic garbage collector, and the core's ``__del__`` releases the actor.
+    A method taken from a handle keeps the core alive while it is used, so
+    ``get(Actor.remote().method.remote())`` submits its call before the
+    release (the client posts both in that order).
+    """
+
+    __slots__ = ("_actor_id", "_meta", "_owned", "_pending")
+
+    def __init__(self, actor_id: bytes, meta: _HandleMeta, owned: bool) -> None:
         self._actor_id = actor_id
         self._meta = meta
-        self._owned = _owned
-        self._method_cache: dict[str, ActorMethod] = {}
+        self._owned = owned
         # Refs of this handle's calls not yet known to be done (max_pending_calls).
         self._pending: list[ObjectRef[Any]] = []
 
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") and name not in self._meta.methods:
-            raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
-        cache = self.__dict__.get("_method_cache")
-        if cache is None:
-            raise AttributeError(name)
-        method = cache.get(name)
-        if method is None:
-            if name not in self._meta.methods:
-                raise AttributeError(_no_method_message(self._meta, name))
-            method = cache[name] = ActorMethod(self, name, self._meta.methods[name], {})
-        return method
-
-    def __repr__(self) -> str:
-        return f"Actor({self._meta.class_name}, {self._actor_id.hex()})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
-
-    def __hash__(self) -> int:
-        return hash(self._actor_id)
-
-    def __reduce__(self) -> Any:
-        # A pickled handle may be held anywhere: stop ending the actor on drop.
-        self._owned = False
-        return (ActorHandle, (self._actor_id, self._meta))
-
     def __del__(self) -> None:
-        if self.__dict__.get("_owned"):
+        if self._owned:
             client = _client._current
             if client is not None:
                 try:
                     client.post(P.ReleaseActor(self._actor_id))
                 except Exception:
-                    pass
-
-    @property
-    def _ray_actor_id(self) -> Any:
-        from ._placement_group import BinaryID
-
-        return BinaryID(self._actor_id)
+                    pass  # interpreter shutdown, closed loop: the session ends the actor
 
     def _call(
         self,
@@ -654,6 +631,50 @@ class ActorHandle(Generic[T]):
             )
 
 
+class ActorHandle(Generic[T]):
+    """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
+
+    def __init__(self, actor_id: bytes, meta: _HandleMeta, _owned: bool = False) -> None:
+        self._actor_id = actor_id
+        self._meta = meta
+        self._core = _ActorCore(actor_id, meta, _owned)
+        # Methods reference ``_core``, not this handle: caching them makes no cycle.
+        self._method_cache: dict[str, ActorMethod] = {}
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") and name not in self._meta.methods:
+            raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
+        cache = self.__dict__.get("_method_cache")
+        if cache is None:
+            raise AttributeError(name)
+        method = cache.get(name)
+        if method is None:
+            if name not in self._meta.methods:
+                raise AttributeError(_no_method_message(self._meta, name))
+            method = cache[name] = ActorMethod(self._core, name, self._meta.methods[name], {})
+        return method
+
+    def __repr__(self) -> str:
+        return f"Actor({self._meta.class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self) -> Any:
+        # A pickled handle may be held anywhere: stop ending the actor on drop.
+        self._core._owned = False
+        return (ActorHandle, (self._actor_id, self._meta))
+
+    @property
+    def _ray_actor_id(self) -> Any:
+        from ._placement_group import BinaryID
+
+        return BinaryID(self._actor_id)
+
+
 def _retry_exc_wire(value: Any) -> bytes:
     """``retry_exceptions`` as the wire carries it: none, all, or the pickled types."""
     if value is True:
@@ -692,16 +713,16 @@ def _check_method_options(options: dict[str, Any]) -> None:
 class ActorMethod:
     """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
 
-    __slots__ = ("_arity", "_call_opts", "_handle", "_method_opts", "_name")
+    __slots__ = ("_arity", "_call_opts", "_core", "_method_opts", "_name")
 
     def __init__(
         self,
-        handle: ActorHandle[Any],
+        core: _ActorCore,
         name: str,
         method_opts: dict[str, Any],
         call_opts: dict[str, Any],
     ) -> None:
-        self._handle = handle
+        self._core = core  # not the handle: see _ActorCore
         self._name = name
         self._method_opts = method_opts
         self._call_opts = call_opts
@@ -724,14 +745,14 @@ class ActorMethod:
                 )
         _check_method_options(options)
         return ActorMethod(
-            self._handle, self._name, self._method_opts, {**self._call_opts, **options}
+            self._core, self._name, self._method_opts, {**self._call_opts, **options}
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         arity = self._arity
         if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
             self._check_arguments(args, kwargs)
-        return self._handle._call(self._name, self._method_opts, self._call_opts, args, kwargs)
+        return self._core._call(self._name, self._method_opts, self._call_opts, args, kwargs)
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` naming the method if the call does not fit its signature."""
@@ -739,12 +760,12 @@ class ActorMethod:
         if call is None:
             return
         spec, text = call
-        what = f"{self._handle._meta.class_name}.{self._name}.remote()"
+        what = f"{self._core._meta.class_name}.{self._name}.remote()"
         try:
             _signature_of(spec).bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(
-                f"{what}: {e}. The signature is {self._handle._meta.class_name}.{self._name}{text}."
+                f"{what}: {e}. The signature is {self._core._meta.class_name}.{self._name}{text}."
             ) from None
 
 
