@@ -171,7 +171,7 @@ def _settle(baseline_workers: int) -> None:
     (Not until no actor record is left: a leaked record must show as a count.)
     """
     rt = _runtime()
-    gc.collect()  # a dropped handle is in a cycle (its method cache): release it now
+    gc.collect()  # free whatever a round left in a reference cycle
     ray._api.client().flush_releases()
 
     def quiet() -> bool:

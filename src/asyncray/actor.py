@@ -10,11 +10,12 @@ Resources follow Ray's "1 to place, 0 to run" rule: an actor with no
 resource options needs 1 CPU free to start and holds none while alive, so
 more actors than CPUs can live at once.
 
-Lifetime: the handle returned by ``.remote()`` is owned by its process. If it
-never leaves the process and is dropped, the actor ends after the calls
-already queued (as ``__ray_terminate__``), as Ray ends an actor whose
-handles went out of scope. ``lifetime="detached"`` actors live until killed
-or ``shutdown()``.
+Lifetime: handles are counted across processes, as in Ray. The handle
+``.remote()`` returns, every copy unpickled from it (in a task, an actor, a
+result, a stored object) and every payload carrying one hold the actor;
+when the last is gone the actor ends after the calls already queued (as
+``__ray_terminate__``). Handles from ``get_actor`` do not hold it.
+``lifetime="detached"`` actors live until killed or ``shutdown()``.
 """
 
 from __future__ import annotations
@@ -434,6 +435,7 @@ def _create_actor(
     namespace = options.get("namespace") or session.namespace
     detached = options.get("lifetime") == "detached"
     max_restarts = options.get("max_restarts") or 0
+    holders = None if detached else _new_holders(client)
     create = P.CreateActor(
         actor_id=actor_id,
         class_id=definition.class_id,
@@ -453,10 +455,11 @@ def _create_actor(
         pg_id=pg_id,
         pg_bundle=pg_bundle,
         pg_capture=pg_capture,
+        holders_id=b"" if holders is None else holders._id,
     )
     if not name:
         client.post(create)
-        return ActorHandle(actor_id, meta, _owned=not detached)
+        return ActorHandle(actor_id, meta, holders)
     create.req_id = client.next_req_id()
     reply = client.request(create)
     if reply.error == "exists":
@@ -467,7 +470,28 @@ def _create_actor(
         )
     if reply.actor_id != actor_id:  # get_if_exists found one
         return ActorHandle(reply.actor_id, ser.loads(reply.meta))
-    return ActorHandle(actor_id, meta, _owned=not detached)
+    return ActorHandle(actor_id, meta, holders)
+
+
+def _new_holders(client: _client.ClientBase) -> ObjectRef[Any]:
+    """The object whose units stand for an actor's handles (see ``_ActorCore``).
+
+    A put of a tiny value: the runtime counts its units as for any object,
+    in every process and in every payload a handle is pickled into.
+    """
+    object_id = client.new_object_id()
+    client.post(P.PutObject(object_id, _HOLDERS_VALUE))
+    return ObjectRef(object_id, True)
+
+
+_HOLDERS_VALUE = ser.dumps(None)
+
+
+def _rebuild_handle(
+    actor_id: bytes, meta: _HandleMeta, holders: ObjectRef[Any] | None
+) -> ActorHandle[Any]:
+    """Unpickle a handle: the copy owns the unit of the holders ref it carries."""
+    return ActorHandle(actor_id, meta, holders)
 
 
 class _HandleMeta:
@@ -503,58 +527,49 @@ def _no_method_message(meta: _HandleMeta, name: str) -> str:
     )
 
 
-class ActorHandle(Generic[T]):
-    """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
+class _ActorCore:
+    """What a handle and its methods share: the actor's id, its call specs, its holders unit.
 
-    def __init__(self, actor_id: bytes, meta: _HandleMeta, _owned: bool = False) -> None:
+    ``ActorMethod`` s reference the core, never the handle, so a handle and its
+    cached methods form no reference cycle: dropping the last handle (and the
+    last method taken from it) frees the core at once, without waiting for
+    the cyclic garbage collector. A method taken from a handle keeps the core
+    alive while it is used, so ``get(Actor.remote().method.remote())``
+    submits its call before the release (the client posts both in order).
+
+    ``_holders`` (non-detached actors only) is a ref to the actor's *holders
+    object*: each handle copy owns one unit of it, and a payload a handle is
+    pickled into (task arguments, a stored object, a result) carries the ref,
+    so the runtime counts those as for any ref. When the last unit is given
+    back, in any process, the runtime ends the actor after its queued calls.
+    """
+
+    __slots__ = ("_actor_id", "_holders", "_meta", "_pending")
+
+    def __init__(self, actor_id: bytes, meta: _HandleMeta, holders: ObjectRef[Any] | None) -> None:
         self._actor_id = actor_id
         self._meta = meta
-        self._owned = _owned
-        self._method_cache: dict[str, ActorMethod] = {}
+        self._holders = holders
         # Refs of this handle's calls not yet known to be done (max_pending_calls).
         self._pending: list[ObjectRef[Any]] = []
 
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") and name not in self._meta.methods:
-            raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
-        cache = self.__dict__.get("_method_cache")
-        if cache is None:
-            raise AttributeError(name)
-        method = cache.get(name)
-        if method is None:
-            if name not in self._meta.methods:
-                raise AttributeError(_no_method_message(self._meta, name))
-            method = cache[name] = ActorMethod(self, name, self._meta.methods[name], {})
-        return method
-
-    def __repr__(self) -> str:
-        return f"Actor({self._meta.class_name}, {self._actor_id.hex()})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
-
-    def __hash__(self) -> int:
-        return hash(self._actor_id)
-
-    def __reduce__(self) -> Any:
-        # A pickled handle may be held anywhere: stop ending the actor on drop.
-        self._owned = False
-        return (ActorHandle, (self._actor_id, self._meta))
-
     def __del__(self) -> None:
-        if self.__dict__.get("_owned"):
+        holders = self._holders
+        if holders is not None and holders._owned:
+            holders._owned = False  # its unit is given back here
             client = _client._current
             if client is not None:
                 try:
-                    client.post(P.ReleaseActor(self._actor_id))
+                    client.release(holders._id)
+                    if client.is_driver:
+                        # Now, not with the next batch: the actor's resources
+                        # come back as soon as its last handle goes. The driver's
+                        # inbox is ordered, so this follows any submission that
+                        # pickled a copy. A child's release waits for its next
+                        # message (a result carrying a copy must arrive first).
+                        client.flush_releases()
                 except Exception:
-                    pass
-
-    @property
-    def _ray_actor_id(self) -> Any:
-        from ._placement_group import BinaryID
-
-        return BinaryID(self._actor_id)
+                    pass  # interpreter shutdown, closed loop: the session ends the actor
 
     def _call(
         self,
@@ -654,6 +669,53 @@ class ActorHandle(Generic[T]):
             )
 
 
+class ActorHandle(Generic[T]):
+    """A handle to an actor: ``handle.method.remote(...)`` returns ``ObjectRef`` s."""
+
+    def __init__(
+        self, actor_id: bytes, meta: _HandleMeta, _holders: ObjectRef[Any] | None = None
+    ) -> None:
+        self._actor_id = actor_id
+        self._meta = meta
+        self._core = _ActorCore(actor_id, meta, _holders)
+        # Methods reference ``_core``, not this handle: caching them makes no cycle.
+        self._method_cache: dict[str, ActorMethod] = {}
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") and name not in self._meta.methods:
+            raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
+        cache = self.__dict__.get("_method_cache")
+        if cache is None:
+            raise AttributeError(name)
+        method = cache.get(name)
+        if method is None:
+            if name not in self._meta.methods:
+                raise AttributeError(_no_method_message(self._meta, name))
+            method = cache[name] = ActorMethod(self._core, name, self._meta.methods[name], {})
+        return method
+
+    def __repr__(self) -> str:
+        return f"Actor({self._meta.class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __reduce__(self) -> Any:
+        # The holders ref travels with the copy: inside a payload the runtime
+        # counts it (one unit per unpickled copy); pickled outside asyncray it
+        # pins the object, so the actor is no longer ended by its handles.
+        return (_rebuild_handle, (self._actor_id, self._meta, self._core._holders))
+
+    @property
+    def _ray_actor_id(self) -> Any:
+        from ._placement_group import BinaryID
+
+        return BinaryID(self._actor_id)
+
+
 def _retry_exc_wire(value: Any) -> bytes:
     """``retry_exceptions`` as the wire carries it: none, all, or the pickled types."""
     if value is True:
@@ -692,16 +754,16 @@ def _check_method_options(options: dict[str, Any]) -> None:
 class ActorMethod:
     """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
 
-    __slots__ = ("_arity", "_call_opts", "_handle", "_method_opts", "_name")
+    __slots__ = ("_arity", "_call_opts", "_core", "_method_opts", "_name")
 
     def __init__(
         self,
-        handle: ActorHandle[Any],
+        core: _ActorCore,
         name: str,
         method_opts: dict[str, Any],
         call_opts: dict[str, Any],
     ) -> None:
-        self._handle = handle
+        self._core = core  # not the handle: see _ActorCore
         self._name = name
         self._method_opts = method_opts
         self._call_opts = call_opts
@@ -724,14 +786,14 @@ class ActorMethod:
                 )
         _check_method_options(options)
         return ActorMethod(
-            self._handle, self._name, self._method_opts, {**self._call_opts, **options}
+            self._core, self._name, self._method_opts, {**self._call_opts, **options}
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         arity = self._arity
         if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
             self._check_arguments(args, kwargs)
-        return self._handle._call(self._name, self._method_opts, self._call_opts, args, kwargs)
+        return self._core._call(self._name, self._method_opts, self._call_opts, args, kwargs)
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` naming the method if the call does not fit its signature."""
@@ -739,12 +801,12 @@ class ActorMethod:
         if call is None:
             return
         spec, text = call
-        what = f"{self._handle._meta.class_name}.{self._name}.remote()"
+        what = f"{self._core._meta.class_name}.{self._name}.remote()"
         try:
             _signature_of(spec).bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(
-                f"{what}: {e}. The signature is {self._handle._meta.class_name}.{self._name}{text}."
+                f"{what}: {e}. The signature is {self._core._meta.class_name}.{self._name}{text}."
             ) from None
 
 

@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 from collections import OrderedDict, deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import exceptions as exc
@@ -173,6 +174,12 @@ class ActorManager:
         if msg.req_id:
             conn.send(
                 P.ActorReply(req_id=msg.req_id, actor_id=msg.actor_id, meta=msg.meta, error="")
+            )
+        if msg.holders_id and not msg.detached:
+            # setdefault: a child naming another actor's holders object must
+            # not unhook that actor (it would then never be released).
+            self.rt.objects.free_hooks.setdefault(
+                msg.holders_id, partial(self._holders_gone, msg.actor_id)
             )
         self.rt.take_argument_holds(msg.args, msg.dep_ids)
         actor.holding_args = True
@@ -598,7 +605,10 @@ class ActorManager:
 
     def on_release(self, conn: Conn, msg: P.ReleaseActor) -> None:
         """The owner dropped its handle: terminate after queued calls (as ``__ray_terminate__``)."""
-        actor = self.actors.get(msg.actor_id)
+        self._release(msg.actor_id)
+
+    def _release(self, actor_id: bytes) -> None:
+        actor = self.actors.get(actor_id)
         if actor is None or actor.state == "dead" or actor.spec.detached:
             return
         if actor.state == "pending":
@@ -616,6 +626,14 @@ class ActorManager:
         )
         actor.mailbox.append(CallRecord(spec, None))
         self._pump(actor)
+
+    def _holders_gone(self, actor_id: bytes, holders_id: bytes) -> None:
+        """Every handle of the actor is gone (its holders object was freed): release it.
+
+        Deferred to its own callback: the object table calls this while it
+        frees, and releasing may send messages and free other objects.
+        """
+        self.rt.loop.call_soon(self._release, actor_id)
 
     def on_exiting(self, conn: Conn, msg: P.ActorExiting) -> None:
         """``exit_actor()``: that call and everything not yet started fail with ActorDiedError."""

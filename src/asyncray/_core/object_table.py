@@ -58,6 +58,9 @@ class ObjectTable:
         # Waits over long lists watch a set of ids instead of putting a
         # callback on every pending entry: O(1) per seal, not O(n) per wait.
         self._watchers: list[tuple[set[bytes], Callback]] = []
+        # Called with the id when that entry is freed (an actor's holders
+        # object: its last handle is gone). Consulted only when not empty.
+        self.free_hooks: dict[bytes, Callable[[bytes], None]] = {}
 
     @property
     def shm_bytes(self) -> int:
@@ -100,6 +103,8 @@ class ObjectTable:
         if entry.refs <= 0:
             del self._entries[object_id]
             self._free(entry)
+            if self.free_hooks:
+                self._run_hook(object_id)
         if callbacks:
             for cb in callbacks:
                 cb(entry)
@@ -137,6 +142,13 @@ class ObjectTable:
         if entry.refs <= 0 and entry.data is not None:
             del self._entries[object_id]
             self._free(entry)
+            if self.free_hooks:
+                self._run_hook(object_id)
+
+    def _run_hook(self, object_id: bytes) -> None:
+        hook = self.free_hooks.pop(object_id, None)
+        if hook is not None:
+            hook(object_id)
 
     def discard(self, data: bytes) -> None:
         """A payload that will never be stored: its segment goes."""
@@ -159,6 +171,8 @@ class ObjectTable:
                 if entry.refs <= 0 and entry.data is not None:
                     del entries[oid]
                     self._free(entry)
+                    if self.free_hooks:
+                        self._run_hook(oid)
 
     def _free(self, entry: ObjectEntry) -> None:
         """A dropped entry's segment goes (readers keep their mapping), and its refs' units."""
@@ -178,6 +192,8 @@ class ObjectTable:
                 if inner.refs <= 0 and inner.data is not None:
                     del entries[oid]
                     self._free_segment(inner)
+                    if self.free_hooks:
+                        self._run_hook(oid)
                     if inner.contained:
                         stack.extend(inner.contained)
                         inner.contained = None

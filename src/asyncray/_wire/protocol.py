@@ -209,6 +209,10 @@ class CreateActor(_Msg, tag=11):
     pg_id: bytes = b""
     pg_bundle: int = -1
     pg_capture: bool = False
+    # An object the creator put whose units stand for the actor's handles
+    # (every process's copies, and payloads carrying one): when it is freed
+    # the actor ends as on ``ReleaseActor``. Empty: not ended by its handles.
+    holders_id: bytes = b""
 
 
 class CallActor(_Msg, tag=12):
