@@ -266,6 +266,8 @@ class Runtime:
         self.idle: deque[WorkerRecord] = deque()
         # Recent run time of each function's tasks (seconds, an EWMA): sets PIPELINE depth.
         self.run_times: dict[bytes, float] = {}
+        # Task workers forked and not yet ready. Actors' processes are not
+        # counted: they never take a task, so a queued task must not wait for one.
         self.starting = 0
         # Set while a failed fork waits to be tried again (see _spawn_failed).
         self._spawn_retry: asyncio.TimerHandle | None = None
@@ -1215,7 +1217,7 @@ class Runtime:
         self.workers[worker.child_id] = worker
         if kind == "task":
             self.task_workers += 1
-        self.starting += 1
+            self.starting += 1
         conn = ChildConn(self, worker, ours)
         worker.conn = conn
         self.loop.create_task(self._connect(ours, conn))
@@ -1271,7 +1273,8 @@ class Runtime:
         if worker.pid == 0:
             worker.pid = msg.pid
             self.workers_by_pid[msg.pid] = worker
-        self.starting -= 1
+        if worker.kind == "task":
+            self.starting -= 1
         if worker.actor is not None:
             self.actors.on_worker_hello(worker)
             return
@@ -1321,7 +1324,7 @@ class Runtime:
         self.workers_by_pid.pop(worker.pid, None)
         if worker.retire_handle is not None:
             worker.retire_handle.cancel()
-        if was_starting:
+        if was_starting and worker.kind == "task":
             self.starting -= 1
         try:
             self.idle.remove(worker)
