@@ -9,11 +9,14 @@ naming the hang instead of stopping the suite.
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
 import asyncray
-from asyncray.exceptions import GetTimeoutError, WorkerCrashedError
+from asyncray.exceptions import GetTimeoutError, TaskCancelledError, WorkerCrashedError
+from tests._helpers import wait_for_file
 
 # How long a program that should take milliseconds may take before it counts
 # as hung: generous for a loaded 2-core machine, far under the test timeout.
@@ -49,3 +52,57 @@ def test_tasks_blocked_on_an_unstarted_actor_after_a_worker_crash(shutdown_only)
         assert asyncray.get(refs, timeout=HANG_S) == [1, 1]
     except GetTimeoutError:
         pytest.fail(f"two tasks blocked on actor calls did not finish within {HANG_S} s")
+
+
+@asyncray.remote
+class Signal:
+    """An async actor whose ``wait`` returns once ``send`` was called."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.event = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+    async def send(self) -> None:
+        self.event.set()
+
+
+@asyncray.remote
+def wait_for(refs: list[asyncray.ObjectRef]) -> object:
+    return asyncray.get(refs[0])
+
+
+@asyncray.remote
+def hold_cpu(marker: str, seconds: float) -> None:
+    Path(marker).touch()
+    time.sleep(seconds)
+
+
+@pytest.mark.timeout(30)
+def test_cancelled_queued_task_fails_the_task_waiting_for_it(shutdown_only, tmp_path):
+    """A chain first <- middle <- last. ``middle`` is queued (sent ahead to the worker
+    that runs ``hold_cpu``) when it is cancelled; ``last`` must then fail with
+    TaskCancelledError, long before ``first`` could end. Before, the worker ran the
+    cancelled ``middle`` anyway, blocked on ``first``, while the kernel sent it ``last``."""
+    asyncray.init(num_cpus=1)
+    signal = Signal.remote()
+    first = wait_for.remote([signal.wait.remote()])  # blocks in get: lends the one CPU
+    marker = tmp_path / "holding"
+    held = hold_cpu.remote(str(marker), 0.5)  # takes the lent CPU
+    middle = wait_for.remote([first])
+    last = wait_for.remote([middle])
+    assert wait_for_file(marker, HANG_S), "hold_cpu never started"
+    asyncray.cancel(middle)
+    with pytest.raises(TaskCancelledError):
+        asyncray.get(middle, timeout=HANG_S)
+    try:
+        with pytest.raises(TaskCancelledError):
+            asyncray.get(last, timeout=HANG_S)
+    except GetTimeoutError:
+        pytest.fail(f"the task waiting for the cancelled one still waits after {HANG_S} s")
+    assert asyncray.get(held, timeout=HANG_S) is None
+    asyncray.get(signal.send.remote(), timeout=HANG_S)
+    assert asyncray.get(first, timeout=HANG_S) is None

@@ -895,10 +895,8 @@ class Runtime:
                 task.cancelled = error
                 self._signal(worker, 9)
             elif worker is not None:
-                worker.pipeline.remove(task)
-                worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
-                task.worker = None
-                self._fail_task(task, error)
+                task.cancelled = error
+                self._cancel_pipelined(task, worker, error)
             elif task.missing == 0:
                 self.ready.remove(task.key, task)
                 self._fail_task(task, error)
@@ -930,7 +928,13 @@ class Runtime:
             self._send_task(nxt, worker)
 
     def _revoke_pipeline(self, worker: WorkerRecord) -> None:
-        """Put a worker's pipelined tasks back at the head of the queue."""
+        """Put a worker's pipelined tasks back at the head of the queue.
+
+        Called while the worker's running task waits for a reply (blocked in
+        get/wait): the worker reads the revoke before that reply, so before
+        it could start any of them. Cancelled ones (see ``_cancel_pipelined``)
+        are dropped for good.
+        """
         if not worker.pipeline:
             return
         tasks = list(worker.pipeline)
@@ -943,7 +947,34 @@ class Runtime:
             worker.conn.send(P.RevokeTasks([t.spec.task_id for t in tasks]))
         for t in reversed(tasks):
             t.worker = None
+            if t.cancelled is None:
+                self.ready.push_front(t.key, t)
+
+    def _cancel_pipelined(self, task: TaskRecord, worker: WorkerRecord, error: bytes) -> None:
+        """``task`` was sent ahead to ``worker`` and is cancelled: its caller learns it now.
+
+        The worker cannot be trusted to drop it. It usually read the task
+        together with the one it runs, and takes the next from what it read
+        without reading its socket again, so a ``RevokeTasks`` reaches it only
+        by luck. The task therefore keeps its place in the worker's pipeline;
+        when its turn comes the worker is replaced (``_replace_worker``)
+        instead of trusted to skip it. Before, the kernel took the worker as
+        idle while it ran the cancelled task, and the next task sent to it
+        waited behind that one (for ever if it waited on the next task).
+        """
+        if worker.conn is not None:
+            worker.conn.send(P.RevokeTasks([task.spec.task_id]))  # it may still read it in time
+        self._fail_task(task, error)
+
+    def _replace_worker(self, worker: WorkerRecord) -> None:
+        """The worker's next task was cancelled while pipelined: kill it, requeue the rest."""
+        tasks = [t for t in worker.pipeline if t.cancelled is None]
+        worker.pipeline.clear()
+        for t in reversed(tasks):
+            t.worker = None
             self.ready.push_front(t.key, t)
+        worker.state = "retiring"
+        self._signal(worker, signal.SIGKILL)
 
     def _grow_pool(self) -> None:
         """Fork as many workers as the queued tasks that fit could use right now."""
@@ -1135,7 +1166,7 @@ class Runtime:
         self.run_times[func_id] = (
             run_time if estimate is None else estimate + RUN_TIME_WEIGHT * (run_time - estimate)
         )
-        if worker.pipeline:
+        if worker.pipeline and worker.pipeline[0].cancelled is None:
             # The next pipelined task inherits the slot: no release, no idle.
             nxt = worker.pipeline.popleft()
             if worker.blocked:
@@ -1149,7 +1180,10 @@ class Runtime:
             self._pipeline_next(worker)
         else:
             self._release_task(worker, task)
-            self._make_idle(worker)
+            if worker.pipeline:  # it may run a cancelled task next (see _cancel_pipelined)
+                self._replace_worker(worker)
+            else:
+                self._make_idle(worker)
         if task.cancelled is not None:
             for data in msg.results:
                 self.objects.discard(data)
@@ -1347,7 +1381,8 @@ class Runtime:
             return
         for t in reversed(worker.pipeline):  # never started: not an attempt
             t.worker = None
-            self.ready.push_front(t.key, t)
+            if t.cancelled is None:
+                self.ready.push_front(t.key, t)
         worker.pipeline.clear()
         task = worker.task
         if task is not None:
@@ -1584,12 +1619,7 @@ class Runtime:
             self.ready.remove(task.key, task)
             self._fail_task(task, task.cancelled)
         elif worker.task is not task:  # pipelined behind another task
-            worker.pipeline.remove(task)
-            worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
-            task.worker = None
-            if worker.conn is not None:
-                worker.conn.send(P.RevokeTasks([tid]))
-            self._fail_task(task, task.cancelled)
+            self._cancel_pipelined(task, worker, task.cancelled)
         elif force:
             self._signal(worker, 9)
         else:
