@@ -106,3 +106,78 @@ def test_cancelled_queued_task_fails_the_task_waiting_for_it(shutdown_only, tmp_
     assert asyncray.get(held, timeout=HANG_S) is None
     asyncray.get(signal.send.remote(), timeout=HANG_S)
     assert asyncray.get(first, timeout=HANG_S) is None
+
+
+@asyncray.remote
+class Recorder:
+    """A plain actor that logs the calls it runs, in the order it runs them."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def record(self, name: str, *_arguments: object) -> str:
+        self.calls.append(name)
+        return name
+
+    def log(self) -> list[str]:
+        return self.calls
+
+
+@asyncray.remote(num_cpus=0)
+def record_from_a_task(recorder: asyncray.actor.ActorHandle, name: str) -> str:
+    return asyncray.get(recorder.record.remote(name))
+
+
+@pytest.mark.timeout(30)
+def test_a_call_waiting_for_its_argument_does_not_hold_back_other_callers(shutdown_only):
+    """Ray orders actor calls per caller: the task's ready call runs while the driver's
+    earlier call still waits for its argument (before: it waited behind it)."""
+    asyncray.init(num_cpus=1)
+    signal, recorder = Signal.remote(), Recorder.remote()
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == []
+    waiting = recorder.record.remote("driver", signal.wait.remote())
+    other = record_from_a_task.remote(recorder, "task")
+    try:
+        assert asyncray.get(other, timeout=HANG_S) == "task"
+    except GetTimeoutError:
+        pytest.fail("another caller's call waited behind a call whose argument is pending")
+    assert asyncray.wait([waiting], timeout=0)[0] == []
+    asyncray.get(signal.send.remote(), timeout=HANG_S)
+    assert asyncray.get(waiting, timeout=HANG_S) == "driver"
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["task", "driver"]
+
+
+@pytest.mark.timeout(30)
+def test_calls_of_one_caller_keep_their_order_behind_a_pending_argument(shutdown_only):
+    asyncray.init(num_cpus=1)
+    signal, recorder = Signal.remote(), Recorder.remote()
+    first = recorder.record.remote("first", signal.wait.remote())
+    second = recorder.record.remote("second")
+    # Bounded: "second" must still be waiting, not merely slow to show up.
+    assert asyncray.wait([second], timeout=0.2)[0] == []
+    asyncray.get(signal.send.remote(), timeout=HANG_S)
+    assert asyncray.get([first, second], timeout=HANG_S) == ["first", "second"]
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["first", "second"]
+
+
+@pytest.mark.timeout(30)
+def test_cancelling_a_call_waiting_for_its_argument_releases_its_callers_next_calls(
+    shutdown_only,
+):
+    """Before, the cancelled call stayed at the head of the mailbox, and the calls behind
+    it waited for ever (Ray 2.60 hangs too: see docs/ray-compatibility.md)."""
+    asyncray.init(num_cpus=1)
+    signal, recorder = Signal.remote(), Recorder.remote()
+    # Alive first: a mailbox is sent from its head when the actor starts.
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == []
+    first = recorder.record.remote("first", signal.wait.remote())
+    second = recorder.record.remote("second")
+    asyncray.cancel(first)
+    with pytest.raises(TaskCancelledError):
+        asyncray.get(first, timeout=HANG_S)
+    try:
+        assert asyncray.get(second, timeout=HANG_S) == "second"
+    except GetTimeoutError:
+        pytest.fail("the call behind a cancelled one never ran")
+    asyncray.get(signal.send.remote(), timeout=HANG_S)
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["second"]
