@@ -181,3 +181,43 @@ def test_cancelling_a_call_waiting_for_its_argument_releases_its_callers_next_ca
         pytest.fail("the call behind a cancelled one never ran")
     asyncray.get(signal.send.remote(), timeout=HANG_S)
     assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["second"]
+
+
+@asyncray.remote
+class AsyncRecorder:
+    """An async actor that logs the calls it runs, in the order it starts them."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def record(self, name: str, *_arguments: object) -> str:
+        self.calls.append(name)
+        return name
+
+    async def log(self) -> list[str]:
+        return self.calls
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_concurrent_actor_runs_a_callers_ready_call_past_its_waiting_one(shutdown_only, kind):
+    """Threaded and async actors do not keep a caller's order (Ray 2.60 neither): a
+    ready call goes past the same caller's call that waits for its argument."""
+    asyncray.init(num_cpus=1)
+    signal = Signal.remote()
+    recorder = (
+        Recorder.options(max_concurrency=2).remote()
+        if kind == "threaded"
+        else AsyncRecorder.remote()
+    )
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == []
+    first = recorder.record.remote("first", signal.wait.remote())
+    second = recorder.record.remote("second")
+    try:
+        assert asyncray.get(second, timeout=HANG_S) == "second"
+    except GetTimeoutError:
+        pytest.fail(f"a {kind} actor's ready call waited behind its caller's waiting call")
+    assert asyncray.wait([first], timeout=0)[0] == []
+    asyncray.get(signal.send.remote(), timeout=HANG_S)
+    assert asyncray.get(first, timeout=HANG_S) == "first"
+    assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["second", "first"]

@@ -6,7 +6,9 @@ order on its one connection). Order is kept per caller, as in Ray: a call
 leaves the mailbox once its ``ObjectRef`` arguments are ready and no earlier
 call of the same caller (connection) is still in it, so a later call never
 overtakes an earlier one of its caller that waits on an argument, while
-another caller's ready calls go past it. The kernel's own call (the
+another caller's ready calls go past it. A threaded or async actor promises
+no order within a caller either (as in Ray): there a caller's ready call
+goes past its own call that waits. The kernel's own call (the
 terminate sent when the owner drops its handle) is a barrier: it leaves only
 from the head, and nothing behind it leaves before it. Calls that left the
 mailbox are *in flight*: sent to the actor process, which runs them one at a
@@ -59,8 +61,6 @@ TERMINATE = "__ray_terminate__"
 # exits and lives on would hold its resources for the rest of the session.
 EXIT_GRACE_S = 10.0
 _GROUP_REMOVED = "The actor is dead because its placement group was removed."
-# ``_pump``'s default: every caller's calls may have become ready.
-_EVERYONE = object()
 
 
 class CallRecord:
@@ -117,6 +117,7 @@ class ActorRecord:
         # full pass (``_pump`` for everyone), dropped when the mailbox empties.
         # The common case, an empty mailbox, never pays for it.
         self.queued: dict[Any, int] | None = None
+        self._ordered: bool | None = None  # see keeps_caller_order
         self.inflight: dict[bytes, CallRecord] = {}
         self.restarts_used = 0
         self.ctor_values: list[bytes] = []
@@ -127,6 +128,23 @@ class ActorRecord:
         self.name_key: tuple[str, str] | None = None
         # Whether it holds its constructor arguments' objects (restarts reuse them).
         self.holding_args = False
+
+    def keeps_caller_order(self) -> bool:
+        """Whether a caller's call waiting for an argument holds back its later calls.
+
+        A plain actor runs each caller's calls in submission order; a threaded
+        or async one does not promise it, so, as in Ray, a ready call goes past
+        its caller's call that waits. Read from the config only when a call
+        waits (never on the common path), then kept.
+        """
+        ordered = self._ordered
+        if ordered is None:
+            try:
+                ordered = ser.loads(self.spec.config).get("kind", "plain") == "plain"
+            except Exception:  # a config no asyncray client sends: the strict rule
+                ordered = True
+            self._ordered = ordered
+        return ordered
 
     def can_restart(self) -> bool:
         limit = self.spec.max_restarts
@@ -358,7 +376,7 @@ class ActorManager:
         queued = actor.queued
         if queued is not None:
             queued[conn] = queued.get(conn, 0) + 1
-        self._pump(actor, conn)
+        self._pump(actor, call)
 
     def _resolve_call_args(self, actor: ActorRecord, call: CallRecord) -> None:
         dep_ids = call.spec.dep_ids
@@ -389,7 +407,7 @@ class ActorManager:
             else:
                 call.dep_values[index] = entry.data  # type: ignore[assignment]
                 call.missing -= 1
-            self._pump(actor, call.owner)
+            self._pump(actor, call)
 
         return on_sealed
 
@@ -398,21 +416,23 @@ class ActorManager:
         call.missing = 0
         self._seal_call(call, payload, True)
 
-    def _pump(self, actor: ActorRecord, caller: Any = _EVERYONE) -> None:
+    def _pump(self, actor: ActorRecord, changed: CallRecord | None = None) -> None:
         """Send every call that may go now: arguments ready, no earlier call of its caller left.
 
-        ``caller`` names the only caller whose calls may have become ready (a
-        new call, an argument sealed); the default looks at every call (the
-        actor (re)started, a barrier queued). The head goes first, as long as
-        it is ready: the common case. Past a head that waits for an argument,
-        only that caller's lane is looked at, not the whole mailbox.
+        ``changed`` is the only call that may have become ready (new, an
+        argument sealed, cancelled); None looks at every call (the actor
+        (re)started, a barrier queued). The head goes first, as long as it is
+        ready: the common case. Past a head that waits for an argument, only
+        the changed call's caller is looked at (a plain actor keeps each
+        caller's order) or only the changed call (a threaded or async actor
+        lets a caller's ready call overtake its call that waits, as Ray does).
         """
         if actor.state != "alive" or actor.exiting:
             return
         mailbox = actor.mailbox
         # An alive actor's process is connected.
         conn: ChildConn = actor.worker.conn  # type: ignore[union-attr, assignment]
-        if caller is _EVERYONE:
+        if changed is None:
             actor.queued = None  # counted again below: the mailbox may have been refilled
         queued = actor.queued
         unsendable: list[tuple[CallRecord, bytes]] = []
@@ -427,10 +447,12 @@ class ActorManager:
                 queued[call.owner] -= 1
         if not mailbox:
             actor.queued = None
-        elif queued is None or caller is _EVERYONE or queued.get(None):
+        elif queued is None or changed is None or queued.get(None):
             self._pump_everyone(actor, conn, unsendable)
+        elif actor.keeps_caller_order():
+            self._pump_lane(actor, conn, changed.owner, queued, unsendable)
         else:
-            self._pump_lane(actor, conn, caller, queued, unsendable)
+            self._pump_call(actor, conn, changed, queued, unsendable)
         # Failed only now: sealing wakes callbacks that may pump this mailbox again.
         for call, error in unsendable:
             self._fail_call(call, error)
@@ -443,11 +465,12 @@ class ActorManager:
         kept: list[CallRecord] = []
         counts: dict[Any, int] = {}
         barrier = False
+        ordered = actor.keeps_caller_order()
         for call in mailbox:
             if call.failed:
                 continue
             owner = call.owner
-            if barrier or call.missing or owner in counts or (owner is None and kept):
+            if barrier or call.missing or (ordered and owner in counts) or (owner is None and kept):
                 kept.append(call)
                 counts[owner] = counts.get(owner, 0) + 1
                 barrier = barrier or owner is None
@@ -481,6 +504,31 @@ class ActorManager:
             queued[caller] -= 1
             if not call.failed:
                 self._send_call(actor, conn, call, unsendable)
+        if not mailbox:
+            actor.queued = None
+
+    def _pump_call(
+        self,
+        actor: ActorRecord,
+        conn: ChildConn,
+        call: CallRecord,
+        queued: dict[Any, int],
+        unsendable: list[tuple[CallRecord, bytes]],
+    ) -> None:
+        """A threaded or async actor: send ``call`` if it is ready, wherever it is."""
+        if call.missing and not call.failed:
+            return
+        mailbox = actor.mailbox
+        if mailbox[-1] is call:  # a new call: the usual place
+            mailbox.pop()
+        else:
+            try:
+                mailbox.remove(call)
+            except ValueError:
+                return  # sent already, from the head
+        queued[call.owner] -= 1
+        if not call.failed:
+            self._send_call(actor, conn, call, unsendable)
         if not mailbox:
             actor.queued = None
 
@@ -610,7 +658,7 @@ class ActorManager:
         payload = self._cancelled_payload(call, timeout)
         if task_id not in actor.inflight:
             self._fail_call(call, payload)
-            self._pump(actor, call.owner)  # its caller's calls behind it may go now
+            self._pump(actor, call)  # its caller's calls behind it may go now
             return
         call.cancelled = payload
         if call.spec.streaming:
