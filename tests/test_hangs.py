@@ -221,3 +221,32 @@ def test_a_concurrent_actor_runs_a_callers_ready_call_past_its_waiting_one(shutd
     asyncray.get(signal.send.remote(), timeout=HANG_S)
     assert asyncray.get(first, timeout=HANG_S) == "first"
     assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == ["second", "first"]
+
+
+@asyncray.remote
+def swallow_interrupt_then_wait(marker: str, refs: list[asyncray.ObjectRef]) -> object:
+    try:
+        Path(marker).touch()
+        time.sleep(HANG_S * 3)
+    except KeyboardInterrupt:
+        pass  # as if the interrupt had landed before this code ran, and been dropped
+    return asyncray.get(refs[0])
+
+
+@pytest.mark.timeout(30)
+def test_a_cancelled_task_that_goes_on_to_wait_in_get_is_interrupted_again(shutdown_only, tmp_path):
+    """A task cancelled just as it is sent can get the interrupt before its code runs
+    (the worker drops it); waiting in get on what never comes, it hung, and with it a
+    chain of tasks waiting for it. Deterministic stand-in: the task swallows the
+    first interrupt. Its next get is interrupted again and it ends cancelled."""
+    asyncray.init(num_cpus=1)
+    signal = Signal.remote()
+    marker = tmp_path / "started"
+    task = swallow_interrupt_then_wait.remote(str(marker), [signal.wait.remote()])
+    assert wait_for_file(marker, HANG_S), "the task never started"
+    asyncray.cancel(task)
+    try:
+        with pytest.raises(TaskCancelledError):
+            asyncray.get(task, timeout=HANG_S)
+    except GetTimeoutError:
+        pytest.fail("a cancelled task blocked in get was never interrupted again")

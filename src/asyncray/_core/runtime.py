@@ -683,12 +683,30 @@ class Runtime:
         elif timeout != P.NO_TIMEOUT:  # NaN or another negative (no client sends one): now
             req.timer = self.loop.call_later(0, self._expire, req)
         worker: WorkerRecord | None = req.conn.worker
-        if worker is not None and worker.task is not None and not worker.blocked:
+        if worker is None or worker.task is None:
+            return
+        if worker.task.cancelled is not None and req.kind != "queue":
+            self._interrupt_again(worker, req)
+        elif not worker.blocked:
             worker.blocked = True
             self._revoke_pipeline(worker)
             task = worker.task
             task.pool.adjust("CPU", task.spec.resources.get("CPU", 0.0))  # type: ignore[union-attr]
             self.dispatch()
+
+    def _interrupt_again(self, worker: WorkerRecord, req: _Request) -> None:
+        """A cancelled task waits in get/wait: interrupt it again and answer at once.
+
+        A task cancelled just as it was sent may get the interrupt before its
+        user code runs, where the worker drops it; blocked in a get on what
+        never comes (the result of a task waiting for it), it would wait for
+        ever. The answer lets the new interrupt land, as ``cancel_task`` does.
+        """
+        self.interrupt(worker, P.InterruptTask(worker.task.spec.task_id))  # type: ignore[union-attr]
+        if req.kind == "get":
+            self._reply_get(req, timed_out=True)
+        else:
+            self._reply_wait(req)
 
     def _finish(self, req: _Request) -> None:
         req.done = True
