@@ -2,9 +2,15 @@
 
 Each actor has one mailbox. Calls enter it in the order the runtime receives
 them, which is each caller's submission order (a caller's messages arrive in
-order on its one connection). A call leaves the mailbox only from the head,
-and only once its ``ObjectRef`` arguments are ready, so a later call never
-overtakes an earlier one that waits on an argument. Calls that left the
+order on its one connection). Order is kept per caller, as in Ray: a call
+leaves the mailbox once its ``ObjectRef`` arguments are ready and no earlier
+call of the same caller (connection) is still in it, so a later call never
+overtakes an earlier one of its caller that waits on an argument, while
+another caller's ready calls go past it. A threaded or async actor promises
+no order within a caller either (as in Ray): there a caller's ready call
+goes past its own call that waits. The kernel's own call (the
+terminate sent when the owner drops its handle) is a barrier: it leaves only
+from the head, and nothing behind it leaves before it. Calls that left the
 mailbox are *in flight*: sent to the actor process, which runs them one at a
 time (plain), on a thread pool (threaded) or as coroutines (async).
 
@@ -111,6 +117,12 @@ class ActorRecord:
         self.worker: WorkerRecord | None = None
         self.pid = 0
         self.mailbox: deque[CallRecord] = deque()
+        # How many calls each caller has in the mailbox (the kernel's own under
+        # None), kept only while a call there waits for an argument: built by a
+        # full pass (``_pump`` for everyone), dropped when the mailbox empties.
+        # The common case, an empty mailbox, never pays for it.
+        self.queued: dict[Any, int] | None = None
+        self._ordered: bool | None = None  # see keeps_caller_order
         self.inflight: dict[bytes, CallRecord] = {}
         self.restarts_used = 0
         self.ctor_values: list[bytes] = []
@@ -123,6 +135,23 @@ class ActorRecord:
         self.holding_args = False
         # A process killed before its pid was known: SIGKILLed at its hello.
         self.kill_at_hello: WorkerRecord | None = None
+
+    def keeps_caller_order(self) -> bool:
+        """Whether a caller's call waiting for an argument holds back its later calls.
+
+        A plain actor runs each caller's calls in submission order; a threaded
+        or async one does not promise it, so, as in Ray, a ready call goes past
+        its caller's call that waits. Read from the config only when a call
+        waits (never on the common path), then kept.
+        """
+        ordered = self._ordered
+        if ordered is None:
+            try:
+                ordered = ser.loads(self.spec.config).get("kind", "plain") == "plain"
+            except Exception:  # a config no asyncray client sends: the strict rule
+                ordered = True
+            self._ordered = ordered
+        return ordered
 
     def can_restart(self) -> bool:
         limit = self.spec.max_restarts
@@ -361,7 +390,10 @@ class ActorManager:
         call.holding = True
         self._resolve_call_args(actor, call)
         actor.mailbox.append(call)
-        self._pump(actor)
+        queued = actor.queued
+        if queued is not None:
+            queued[conn] = queued.get(conn, 0) + 1
+        self._pump(actor, call)
 
     def _resolve_call_args(self, actor: ActorRecord, call: CallRecord) -> None:
         dep_ids = call.spec.dep_ids
@@ -392,7 +424,7 @@ class ActorManager:
             else:
                 call.dep_values[index] = entry.data  # type: ignore[assignment]
                 call.missing -= 1
-            self._pump(actor)
+            self._pump(actor, call)
 
         return on_sealed
 
@@ -401,52 +433,161 @@ class ActorManager:
         call.missing = 0
         self._seal_call(call, payload, True)
 
-    def _pump(self, actor: ActorRecord) -> None:
-        """Send calls from the head of the mailbox while their arguments are ready."""
+    def _pump(self, actor: ActorRecord, changed: CallRecord | None = None) -> None:
+        """Send every call that may go now: arguments ready, no earlier call of its caller left.
+
+        ``changed`` is the only call that may have become ready (new, an
+        argument sealed, cancelled); None looks at every call (the actor
+        (re)started, a barrier queued). The head goes first, as long as it is
+        ready: the common case. Past a head that waits for an argument, only
+        the changed call's caller is looked at (a plain actor keeps each
+        caller's order) or only the changed call (a threaded or async actor
+        lets a caller's ready call overtake its call that waits, as Ray does).
+        """
         if actor.state != "alive" or actor.exiting:
             return
         mailbox = actor.mailbox
         # An alive actor's process is connected.
         conn: ChildConn = actor.worker.conn  # type: ignore[union-attr, assignment]
+        if changed is None:
+            actor.queued = None  # counted again below: the mailbox may have been refilled
+        queued = actor.queued
+        unsendable: list[tuple[CallRecord, bytes]] = []
         while mailbox:
             call = mailbox[0]
-            if call.failed:
-                mailbox.popleft()
-                continue
-            if call.missing:
-                return
+            if not call.failed:
+                if call.missing:
+                    break
+                self._send_call(actor, conn, call, unsendable)
             mailbox.popleft()
-            spec = call.spec
-            stream = self.rt.streams.get(spec.task_id) if spec.streaming else None
-            # Encoded first: a value the wire cannot carry fails this call alone.
-            try:
-                frame = P.frame(
-                    P.ExecuteActorCall(
-                        task_id=spec.task_id,
-                        method=spec.method,
-                        args=spec.args,
-                        dep_values=call.dep_values,
-                        num_returns=len(spec.return_ids),
-                        group=spec.group,
-                        streaming=spec.streaming,
-                        backpressure=spec.backpressure,
-                        retry_exc=spec.retry_exc,
-                        # A retried stream goes on after the items already produced.
-                        skip=stream.produced if stream is not None and call.attempts else 0,
-                    )
-                )
-            except Exception as e:
-                logger.warning("asyncray: actor call %s cannot be sent: %r", spec.method, e)
-                self._fail_call(call, unsendable_error(f"actor call {spec.method}", e))
+            if queued is not None:
+                queued[call.owner] -= 1
+        if not mailbox:
+            actor.queued = None
+        elif queued is None or changed is None or queued.get(None):
+            self._pump_everyone(actor, conn, unsendable)
+        elif actor.keeps_caller_order():
+            self._pump_lane(actor, conn, changed.owner, queued, unsendable)
+        else:
+            self._pump_call(actor, conn, changed, queued, unsendable)
+        # Failed only now: sealing wakes callbacks that may pump this mailbox again.
+        for call, error in unsendable:
+            self._fail_call(call, error)
+
+    def _pump_everyone(
+        self, actor: ActorRecord, conn: ChildConn, unsendable: list[tuple[CallRecord, bytes]]
+    ) -> None:
+        """One pass over the whole mailbox: send what may go, count what stays per caller."""
+        mailbox = actor.mailbox
+        kept: list[CallRecord] = []
+        counts: dict[Any, int] = {}
+        barrier = False
+        ordered = actor.keeps_caller_order()
+        for call in mailbox:
+            if call.failed:
                 continue
-            actor.inflight[spec.task_id] = call
-            if stream is not None:
-                stream.producer = conn
-            if spec.timeout_s > 0 and call.timer is None:
-                call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
-            if call.dep_values or spec.args[:7] == refs.MARKER:
-                self.rt.grant_call(conn, spec.args, call.dep_values)
-            conn.send_frame(frame)
+            owner = call.owner
+            if barrier or call.missing or (ordered and owner in counts) or (owner is None and kept):
+                kept.append(call)
+                counts[owner] = counts.get(owner, 0) + 1
+                barrier = barrier or owner is None
+                continue
+            self._send_call(actor, conn, call, unsendable)
+        mailbox.clear()
+        mailbox.extend(kept)
+        actor.queued = counts if kept else None
+
+    def _pump_lane(
+        self,
+        actor: ActorRecord,
+        conn: ChildConn,
+        caller: Any,
+        queued: dict[Any, int],
+        unsendable: list[tuple[CallRecord, bytes]],
+    ) -> None:
+        """Send ``caller``'s calls from the first of them on, until one waits for an argument."""
+        left = queued.get(caller, 0)
+        mailbox = actor.mailbox
+        i = 0
+        while left:
+            call = mailbox[i]
+            if call.owner is not caller:
+                i += 1
+                continue
+            if call.missing and not call.failed:
+                return  # the caller's next call waits: so do the ones behind it
+            del mailbox[i]
+            left -= 1
+            queued[caller] -= 1
+            if not call.failed:
+                self._send_call(actor, conn, call, unsendable)
+        if not mailbox:
+            actor.queued = None
+
+    def _pump_call(
+        self,
+        actor: ActorRecord,
+        conn: ChildConn,
+        call: CallRecord,
+        queued: dict[Any, int],
+        unsendable: list[tuple[CallRecord, bytes]],
+    ) -> None:
+        """A threaded or async actor: send ``call`` if it is ready, wherever it is."""
+        if call.missing and not call.failed:
+            return
+        mailbox = actor.mailbox
+        if mailbox[-1] is call:  # a new call: the usual place
+            mailbox.pop()
+        else:
+            try:
+                mailbox.remove(call)
+            except ValueError:
+                return  # sent already, from the head
+        queued[call.owner] -= 1
+        if not call.failed:
+            self._send_call(actor, conn, call, unsendable)
+        if not mailbox:
+            actor.queued = None
+
+    def _send_call(
+        self,
+        actor: ActorRecord,
+        conn: ChildConn,
+        call: CallRecord,
+        unsendable: list[tuple[CallRecord, bytes]],
+    ) -> None:
+        """Put ``call`` in flight; one the wire cannot carry goes to ``unsendable`` instead."""
+        spec = call.spec
+        stream = self.rt.streams.get(spec.task_id) if spec.streaming else None
+        # Encoded first: a value the wire cannot carry fails this call alone.
+        try:
+            frame = P.frame(
+                P.ExecuteActorCall(
+                    task_id=spec.task_id,
+                    method=spec.method,
+                    args=spec.args,
+                    dep_values=call.dep_values,
+                    num_returns=len(spec.return_ids),
+                    group=spec.group,
+                    streaming=spec.streaming,
+                    backpressure=spec.backpressure,
+                    retry_exc=spec.retry_exc,
+                    # A retried stream goes on after the items already produced.
+                    skip=stream.produced if stream is not None and call.attempts else 0,
+                )
+            )
+        except Exception as e:
+            logger.warning("asyncray: actor call %s cannot be sent: %r", spec.method, e)
+            unsendable.append((call, unsendable_error(f"actor call {spec.method}", e)))
+            return
+        actor.inflight[spec.task_id] = call
+        if stream is not None:
+            stream.producer = conn
+        if spec.timeout_s > 0 and call.timer is None:
+            call.timer = self.rt.loop.call_later(spec.timeout_s, self._call_timed_out, call)
+        if call.dep_values or spec.args[:7] == refs.MARKER:
+            self.rt.grant_call(conn, spec.args, call.dep_values)
+        conn.send_frame(frame)
 
     def on_task_done(self, worker: WorkerRecord, msg: P.TaskDone) -> None:
         actor: ActorRecord = worker.actor
@@ -552,6 +693,7 @@ class ActorManager:
         payload = self._cancelled_payload(call, timeout)
         if task_id not in actor.inflight:
             self._fail_call(call, payload)
+            self._pump(actor, call)  # its caller's calls behind it may go now
             return
         call.cancelled = payload
         if call.spec.streaming:

@@ -290,6 +290,8 @@ class Runtime:
         self.idle: deque[WorkerRecord] = deque()
         # Recent run time of each function's tasks (seconds, an EWMA): sets PIPELINE depth.
         self.run_times: dict[bytes, float] = {}
+        # Task workers forked and not yet ready. Actors' processes are not
+        # counted: they never take a task, so a queued task must not wait for one.
         self.starting = 0
         # Set while a failed fork waits to be tried again (see _spawn_failed).
         self._spawn_retry: asyncio.TimerHandle | None = None
@@ -705,12 +707,30 @@ class Runtime:
         elif timeout != P.NO_TIMEOUT:  # NaN or another negative (no client sends one): now
             req.timer = self.loop.call_later(0, self._expire, req)
         worker: WorkerRecord | None = req.conn.worker
-        if worker is not None and worker.task is not None and not worker.blocked:
+        if worker is None or worker.task is None:
+            return
+        if worker.task.cancelled is not None and req.kind != "queue":
+            self._interrupt_again(worker, req)
+        elif not worker.blocked:
             worker.blocked = True
             self._revoke_pipeline(worker)
             task = worker.task
             task.pool.adjust("CPU", task.spec.resources.get("CPU", 0.0))  # type: ignore[union-attr]
             self.dispatch()
+
+    def _interrupt_again(self, worker: WorkerRecord, req: _Request) -> None:
+        """A cancelled task waits in get/wait: interrupt it again and answer at once.
+
+        A task cancelled just as it was sent may get the interrupt before its
+        user code runs, where the worker drops it; blocked in a get on what
+        never comes (the result of a task waiting for it), it would wait for
+        ever. The answer lets the new interrupt land, as ``cancel_task`` does.
+        """
+        self.interrupt(worker, P.InterruptTask(worker.task.spec.task_id))  # type: ignore[union-attr]
+        if req.kind == "get":
+            self._reply_get(req, timed_out=True)
+        else:
+            self._reply_wait(req)
 
     def _finish(self, req: _Request) -> None:
         req.done = True
@@ -917,10 +937,8 @@ class Runtime:
                 task.cancelled = error
                 self._signal(worker, 9)
             elif worker is not None:
-                worker.pipeline.remove(task)
-                worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
-                task.worker = None
-                self._fail_task(task, error)
+                task.cancelled = error
+                self._cancel_pipelined(task, worker, error)
             elif task.missing == 0:
                 self.ready.remove(task.key, task)
                 self._fail_task(task, error)
@@ -952,7 +970,13 @@ class Runtime:
             self._send_task(nxt, worker)
 
     def _revoke_pipeline(self, worker: WorkerRecord) -> None:
-        """Put a worker's pipelined tasks back at the head of the queue."""
+        """Put a worker's pipelined tasks back at the head of the queue.
+
+        Called while the worker's running task waits for a reply (blocked in
+        get/wait): the worker reads the revoke before that reply, so before
+        it could start any of them. Cancelled ones (see ``_cancel_pipelined``)
+        are dropped for good.
+        """
         if not worker.pipeline:
             return
         tasks = list(worker.pipeline)
@@ -965,7 +989,34 @@ class Runtime:
             worker.conn.send(P.RevokeTasks([t.spec.task_id for t in tasks]))
         for t in reversed(tasks):
             t.worker = None
+            if t.cancelled is None:
+                self.ready.push_front(t.key, t)
+
+    def _cancel_pipelined(self, task: TaskRecord, worker: WorkerRecord, error: bytes) -> None:
+        """``task`` was sent ahead to ``worker`` and is cancelled: its caller learns it now.
+
+        The worker cannot be trusted to drop it. It usually read the task
+        together with the one it runs, and takes the next from what it read
+        without reading its socket again, so a ``RevokeTasks`` reaches it only
+        by luck. The task therefore keeps its place in the worker's pipeline;
+        when its turn comes the worker is replaced (``_replace_worker``)
+        instead of trusted to skip it. Before, the kernel took the worker as
+        idle while it ran the cancelled task, and the next task sent to it
+        waited behind that one (for ever if it waited on the next task).
+        """
+        if worker.conn is not None:
+            worker.conn.send(P.RevokeTasks([task.spec.task_id]))  # it may still read it in time
+        self._fail_task(task, error)
+
+    def _replace_worker(self, worker: WorkerRecord) -> None:
+        """The worker's next task was cancelled while pipelined: kill it, requeue the rest."""
+        tasks = [t for t in worker.pipeline if t.cancelled is None]
+        worker.pipeline.clear()
+        for t in reversed(tasks):
+            t.worker = None
             self.ready.push_front(t.key, t)
+        worker.state = "retiring"
+        self._signal(worker, signal.SIGKILL)
 
     def _grow_pool(self) -> None:
         """Fork as many workers as the queued tasks that fit could use right now."""
@@ -1158,7 +1209,7 @@ class Runtime:
         self.run_times[func_id] = (
             run_time if estimate is None else estimate + RUN_TIME_WEIGHT * (run_time - estimate)
         )
-        if worker.pipeline:
+        if worker.pipeline and worker.pipeline[0].cancelled is None:
             # The next pipelined task inherits the slot: no release, no idle.
             nxt = worker.pipeline.popleft()
             if worker.blocked:
@@ -1172,7 +1223,10 @@ class Runtime:
             self._pipeline_next(worker)
         else:
             self._release_task(worker, task)
-            self._make_idle(worker)
+            if worker.pipeline:  # it may run a cancelled task next (see _cancel_pipelined)
+                self._replace_worker(worker)
+            else:
+                self._make_idle(worker)
         if task.cancelled is not None:
             for data in msg.results:
                 self.objects.discard(data)
@@ -1243,7 +1297,7 @@ class Runtime:
         self.workers[worker.child_id] = worker
         if kind == "task":
             self.task_workers += 1
-        self.starting += 1
+            self.starting += 1
         conn = ChildConn(self, worker, ours)
         worker.conn = conn
         self.loop.create_task(self._connect(ours, conn))
@@ -1299,7 +1353,8 @@ class Runtime:
         if worker.pid == 0:
             worker.pid = msg.pid
             self.workers_by_pid[msg.pid] = worker
-        self.starting -= 1
+        if worker.kind == "task":
+            self.starting -= 1
         if worker.actor is not None:
             self.actors.on_worker_hello(worker)
             return
@@ -1349,7 +1404,7 @@ class Runtime:
         self.workers_by_pid.pop(worker.pid, None)
         if worker.retire_handle is not None:
             worker.retire_handle.cancel()
-        if was_starting:
+        if was_starting and worker.kind == "task":
             self.starting -= 1
         try:
             self.idle.remove(worker)
@@ -1372,7 +1427,8 @@ class Runtime:
             return
         for t in reversed(worker.pipeline):  # never started: not an attempt
             t.worker = None
-            self.ready.push_front(t.key, t)
+            if t.cancelled is None:
+                self.ready.push_front(t.key, t)
         worker.pipeline.clear()
         task = worker.task
         if task is not None:
@@ -1632,12 +1688,7 @@ class Runtime:
             self.ready.remove(task.key, task)
             self._fail_task(task, task.cancelled)
         elif worker.task is not task:  # pipelined behind another task
-            worker.pipeline.remove(task)
-            worker.known_functions.discard(task.spec.func_id)  # see _revoke_pipeline
-            task.worker = None
-            if worker.conn is not None:
-                worker.conn.send(P.RevokeTasks([tid]))
-            self._fail_task(task, task.cancelled)
+            self._cancel_pipelined(task, worker, task.cancelled)
         elif force:
             self._signal(worker, 9)
         else:
