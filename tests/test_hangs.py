@@ -199,17 +199,18 @@ class AsyncRecorder:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("kind", ["threaded", "async"])
+@pytest.mark.parametrize("kind", ["threaded", "async", "plain-out-of-order"])
 def test_a_concurrent_actor_runs_a_callers_ready_call_past_its_waiting_one(shutdown_only, kind):
     """Threaded and async actors do not keep a caller's order (Ray 2.60 neither): a
     ready call goes past the same caller's call that waits for its argument."""
     asyncray.init(num_cpus=1)
     signal = Signal.remote()
-    recorder = (
-        Recorder.options(max_concurrency=2).remote()
-        if kind == "threaded"
-        else AsyncRecorder.remote()
-    )
+    if kind == "threaded":
+        recorder = Recorder.options(max_concurrency=2).remote()
+    elif kind == "async":
+        recorder = AsyncRecorder.remote()
+    else:  # a plain actor that lets its callers' calls overtake (Ray's option)
+        recorder = Recorder.options(allow_out_of_order_execution=True).remote()
     assert asyncray.get(recorder.log.remote(), timeout=HANG_S) == []
     first = recorder.record.remote("first", signal.wait.remote())
     second = recorder.record.remote("second")

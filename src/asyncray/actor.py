@@ -405,6 +405,9 @@ def _actor_config(definition: _ActorDefinition, options: dict[str, Any]) -> dict
         "max_concurrency": max(1, int(max_concurrency)),
         "groups": {str(k): int(v) for k, v in groups.items()},
         "class_name": definition.name,
+        # A plain actor may run a caller's ready call before its earlier one
+        # that waits for an argument (the kernel's per-caller order, relaxed).
+        "out_of_order": bool(options.get("allow_out_of_order_execution")),
     }
 
 

@@ -147,7 +147,8 @@ class ActorRecord:
         ordered = self._ordered
         if ordered is None:
             try:
-                ordered = ser.loads(self.spec.config).get("kind", "plain") == "plain"
+                config = ser.loads(self.spec.config)
+                ordered = config.get("kind", "plain") == "plain" and not config.get("out_of_order")
             except Exception:  # a config no asyncray client sends: the strict rule
                 ordered = True
             self._ordered = ordered
