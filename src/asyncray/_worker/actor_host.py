@@ -347,8 +347,8 @@ class _PlainHost:
         token = _task_context.set_current_task(state.context(msg.task_id))
         # A plain actor's call past its timeout_s is interrupted by SIGINT;
         # it may land only while the method itself runs.
-        interrupts.enter_user_code(msg.task_id)
         try:
+            interrupts.enter_user_code(msg.task_id)
             reply = state.run_sync(msg)
         except _task_context.ActorExitRequest:
             state.report_exit(msg)

@@ -57,9 +57,17 @@ def install(meant_for: Callable[[bytes], bool] | None = None) -> None:
 
 
 def enter_user_code(task_id: bytes = b"") -> None:
-    state.pending = False
+    """User code of ``task_id`` starts; call it first thing inside the task's ``try``.
+
+    Raises:
+        KeyboardInterrupt: a SIGINT that came while no user code ran (between
+            two tasks, before this one's code) was meant for this task.
+    """
+    pending, state.pending = state.pending, False
     state.task_id = task_id
     state.interruptible = True
+    if pending and state.meant_for(task_id):
+        raise KeyboardInterrupt
 
 
 def leave_user_code() -> None:

@@ -193,8 +193,10 @@ class TaskWorker:
             ctx.pg_capture = msg.pg_capture
         token = _task_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
-        interrupts.enter_user_code(msg.task_id)
+        loaded = False
         try:
+            interrupts.enter_user_code(msg.task_id)
+            loaded = True  # from here on, the refs in the arguments are rebuilt or given back
             args, kwargs = resolve_arguments(msg.args, msg.dep_values)
             fn = self._function(msg)
             result = fn(*args, **kwargs)
@@ -211,6 +213,8 @@ class TaskWorker:
             _flush_output()
             raise
         except KeyboardInterrupt as e:
+            if not loaded:  # interrupted before its arguments were touched
+                ser.discard_arguments(msg)
             # cancel(): the runtime seals TaskCancelledError whatever we send.
             return P.TaskDone(
                 msg.task_id, [ser.dumps_task_error(e, msg.name)], True, cancelled=True
