@@ -502,3 +502,21 @@ def test_an_actor_that_says_it_exits_but_lives_on_is_killed(ray_start, monkeypat
     while asyncray.available_resources().get("CPU") != total:
         assert time.monotonic() < deadline, "the lingering actor kept its CPU"
         time.sleep(0.05)
+
+
+@asyncray.remote
+class Dies:
+    def die(self):
+        os._exit(1)
+
+
+@pytest.mark.timeout(30)
+def test_the_death_of_a_named_actor_names_it_as_ray_does(ray_start):
+    named = Dies.options(name="x").remote()
+    with pytest.raises(ActorDiedError) as info:
+        asyncray.get(named.die.remote(), timeout=20)
+    assert re.search(r"\tpid: \d+\n\tname: x\n\tnamespace: ", str(info.value))
+    anonymous = Dies.remote()
+    with pytest.raises(ActorDiedError) as info:
+        asyncray.get(anonymous.die.remote(), timeout=20)
+    assert "\tname: " not in str(info.value)

@@ -951,11 +951,13 @@ class ActorManager:
 
     def _died_payload(self, actor: ActorRecord, reason: str) -> bytes:
         spec = actor.spec
+        name_line = f"\tname: {spec.name}\n" if spec.name else ""  # as Ray, for named actors
         text = (
             "The actor died unexpectedly before finishing this task.\n"
             f"\tclass_name: {spec.class_name}\n"
             f"\tactor_id: {actor.actor_id.hex()}\n"
             f"\tpid: {actor.pid}\n"
+            f"{name_line}"
             f"\tnamespace: {spec.namespace}\n"
             "\tip: 127.0.0.1\n"
             f"{reason}"
