@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 
 import pytest
 from _helpers import wait_for_file, wait_for_process_exit
@@ -24,16 +23,6 @@ ANSWER_S = 10.0
 # How long a blocked method waits for its gate before giving up (never, in a passing run).
 GATE_S = 20.0
 POLL_S = 0.01
-
-
-def _block_until(path: str) -> bool:
-    """Block the calling thread (and its event loop) until ``path`` exists."""
-    deadline = time.monotonic() + GATE_S
-    while not os.path.exists(path):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_S)
-    return True
 
 
 @asyncray.remote
@@ -53,7 +42,7 @@ class Grouped:
     @asyncray.method(concurrency_group="io")
     async def block(self, started: str, gate: str) -> bool:
         open(started, "w").close()
-        return _block_until(gate)  # a sync wait: this group's loop is stalled
+        return wait_for_file(gate, GATE_S)  # a sync wait: this group's loop is stalled
 
     @asyncray.method(concurrency_group="other")
     async def other(self) -> str:

@@ -48,7 +48,6 @@ from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
 from . import retention
-from .child_checks import task_done_problem
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
 from .worker_pool import unsendable_error
@@ -601,18 +600,13 @@ class ActorManager:
             or spec.streaming
             or msg.stream_count >= 0
             or len(msg.results) != len(spec.return_ids)
-        ):  # not a plain success: check it
-            stream = self.rt.streams.get(msg.task_id) if spec.streaming else None
-            problem = task_done_problem(
-                msg,
-                len(spec.return_ids),
-                spec.streaming,
-                stream.produced if stream is not None and stream.count < 0 else -1,
-                call.cancelled is not None,
-            )
-            if problem:
-                self.rt.reject(worker.conn, problem)  # type: ignore[arg-type]
-                return
+        ) and self.rt.task_done_rejected(
+            worker.conn,  # type: ignore[arg-type]
+            msg,
+            spec,
+            call.cancelled is not None,
+        ):  # not a plain success, and not one a child may send
+            return
         del actor.inflight[msg.task_id]
         if call.cancelled is not None:
             for data in msg.results:

@@ -1201,7 +1201,7 @@ class Runtime:
             or spec.streaming
             or msg.stream_count >= 0
             or len(msg.results) != len(spec.return_ids)
-        ) and self._task_done_rejected(conn, msg, task):
+        ) and self.task_done_rejected(conn, msg, spec, task.cancelled is not None):
             return
         func_id = task.spec.func_id
         run_time = time.perf_counter() - task.started
@@ -1247,16 +1247,22 @@ class Runtime:
             self.seal_results(task.owner, task.spec.return_ids, msg.results)
         self.dispatch()
 
-    def _task_done_rejected(self, conn: ChildConn, msg: P.TaskDone, task: TaskRecord) -> bool:
-        """The checks of a ``TaskDone`` that is not a plain success (which passes at once)."""
-        spec = task.spec
+    def task_done_rejected(
+        self,
+        conn: ChildConn,
+        msg: P.TaskDone,
+        spec: P.SubmitTask | P.CallActor,
+        cancelled: bool,
+    ) -> bool:
+        """The checks of a task's or actor call's ``TaskDone`` that is not a plain
+        success (which passes at once); a failed check drops the child."""
         stream = self.streams.get(msg.task_id) if spec.streaming else None
         problem = task_done_problem(
             msg,
             len(spec.return_ids),
             spec.streaming,
             stream.produced if stream is not None and stream.count < 0 else -1,
-            task.cancelled is not None,
+            cancelled,
         )
         if problem:
             self.reject(conn, problem)
