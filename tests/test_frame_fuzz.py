@@ -80,7 +80,7 @@ def write_frames(frames: list[bytes]) -> str:
     me = _task_context.current_task().task_id
     channel = base.current().channel  # type: ignore[union-attr]
     data = b"".join(frames).replace(SELF, me)
-    with channel._send_lock:
+    with channel._writer._lock:
         channel.sock.sendall(data)
     return "heard"
 

@@ -91,9 +91,10 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
     if (
         len(data) <= _client.LOCAL_VALUE_LIMIT
         and not refs.has_refs(data)
-        # A child reads its shared-memory objects through the runtime, which then
-        # knows the child may hold views of the segment (it must not recycle it).
-        and (c.is_driver or not shm.is_shm(data))
+        # A child (or a driver connected to a head) reads its shared-memory
+        # objects through the runtime, which then knows the process may hold
+        # views of the segment (it must not recycle it).
+        and (not shm.report_views or not shm.is_shm(data))
     ):
         c.local_values[oid] = data
     return ObjectRef(oid, True)

@@ -140,3 +140,15 @@ def hosted_actor() -> HostedActor | None:
 def set_hosted_actor(actor: HostedActor) -> None:
     global _hosted
     _hosted = actor
+
+
+# The job whose tasks this worker runs now, as (job id, namespace): a shared
+# head's workers serve every connected driver, and the head says which job
+# comes next (``SetJob``) when it changes. None: the session's own job (an
+# embedded session has only one).
+current_job: tuple[str, str] | None = None
+
+
+def set_job(job_id: str, namespace: str) -> None:
+    global current_job
+    current_job = (job_id, namespace)

@@ -459,6 +459,8 @@ def _create_actor(
         pg_bundle=pg_bundle,
         pg_capture=pg_capture,
         holders_id=b"" if holders is None else holders._id,
+        kind=config["kind"],
+        out_of_order=config["out_of_order"],
     )
     if not name:
         client.post(create)

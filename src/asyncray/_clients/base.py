@@ -158,13 +158,27 @@ class ClientBase:
         self.post(P.DropReservation(name))
 
 
+# An ``ErrorReply`` whose text starts with this was made by the client itself:
+# the runtime is gone (shut down, or the head's connection lost), and the
+# rest of the text says so. It is raised as it is, not as an internal bug.
+_CLOSED = "\x00closed\x00"
+
+
+def closed_reply(req_id: int, reason: str) -> P.ErrorReply:
+    """The reply a waiting call gets when nothing can answer it any more: raises ``reason``."""
+    return P.ErrorReply(req_id=req_id, error=_CLOSED + reason)
+
+
 def raise_if_error(reply: Any) -> Any:
     """``reply``, unless the runtime failed handling its request: then raise it.
 
     Raises:
-        RaySystemError: ``reply`` is an ``ErrorReply`` (an internal bug of the runtime).
+        RaySystemError: ``reply`` is an ``ErrorReply`` (an internal bug of the runtime,
+            or the runtime is gone: ``closed_reply``).
     """
     if type(reply) is P.ErrorReply:
+        if reply.error.startswith(_CLOSED):
+            raise exc.RaySystemError(reply.error[len(_CLOSED) :])
         raise exc.RaySystemError(
             "asyncray's runtime failed handling this request (an internal bug, please "
             f"report it):\n{reply.error}"

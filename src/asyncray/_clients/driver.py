@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
-from .._wire import serialization as ser
 from .._wire.channel import discard_reply, resolve_futures
 from .base import (
     LOCAL_VALUE_LIMIT,
     ClientBase,
+    closed_reply,
     raise_if_error,
     reply_deadline,
     timed_out_reply,
@@ -85,6 +85,7 @@ class DriverConn:
         self.local_values = client.local_values
         # The driver's units are not tracked per process: it outlives the runtime.
         self.units: dict[bytes, int] | None = None
+        self.job = ""  # the session's job id, set by init()
 
     def deliver(self, object_id: bytes, data: bytes) -> None:
         """A small result of a task this driver owns: keep it in the owner's store (as Ray does)."""
@@ -100,7 +101,34 @@ class DriverConn:
 
     def send(self, msg: Any) -> None:
         """A reply to the driver: complete the waiter of its ``req_id``."""
-        waiter = self.client.waiters.pop(msg.req_id, None)
+        self.client.complete(msg)
+
+
+class WaitingClient(ClientBase):
+    """A driver's client whose replies arrive on another thread than the caller's.
+
+    Callers wait on a lock (blocking calls), a future on their own event loop
+    (``await``) or a callback; whichever thread receives a reply completes
+    its waiter (``complete``). The embedded driver (``DriverClient``) gets
+    replies from the runtime thread in-process; a driver connected to a
+    shared head (``connected.ConnectedClient``) from its socket's reader
+    thread. Subclasses say how messages leave (``post``), how a reply for
+    an event loop is handed to it (``batch_async``) and which thread must be
+    alive for a reply to come (``thread``).
+    """
+
+    is_driver = True
+
+    def __init__(self, thread: threading.Thread) -> None:
+        super().__init__()
+        self.thread = thread
+        self.wakeups = RuntimeWakeups()
+        self.waiters: dict[int, Any] = {}
+        self.closed = False
+
+    def complete(self, msg: Any) -> None:
+        """A reply: complete the waiter of its ``req_id`` (on the receiving thread)."""
+        waiter = self.waiters.pop(msg.req_id, None)
         if waiter is None:  # its caller stopped waiting (a timeout, a cancelled await)
             discard_reply(msg)
             return
@@ -109,65 +137,13 @@ class DriverConn:
             waiter.reply = msg
             waiter.lock.release()
         elif kind is _AsyncWaiter:
-            self.client.batch_async(waiter, msg)
+            self.batch_async(waiter, msg)
         else:
             waiter.callback(msg)
 
-
-class DriverClient(ClientBase):
-    """The embedded driver's client; the runtime runs on ``loop`` in ``thread``."""
-
-    is_driver = True
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-        super().__init__()
-        self.loop = loop
-        self.thread = thread
-        self.runtime: Runtime | None = None
-        self.conn = DriverConn(self)
-        self.wakeups = RuntimeWakeups()
-        self.waiters: dict[int, Any] = {}
-        self._inbox: deque[Any] = deque()
-        self._wake_scheduled = False
-        self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        self._async_flush_scheduled = False
-        self.closed = False
-
-    # ------------------------------------------------------------ to the loop
-
-    def post(self, msg: Any) -> None:
-        self._inbox.append(msg)
-        if not self._wake_scheduled:
-            self._wake()
-
-    def _wake(self) -> None:
-        # The flag is cleared by ``drain`` *before* it empties the inbox, and
-        # producers append *before* they test it, so no message is stranded.
-        self._wake_scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self.drain)
-        except RuntimeError:  # the loop is closed: asyncray was shut down
-            raise exc.RaySystemError("asyncray has been shut down; call asyncray.init() again.")
-
-    def drain(self) -> None:
-        """On the loop: hand every queued message to the runtime."""
-        self._wake_scheduled = False
-        inbox = self._inbox
-        runtime = self.runtime
-        assert runtime is not None, "drain before the runtime was built"
-        handle = runtime.handle
-        conn = self.conn
-        runtime.begin_batch()
-        try:
-            while inbox:
-                handle(conn, inbox.popleft())
-        finally:
-            runtime.end_batch()
-        # Releases go last: one must never overtake a message posted before it
-        # (a submission that uses the object). Late is always safe: it only
-        # keeps an object a little longer.
-        if self._released:
-            handle(conn, P.ReleaseObjects(self._take_releases()))
+    def batch_async(self, waiter: _AsyncWaiter, reply: Any) -> None:
+        """Hand ``reply`` to the event loop ``waiter`` waits on."""
+        raise NotImplementedError(f"{type(self).__name__} does not define batch_async()")
 
     # ------------------------------------------------------------ requests
 
@@ -200,7 +176,7 @@ class DriverClient(ClientBase):
                 if lock.acquire(timeout=max(wait_s, 0.0)):
                     return True
                 if not self.thread.is_alive():
-                    raise exc.RaySystemError("the asyncray runtime thread has stopped")
+                    raise exc.RaySystemError(self.stopped_reason())
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         finally:
@@ -242,6 +218,82 @@ class DriverClient(ClientBase):
         self.waiters[msg.req_id] = _CallbackWaiter(callback)
         self.post(msg)
 
+    def stopped_reason(self) -> str:
+        """Why no reply can come once ``thread`` has stopped."""
+        return "the asyncray runtime thread has stopped"
+
+    def fail_all_waiters(
+        self, reason: str = "asyncray was shut down while this call was waiting"
+    ) -> None:
+        """At shutdown: wake every blocked caller with an error instead of leaving it hanging."""
+        self.closed = True
+        for req_id in list(self.waiters):
+            waiter = self.waiters.pop(req_id, None)
+            if waiter is None:
+                continue
+            reply = closed_reply(req_id, reason)
+            if type(waiter) is _SyncWaiter:
+                waiter.reply = reply
+                waiter.lock.release()
+            elif type(waiter) is _AsyncWaiter:
+                try:
+                    waiter.loop.call_soon_threadsafe(resolve_futures, [(waiter.future, reply)])
+                except RuntimeError:
+                    pass
+            else:
+                with contextlib.suppress(Exception):  # its decode raises the reason
+                    waiter.callback(reply)
+
+
+class DriverClient(WaitingClient):
+    """The embedded driver's client; the runtime runs on ``loop`` in ``thread``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        super().__init__(thread)
+        self.loop = loop
+        self.runtime: Runtime | None = None
+        self.conn = DriverConn(self)
+        self._inbox: deque[Any] = deque()
+        self._wake_scheduled = False
+        self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        self._async_flush_scheduled = False
+
+    # ------------------------------------------------------------ to the loop
+
+    def post(self, msg: Any) -> None:
+        self._inbox.append(msg)
+        if not self._wake_scheduled:
+            self._wake()
+
+    def _wake(self) -> None:
+        # The flag is cleared by ``drain`` *before* it empties the inbox, and
+        # producers append *before* they test it, so no message is stranded.
+        self._wake_scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: asyncray was shut down
+            raise exc.RaySystemError("asyncray has been shut down; call asyncray.init() again.")
+
+    def drain(self) -> None:
+        """On the loop: hand every queued message to the runtime."""
+        self._wake_scheduled = False
+        inbox = self._inbox
+        runtime = self.runtime
+        assert runtime is not None, "drain before the runtime was built"
+        handle = runtime.handle
+        conn = self.conn
+        runtime.begin_batch()
+        try:
+            while inbox:
+                handle(conn, inbox.popleft())
+        finally:
+            runtime.end_batch()
+        # Releases go last: one must never overtake a message posted before it
+        # (a submission that uses the object). Late is always safe: it only
+        # keeps an object a little longer.
+        if self._released:
+            handle(conn, P.ReleaseObjects(self._take_releases()))
+
     def batch_async(self, waiter: _AsyncWaiter, reply: Any) -> None:
         """On the loop: queue a reply for a user loop; one wake-up per loop per tick."""
         batch = self._async_batch.get(waiter.loop)
@@ -260,26 +312,6 @@ class DriverClient(ClientBase):
                 loop.call_soon_threadsafe(resolve_futures, items)
             except RuntimeError:
                 pass  # that loop has been closed; nobody is waiting any more
-
-    def fail_all_waiters(self) -> None:
-        """At shutdown: wake every blocked caller with an error instead of leaving it hanging."""
-        self.closed = True
-        error = ser.dumps_function(
-            exc.RaySystemError("asyncray was shut down while this call was waiting")
-        )
-        for req_id in list(self.waiters):
-            waiter = self.waiters.pop(req_id, None)
-            if waiter is None:
-                continue
-            reply = P.ObjectsReply(req_id=req_id, values=[error], errors=[True], timed_out=False)
-            if type(waiter) is _SyncWaiter:
-                waiter.reply = reply
-                waiter.lock.release()
-            elif type(waiter) is _AsyncWaiter:
-                try:
-                    waiter.loop.call_soon_threadsafe(resolve_futures, [(waiter.future, reply)])
-                except RuntimeError:
-                    pass
 
     @property
     def queues(self) -> QueueTransport:

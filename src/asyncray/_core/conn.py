@@ -5,8 +5,8 @@ every reply goes back through that connection's ``send``. The kernel only
 knows this protocol: ``worker_pool.ChildConn`` implements it over a socket,
 and the driver's client implements it in-process (the driver's replies
 complete its waiters directly). The same kernel can therefore serve a
-driver in another process: that driver gets a ``ChildConn``-like socket
-connection instead.
+driver in another process: that driver gets a socket connection too
+(``client_conn.ClientConn``, on a shared head).
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ class Conn(Protocol):
     def units(self) -> dict[bytes, int] | None:
         """Units of objects this peer's process holds, by id (freed if it dies); None: not
         tracked (the embedded driver outlives the kernel)."""
+
+    @property
+    def job(self) -> str:
+        """The job of what this peer runs (a driver: its own; a child: its task's or actor's)."""
 
     @property
     def keeps_values(self) -> bool:

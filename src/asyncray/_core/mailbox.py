@@ -105,6 +105,9 @@ class ActorRecord:
     def __init__(self, spec: P.CreateActor, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
+        # The job that made it: its namespace and output follow it; a
+        # non-detached actor ends with its job.
+        self.job: str = owner.job
         self.actor_id = spec.actor_id
         self.state = "pending"
         self.place_shape: Shape = shape_of(spec.place)
@@ -145,12 +148,8 @@ class ActorRecord:
         """
         ordered = self._ordered
         if ordered is None:
-            try:
-                config = ser.loads(self.spec.config)
-                ordered = config.get("kind", "plain") == "plain" and not config.get("out_of_order")
-            except Exception:  # a config no asyncray client sends: the strict rule
-                ordered = True
-            self._ordered = ordered
+            spec = self.spec
+            ordered = self._ordered = spec.kind == "plain" and not spec.out_of_order
         return ordered
 
     def can_restart(self) -> bool:
@@ -346,6 +345,11 @@ class ActorManager:
             reason = f"Its creation could not be sent to its process: {type(e).__name__}: {e}"
             self._die(actor, self._died_payload(actor, reason))
             return
+        if worker.job != actor.job:  # a shared head: the actor serves its creator's job
+            worker.job = actor.job
+            worker.conn.send_frame(  # type: ignore[union-attr]
+                P.frame(P.SetJob(actor.job, self.rt.jobs.namespace(actor.job)))
+            )
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         worker.conn.send_frame(frame)  # type: ignore[union-attr]
 
@@ -696,7 +700,7 @@ class ActorManager:
         worker = actor.worker
         if worker is None or worker.conn is None:
             return
-        kind = ser.loads(actor.spec.config)["kind"]
+        kind = actor.spec.kind
         running = next(iter(actor.inflight)) == task_id
         if kind == "plain" and timeout and running:
             # KeyboardInterrupt in the method (the host only lets it land in
@@ -924,6 +928,22 @@ class ActorManager:
             )
 
     # ================================================================ lookup
+
+    def end_job(self, job_id: str) -> None:
+        """A driver's job ended: its non-detached actors die, as in Ray."""
+        for actor in [a for a in self.actors.values() if a.job == job_id]:
+            if actor.spec.detached or actor.state == "dead":
+                continue
+            actor.killed = True
+            self._kill_process(actor)
+            self._die(
+                actor,
+                self._died_payload(
+                    actor,
+                    "The actor is dead because its owner has died: the driver of its job "
+                    f"(job {job_id}) disconnected.",
+                ),
+            )
 
     def on_get_actor(self, conn: Conn, msg: P.GetActor) -> None:
         actor_id = self.names.get((msg.namespace, msg.name))

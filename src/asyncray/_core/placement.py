@@ -46,6 +46,7 @@ class PlacementGroupRecord:
     def __init__(self, spec: P.CreatePlacementGroup, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
+        self.job: str = owner.job  # a non-detached group is removed when its job ends
         self.pg_id = spec.pg_id
         self.state = "PENDING"
         self.bundles: list[ResourcePool] = []
@@ -143,6 +144,12 @@ class PlacementGroupManager:
         group.gpu_ids = []
         self._keep_removed(group.pg_id)
         self.rt.dispatch()
+
+    def end_job(self, job_id: str) -> None:
+        """A driver's job ended: its groups are removed, except detached ones (as in Ray)."""
+        for group in [g for g in self.groups.values() if g.job == job_id]:
+            if not group.spec.detached and group.state != "REMOVED":
+                self.on_remove(group.owner, P.RemovePlacementGroup(group.pg_id))
 
     def _keep_removed(self, pg_id: bytes) -> None:
         """Keep the removed group's record for inspection; drop the oldest beyond the bound."""

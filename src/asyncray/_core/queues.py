@@ -197,6 +197,8 @@ class QueueManager:
         # by ``id(payload)`` (guarded by ``_lock``; the payload lives as long
         # as its entry).
         self._held: dict[int, list[bytes]] = {}
+        # Queues a connected driver made, and that driver's connection (loop only).
+        self.made_by_driver: dict[bytes, Any] = {}
         self._ops: dict[int, Callable[[Any, P.QueueOp, QueueState], None]] = {
             P.QUEUE_PUT: self._put,
             P.QUEUE_GET: self._get,
@@ -283,6 +285,13 @@ class QueueManager:
 
     def on_create(self, conn: Conn, msg: P.CreateQueue) -> None:
         self.create(msg.queue_id, msg.maxsize)
+        if conn.worker is None:  # a driver connected to a head: its job's queues end with it
+            self.made_by_driver[msg.queue_id] = conn
+
+    def end_owner(self, conn: Any) -> None:
+        """A connected driver's job ended: the queues it made are shut down."""
+        for queue_id in [q for q, c in self.made_by_driver.items() if c is conn]:
+            self.close(queue_id)
 
     def on_op(self, conn: Conn, msg: P.QueueOp) -> None:
         if msg.op == P.QUEUE_CLOSE:
@@ -402,6 +411,7 @@ class QueueManager:
         """Shut a queue down: its blocked callers get ``QUEUE_CLOSED``, its items are dropped."""
         with self._lock:
             state = self.queues.pop(queue_id, None)
+        self.made_by_driver.pop(queue_id, None)
         if state is None:
             return
         waiters, dropped = _close(state)

@@ -42,6 +42,7 @@ from .._wire import refs, shm
 from .._wire import serialization as ser
 from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
+from .jobs import JobRecord, JobTable
 from .mailbox import ActorManager
 from .object_table import ObjectEntry, ObjectTable
 from .placement import PlacementGroupManager, removed_payload
@@ -118,6 +119,7 @@ _RUNTIME_TO_CLIENT = (
     P.RevokeTasks,
     P.DropMappings,
     P.InterruptTask,
+    P.SetJob,
     *P.REPLY_TYPES,
 )
 
@@ -138,6 +140,7 @@ class TaskRecord:
         "children",
         "dep_values",
         "gpu_ids",
+        "job",
         "key",
         "missing",
         "owner",
@@ -152,6 +155,8 @@ class TaskRecord:
     def __init__(self, spec: P.SubmitTask, owner: Conn) -> None:
         self.spec = spec
         self.owner = owner
+        # The job it belongs to: its submitter's (a driver's, or the task's that submitted it).
+        self.job: str = owner.job
         self.shape: Shape = shape_of(spec.resources)
         # The ready-queue key: (placement group and bundle, or None; shape).
         group = (spec.pg_id, spec.pg_bundle) if spec.pg_id else None
@@ -275,8 +280,20 @@ class Runtime:
     ) -> None:
         self.loop = loop
         self.namespace = namespace
-        self.job_id = job_id
-        self.log_to_driver = log_to_driver
+        # Drivers' jobs (embedded: one; a shared head: one per connected driver).
+        self.jobs = JobTable()
+        if job_id:  # embedded: the one job, its driver in this process
+            self.jobs.open(
+                None,
+                namespace,
+                pid=os.getpid(),
+                log_to_driver=log_to_driver,
+                output=print_log,
+                job_id=job_id,
+            )
+        # The job a new worker is taken to serve: embedded, the only one, so
+        # no ``SetJob`` is ever sent; a shared head has none ("").
+        self.default_job = job_id
         self.resources = ResourcePool(totals)
         self.store = SegmentStore(store_capacity, shm.spill_directory())
         self.objects = ObjectTable(self.store)
@@ -312,7 +329,7 @@ class Runtime:
         self._batching = False
         self._dispatch_wanted = False
         # Children with messages held during the current batch.
-        self.batched_conns: list[ChildConn] = []
+        self.batched_conns: list[Any] = []
         # A callback of the kernel's own (a timer, a socket's protocol) that
         # raises is a bug like a handler that raises: logged loudly.
         loop.set_exception_handler(_loop_error)
@@ -404,8 +421,9 @@ class Runtime:
         (``ChildConn.drop``). The embedded driver's messages are built by
         asyncray itself, so one of them failing a check is an internal bug.
         """
-        if isinstance(conn, ChildConn):
-            conn.drop(problem)
+        drop = getattr(conn, "drop", None)  # a child, or a driver connected to a head
+        if drop is not None:
+            drop(problem)
             return
         raise ValueError(f"the driver's client {problem}")
 
@@ -576,8 +594,8 @@ class Runtime:
             for oid in object_ids:
                 units[oid] = units.get(oid, 0) + 1
 
-    def drop_units(self, conn: ChildConn) -> None:
-        """A child process is gone: the units its refs held go with it."""
+    def drop_units(self, conn: Any) -> None:
+        """A child process (or a connected driver) is gone: the units its refs held go with it."""
         units, conn.units = conn.units, {}
         release = self.objects.release
         for oid, n in units.items():
@@ -1150,6 +1168,11 @@ class Runtime:
         except Exception as e:
             self._unsendable_task(task, worker, e)
             return
+        if worker.job != task.job:  # a shared head's worker turns to another driver's job
+            worker.job = task.job
+            worker.conn.send_frame(  # type: ignore[union-attr]
+                P.frame(P.SetJob(task.job, self.jobs.namespace(task.job)))
+            )
         if worker.task is task:
             self._task_running(task, worker)
         if not known:
@@ -1295,6 +1318,7 @@ class Runtime:
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker = WorkerRecord(next(self._child_ids), kind)
+        worker.job = self.default_job
         try:
             self.zygote.spawn(worker.child_id, kind, {}, theirs)  # the link closes theirs
         except OSError:
@@ -1453,7 +1477,7 @@ class Runtime:
             logger.error("asyncray: a worker died while starting %s", worker.describe_exit())
         self.dispatch()
 
-    def _drop_unclaimed_reservations(self, conn: ChildConn) -> None:
+    def _drop_unclaimed_reservations(self, conn: Any) -> None:
         """Segments a dead child reserved and never handed to anyone are removed.
 
         A reservation ends when its object is stored or when the call whose
@@ -1771,14 +1795,53 @@ class Runtime:
     # ================================================================ output and state
 
     def _on_log(self, conn: Conn, msg: P.Log) -> None:
-        if not self.log_to_driver:
+        """A child's output goes to the driver of the job that printed it.
+
+        Embedded, that is this process's stdout/stderr; on a shared head, the
+        job's driver's socket. Output of a job whose driver is gone (a
+        detached actor's) goes to the head's own log.
+        """
+        job = self.jobs.live.get(msg.job_id or conn.job)
+        if job is None:
+            print_log(msg)
+        elif job.log_to_driver:
+            job.output(msg)
+
+    def open_job(self, conn: Any, hello: P.ClientHello) -> JobRecord:
+        """A driver joined the head: its job, numbered as Ray numbers them."""
+        return self.jobs.open(
+            conn,
+            hello.namespace,
+            pid=conn.pid,
+            log_to_driver=hello.log_to_driver,
+            output=conn.send,
+            entrypoint=hello.entrypoint,
+        )
+
+    def driver_gone(self, conn: Any) -> None:
+        """A connected driver disconnected (or was dropped, or killed): its job ends.
+
+        As in Ray, what the job made goes with it — its tasks are cancelled
+        (their workers replaced if they ran), its non-detached actors killed,
+        its non-detached placement groups and its queues removed, every
+        reference it held given back — and detached actors live on.
+        """
+        job_id = conn.job
+        if self.jobs.close(job_id) is None or self._stopped:
             return
-        stream = sys.stdout if msg.stream == 1 else sys.stderr
-        try:
-            stream.write(msg.text)
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        for req in list(conn.requests.values()):
+            self._finish(req)
+        for task_id in [t for t, s in self.streams.items() if s.owner is conn]:
+            self._on_release_stream(conn, P.ReleaseStream(task_id))
+        for task in [t for t in self.tasks.values() if t.owner is conn]:
+            self.cancel_task(task, force=True, recursive=True)
+        self.actors.end_job(job_id)
+        self.groups.end_job(job_id)
+        self.queues.end_owner(conn)
+        self.drop_units(conn)
+        self.store.child_gone(conn)
+        self._drop_unclaimed_reservations(conn)
+        self.dispatch()
 
     def _on_list_named_actors(self, conn: Conn, msg: P.ListNamedActors) -> None:
         value = self.actors.list_named(msg.namespace, msg.all_namespaces)
@@ -1807,9 +1870,39 @@ class Runtime:
                 **self.store.stats(),
                 "pids": [w.pid for w in self.workers.values() if w.pid],
             }
+        elif msg.what == "status":
+            value = self.status()
         else:
             value = None
         conn.send(P.StateReply(msg.req_id, msgspec.msgpack.encode(value)))
+
+    def status(self) -> dict[str, Any]:
+        """What ``asyncray status`` shows: resources, workers, actors, objects, drivers."""
+        actors: dict[str, dict[str, int]] = {}
+        for actor in self.actors.actors.values():
+            by_state = actors.setdefault(actor.spec.namespace, {})
+            state = actor.state.upper()
+            by_state[state] = by_state.get(state, 0) + 1
+        task_workers = [w for w in self.workers.values() if w.kind == "task"]
+        return {
+            "total": dict(self.resources.totals),
+            "available": self.resources.snapshot_available(),
+            "workers": {
+                "task": len(task_workers),
+                "idle": len(self.idle),
+                "actor": len(self.workers) - len(task_workers),
+            },
+            "tasks": {"queued": len(self.ready), "live": len(self.tasks)},
+            "actors": actors,
+            "objects": {
+                "count": len(self.objects),
+                "shm_bytes": self.objects.shm_bytes,
+                "store_capacity": self.store.capacity,
+                "store_used": self.store.used,
+                "spilled_bytes": sum(self.store.spilled.values()),
+            },
+            "drivers": [job.row() for job in self.jobs.live.values()],
+        }
 
     # ================================================================ shutdown
 
@@ -1825,3 +1918,13 @@ class Runtime:
                 conn.send(P.Shutdown())
             conn.close()
         self.zygote.close()
+
+
+def print_log(msg: P.Log) -> None:
+    """Write a child's output to this process's stdout or stderr."""
+    stream = sys.stdout if msg.stream == 1 else sys.stderr
+    try:
+        stream.write(msg.text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass

@@ -35,6 +35,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
 from .._wire.framing import FrameTooLarge, take_frames
+from .framed import FramedConn
 
 if TYPE_CHECKING:
     from .runtime import Runtime, TaskRecord
@@ -68,6 +69,7 @@ class WorkerRecord:
         "dropped",
         "eof",
         "exit_status",
+        "job",
         "kind",
         "known_functions",
         "pid",
@@ -97,6 +99,9 @@ class WorkerRecord:
         self.retire_handle: asyncio.TimerHandle | None = None
         # The ActorRecord this process hosts (actor processes only).
         self.actor: Any = None
+        # The job of the last task sent here (a shared head tells a worker
+        # with ``SetJob`` when its next task is another job's).
+        self.job = ""
 
     def describe_exit(self) -> str:
         """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``.
@@ -121,37 +126,24 @@ class WorkerRecord:
         return f"(pid={self.pid}, {how})"
 
 
-class ChildConn(asyncio.Protocol):
+class ChildConn(FramedConn):
     """The runtime's end of one child's socket."""
 
     def __init__(self, runtime: Runtime, worker: WorkerRecord, sock: socket.socket) -> None:
-        self.runtime = runtime
+        super().__init__(runtime, sock)
         self.worker = worker
-        # The raw socket until the transport owns it (closed directly if we stop first).
-        self.sock = sock
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._out: list[bytes] = []
-        # Frames held while the runtime handles a batch (see ``send``).
-        self._batched: list[bytes] = []
-        # Outstanding get/wait requests of this child, by req_id.
-        self.requests: dict[int, Any] = {}
-        # Reference-count units held by this child's refs, by object id:
-        # given back all at once if the child dies.
-        self.units: dict[bytes, int] = {}
-        # Views of shared-memory segments this child reported, by name.
-        self.views: dict[str, int] = {}
+
+    @property
+    def job(self) -> str:
+        """The job of what this child runs: its actor's, its running task's, or its last."""
+        worker = self.worker
+        actor = worker.actor
+        if actor is not None:
+            return actor.job
+        task = worker.task
+        return worker.job if task is None else task.job
 
     # ------------------------------------------------------------ asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if self.runtime._stopped:  # connected after shutdown began
-            transport.close()
-            return
-        if self._out:
-            transport.write(b"".join(self._out))  # type: ignore[attr-defined]
-            self._out = []
 
     def data_received(self, data: bytes) -> None:
         if self.worker.dropped:
@@ -200,7 +192,7 @@ class ChildConn(asyncio.Protocol):
         self._buf.clear()
         if self.transport is not None:
             self.transport.abort()  # stop reading now; what we had queued for it is moot
-        else:
+        elif self.sock is not None:
             self.sock.close()
         self.kill()
 
@@ -215,70 +207,6 @@ class ChildConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.runtime.on_child_eof(self.worker)
-
-    # ------------------------------------------------------------ sending
-
-    # A child's values reach it only when it asks (its results are not pushed).
-    keeps_values = False
-
-    def deliver(self, object_id: bytes, data: bytes) -> None:
-        """Never called (``keeps_values`` is False): a child fetches what it needs."""
-
-    def forget(self, object_ids: list[bytes]) -> None:
-        """A child keeps no values the kernel pushed: nothing to drop."""
-
-    def send(self, msg: Any) -> None:
-        self.send_frame(P.frame(msg))
-
-    def send_frame(self, frame: bytes) -> None:
-        """Send an encoded message (``P.frame``); see ``send``."""
-        # Written at once — the transport tries the syscall immediately, and a
-        # message held for a later tick would add a loop iteration to every
-        # task's latency — except inside a batch of messages the runtime is
-        # handling: then all of this child's messages go in one write at the
-        # end of the batch (one syscall and one wake-up of the child, not one
-        # per task).
-        transport = self.transport
-        if transport is None:
-            self._out.append(frame)
-        elif self.runtime._batching:
-            if not self._batched:
-                self.runtime.batched_conns.append(self)
-            self._batched.append(frame)
-        elif not transport.is_closing():
-            transport.write(frame)
-
-    def send_now(self, msg: Any) -> None:
-        """Write ``msg`` at once, behind what a batch holds (a signal is to follow it)."""
-        self.flush()
-        transport = self.transport
-        if transport is None:
-            self._out.append(P.frame(msg))
-        elif not transport.is_closing():
-            transport.write(P.frame(msg))
-
-    def written(self) -> bool:
-        """Whether everything sent so far is in the socket (none buffered here)."""
-        transport = self.transport
-        return (
-            transport is not None
-            and not self._batched
-            and (transport.is_closing() or transport.get_write_buffer_size() == 0)
-        )
-
-    def flush(self) -> None:
-        """Write the messages held during a batch."""
-        frames, self._batched = self._batched, []
-        transport = self.transport
-        if frames and transport is not None and not transport.is_closing():
-            transport.write(b"".join(frames))
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.flush()
-            self.transport.close()
-        else:
-            self.sock.close()
 
 
 class ZygoteLink:

@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from .. import _task_context
 from .. import exceptions as exc
 from .._clients import base
 from .._clients.driver import DriverClient
@@ -30,6 +31,7 @@ from .._clients.worker import WorkerClient
 from .._core import retention
 from .._wire import shm
 from .._wire.channel import SocketChannel
+from . import head_files
 from . import resources as _resources
 
 logger = logging.getLogger("asyncray")
@@ -75,8 +77,8 @@ class Session:
 
     def __init__(self, totals: dict[str, float], namespace: str, job_id: str, node_id: str):
         self.totals = totals
-        self.namespace = namespace
-        self.job_id = job_id
+        self._namespace = namespace
+        self._job_id = job_id
         self.node_id = node_id
         self.client: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -84,6 +86,22 @@ class Session:
         self.zygote_pid = 0
         self.shm_tag = ""
         self.store_capacity = 0
+        # Where the session runs: "local" (embedded) or the head's socket path.
+        self.address = "local"
+        self.session_dir: str | None = None
+        # A driver connected to a shared head (its kernel is in another process).
+        self.connected = False
+
+    @property
+    def namespace(self) -> str:
+        """The job's namespace; in a shared head's worker, that of the job it now serves."""
+        job = _task_context.current_job
+        return self._namespace if job is None else job[1]
+
+    @property
+    def job_id(self) -> str:
+        job = _task_context.current_job
+        return self._job_id if job is None else job[0]
 
 
 _session: Session | None = None
@@ -171,11 +189,24 @@ def init(
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
                 "'ray.init()'."
             )
+        if address is None:
+            address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
         if address not in (None, "local"):
-            raise ConnectionError(
-                "Could not find any running Ray instance. Please specify the one to connect to "
-                "by setting `--address` flag or `RAY_ADDRESS` environment variable."
+            session = _connect(
+                address,
+                namespace,
+                log_to_driver,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                resources=resources,
+                object_store_memory=object_store_memory,
             )
+            _session = session
+            base.set_current(session.client)
+            if not _atexit_registered:
+                atexit.register(shutdown)
+                _atexit_registered = True
+            return _context(session)
         totals = _resources.resource_totals(num_cpus, num_gpus, resources)
         namespace = _resources.check_namespace(namespace)
         store = _resources.store_config(
@@ -195,23 +226,87 @@ def init(
 
 def _context(session: Session) -> RayContext:
     return RayContext(
-        address="local",
+        address=session.address,
         node_id=session.node_id,
         node_ip_address="127.0.0.1",
-        session_dir=None,
+        session_dir=session.session_dir,
         webui_url=None,
         gcs_address=None,
         namespace=session.namespace,
     )
 
 
+def _connect(
+    address: str,
+    namespace: str | None,
+    log_to_driver: bool,
+    *,
+    num_cpus: Any,
+    num_gpus: Any,
+    resources: Any,
+    object_store_memory: Any,
+) -> Session:
+    """Join the shared head at ``address`` (``init(address=...)``) as a new job."""
+    from .._clients.connected import ConnectedClient, connect
+
+    if not isinstance(address, str):
+        raise TypeError(f"address must be a string, got {type(address).__name__}")
+    if num_cpus is not None or num_gpus is not None:
+        raise ValueError(
+            "When connecting to an existing cluster, num_cpus and num_gpus must not be provided."
+        )
+    if resources is not None:
+        raise ValueError("When connecting to an existing cluster, resources must not be provided.")
+    if object_store_memory is not None:
+        raise ValueError(
+            "When connecting to an existing cluster, object_store_memory must not be provided."
+        )
+    if address.startswith("ray://") or (":" in address and not os.path.exists(address)):
+        raise ConnectionError(
+            f"asyncray cannot connect to {address!r}: an asyncray head listens on a unix socket "
+            "on this machine, never on TCP. Use init(address='auto') for the head "
+            "`asyncray start --head` started, init(address=<the socket path it printed>), or "
+            "init() with no address to run embedded. (A Ray cluster's address needs Ray itself.)"
+        )
+    namespace = _resources.check_namespace(namespace)
+    files = head_files.resolve(address)
+    if not os.path.exists(files.socket):
+        where = "for this user" if address == head_files.AUTO else f"at {files.socket}"
+        raise ConnectionError(
+            f"Could not find any running asyncray head {where}. Start one with "
+            "`asyncray start --head`, or call asyncray.init() without an address to run "
+            "embedded in this process."
+        )
+    try:
+        token = files.read_token()
+    except FileNotFoundError:
+        raise ConnectionError(
+            f"the asyncray head at {files.socket} has no token file ({files.token}): it is "
+            "starting or stopping, or was started by another user."
+        ) from None
+    try:
+        sock, welcome = connect(files.socket, token, namespace, log_to_driver)
+    except ConnectionRefusedError:
+        raise ConnectionError(
+            f"Could not find any running asyncray head at {files.socket} (a stale socket: "
+            "the head is gone). Start one with `asyncray start --head`."
+        ) from None
+    shm.join_session(
+        welcome.shm_tag, welcome.shm_directory, welcome.spill_directory, welcome.shm_threshold
+    )
+    client = ConnectedClient(sock, files.socket, welcome)
+    client.start()
+    session = Session(dict(welcome.totals), welcome.namespace, welcome.job_id, welcome.node_id)
+    session.client = client
+    session.address = files.socket
+    session.session_dir = welcome.session_dir
+    session.connected = True
+    return session
+
+
 def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
     from .._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
 
-    # Children read this when they start: they are forked from the zygote,
-    # which is forked from here, so they inherit it.
-    global _boot
-    _boot = session
     # Segment names carry the tag; the driver's pid in it is for people
     # reading /dev/shm (a session's liveness is judged by its lock file).
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -223,10 +318,8 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
         raise
 
 
-def _start_processes(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
-    """The zygote and the runtime thread, for a session whose store is configured."""
-    import uvloop
-
+def fork_zygote(session: Session, store: _resources.StoreConfig) -> tuple[int, socket.socket]:
+    """Size the store, then fork the session's zygote (before any thread of ours starts)."""
     from .._core.zygote import start_zygote
     from .._worker.main import child_main
 
@@ -242,12 +335,23 @@ def _start_processes(session: Session, log_to_driver: bool, store: _resources.St
     session.store_capacity = capacity
     session.totals["object_store_memory"] = float(capacity)
     _resources.raise_open_files_limit()  # before the zygote forks: children inherit it
+    # Children read the session when they start: they are forked from the
+    # zygote, which is forked from here, so they inherit it.
+    global _boot
+    _boot = session
     # The zygote removes the session's files once its children are gone,
     # also when the driver died without a shutdown (SIGKILL, os._exit).
-    zygote_pid, zygote_sock = start_zygote(
+    return start_zygote(
         functools.partial(child_main, attach=_attach_child),
         on_exit=functools.partial(shm.remove_session, session.shm_tag),
     )
+
+
+def _start_processes(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
+    """The zygote and the runtime thread, for a session whose store is configured."""
+    import uvloop
+
+    zygote_pid, zygote_sock = fork_zygote(session, store)
     loop = uvloop.new_event_loop()
     ready = threading.Event()
     failure: list[BaseException] = []
@@ -301,6 +405,7 @@ def _run_loop(
     from .._core.runtime import Runtime
 
     asyncio.set_event_loop(loop)
+    session.client.conn.job = session.job_id
     try:
         runtime = Runtime(
             loop,
@@ -342,11 +447,14 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     global _session
     with _lock:
         session = _session
-        if session is None or session.loop is None:
+        if session is None or (session.loop is None and not session.connected):
             return  # not started, or inside a worker (the driver owns the session)
         _session = None
         base.set_current(None)
     client = session.client
+    if session.connected:
+        client.close()  # the head releases this driver's job
+        return
     loop = session.loop
     if loop is None or session.thread is None:
         return  # inside a worker: the session belongs to the driver

@@ -12,7 +12,6 @@ socket itself whenever no blocked thread leads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import select
 import socket
@@ -27,6 +26,7 @@ from . import protocol as P
 from . import serialization as ser
 from .framing import has_whole_frame, take_frames
 from .protocol import REPLY_TYPES
+from .writer import FrameWriter
 
 
 def _held_slots() -> polling.PollSlots:
@@ -78,10 +78,8 @@ class SocketChannel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
         self.sock = sock
-        # Frames waiting to be written, and the lock of whoever writes them.
-        # A __del__ that posts inside a send on this thread only queues.
-        self._outbox: deque[bytes] = deque()
-        self._send_lock = threading.Lock()
+        # Any thread sends; one write carries what several threads queued.
+        self._writer = FrameWriter(sock)
         self._cv = threading.Condition(threading.Lock())
         self._reading = False
         self._eof = False
@@ -116,40 +114,14 @@ class SocketChannel:
         self._poller.register(sock, select.POLLIN)
 
     def send(self, msg: Any) -> None:
-        self._outbox.append(P.frame(msg))
-        self._flush_outbox()
+        self._writer.send(msg)
 
     def send_many(self, msgs: list[Any]) -> None:
-        self._outbox.append(P.frame_many(msgs))
-        self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        """Write queued frames; a thread that finds another writing leaves its frame to it.
-
-        Threads of a threaded actor reply at once: one write carries every
-        reply queued meanwhile (fewer syscalls, fewer GIL hand-offs), in
-        the order they were queued. Whoever writes looks again after letting
-        go of the lock, so no frame is left behind.
-        """
-        outbox = self._outbox
-        lock = self._send_lock
-        while outbox and lock.acquire(blocking=False):
-            try:
-                self._write_queued()
-            finally:
-                lock.release()
+        self._writer.send_many(msgs)
 
     def drain_outbox(self) -> None:
         """Block until every queued frame is written: call before the process exits."""
-        with contextlib.suppress(OSError), self._send_lock:  # waits for a write in progress
-            self._write_queued()
-
-    def _write_queued(self) -> None:
-        """Holding the send lock: write the outbox, one ``sendall`` per batch queued."""
-        outbox = self._outbox
-        while outbox:
-            frames = [outbox.popleft() for _ in range(len(outbox))]
-            self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
+        self._writer.drain()
 
     def _read_frames(self, deadline: float | None = None) -> list[Any]:
         """Block until at least one whole frame is buffered; decode all whole frames.

@@ -18,9 +18,9 @@ from .protocol import HEADER, HEADER_SIZE, MAX_FRAME
 class FrameTooLarge(ConnectionError):
     """A frame's length prefix is over ``protocol.MAX_FRAME``: the stream is corrupt."""
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, limit: int = MAX_FRAME) -> None:
         super().__init__(
-            f"asyncray received a frame of {length} bytes, over the limit of {MAX_FRAME}: "
+            f"asyncray received a frame of {length} bytes, over the limit of {limit}: "
             "the connection is corrupt and was dropped"
         )
         self.length = length
@@ -66,3 +66,24 @@ def has_whole_frame(buf: bytearray) -> bool:
     if n > MAX_FRAME:
         raise FrameTooLarge(n)
     return len(buf) >= HEADER_SIZE + n
+
+
+def take_first_frame(buf: bytearray, decode: Callable[[Any], Any], max_frame: int) -> Any:
+    """Decode and remove the first frame of ``buf`` if it is whole; None if not yet.
+
+    For a connection's first message (a handshake), which has its own
+    decoder and a smaller limit than the frames that may follow it.
+
+    Raises:
+        FrameTooLarge: a length prefix over ``max_frame``.
+    """
+    if len(buf) < HEADER_SIZE:
+        return None
+    (n,) = HEADER.unpack_from(buf)
+    if n > max_frame:
+        raise FrameTooLarge(n, max_frame)
+    if len(buf) < HEADER_SIZE + n:
+        return None
+    msg = decode(bytes(buf[HEADER_SIZE : HEADER_SIZE + n]))
+    del buf[: HEADER_SIZE + n]
+    return msg

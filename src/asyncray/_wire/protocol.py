@@ -115,10 +115,15 @@ class ReleaseObjects(_Msg, tag=6):
 
 
 class Log(_Msg, tag=7):
-    """Output a child printed; ``stream`` is 1 (stdout) or 2 (stderr)."""
+    """Output a child printed; ``stream`` is 1 (stdout) or 2 (stderr).
+
+    ``job_id`` names the job whose code printed it (a shared head's workers
+    serve several drivers; the head forwards the output to that job's driver).
+    """
 
     stream: int
     text: str
+    job_id: str = ""
 
 
 class TaskDone(_Msg, tag=8):
@@ -213,6 +218,11 @@ class CreateActor(_Msg, tag=11):
     # (every process's copies, and payloads carrying one): when it is freed
     # the actor ends as on ``ReleaseActor``. Empty: not ended by its handles.
     holders_id: bytes = b""
+    # How the actor runs calls ("plain", "threaded", "async") and whether a
+    # plain one may run a caller's ready call past its waiting one: the
+    # kernel's ordering rules read these (it never unpickles ``config``).
+    kind: str = "plain"
+    out_of_order: bool = False
 
 
 class CallActor(_Msg, tag=12):
@@ -498,6 +508,18 @@ class QueueReply(_Msg, tag=45):
     size: int
 
 
+class SetJob(_Msg, tag=66):
+    """The tasks sent to this worker from now on belong to job ``job_id`` (shared head).
+
+    Sent only when a worker's next task is of another job than its last one:
+    the job names the namespace its code looks actors up in and the driver
+    its output goes to.
+    """
+
+    job_id: str
+    namespace: str
+
+
 class ErrorReply(_Msg, tag=27):
     """The kernel failed handling request ``req_id`` (an internal bug); ``error`` is its traceback.
 
@@ -556,6 +578,7 @@ Message = Union[
     CreateQueue,
     QueueOp,
     QueueReply,
+    SetJob,
     ErrorReply,
 ]
 
@@ -596,6 +619,48 @@ class Reaped(msgspec.Struct, array_like=True, tag=42):
 
 
 ZygoteMessage = Union[Spawn, Spawned, Reaped]
+
+# ---------------------------------------------------------------- a driver joining a head
+
+# The first frame on a connection to a shared head (``asyncray start``), and
+# the head's answer. Decoded by their own decoder: until a client has shown
+# the head's token, no other message is heard from it.
+HANDSHAKE_VERSION = 1
+
+
+class ClientHello(msgspec.Struct, array_like=True, tag=70):
+    """A driver asks to join: the head's secret token, its namespace and what it wants."""
+
+    version: int
+    token: str
+    pid: int
+    namespace: str
+    log_to_driver: bool
+    entrypoint: str = ""
+
+
+class Welcome(msgspec.Struct, array_like=True, tag=71):
+    """The head accepted the driver: the job it runs as and how to reach the object store."""
+
+    job_id: str
+    namespace: str
+    node_id: str
+    totals: dict[str, float]
+    shm_tag: str
+    shm_directory: str
+    spill_directory: str
+    shm_threshold: int
+    session_dir: str
+
+
+class Refused(msgspec.Struct, array_like=True, tag=72):
+    """The head refused the driver (wrong token, another user, another version)."""
+
+    reason: str
+
+
+HandshakeMessage = Union[ClientHello, Welcome, Refused]
+handshake_decoder = msgspec.msgpack.Decoder(HandshakeMessage)
 
 # ---------------------------------------------------------------- framing
 

@@ -137,6 +137,32 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
     return _directory
 
 
+def join_session(tag: str, directory: str, spill_directory: str, threshold: int) -> None:
+    """A driver connected to a shared head: use the head's segments, as its workers do.
+
+    The head owns the session's files (and their locks); this process only
+    writes the segments the head reserves for it and maps the ones it reads,
+    reporting its views like a child so the head recycles none in use.
+    """
+    global _directory, _spill_directory, _session_tag, SHM_THRESHOLD
+    global cache_writable, report_views
+    _session_tag = tag
+    _directory = directory
+    _spill_directory = spill_directory
+    SHM_THRESHOLD = threshold
+    cache_writable = False
+    report_views = True
+
+
+def leave_session() -> None:
+    """The head's connection ended: forget its settings (views are no longer reported)."""
+    global report_views
+    report_views = False
+    take_view_reports()
+    for name in list(_writable):
+        _forget_writable(name)
+
+
 def lock_path(base: str, tag: str) -> str:
     """The lock file of session ``tag`` in directory ``base``."""
     return os.path.join(base, f"{LOCK_PREFIX}{tag}")

@@ -289,6 +289,9 @@ def run_actor(channel: SocketChannel, client: Client, kind: str, env: dict[str, 
     """Entry point of an actor process, after its hello."""
     try:
         start = channel.next_inbound()
+        while type(start) is P.SetJob:  # a shared head's actor: the job that created it
+            _task_context.set_job(start.job_id, start.namespace)
+            start = channel.next_inbound()
     except (ConnectionError, OSError):
         return
     if type(start) is not P.StartActor:

@@ -136,8 +136,9 @@ class _ForwardedStream(io.TextIOBase):
             name = _task_context.current_task().name
             tag = f"({name} pid={self._pid}) " if name else f"(pid={self._pid}) "
             block = "".join(tag + line for line in block.splitlines(keepends=True))
+        job = _task_context.current_job
         try:
-            self._channel.send(P.Log(self._stream, block))
+            self._channel.send(P.Log(self._stream, block, "" if job is None else job[0]))
         except OSError:
             pass
 
@@ -176,6 +177,9 @@ class TaskWorker:
             if type(msg) is P.ExecuteTask:
                 # post(), not send(): it also flushes refs dropped meanwhile.
                 self.client.post(self.execute(msg))
+            elif type(msg) is P.SetJob:  # a shared head: the next tasks are another job's
+                _flush_output()  # what the last job's tasks printed goes to its driver
+                _task_context.set_job(msg.job_id, msg.namespace)
             elif type(msg) is P.Shutdown:
                 _flush_output()
                 return

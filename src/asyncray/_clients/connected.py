@@ -1,0 +1,221 @@
+"""The client of a driver connected to a shared head (``init(address=...)``).
+
+The head (``asyncray start``) runs the kernel in its own process; this
+driver reaches it over a unix socket with the same messages a child sends,
+framed the same way. Any thread sends (``FrameWriter``: one write carries
+what several threads queued); one reader thread receives, completing the
+waiter of each reply (a lock, a future on the caller's loop, a callback, as
+for the embedded driver) and writing the output the head forwards from this
+job's tasks and actors. Views of shared-memory segments opened and closed
+are reported around messages, as a child reports them, so the head
+recycles no segment this driver still reads; large objects are mapped from
+the head's segments zero-copy.
+
+When the connection ends (``asyncray stop``, the head killed), every call
+that waits fails at once with ``RaySystemError`` naming the head, and so
+does every later call until ``shutdown()`` and a new ``init()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import threading
+from typing import Any
+
+import msgspec
+
+from .. import exceptions as exc
+from .._wire import protocol as P
+from .._wire import shm
+from .._wire.channel import resolve_futures
+from .._wire.framing import take_first_frame, take_frames
+from .._wire.writer import FrameWriter
+from .driver import WaitingClient, _AsyncWaiter
+
+# How long connecting to a head may take before init() gives up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class HeadRefused(ConnectionError):
+    """The head turned this driver away (its reason is the message)."""
+
+
+def connect(
+    path: str, token: str, namespace: str, log_to_driver: bool
+) -> tuple[socket.socket, P.Welcome]:
+    """Connect to the head at ``path`` and be admitted; returns the socket and the welcome.
+
+    Raises:
+        ConnectionError: nothing listens there, or the head refused (``HeadRefused``).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(path)
+        entrypoint = " ".join(sys.argv)[:1000]
+        hello = P.ClientHello(
+            version=P.HANDSHAKE_VERSION,
+            token=token,
+            pid=os.getpid(),
+            namespace=namespace,
+            log_to_driver=log_to_driver,
+            entrypoint=entrypoint,
+        )
+        sock.sendall(P.frame(hello))
+        buf = bytearray()
+        while True:
+            answer = take_first_frame(buf, P.handshake_decoder.decode, P.MAX_FRAME)
+            if answer is not None:
+                break
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError(
+                    f"the asyncray head at {path} closed the connection during the handshake"
+                )
+            buf += chunk
+        if type(answer) is P.Refused:
+            raise HeadRefused(f"the asyncray head at {path} refused this driver: {answer.reason}")
+        if buf:
+            raise ConnectionError(f"the asyncray head at {path} sent more than its welcome")
+        sock.settimeout(None)
+        return sock, answer
+    except (OSError, msgspec.DecodeError) as e:
+        sock.close()
+        if isinstance(e, ConnectionError):
+            raise
+        raise ConnectionError(f"could not join the asyncray head at {path}: {e}") from e
+    except BaseException:
+        sock.close()
+        raise
+
+
+class ConnectedClient(WaitingClient):
+    """A driver's client whose kernel is a shared head, over ``sock``."""
+
+    def __init__(self, sock: socket.socket, address: str, welcome: P.Welcome) -> None:
+        reader = threading.Thread(target=self._read, name="asyncray-head-reader", daemon=True)
+        super().__init__(reader)
+        self.sock = sock
+        self.address = address
+        self.welcome = welcome
+        self._writer = FrameWriter(sock)
+        self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        self._lost = ""  # why the head's connection ended, once it has
+
+    def start(self) -> None:
+        self.thread.start()
+
+    # ------------------------------------------------------------ to the head
+
+    def post(self, msg: Any) -> None:
+        if self._lost:
+            if type(msg) is P.ReleaseObjects:
+                return  # the head is gone and its objects with it
+            raise exc.RaySystemError(self._lost)
+        try:
+            if self._released or shm.mapped_log or shm.unmapped_log:
+                # Views opened go before msg (which may let their object go),
+                # releases and views closed after it (as a child sends them).
+                mapped, unmapped = shm.take_view_reports()
+                msgs: list[Any] = [P.SegmentMaps(mapped, [])] if mapped else []
+                msgs.append(msg)
+                if self._released:
+                    msgs.append(P.ReleaseObjects(self._take_releases()))
+                if unmapped:
+                    msgs.append(P.SegmentMaps([], unmapped))
+                self._writer.send_many(msgs)
+            else:
+                self._writer.send(msg)
+        except OSError as e:
+            self._connection_lost(f"{type(e).__name__}: {e}")
+            raise exc.RaySystemError(self._lost) from e
+
+    # ------------------------------------------------------------ from the head
+
+    def _read(self) -> None:
+        """The reader thread: route what the head sends until the connection ends."""
+        buf = bytearray()
+        sock = self.sock
+        decode = P.decoder.decode
+        complete = self.complete
+        why = "it closed the connection"
+        try:
+            while True:
+                chunk = sock.recv(1 << 18)
+                if not chunk:
+                    break
+                buf += chunk
+                for msg in take_frames(buf, decode):
+                    kind = type(msg)
+                    if kind in P.REPLY_TYPES:
+                        complete(msg)
+                    elif kind is P.Log:
+                        _write_output(msg)
+                    elif kind is P.DropMappings:
+                        shm.forget_writable(msg.names)
+                if self._async_batch:
+                    self._flush_async()
+        except (OSError, msgspec.DecodeError) as e:
+            why = f"{type(e).__name__}: {e}"
+        self._connection_lost(why)
+
+    def batch_async(self, waiter: _AsyncWaiter, reply: Any) -> None:
+        """On the reader thread: queue a reply for a loop; one wake-up per loop per read."""
+        batch = self._async_batch.get(waiter.loop)
+        if batch is None:
+            batch = self._async_batch[waiter.loop] = []
+        batch.append((waiter.future, reply))
+
+    def _flush_async(self) -> None:
+        batches, self._async_batch = self._async_batch, {}
+        for loop, items in batches.items():
+            try:
+                loop.call_soon_threadsafe(resolve_futures, items)
+            except RuntimeError:
+                pass  # that loop has been closed; nobody is waiting any more
+
+    def _connection_lost(self, why: str) -> None:
+        if self._lost:
+            return
+        self._lost = (
+            f"The connection to the asyncray head at {self.address} was lost ({why}): the "
+            "head was stopped or died. Start it again (`asyncray start --head`), then call "
+            "asyncray.shutdown() and asyncray.init(address=...) to reconnect."
+        )
+        if self._async_batch:
+            self._flush_async()
+        self.fail_all_waiters(self._lost)
+
+    def stopped_reason(self) -> str:
+        return self._lost or f"the connection to the asyncray head at {self.address} has ended"
+
+    # ------------------------------------------------------------ leaving
+
+    def close(self) -> None:
+        """Leave the head (``shutdown()``): it releases this driver's job."""
+        with contextlib.suppress(Exception):
+            self.flush_releases()
+        with contextlib.suppress(OSError):
+            self._writer.drain()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.fail_all_waiters("asyncray was shut down while this call was waiting")
+        shm.leave_session()
+
+
+def _write_output(msg: P.Log) -> None:
+    """Output of this job's tasks and actors, forwarded by the head."""
+    stream = sys.stdout if msg.stream == 1 else sys.stderr
+    try:
+        stream.write(msg.text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass

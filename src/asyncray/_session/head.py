@@ -1,0 +1,181 @@
+"""The shared head: the kernel in a process of its own (``asyncray start --head``).
+
+The head is an embedded session without a driver in it: the same store,
+zygote and ``Runtime``, run on the head's main thread, with a unix socket
+(``head_files``) where drivers connect as ``ClientConn`` s. Drivers share
+its resources, workers and actors; each is a job of its own, released when
+it disconnects. ``run_head`` returns when the head is told to stop
+(SIGTERM or SIGINT: ``asyncray stop``); it then stops every worker, removes
+every segment and its files, and a later head starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .._core import retention
+from .._core.client_conn import ClientConn, HeadIdentity
+from .._wire import shm
+from . import bootstrap
+from . import resources as _resources
+from .head_files import HeadFiles, private_directory
+
+logger = logging.getLogger("asyncray")
+
+# How long a stopping head waits for its zygote (which reaps every worker).
+STOP_TIMEOUT_S = 3.0
+
+
+class HeadRunning(RuntimeError):
+    """A head already serves at this address."""
+
+
+def head_alive(files: HeadFiles) -> bool:
+    """Whether something accepts connections on the head's socket."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(files.socket)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def run_head(
+    files: HeadFiles,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Run a head serving at ``files`` until SIGTERM or SIGINT.
+
+    ``on_ready`` is called with the head's info once drivers can connect.
+
+    Raises:
+        HeadRunning: another head already serves there.
+        PermissionError: the head's directory is not private to this user.
+    """
+    import uvloop
+
+    private_directory(files.directory)
+    if head_alive(files):
+        raise HeadRunning(
+            f"an asyncray head is already running at {files.socket}. Stop it with "
+            "`asyncray stop`, or start another with `asyncray start --head --address <dir>`."
+        )
+    totals = _resources.resource_totals(num_cpus, num_gpus, resources)
+    store = _resources.store_config(object_store_memory, None, None)
+    retention.configure(None)
+    node_id = uuid.uuid4().hex + os.urandom(12).hex()
+    session = bootstrap.Session(totals, "", "", node_id)
+    session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    session.address = files.socket
+    session.session_dir = files.directory
+    shm.configure(session.shm_tag, store.threshold, store.spill_root)
+    try:
+        zygote_pid, zygote_sock = bootstrap.fork_zygote(session, store)
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            _serve(loop, session, files, zygote_pid, zygote_sock, on_ready)
+        finally:
+            bootstrap._reap_zygote(zygote_pid)
+    finally:
+        files.remove()
+        shm.remove_session(session.shm_tag)
+
+
+def _serve(
+    loop: asyncio.AbstractEventLoop,
+    session: bootstrap.Session,
+    files: HeadFiles,
+    zygote_pid: int,
+    zygote_sock: socket.socket,
+    on_ready: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    from .._core.runtime import Runtime
+
+    runtime = Runtime(
+        loop,
+        session.totals,
+        zygote_pid,
+        zygote_sock,
+        namespace="",
+        job_id="",  # no driver in this process: every job connects
+        store_capacity=session.store_capacity,
+    )
+    runtime.start()
+    token = secrets.token_hex(32)
+    files.write_token(token)
+    identity = HeadIdentity(
+        token=token, uid=os.getuid(), node_id=session.node_id, session_dir=files.directory
+    )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(files.socket)  # a dead head's (head_alive said nobody listens)
+    old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+    try:
+        server = loop.run_until_complete(
+            loop.create_unix_server(lambda: ClientConn(runtime, identity), path=files.socket)
+        )
+    finally:
+        os.umask(old_umask)
+    os.chmod(files.socket, 0o600)
+    info = {
+        "pid": os.getpid(),
+        "address": files.socket,
+        "started": time.time(),
+        "resources": session.totals,
+        "node_id": session.node_id,
+        "shm_tag": session.shm_tag,
+    }
+    files.write_info(info)
+    stopping: asyncio.Future[int] = loop.create_future()
+
+    def stop(sig: int) -> None:
+        if not stopping.done():
+            stopping.set_result(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig)
+    logger.info("asyncray head: serving at %s (pid %s)", files.socket, os.getpid())
+    if on_ready is not None:
+        on_ready(info)
+    try:
+        got = loop.run_until_complete(stopping)
+        logger.info("asyncray head: stopping (%s)", signal.Signals(got).name)
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(server.wait_closed())
+        for conn in list(runtime.jobs.live.values()):
+            if conn.conn is not None and conn.conn.transport is not None:
+                conn.conn.transport.abort()  # drivers fail their waiting calls at once
+        runtime.stop()
+        loop.call_soon(loop.stop)
+        with contextlib.suppress(Exception):
+            loop.run_forever()
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        for _ in range(bootstrap.LOOP_CLOSE_ATTEMPTS):
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.sleep(0.001))
+            try:
+                loop.close()
+                break
+            except OSError:
+                continue

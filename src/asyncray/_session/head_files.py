@@ -1,0 +1,140 @@
+"""Where a shared head lives on disk, and who may reach it.
+
+A head's files are in one directory per user (``{tmp}/asyncray-{uid}``, or
+the directory of the socket path given to ``asyncray start --address``):
+
+- ``head.sock`` — the unix socket drivers connect to (mode 0600);
+- ``token`` — the secret a driver presents in its hello (mode 0600);
+- ``head.json`` — the head's pid, socket, resources and start time;
+- ``head.log`` — the head's own log (when it runs as a daemon).
+
+The directory must be the user's own and closed to everyone else (0700);
+anything else — another owner, a symlink, wider permissions — is refused
+with a message rather than used, since the token in it is the only secret
+between the head and its drivers. The head never listens on TCP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+SOCKET_NAME = "head.sock"
+TOKEN_NAME = "token"
+INFO_NAME = "head.json"
+LOG_NAME = "head.log"
+
+# The address that means "the head this user started" (``init(address="auto")``).
+AUTO = "auto"
+
+
+def default_directory() -> str:
+    """The user's head directory: ``$ASYNCRAY_HEAD_DIR`` or ``{tmp}/asyncray-{uid}``."""
+    configured = os.environ.get("ASYNCRAY_HEAD_DIR")
+    if configured:
+        return os.path.abspath(configured)
+    return os.path.join(tempfile.gettempdir(), f"asyncray-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class HeadFiles:
+    """The files of one head, in ``directory``."""
+
+    directory: str
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.directory, SOCKET_NAME)
+
+    @property
+    def token(self) -> str:
+        return os.path.join(self.directory, TOKEN_NAME)
+
+    @property
+    def info(self) -> str:
+        return os.path.join(self.directory, INFO_NAME)
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.directory, LOG_NAME)
+
+    def read_token(self) -> str:
+        check_private(self.token, is_dir=False)
+        with open(self.token, encoding="ascii") as f:
+            return f.read().strip()
+
+    def write_token(self, token: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.token)
+        fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(token)
+
+    def read_info(self) -> dict[str, Any] | None:
+        try:
+            with open(self.info, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        tmp = self.info + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+        os.replace(tmp, self.info)
+
+    def remove(self) -> None:
+        """Remove the head's files (not the directory: other heads' may share it)."""
+        for path in (self.socket, self.token, self.info):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def check_private(path: str, *, is_dir: bool) -> None:
+    """Refuse a head file or directory another user could read, replace or own.
+
+    Raises:
+        PermissionError: it is a symlink, not ours, or open to others.
+        FileNotFoundError: it does not exist.
+    """
+    st = os.lstat(path)
+    kind = "directory" if is_dir else "file"
+    if stat.S_ISLNK(st.st_mode):
+        raise PermissionError(f"asyncray refuses {path}: a symlink where the head's {kind} goes")
+    if is_dir and not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"asyncray refuses {path}: not a directory")
+    if st.st_uid != os.getuid():
+        raise PermissionError(
+            f"asyncray refuses {path}: it belongs to uid {st.st_uid}, not to you "
+            f"(uid {os.getuid()}). Remove it or set ASYNCRAY_HEAD_DIR to a directory of yours."
+        )
+    if st.st_mode & 0o077:
+        raise PermissionError(
+            f"asyncray refuses {path}: its mode {stat.S_IMODE(st.st_mode):o} lets other users "
+            f"in; the head's {kind} must be private (chmod {'700' if is_dir else '600'})."
+        )
+
+
+def private_directory(path: str) -> str:
+    """Create ``path`` (mode 0700) if it is missing; refuse it if it is not private."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    check_private(path, is_dir=True)
+    return path
+
+
+def resolve(address: str) -> HeadFiles:
+    """The head files an address names: ``"auto"``, a head's socket, or its directory."""
+    if address == AUTO:
+        return HeadFiles(default_directory())
+    path = os.path.abspath(os.path.expanduser(address))
+    if os.path.isdir(path):
+        return HeadFiles(path)
+    return HeadFiles(os.path.dirname(path))

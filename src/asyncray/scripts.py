@@ -1,0 +1,367 @@
+"""The ``asyncray`` command (also ``python -m asyncray``), spelled as Ray's ``ray`` CLI.
+
+- ``asyncray start --head [--num-cpus N] [--num-gpus N] [--resources JSON]
+  [--object-store-memory BYTES] [--address PATH] [--block]`` starts a shared
+  head in the background (``--block``: in the foreground) and says how to
+  connect to it;
+- ``asyncray stop [--address PATH] [--grace-period S]`` stops it: SIGTERM,
+  then SIGKILL after the grace period; no process or segment is left;
+- ``asyncray status [--address PATH]`` shows resources, workers, actors,
+  objects and the connected drivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+from ._session import head as _head
+from ._session import head_files
+
+# How long `asyncray start` waits for the head to be ready.
+START_TIMEOUT_S = 60.0
+# How long `asyncray stop` waits after SIGTERM before SIGKILL (Ray's default: 16 s... ours is
+# shorter: a head stops in well under a second).
+STOP_GRACE_S = 10.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="asyncray", description="asyncray's command line: a shared head for several drivers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser("start", help="start a shared head on this machine")
+    start.add_argument("--head", action="store_true", help="start the head (required)")
+    start.add_argument("--num-cpus", type=int, default=None)
+    start.add_argument("--num-gpus", type=int, default=None)
+    start.add_argument(
+        "--resources", default=None, help="custom resources as JSON, e.g. '{\"x\": 2}'"
+    )
+    start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    start.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    start.add_argument(
+        "--block", action="store_true", help="run in the foreground until Ctrl-C or SIGTERM"
+    )
+
+    stop = commands.add_parser("stop", help="stop the shared head")
+    stop.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    stop.add_argument(
+        "-g", "--grace-period", type=float, default=STOP_GRACE_S, help="seconds before SIGKILL"
+    )
+    stop.add_argument("-f", "--force", action="store_true", help="SIGKILL at once")
+
+    status = commands.add_parser("status", help="show what the shared head runs")
+    status.add_argument("--address", default=None, help=_ADDRESS_HELP)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            return _start(args)
+        if args.command == "stop":
+            return _stop(args)
+        return _status(args)
+    except (PermissionError, ValueError, TypeError, ConnectionError, _head.HeadRunning) as e:
+        print(f"asyncray {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+_ADDRESS_HELP = (
+    "the head's socket path or directory (default: $ASYNCRAY_HEAD_DIR, else {tmp}/asyncray-{uid})"
+)
+
+
+def _files(address: str | None) -> head_files.HeadFiles:
+    return head_files.resolve(address or head_files.AUTO)
+
+
+# ==================================================================== start
+
+
+def _start(args: argparse.Namespace) -> int:
+    if not args.head:
+        print(
+            "asyncray start: asyncray runs on one machine; only `asyncray start --head` is "
+            "supported (there are no worker nodes to join).",
+            file=sys.stderr,
+        )
+        return 1
+    resources = None
+    if args.resources is not None:
+        try:
+            resources = json.loads(args.resources)
+        except ValueError as e:
+            raise ValueError(f"--resources must be a JSON object, e.g. '{{\"x\": 2}}': {e}")
+        if not isinstance(resources, dict):
+            raise ValueError("--resources must be a JSON object, e.g. '{\"x\": 2}'")
+    files = _files(args.address)
+    head_files.private_directory(files.directory)
+    if _head.head_alive(files):
+        raise _head.HeadRunning(
+            f"an asyncray head is already running at {files.socket}. Stop it with "
+            "`asyncray stop`, or start another with `asyncray start --head --address <dir>`."
+        )
+    options = {
+        "num_cpus": args.num_cpus,
+        "num_gpus": args.num_gpus,
+        "resources": resources,
+        "object_store_memory": args.object_store_memory,
+    }
+    if args.block:
+        _log_to(sys.stderr)
+        _head.run_head(files, **options, on_ready=lambda info: _print_started(info, True))
+        return 0
+    return _daemonize(files, options)
+
+
+def _daemonize(files: head_files.HeadFiles, options: dict[str, Any]) -> int:
+    """Run the head in a new session, detached from this terminal; wait until it is ready."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the intermediate child: a new session, then the head's own fork
+        os.close(read_end)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        _run_daemon(files, options, write_end)  # never returns
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    return _await_daemon(files, read_end)
+
+
+def _run_daemon(files: head_files.HeadFiles, options: dict[str, Any], report: int) -> None:
+    """In the daemon: run the head, telling the `start` command how it went."""
+    status = 1
+    try:
+        os.write(report, f"pid {os.getpid()}\n".encode())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        _log_to(sys.stderr)
+
+        def ready(info: dict[str, Any]) -> None:
+            os.write(report, b"ready " + json.dumps(info).encode() + b"\n")
+            os.close(report)
+
+        _head.run_head(files, **options, on_ready=ready)
+        status = 0
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.write(report, f"error {type(e).__name__}: {e}\n".encode())
+        logging.getLogger("asyncray").exception("asyncray head failed")
+    finally:
+        os._exit(status)
+
+
+def _await_daemon(files: head_files.HeadFiles, read_end: int) -> int:
+    """In `asyncray start`: wait for the daemon's word, then print how to connect."""
+    buf = b""
+    pid = 0
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 0.2)
+            if ready:
+                chunk = os.read(read_end, 1 << 16)
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    word, _, rest = line.decode().partition(" ")
+                    if word == "pid":
+                        pid = int(rest)
+                    elif word == "ready":
+                        _print_started(json.loads(rest), False)
+                        return 0
+                    elif word == "error":
+                        print(f"asyncray start: the head failed to start: {rest}", file=sys.stderr)
+                        return 1
+                if not chunk:
+                    break
+            elif pid and not _alive(pid):
+                break
+    finally:
+        os.close(read_end)
+    print(f"asyncray start: the head did not start (see its log, {files.log}).", file=sys.stderr)
+    return 1
+
+
+def _print_started(info: dict[str, Any], block: bool) -> None:
+    address = info["address"]
+    resources = ", ".join(f"{k}: {_amount(k, v)}" for k, v in sorted(info["resources"].items()))
+    print(
+        f"asyncray runtime started (head pid {info['pid']}).\n"
+        f"  Address: {address}\n"
+        f"  Resources: {resources}\n"
+        "--------------------\n"
+        "Next steps\n"
+        "  To connect to this head from Python (in this user's processes only):\n"
+        "    import asyncray as ray\n"
+        "    ray.init(address='auto')\n"
+        f"  or, naming it: ray.init(address='{address}'), or RAY_ADDRESS={address}\n"
+        "  To see what it runs:\n"
+        "    asyncray status\n"
+        + (
+            "  To stop it: Ctrl-C, or `asyncray stop`\n"
+            if block
+            else "  To stop it:\n    asyncray stop\n"
+        ),
+        flush=True,
+    )
+
+
+def _log_to(stream: Any) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("asyncray")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+# ==================================================================== stop
+
+
+def _stop(args: argparse.Namespace) -> int:
+    files = _files(args.address)
+    info = files.read_info() if os.path.isdir(files.directory) else None
+    pid = int(info["pid"]) if info and isinstance(info.get("pid"), int) else 0
+    if not pid or not _alive(pid) or not _is_head(pid):
+        if info is not None:
+            files.remove()  # a dead head's files
+        print("Did not find any active asyncray head.")
+        return 0
+    if not args.force:
+        os.kill(pid, signal.SIGTERM)
+        if _wait_gone(pid, args.grace_period):
+            print(f"Stopped the asyncray head (pid {pid}).")
+            return 0
+        print(f"The head (pid {pid}) did not stop within {args.grace_period:g} s: killing it.")
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid, 5.0)
+    # The head's zygote cleans up its workers and segments when the head dies.
+    files.remove()
+    print(f"Killed the asyncray head (pid {pid}).")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # a zombie is gone for our purposes
+    return True
+
+
+def _is_head(pid: int) -> bool:
+    """Whether ``pid`` is an asyncray process (not a pid reused by something else)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"asyncray" in f.read()
+    except OSError:
+        return True  # no /proc: trust the head's file
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return not _alive(pid)
+
+
+# ==================================================================== status
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ._session import bootstrap
+
+    files = _files(args.address)
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.pop("ASYNCRAY_ADDRESS", None)
+    bootstrap.init(address=files.socket, namespace="asyncray-status", log_to_driver=False)
+    try:
+        client = bootstrap.client()
+        status = client.query("status")
+        me = bootstrap.job_id()
+    finally:
+        bootstrap.shutdown()
+    print(_format_status(files.socket, status, me))
+    return 0
+
+
+def _amount(name: str, value: float) -> str:
+    if name == "object_store_memory" or name == "memory":
+        return _bytes(value)
+    return f"{value:g}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _format_status(address: str, status: dict[str, Any], me: str) -> str:
+    total, available = status["total"], status["available"]
+    lines = [f"======== asyncray head at {address} ========", "Resources", "-" * 40]
+    for name in sorted(total):
+        used = total[name] - available.get(name, 0.0)
+        lines.append(f" {_amount(name, used)}/{_amount(name, total[name])} {name}")
+    workers = status["workers"]
+    lines += [
+        "",
+        "Workers",
+        "-" * 40,
+        f" {workers['task']} task workers ({workers['idle']} idle), "
+        f"{workers['actor']} actor processes",
+        f" {status['tasks']['live']} tasks live, {status['tasks']['queued']} waiting for resources",
+        "",
+        "Actors",
+        "-" * 40,
+    ]
+    if not status["actors"]:
+        lines.append(" (none)")
+    for namespace, states in sorted(status["actors"].items()):
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        lines.append(f" namespace {namespace!r}: {counts}")
+    objects = status["objects"]
+    lines += [
+        "",
+        "Objects",
+        "-" * 40,
+        f" {objects['count']} objects; shared memory {_bytes(objects['store_used'])} used of "
+        f"{_bytes(objects['store_capacity'])}; {_bytes(objects['spilled_bytes'])} spilled",
+        "",
+        "Drivers",
+        "-" * 40,
+    ]
+    drivers = [d for d in status["drivers"] if d["job_id"] != me]
+    if not drivers:
+        lines.append(" (none connected)")
+    for d in drivers:
+        lines.append(
+            f" job {d['job_id']}  pid {d['driver_pid']}  namespace {d['namespace']!r}  "
+            f"{d['entrypoint'][:60]}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
