@@ -37,8 +37,10 @@ def union_members(union: Any) -> tuple[type[msgspec.Struct], ...]:
 
 MESSAGES = union_members(P.Message)
 ZYGOTE_MESSAGES = union_members(P.ZygoteMessage)
+HANDSHAKE_MESSAGES = union_members(P.HandshakeMessage)
 CASES = [(cls, P.decoder) for cls in MESSAGES]
 CASES += [(cls, P.zygote_decoder) for cls in ZYGOTE_MESSAGES]
+CASES += [(cls, P.handshake_decoder) for cls in HANDSHAKE_MESSAGES]
 
 
 def tag_of(cls: type[msgspec.Struct]) -> Any:
@@ -210,7 +212,11 @@ def test_the_header_is_a_4_byte_little_endian_length():
 
 def test_every_message_type_is_covered():
     """One pass over both unions: each type round-trips, and none is left out."""
-    unions = ((P.Message, P.decoder), (P.ZygoteMessage, P.zygote_decoder))
+    unions = (
+        (P.Message, P.decoder),
+        (P.ZygoteMessage, P.zygote_decoder),
+        (P.HandshakeMessage, P.handshake_decoder),
+    )
     expected = sum(len(typing.get_args(getattr(u, "__value__", u))) for u, _ in unions)
     round_tripped: set[str] = set()
     for union, decoder in unions:
@@ -228,7 +234,7 @@ def test_every_message_type_is_covered():
 
 def test_every_struct_the_module_defines_is_in_a_union():
     """A message defined but left out of its union could not be decoded."""
-    in_unions = set(MESSAGES) | set(ZYGOTE_MESSAGES)
+    in_unions = set(MESSAGES) | set(ZYGOTE_MESSAGES) | set(HANDSHAKE_MESSAGES)
     defined = {
         obj
         for name, obj in vars(P).items()
@@ -242,7 +248,7 @@ def test_every_struct_the_module_defines_is_in_a_union():
 
 
 def test_tags_are_unique_within_and_across_the_unions():
-    tags = [tag_of(cls) for cls in MESSAGES + ZYGOTE_MESSAGES]
+    tags = [tag_of(cls) for cls in MESSAGES + ZYGOTE_MESSAGES + HANDSHAKE_MESSAGES]
     assert all(t is not None for t in tags)
     duplicates = sorted({t for t in tags if tags.count(t) > 1}, key=str)
     assert duplicates == []

@@ -471,6 +471,15 @@ def _manager(totals: dict[str, float]) -> tuple[placement.PlacementGroupManager,
     return placement.PlacementGroupManager(rt), rt  # type: ignore[arg-type]
 
 
+class _FakeDriver:
+    """The peer that creates groups: the placement code reads only its job."""
+
+    job = "01000000"
+
+
+DRIVER = _FakeDriver()
+
+
 def _ready(rt: FakeRuntime, pg_id: bytes) -> object_table.ObjectEntry | None:
     return rt.objects.get(P.pg_ready_object_id(pg_id))
 
@@ -485,10 +494,10 @@ def test_the_ready_object_id_of_a_group():
 def test_a_group_that_fits_is_created_at_once(strategy):
     mgr, rt = _manager({"CPU": 4, "memory": 100})
     spec = _spec([{"CPU": 1}, {"CPU": 2, "memory": 30}], strategy)
-    mgr.on_create("conn", spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group is not None and group.state == "CREATED"
-    assert group.owner == "conn"
+    assert group.owner is DRIVER and group.job == "01000000"
     assert mgr.pending == []
     assert rt.resources.available == {"CPU": 1.0, "memory": 70.0}
     assert [b.totals for b in group.bundles] == [{"CPU": 1.0}, {"CPU": 2.0, "memory": 30.0}]
@@ -502,7 +511,7 @@ def test_a_group_that_fits_is_created_at_once(strategy):
 def test_strict_spread_with_one_bundle_is_created():
     mgr, rt = _manager({"CPU": 2})
     spec = _spec([{"CPU": 2}], "STRICT_SPREAD")
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert mgr.get(spec.pg_id).state == "CREATED"
     assert rt.resources.available == {"CPU": 0.0}
 
@@ -510,7 +519,7 @@ def test_strict_spread_with_one_bundle_is_created():
 def test_strict_spread_with_several_bundles_stays_pending_on_one_host():
     mgr, rt = _manager({"CPU": 8})
     spec = _spec([{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD")
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "PENDING"
     assert group.bundles == []
@@ -526,7 +535,7 @@ def test_strict_spread_with_several_bundles_stays_pending_on_one_host():
 def test_a_group_is_all_or_nothing():
     mgr, rt = _manager({"CPU": 4})
     spec = _spec([{"CPU": 2}, {"CPU": 3}])  # each bundle fits alone, not together
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "PENDING"
     assert group.bundles == [] and group.gpu_ids == []
@@ -537,7 +546,7 @@ def test_a_group_is_all_or_nothing():
 def test_a_bundle_asking_for_a_missing_resource_stays_pending():
     mgr, rt = _manager({"CPU": 4})
     spec = _spec([{"CPU": 1}, {"TPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert mgr.get(spec.pg_id).state == "PENDING"
     assert rt.resources.available == {"CPU": 4.0}
 
@@ -547,7 +556,7 @@ def test_a_pending_group_is_created_once_resources_come_back():
     task = shape_of({"CPU": 3})
     rt.resources.acquire(task)
     spec = _spec([{"CPU": 1}, {"CPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert mgr.get(spec.pg_id).state == "PENDING"
     rt.resources.release(task, [])
     mgr.place_pending()
@@ -562,8 +571,8 @@ def test_a_pending_group_does_not_block_a_smaller_one_created_after_it():
     task = shape_of({"CPU": 3})
     rt.resources.acquire(task)
     big, small = _spec([{"CPU": 2}], pg_id=b"B" * 16), _spec([{"CPU": 1}], pg_id=b"S" * 16)
-    mgr.on_create(None, big)
-    mgr.on_create(None, small)
+    mgr.on_create(DRIVER, big)
+    mgr.on_create(DRIVER, small)
     assert mgr.get(big.pg_id).state == "PENDING"
     assert mgr.get(small.pg_id).state == "CREATED"
     assert [g.pg_id for g in mgr.pending] == [big.pg_id]
@@ -578,8 +587,8 @@ def test_pending_groups_are_placed_in_creation_order():
     task = shape_of({"CPU": 2})
     rt.resources.acquire(task)
     first, second = _spec([{"CPU": 2}], pg_id=b"1" * 16), _spec([{"CPU": 2}], pg_id=b"2" * 16)
-    mgr.on_create(None, first)
-    mgr.on_create(None, second)
+    mgr.on_create(DRIVER, first)
+    mgr.on_create(DRIVER, second)
     rt.resources.release(task, [])
     mgr.place_pending()
     assert mgr.get(first.pg_id).state == "CREATED"
@@ -591,7 +600,7 @@ def test_gpu_bundles_own_the_host_devices_they_took():
     mgr, rt = _manager({"CPU": 4, "GPU": 3})
     rt.resources.acquire(shape_of({"GPU": 1}))  # device 0 is busy
     spec = _spec([{"CPU": 1, "GPU": 1}, {"GPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "CREATED"
     assert group.gpu_ids == [[1], [2]]
@@ -607,7 +616,7 @@ def test_a_group_with_more_whole_gpus_than_free_devices_stays_pending():
     mgr, rt = _manager({"GPU": 2})
     rt.resources.acquire(shape_of({"GPU": 0.5}))
     spec = _spec([{"GPU": 1}, {"GPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert mgr.get(spec.pg_id).state == "PENDING"
     assert rt.resources.available == {"GPU": 1.5}
 
@@ -615,7 +624,7 @@ def test_a_group_with_more_whole_gpus_than_free_devices_stays_pending():
 def test_pool_for_a_created_group():
     mgr, _ = _manager({"CPU": 4})
     spec = _spec([{"CPU": 1}, {"CPU": 2}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     one, two = shape_of({"CPU": 1}), shape_of({"CPU": 2})
     assert group.pool_for(0, one) is group.bundles[0]
@@ -632,7 +641,7 @@ def test_pool_for_a_created_group():
 def test_pool_for_a_group_that_is_not_created_is_none():
     mgr, _ = _manager({"CPU": 1})
     spec = _spec([{"CPU": 2}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "PENDING"
     assert group.pool_for(-1, shape_of({"CPU": 1})) is None
@@ -642,7 +651,7 @@ def test_pool_for_a_group_that_is_not_created_is_none():
 def test_removing_a_created_group_returns_its_resources_and_fails_its_work():
     mgr, rt = _manager({"CPU": 4, "GPU": 2})
     spec = _spec([{"CPU": 1, "GPU": 1}, {"CPU": 2}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert rt.resources.available == {"CPU": 1.0, "GPU": 1.0}
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     group = mgr.get(spec.pg_id)
@@ -669,7 +678,7 @@ def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
     task = shape_of({"CPU": 2})
     rt.resources.acquire(task)
     spec = _spec([{"CPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     assert rt.resources.available == {"CPU": 0.0}  # not given back: never taken
     assert _ready(rt, spec.pg_id) is None
@@ -683,7 +692,7 @@ def test_removing_a_pending_group_takes_nothing_back_and_never_creates_it():
 def test_removing_twice_or_an_unknown_group_does_nothing():
     mgr, rt = _manager({"CPU": 2})
     spec = _spec([{"CPU": 1}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     mgr.on_remove(None, P.RemovePlacementGroup(spec.pg_id))
     mgr.on_remove(None, P.RemovePlacementGroup(b"unknown" * 2))
@@ -697,8 +706,8 @@ def test_table_rows():
     mgr, _ = _manager({"CPU": 2})
     made = _spec([{"CPU": 1}, {"CPU": 1}], "SPREAD", pg_id=b"m" * 16, name="made")
     waiting = _spec([{"CPU": 4}], "PACK", pg_id=b"w" * 16)
-    mgr.on_create(None, made)
-    mgr.on_create(None, waiting)
+    mgr.on_create(DRIVER, made)
+    mgr.on_create(DRIVER, waiting)
     assert mgr.table(made.pg_id) == {
         "placement_group_id": made.pg_id.hex(),
         "name": "made",
@@ -719,7 +728,7 @@ def test_table_rows():
 def test_lookup_by_name_and_namespace():
     mgr, _ = _manager({"CPU": 2})
     spec = _spec([{"CPU": 1}], name="mine", namespace="ns1")
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     assert mgr.lookup("ns1", "mine") == spec.handle
     assert mgr.lookup("ns2", "mine") is None
     assert mgr.lookup("ns1", "other") is None
@@ -730,8 +739,8 @@ def test_lookup_by_name_and_namespace():
 def test_derived_resources_name_each_bundle_and_the_group():
     mgr, _ = _manager({"CPU": 4, "GPU": 1})
     spec = _spec([{"CPU": 1, "GPU": 1}, {"CPU": 2}])
-    mgr.on_create(None, spec)
-    mgr.on_create(None, _spec([{"CPU": 8}], pg_id=b"p" * 16))  # pending: not reported
+    mgr.on_create(DRIVER, spec)
+    mgr.on_create(DRIVER, _spec([{"CPU": 8}], pg_id=b"p" * 16))  # pending: not reported
     gid = spec.pg_id.hex()
     units = placement.BUNDLE_UNITS
     expected_totals = {
@@ -765,7 +774,7 @@ def test_a_group_whose_fractional_gpu_bundle_fits_no_device_stays_pending():
     # Free: 0.4 on device 0, 0.4 on device 1, all of device 2. The whole GPU takes
     # device 2; no device is left with 0.5 for the second bundle.
     spec = _spec([{"GPU": 1}, {"GPU": 0.5}])
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "PENDING", f"created with GPU ids {group.gpu_ids}"
     assert rt.resources.available["GPU"] == pytest.approx(1.8)
@@ -776,7 +785,7 @@ def test_fractional_gpu_bundles_may_go_to_different_devices():
     assert rt.resources.acquire(shape_of({"GPU": 0.6})) == [0]
     assert rt.resources.acquire(shape_of({"GPU": 0.6})) == [1]
     spec = _spec([{"GPU": 0.4}, {"GPU": 0.4}])  # 0.4 is free on each device
-    mgr.on_create(None, spec)
+    mgr.on_create(DRIVER, spec)
     group = mgr.get(spec.pg_id)
     assert group.state == "CREATED"
     assert sorted(group.gpu_ids) == [[0], [1]]
