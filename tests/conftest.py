@@ -153,3 +153,26 @@ def shutdown_only():
 
     yield asyncray
     asyncray.shutdown()
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A shared head (``asyncray start --head``, 2 CPUs) in a directory of the test's own.
+
+    Stopped after the test with ``asyncray stop``; the stop asserts nothing of
+    it (process, segment, socket) is left.
+    """
+    from _head import Head
+
+    with Head(tmp_path / "head", NUM_CPUS) as running:
+        yield running
+
+
+@pytest.fixture
+def connected(head):
+    """This test process as a driver connected to ``head``; disconnected afterwards."""
+    import asyncray
+
+    asyncray.init(address=head.socket)
+    yield asyncray
+    asyncray.shutdown()

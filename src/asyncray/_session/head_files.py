@@ -131,10 +131,16 @@ def private_directory(path: str) -> str:
 
 
 def resolve(address: str) -> HeadFiles:
-    """The head files an address names: ``"auto"``, a head's socket, or its directory."""
+    """The head files an address names: ``"auto"``, a head's socket, or its directory.
+
+    A path that is not an existing file and not named ``head.sock`` is a
+    directory (``asyncray start --address DIR`` creates it).
+    """
     if address == AUTO:
         return HeadFiles(default_directory())
     path = os.path.abspath(os.path.expanduser(address))
-    if os.path.isdir(path):
-        return HeadFiles(path)
-    return HeadFiles(os.path.dirname(path))
+    if os.path.basename(path) == SOCKET_NAME or (
+        os.path.exists(path) and not os.path.isdir(path)
+    ):
+        return HeadFiles(os.path.dirname(path))  # the socket itself
+    return HeadFiles(path)

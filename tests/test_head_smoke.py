@@ -1,0 +1,60 @@
+"""The shared head end to end: start, two drivers, a detached actor across them, stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import asyncray as ray
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_connected_driver_runs_tasks_actors_and_large_objects(connected):
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+            return self.n
+
+    assert ray.get([double.remote(i) for i in range(10)]) == [2 * i for i in range(10)]
+    c = Counter.remote()
+    assert ray.get([c.inc.remote() for _ in range(3)]) == [1, 2, 3]
+    big = np.arange(1_000_000, dtype=np.int64)
+    ref = ray.put(big)
+    got = ray.get(ref)
+    assert not got.flags.writeable  # a view of the head's shared memory, as in Ray
+    assert int(got.sum()) == int(big.sum())
+
+
+def test_the_tours_two_drivers_share_a_detached_actor(head):
+    head.run_driver(
+        """
+import asyncray as ray
+ray.init(address="auto", namespace="colors")
+@ray.remote
+class Actor:
+    def ping(self):
+        return "pong"
+Actor.options(name="orange", lifetime="detached").remote()
+"""
+    )
+    out = head.run_driver(
+        """
+import asyncray as ray
+ray.init(address="auto", namespace="fruit")
+try:
+    ray.get_actor("orange")
+except ValueError as e:
+    print("not in fruit:", "Failed to look up actor with name 'orange'" in str(e))
+print(ray.get(ray.get_actor("orange", namespace="colors").ping.remote()))
+"""
+    ).stdout
+    assert out.splitlines() == ["not in fruit: True", "pong"]
