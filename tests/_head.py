@@ -146,7 +146,7 @@ class Head:
             return
         procs = self.processes()
         done = cli("stop", "--address", self.directory, env=self.env(), timeout=STOP_TIMEOUT_S + 5)
-        gone, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        _gone, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGKILL)

@@ -139,8 +139,6 @@ def resolve(address: str) -> HeadFiles:
     if address == AUTO:
         return HeadFiles(default_directory())
     path = os.path.abspath(os.path.expanduser(address))
-    if os.path.basename(path) == SOCKET_NAME or (
-        os.path.exists(path) and not os.path.isdir(path)
-    ):
+    if os.path.basename(path) == SOCKET_NAME or (os.path.exists(path) and not os.path.isdir(path)):
         return HeadFiles(os.path.dirname(path))  # the socket itself
     return HeadFiles(path)
