@@ -277,6 +277,7 @@ def _connect(
             "`asyncray start --head`, or call asyncray.init() without an address to run "
             "embedded in this process."
         )
+    head_files.check_private(files.directory, is_dir=True)  # never trust another user's head
     try:
         token = files.read_token()
     except FileNotFoundError:
