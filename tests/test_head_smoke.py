@@ -58,3 +58,16 @@ print(ray.get(ray.get_actor("orange", namespace="colors").ping.remote()))
 """
     ).stdout
     assert out.splitlines() == ["not in fruit: True", "pong"]
+
+
+def test_a_connected_drivers_context_names_the_head(head):
+    ctx = ray.init(address=head.socket, namespace="ctx")
+    try:
+        assert ctx.address_info["address"] == head.socket
+        assert ctx.address_info["namespace"] == "ctx"
+        assert ctx.address_info["session_dir"] == head.directory
+        assert ctx.dashboard_url is None
+        assert ray.get_runtime_context().get_job_id() == "01000000"
+        assert ray.get_runtime_context().namespace == "ctx"
+    finally:
+        ray.shutdown()
