@@ -71,3 +71,54 @@ def test_a_connected_drivers_context_names_the_head(head):
         assert ray.get_runtime_context().namespace == "ctx"
     finally:
         ray.shutdown()
+
+
+def test_output_reaches_an_idle_driver_after_synchronous_calls(head):
+    """Right after sync calls the caller reads its own replies; output still comes when idle."""
+    out = head.run_driver(
+        """
+import time, asyncray as ray
+ray.init(address="auto")
+@ray.remote
+def noop():
+    return 1
+@ray.remote
+def later():
+    time.sleep(0.3)
+    print("printed while the driver sleeps", flush=True)
+for _ in range(50):
+    ray.get(noop.remote())
+later.remote()
+deadline = time.monotonic() + 10
+time.sleep(1.0)
+print("driver done", flush=True)
+"""
+    ).stdout
+    assert "printed while the driver sleeps" in out.split("driver done")[0]
+
+
+def test_threads_and_an_event_loop_share_one_connection(connected):
+    """Sync callers on several threads and awaits on a loop at once: each reply finds its caller."""
+    import asyncio
+    import threading
+
+    @ray.remote
+    def echo(x):
+        return x
+
+    results: dict[int, list[int]] = {}
+
+    def sync_caller(k: int) -> None:
+        results[k] = [ray.get(echo.remote(k * 1000 + i)) for i in range(200)]
+
+    async def async_caller() -> list[int]:
+        return await asyncio.gather(*[echo.remote(-i) for i in range(300)])
+
+    threads = [threading.Thread(target=sync_caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    awaited = asyncio.run(async_caller())
+    for t in threads:
+        t.join(timeout=30)
+    assert awaited == [-i for i in range(300)]
+    assert results == {k: [k * 1000 + i for i in range(200)] for k in range(4)}

@@ -223,7 +223,10 @@ class ConnectedClient(WaitingClient):
                     self._leading
                     or (time.monotonic() < self._sync_until and not self._others_wait())
                 ):
-                    wait = None if self._leading else self._sync_until - time.monotonic()
+                    # Never for ever: a caller that leads does not wake this
+                    # thread when it stops (that would cost every call a
+                    # wake-up), so look again within the grace.
+                    wait = SYNC_GRACE_S if self._leading else self._sync_until - time.monotonic()
                     self._reader_cv.wait(wait)
                 if self._lost:
                     return
