@@ -94,6 +94,18 @@ class Session:
         self.session_dir: str | None = None
         # A driver connected to a shared head (its kernel is in another process).
         self.connected = False
+        # The one-time warnings already given in this session (``_api.warn_once``).
+        self.warned: set[str] = set()
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the session is private to this driver and its children.
+
+        True for ``init()`` without an address (and in its workers): no other
+        driver can ever connect. False for a driver connected to a shared head
+        and for the head's workers.
+        """
+        return not self.connected and self.address == "local"
 
     @property
     def namespace(self) -> str:
@@ -643,6 +655,7 @@ def _attach_child(channel: SocketChannel) -> WorkerClient:
     client = WorkerClient(channel)
     session = Session(boot.totals, boot.namespace, boot.job_id, boot.node_id)
     session.client = client
+    session.address = boot.address  # a shared head's workers are not embedded
     _session = session
     base.set_current(client)
     shm.become_child()
