@@ -122,3 +122,37 @@ def test_threads_and_an_event_loop_share_one_connection(connected):
         t.join(timeout=30)
     assert awaited == [-i for i in range(300)]
     assert results == {k: [k * 1000 + i for i in range(200)] for k in range(4)}
+
+
+@pytest.mark.parametrize("variable", ["RAY_ADDRESS", "ASYNCRAY_ADDRESS"])
+@pytest.mark.parametrize("address", ["None", "'auto'"])
+def test_the_address_variables_name_the_head(head, variable, address):
+    """As in Ray: the variable is used when init() gets no address or "auto"."""
+    out = head.run_driver(
+        f"""
+import asyncray as ray
+ctx = ray.init(address={address})
+print(ctx.address_info["address"])
+""",
+        ASYNCRAY_HEAD_DIR="/nonexistent-asyncray-dir",
+        **{variable: head.socket},
+    ).stdout
+    assert out.strip() == head.socket
+
+
+def test_auto_with_no_head_names_asyncray_start(tmp_path):
+    import subprocess
+    import sys
+
+    from _head import driver_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import asyncray as ray; ray.init(address='auto')"],
+        env=driver_env(ASYNCRAY_HEAD_DIR=str(tmp_path / "none")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "ConnectionError: Could not find any running asyncray head" in done.stderr
+    assert "asyncray start --head" in done.stderr

@@ -244,8 +244,9 @@ def init(
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
                 "'ray.init()'."
             )
-        if address is None:
-            address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+        if address is None or address == head_files.AUTO:
+            # As Ray: the variable names the head when no address, or "auto", is given.
+            address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
         if address not in (None, "local"):
             session = _connect(
                 address,
