@@ -1,0 +1,689 @@
+"""Everything works from a driver connected to a shared head exactly as embedded.
+
+The first part runs the API's features from this test process connected
+(``init(address=...)``) to one head shared by the module (a daemon: not a
+child of the test process, so the suite's leak checks judge only what each
+test made). The rest runs driver processes against a head of their own:
+output forwarding per job, resources shared between drivers, a job released
+when its driver exits or is SIGKILLed, and a driver whose head is stopped
+under it. Tasks synchronise through files (``_helpers``), never sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _head import Head
+from _helpers import process_gone, wait_for_condition, wait_for_file
+
+import asyncray as ray
+from asyncray.exceptions import (
+    GetTimeoutError,
+    TaskCancelledError,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+NUM_CPUS = 2
+# How long a job's release (or a lost head) may take to be seen by others.
+RELEASE_S = 5.0
+
+
+# ==================================================================== fixtures
+
+
+@pytest.fixture(scope="module")
+def shared_head(tmp_path_factory):
+    """One head for the module's in-process tests (stopping it checks it left nothing)."""
+    with Head(tmp_path_factory.mktemp("shared") / "head", NUM_CPUS) as running:
+        yield running
+
+
+@pytest.fixture
+def drv(shared_head):
+    """This process as a driver of the shared head, in a namespace of the test's own."""
+    log_before = len(shared_head.read_log())
+    ray.init(address=shared_head.socket)
+    yield ray
+    ray.shutdown()
+    assert "internal error" not in shared_head.read_log()[log_before:]
+
+
+def _driver(code: str) -> str:
+    """A driver program: ``code`` after the imports every driver here uses."""
+    return (
+        "import os, sys, time, signal\n"
+        "from pathlib import Path\n"
+        "import asyncray as ray\n"
+        "from _helpers import wait_for_file, wait_for_condition\n" + textwrap.dedent(code)
+    )
+
+
+def _status(address: str) -> dict:
+    """The head's state, as ``asyncray status`` reads it, from a short-lived connection."""
+    from asyncray._session import bootstrap
+
+    was = ray.is_initialized()
+    if not was:
+        ray.init(address=address)
+    try:
+        return bootstrap.client().query("status")
+    finally:
+        if not was:
+            ray.shutdown()
+
+
+# ==================================================================== remote definitions
+
+
+@ray.remote
+def square(x):
+    return x * x
+
+
+@ray.remote
+def sum_of_squares(n):
+    # A nested task: submits tasks and gets them from a worker.
+    return sum(ray.get([square.remote(i) for i in range(n)]))
+
+
+@ray.remote
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+@ray.remote
+def wait_for(path, value, timeout=30):
+    return value if wait_for_file(path, timeout=timeout) else "gave up"
+
+
+@ray.remote
+def hold_until_cancelled(directory):
+    Path(directory, "started").write_text(str(os.getpid()))
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        Path(directory, "interrupted").touch()
+        raise
+    return "slept"
+
+
+@ray.remote
+def context():
+    ctx = ray.get_runtime_context()
+    return ctx.get_job_id(), ctx.namespace
+
+
+@ray.remote
+def make_array(n):
+    return np.arange(n, dtype=np.float64)
+
+
+@ray.remote
+def total(array):
+    return float(array.sum()), array.flags.writeable
+
+
+@ray.remote
+def count_up(n):
+    for i in range(n):
+        yield i * 10
+
+
+@ray.remote
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+        self.log = []
+
+    def add(self, x):
+        self.n += x
+        self.log.append(x)
+        return self.n
+
+    def history(self):
+        return self.log
+
+    def double(self, x):
+        return 2 * x
+
+    def context(self):
+        ctx = ray.get_runtime_context()
+        return ctx.get_job_id(), ctx.namespace
+
+    def hold(self, directory):
+        Path(directory, "started").touch()
+        return "released" if wait_for_file(Path(directory, "release"), 20) else "gave up"
+
+    def touch(self, path):
+        Path(path).touch()
+        return "ran"
+
+
+@ray.remote(max_concurrency=2)
+class Threaded:
+    def meet(self, directory, name):
+        # Two calls at once or neither: each waits for the other's file.
+        Path(directory, name).touch()
+        other = "b" if name == "a" else "a"
+        return wait_for_file(Path(directory, other), 10)
+
+
+@ray.remote
+class AsyncActor:
+    def __init__(self):
+        self.event = None
+
+    async def meet(self, name):
+        if self.event is None:
+            self.event = asyncio.Event()
+            await asyncio.wait_for(self.event.wait(), 10)
+            return f"{name} waited"
+        self.event.set()
+        return f"{name} released"
+
+    async def wait_cancel(self, directory):
+        Path(directory, "started").touch()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            Path(directory, "cancelled").touch()
+            raise
+        return "slept"
+
+    async def ping(self):
+        return "pong"
+
+
+@ray.remote(concurrency_groups={"io": 1, "compute": 1})
+class Grouped:
+    @ray.method(concurrency_group="io")
+    def block_io(self, directory):
+        Path(directory, "io-started").touch()
+        return wait_for_file(Path(directory, "io-release"), 10)
+
+    @ray.method(concurrency_group="compute")
+    def compute(self, x):
+        return x + 1
+
+    def thread_name(self):
+        return threading.current_thread().name
+
+
+@ray.remote
+class QueueUser:
+    def take(self, queue, n):
+        return [queue.get(timeout=10) for _ in range(n)]
+
+    def give(self, queue, items):
+        for item in items:
+            queue.put(item, timeout=10)
+        return len(items)
+
+
+# ==================================================================== 1. the API, connected
+
+
+def test_tasks_and_nested_tasks(drv):
+    assert ray.get([square.remote(i) for i in range(20)]) == [i * i for i in range(20)]
+    assert ray.get(sum_of_squares.remote(10), timeout=30) == sum(i * i for i in range(10))
+    # Refs as arguments are resolved before the task runs, as embedded.
+    assert ray.get(square.remote(square.remote(3))) == 81
+
+
+def test_wait_and_get_timeouts(drv, tmp_path):
+    gate = tmp_path / "gate"
+    fast = [square.remote(i) for i in range(3)]
+    slow = wait_for.remote(str(gate), "slow")
+    ready, not_ready = ray.wait([*fast, slow], num_returns=3, timeout=20)
+    assert sorted(ray.get(ready)) == [0, 1, 4]
+    assert not_ready == [slow]
+    begin = time.monotonic()
+    ready, not_ready = ray.wait([slow], num_returns=1, timeout=0.3)
+    assert (ready, not_ready) == ([], [slow])
+    assert 0.25 < time.monotonic() - begin < 5
+    with pytest.raises(GetTimeoutError, match="Get timed out"):
+        ray.get(slow, timeout=0.2)
+    gate.touch()
+    assert ray.get(slow, timeout=20) == "slow"
+    ready, not_ready = ray.wait([slow, *fast], num_returns=4, timeout=5)
+    assert len(ready) == 4 and not_ready == []
+
+
+def test_await_and_gather_in_an_async_function(drv):
+    async def main():
+        one = await square.remote(7)
+        many = await asyncio.gather(*[square.remote(i) for i in range(5)])
+        actor = AsyncActor.remote()
+        pong = await actor.ping.remote()
+        return one, many, pong
+
+    assert asyncio.run(main()) == (49, [0, 1, 4, 9, 16], "pong")
+
+
+def test_plain_actor_keeps_call_order(drv):
+    c = Counter.remote(100)
+    refs = [c.add.remote(i) for i in range(1, 31)]
+    assert ray.get(refs) == [100 + sum(range(1, i + 1)) for i in range(1, 31)]
+    assert ray.get(c.history.remote()) == list(range(1, 31))
+
+
+def test_threaded_async_and_grouped_actors(drv, tmp_path):
+    t = Threaded.remote()
+    assert ray.get([t.meet.remote(str(tmp_path), "a"), t.meet.remote(str(tmp_path), "b")]) == [
+        True,
+        True,
+    ]
+    a = AsyncActor.remote()
+    first = a.meet.remote("x")
+    second = a.meet.remote("y")
+    assert ray.get([first, second], timeout=20) == ["x waited", "y released"]
+    g = Grouped.remote()
+    blocked = g.block_io.remote(str(tmp_path))
+    assert wait_for_file(tmp_path / "io-started", 20)
+    # The io group is busy; the compute group still serves.
+    assert ray.get(g.compute.remote(1), timeout=10) == 2
+    (tmp_path / "io-release").touch()
+    assert ray.get(blocked, timeout=10) is True
+
+
+def test_kill_named_actors_and_get_if_exists(drv):
+    ns = ray.get_runtime_context().namespace
+    c = Counter.options(name="counter").remote(5)
+    assert ray.get(c.add.remote(1)) == 6
+    same = Counter.options(name="counter", get_if_exists=True).remote(0)
+    assert ray.get(same.add.remote(1)) == 7  # the existing actor, not a new one
+    found = ray.get_actor("counter")
+    assert ray.get(found.add.remote(1)) == 8
+    assert ray.get_actor("counter", namespace=ns)._actor_id == c._actor_id
+    with pytest.raises(ValueError, match=r"The name counter .* is already taken"):
+        Counter.options(name="counter").remote()
+    ray.kill(c)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(c.add.remote(1), timeout=10)
+    wait_for_condition(lambda: _lookup_fails("counter"), timeout=RELEASE_S)
+
+
+def _lookup_fails(name: str, namespace: str | None = None) -> bool:
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return True
+    return False
+
+
+def test_streaming_generators_sync_and_async(drv):
+    gen = count_up.options(num_returns="streaming").remote(5)
+    assert [ray.get(ref) for ref in gen] == [0, 10, 20, 30, 40]
+
+    async def consume():
+        out = []
+        async for ref in count_up.options(num_returns="streaming").remote(4):
+            out.append(await ref)
+        return out
+
+    assert asyncio.run(consume()) == [0, 10, 20, 30]
+
+
+def test_cancel_a_running_task_and_an_actor_call(drv, tmp_path):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    ref = hold_until_cancelled.remote(str(task_dir))
+    assert wait_for_file(task_dir / "started", 20)
+    begin = time.monotonic()
+    ray.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=10)
+    assert time.monotonic() - begin < 3
+    assert wait_for_file(task_dir / "interrupted", 5)
+    # An async actor's running call is cancelled inside the actor.
+    actor_dir = tmp_path / "actor"
+    actor_dir.mkdir()
+    a = AsyncActor.remote()
+    call = a.wait_cancel.remote(str(actor_dir))
+    assert wait_for_file(actor_dir / "started", 20)
+    ray.cancel(call)
+    with pytest.raises(TaskCancelledError):
+        ray.get(call, timeout=10)
+    assert wait_for_file(actor_dir / "cancelled", 5)
+    assert ray.get(a.ping.remote(), timeout=10) == "pong"
+    # A plain actor's queued call never runs.
+    c = Counter.remote()
+    busy = c.hold.remote(str(actor_dir))
+    queued = c.touch.remote(str(actor_dir / "queued-ran"))
+    ray.cancel(queued)
+    with pytest.raises(TaskCancelledError):
+        ray.get(queued, timeout=10)
+    (actor_dir / "release").touch()
+    assert ray.get(busy, timeout=10) == "released"
+    assert not (actor_dir / "queued-ran").exists()
+
+
+def test_large_objects_zero_copy(drv):
+    big = np.arange(200_000, dtype=np.float64)  # 1.6 MB: shared memory
+    ref = ray.put(big)
+    got = ray.get(ref)
+    assert not got.flags.writeable
+    np.testing.assert_array_equal(got, big)
+    # Passed to a task (read-only there too) and returned from one.
+    assert ray.get(total.remote(ref)) == (float(big.sum()), False)
+    returned = ray.get(make_array.remote(300_000))
+    assert returned.shape == (300_000,) and float(returned[-1]) == 299_999.0
+    assert not returned.flags.writeable
+    del got, returned
+
+
+def test_actor_pool_map(drv):
+    from asyncray.util import ActorPool
+
+    pool = ActorPool([Counter.remote(), Counter.remote()])
+    assert list(pool.map(lambda a, v: a.double.remote(v), range(8))) == [2 * v for v in range(8)]
+    assert sorted(pool.map_unordered(lambda a, v: a.double.remote(v), [1, 2, 3])) == [2, 4, 6]
+
+
+def test_queue_between_driver_and_actor(drv):
+    from asyncray.util.queue import Empty, Queue
+
+    q = Queue(maxsize=4)
+    user = QueueUser.remote()
+    for i in range(3):
+        q.put(i)
+    assert ray.get(user.take.remote(q, 3), timeout=20) == [0, 1, 2]
+    assert ray.get(user.give.remote(q, ["a", "b"]), timeout=20) == 2
+    assert [q.get(timeout=10), q.get(timeout=10)] == ["a", "b"]
+    begin = time.monotonic()
+    with pytest.raises(Empty):
+        q.get(block=True, timeout=0.3)
+    assert 0.25 < time.monotonic() - begin < 5
+    # A blocking get in the driver is woken by the actor's put.
+    pending = user.give.remote(q, ["late"])
+    assert q.get(block=True, timeout=20) == "late"
+    assert ray.get(pending) == 1
+    q.shutdown()
+
+
+def test_placement_groups(drv):
+    from asyncray.util.placement_group import placement_group, remove_placement_group
+    from asyncray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}], strategy="PACK")
+    assert ray.get(pg.ready(), timeout=20) == pg
+    wait_for_condition(lambda: ray.available_resources().get("CPU") == NUM_CPUS - 1, 5)
+    strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=0)
+    assert ray.get(square.options(scheduling_strategy=strategy).remote(6), timeout=20) == 36
+    remove_placement_group(pg)
+    wait_for_condition(lambda: ray.available_resources().get("CPU") == NUM_CPUS, 5)
+
+
+def test_runtime_context_follows_the_driver(shared_head):
+    ray.init(address=shared_head.socket, namespace="ctx-ns")
+    try:
+        job = ray.get_runtime_context().get_job_id()
+        assert ray.get_runtime_context().namespace == "ctx-ns"
+        assert ray.get(context.remote()) == (job, "ctx-ns")
+        c = Counter.remote()
+        assert ray.get(c.context.remote()) == (job, "ctx-ns")
+    finally:
+        ray.shutdown()
+    # A second job on the same workers gets its own id and namespace.
+    ray.init(address=shared_head.socket, namespace="other-ns")
+    try:
+        second = ray.get_runtime_context().get_job_id()
+        assert second != job
+        assert ray.get([context.remote() for _ in range(4)]) == [(second, "other-ns")] * 4
+    finally:
+        ray.shutdown()
+
+
+# ==================================================================== 2. output per job
+
+
+def test_each_driver_sees_its_own_tasks_output_only(head, tmp_path):
+    code = _driver(
+        """
+        ray.init(address="auto")
+        me = sys.argv[1] if len(sys.argv) > 1 else os.environ["WHO"]
+        d = Path(os.environ["BARRIER"])
+
+        @ray.remote
+        def speak(who):
+            # Both jobs' tasks print while both drivers are connected.
+            (d / f"printing-{who}").touch()
+            print(f"hello from the task of {who}", flush=True)
+            return wait_for_file(d / f"printing-{'b' if who == 'a' else 'a'}", 20)
+
+        @ray.remote
+        class Speaker:
+            def speak(self, who):
+                print(f"actor of {who} speaks", flush=True)
+                return who
+
+        assert ray.get(speak.remote(me), timeout=30)
+        assert ray.get(Speaker.remote().speak.remote(me), timeout=30) == me
+        # Forwarded output may trail the result: wait until ours arrived.
+        ray.shutdown()
+        print("driver done", me)
+        """
+    )
+    a = head.spawn_driver(code, WHO="a", BARRIER=str(tmp_path))
+    b = head.spawn_driver(code, WHO="b", BARRIER=str(tmp_path))
+    out_a, err_a = a.communicate(timeout=60)
+    out_b, err_b = b.communicate(timeout=60)
+    assert a.returncode == 0, err_a + head.read_log()
+    assert b.returncode == 0, err_b + head.read_log()
+    assert "hello from the task of a" in out_a
+    assert "actor of a speaks" in out_a
+    assert "hello from the task of b" in out_b
+    assert "actor of b speaks" in out_b
+    assert " of b" not in out_a + err_a
+    assert " of a" not in out_b + err_b
+    assert "internal error" not in head.read_log()
+
+
+# ==================================================================== 3. shared resources
+
+
+def test_drivers_share_the_heads_cpus_and_workers(head, tmp_path):
+    holder = head.spawn_driver(
+        _driver(
+            """
+            ray.init(address="auto")
+            d = Path(os.environ["BARRIER"])
+
+            @ray.remote(num_cpus=2)
+            def hold():
+                (d / "holding").write_text(str(os.getpid()))
+                assert wait_for_file(d / "release", 30)
+                (d / "released").touch()
+                return "held"
+
+            print(ray.get(hold.remote(), timeout=60))
+            """
+        ),
+        BARRIER=str(tmp_path),
+    )
+    try:
+        assert wait_for_file(tmp_path / "holding", 30), head.read_log()
+        other = head.spawn_driver(
+            _driver(
+                """
+                ray.init(address="auto")
+                d = Path(os.environ["BARRIER"])
+
+                @ray.remote(num_cpus=1)
+                def after():
+                    # Only once the other job's task gave its CPUs back.
+                    return (d / "released").exists(), os.getpid()
+
+                assert ray.available_resources().get("CPU", 0) == 0
+                ref = after.remote()
+                ready, _ = ray.wait([ref], timeout=0.5)
+                print("waited", ready == [])
+                (d / "release").touch()
+                ran_after, pid = ray.get(ref, timeout=30)
+                print("ran after release", ran_after)
+                """
+            ),
+            BARRIER=str(tmp_path),
+        )
+        out, err = other.communicate(timeout=60)
+        assert other.returncode == 0, err + head.read_log()
+        assert out.splitlines() == ["waited True", "ran after release True"]
+        out, err = holder.communicate(timeout=30)
+        assert holder.returncode == 0, err
+        assert out.splitlines() == ["held"]
+    finally:
+        for proc in (holder,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+# ==================================================================== 4. a job ends with its driver
+
+_JOB_DRIVER = """
+ray.init(address="auto", namespace="rel")
+d = Path(os.environ["BARRIER"])
+
+@ray.remote
+class Keeper:
+    def ping(self):
+        return "alive"
+
+@ray.remote
+def long():
+    (d / "task-pid").write_text(str(os.getpid()))
+    time.sleep(120)
+
+mine = Keeper.options(name="mine").remote()
+keeper = Keeper.options(name="keeper", lifetime="detached").remote()
+assert ray.get([mine.ping.remote(), keeper.ping.remote()]) == ["alive", "alive"]
+pg = ray.util.placement_group([{"CPU": 1}])
+ray.get(pg.ready(), timeout=30)
+task = long.remote()
+assert wait_for_file(d / "task-pid", 30)
+import numpy as np
+held = [ray.put(np.zeros(300_000)), ray.put("small"), ray.put(list(range(100)))]
+(d / "ready").touch()
+if os.environ["HOW"] == "exit":
+    assert wait_for_file(d / "go", 60)
+    sys.exit(0)  # atexit disconnects; nothing was given back by hand
+time.sleep(120)  # until SIGKILLed
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_a_drivers_job_is_released_when_it_goes(head, tmp_path, how):
+    ray.init(address=head.socket, namespace="observer")
+    try:
+        baseline = _status(head.socket)["objects"]["count"]
+        driver = head.spawn_driver(_driver(_JOB_DRIVER), BARRIER=str(tmp_path), HOW=how)
+        try:
+            assert wait_for_file(tmp_path / "ready", 40), head.read_log()
+            task_pid = int((tmp_path / "task-pid").read_text())
+            mine = ray.get_actor("mine", namespace="rel")
+            assert ray.get(mine.ping.remote(), timeout=10) == "alive"
+            assert ray.available_resources().get("CPU", 0) == 0  # the task and the group
+            assert _status(head.socket)["objects"]["count"] >= baseline + 3
+            if how == "exit":
+                (tmp_path / "go").touch()
+                assert driver.wait(timeout=20) == 0, driver.communicate()[1]
+            else:
+                driver.send_signal(signal.SIGKILL)
+                assert driver.wait(timeout=20) == -signal.SIGKILL
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.communicate()
+        wait_for_condition(lambda: _lookup_fails("mine", "rel"), timeout=RELEASE_S)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(mine.ping.remote(), timeout=10)
+        wait_for_condition(lambda: process_gone(task_pid), timeout=RELEASE_S)
+        wait_for_condition(
+            lambda: ray.available_resources().get("CPU", 0) == NUM_CPUS, timeout=RELEASE_S
+        )
+        wait_for_condition(
+            lambda: _status(head.socket)["objects"]["count"] == baseline, timeout=RELEASE_S
+        )
+        # The detached actor outlives its job until someone kills it.
+        keeper = ray.get_actor("keeper", namespace="rel")
+        assert ray.get(keeper.ping.remote(), timeout=10) == "alive"
+        ray.kill(keeper)
+        wait_for_condition(lambda: _lookup_fails("keeper", "rel"), timeout=RELEASE_S)
+    finally:
+        ray.shutdown()
+    assert "internal error" not in head.read_log()
+
+
+# ============================================================ 5. the head stops under a driver
+
+
+def test_a_driver_whose_head_stops_gets_a_clear_error(head, tmp_path):
+    driver = head.spawn_driver(
+        _driver(
+            """
+            ray.init(address="auto")
+            d = Path(os.environ["BARRIER"])
+
+            @ray.remote
+            def long():
+                (d / "started").touch()
+                time.sleep(120)
+
+            ref = long.remote()
+            assert wait_for_file(d / "started", 30)
+            (d / "waiting").touch()
+            try:
+                ray.get(ref)
+                print("get returned")
+            except ray.exceptions.RaySystemError as e:
+                print("get:", time.time(), e)
+            for name, call in [
+                ("get", lambda: ray.get(ref)),
+                ("remote", lambda: long.remote()),
+                ("put", lambda: ray.put(1)),
+                ("get_actor", lambda: ray.get_actor("nobody")),
+            ]:
+                try:
+                    call()
+                    print(name, "did not raise")
+                except ray.exceptions.RaySystemError as e:
+                    print(name + ":", e)
+            ray.shutdown()
+            print("shut down")
+            """
+        ),
+        BARRIER=str(tmp_path),
+    )
+    try:
+        assert wait_for_file(tmp_path / "waiting", 40), head.read_log()
+        stopping = time.time()
+        head.stop()
+        out, err = driver.communicate(timeout=20)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, err
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "get",
+        "get",
+        "remote",
+        "put",
+        "get_actor",
+        "shut down",
+    ], out
+    failed_at = float(lines[0].split()[1])
+    assert failed_at - stopping < 5, "the waiting get noticed the lost head late"
+    for line in lines[:-1]:
+        assert f"The connection to the asyncray head at {head.socket} was lost" in line, line
