@@ -577,7 +577,7 @@ held = [ray.put(np.zeros(300_000)), ray.put("small"), ray.put(list(range(100)))]
 if os.environ["HOW"] == "exit":
     assert wait_for_file(d / "go", 60)
     sys.exit(0)  # atexit disconnects; nothing was given back by hand
-time.sleep(120)  # until SIGKILLed
+ray.get(task)  # SIGKILLed while it waits here
 """
 
 
@@ -687,3 +687,200 @@ def test_a_driver_whose_head_stops_gets_a_clear_error(head, tmp_path):
     assert failed_at - stopping < 5, "the waiting get noticed the lost head late"
     for line in lines[:-1]:
         assert f"The connection to the asyncray head at {head.socket} was lost" in line, line
+
+
+# ================================================================== 1b. more of the API, connected
+
+
+@ray.remote
+def fail(x):
+    return 1 / x
+
+
+@ray.remote
+def call_actor(actor, x):
+    return ray.get(actor.add.remote(x))
+
+
+@ray.remote
+def big_items(n):
+    for i in range(n):
+        yield np.full(50_000, i, dtype=np.float64)
+
+
+@ray.remote
+class Broken:
+    def __init__(self):
+        raise RuntimeError("no constructor today")
+
+    def ping(self):
+        return "pong"
+
+
+@ray.remote
+class Holder:
+    def __init__(self, refs):
+        self.refs = refs
+
+    def total(self):
+        return float(sum(float(ray.get(r).sum()) for r in self.refs))
+
+
+def test_errors_keep_their_types_and_messages(drv):
+    with pytest.raises(ZeroDivisionError, match="division by zero"):
+        ray.get(fail.remote(0))
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fail.remote(0))
+    assert "fail" in str(info.value)
+    b = Broken.remote()
+    with pytest.raises(ray.exceptions.ActorDiedError, match="no constructor today"):
+        ray.get(b.ping.remote(), timeout=20)
+
+
+def test_handles_and_refs_travel_into_tasks(drv):
+    c = Counter.remote()
+    assert ray.get([call_actor.remote(c, 1) for _ in range(3)], timeout=30) == [1, 2, 3]
+    big = ray.put(np.ones(100_000))
+    # A ref inside a list is passed as a ref; the task gets it.
+    holder = Holder.remote([big])
+    assert ray.get(holder.total.remote(), timeout=20) == 100_000.0
+
+
+def test_large_streamed_items_and_views_that_outlive_their_ref(drv):
+    gen = big_items.options(num_returns="streaming").remote(4)
+    arrays = [ray.get(ref) for ref in gen]
+    assert [float(a[0]) for a in arrays] == [0.0, 1.0, 2.0, 3.0]
+    assert all(not a.flags.writeable for a in arrays)
+    # Views outlive their refs; new objects must not overwrite them.
+    del gen
+    for i in range(10):
+        ray.get(ray.put(np.full(50_000, 100 + i, dtype=np.float64)))
+    assert [float(a.sum()) for a in arrays] == [50_000.0 * i for i in range(4)]
+
+
+def test_threads_of_one_driver_share_its_connection(drv):
+    results: dict[int, list[int]] = {}
+
+    def work(k: int) -> None:
+        results[k] = ray.get([square.remote(k * 10 + i) for i in range(10)], timeout=30)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=40)
+    assert results == {k: [(k * 10 + i) ** 2 for i in range(10)] for k in range(4)}
+
+
+def test_cluster_state_is_the_heads(drv, shared_head):
+    assert ray.is_initialized()
+    assert ray.cluster_resources()["CPU"] == NUM_CPUS
+    nodes = ray.nodes()
+    assert len(nodes) == 1 and nodes[0]["Alive"]
+    assert ray.get_runtime_context().get_node_id() == shared_head.info["node_id"]
+    assert nodes[0]["NodeID"] == shared_head.info["node_id"]
+
+
+def test_generator_cancel_and_wait_on_generator(drv, tmp_path):
+    @ray.remote
+    def ticker(directory):
+        for i in range(1000):
+            yield i
+            time.sleep(0.05)
+
+    gen = ticker.options(num_returns="streaming").remote(str(tmp_path))
+    assert ray.get(next(gen)) == 0
+    ray.cancel(gen)
+    with pytest.raises(TaskCancelledError):
+        for ref in gen:
+            ray.get(ref)
+
+
+# ==================================================================== 4b. what outlives a job
+
+_OUTLIVED_DRIVER = """
+import numpy as np
+ray.init(address="auto", namespace="shared")
+d = Path(os.environ["BARRIER"])
+
+@ray.remote
+class Holder:
+    def __init__(self, refs):
+        self.refs = refs
+    def total(self):
+        return float(sum(float(ray.get(r).sum()) for r in self.refs))
+
+@ray.remote
+class Busy:
+    def ping(self):
+        return "pong"
+
+    def hold(self):
+        (d / "busy-started").touch()
+        time.sleep(120)
+
+@ray.remote
+def pid():
+    return os.getpid()
+
+holder = Holder.options(name="holder", lifetime="detached").remote([ray.put(np.ones(200_000))])
+assert ray.get(holder.total.remote()) == 200_000.0
+pg = ray.util.placement_group([{"CPU": 1}], name="kept", lifetime="detached")
+ray.get(pg.ready(), timeout=30)
+busy = Busy.options(name="busy").remote()
+assert ray.get(busy.ping.remote()) == "pong"
+(d / "pids").write_text(" ".join(str(p) for p in ray.get([pid.remote() for _ in range(4)])))
+(d / "ready").touch()
+from asyncray.util.queue import Queue
+Queue().get(timeout=120)  # SIGKILLed while it waits here
+"""
+
+
+def test_what_a_job_leaves_behind_serves_other_jobs(head, tmp_path):
+    from asyncray.util.placement_group import get_placement_group, remove_placement_group
+
+    driver = head.spawn_driver(_driver(_OUTLIVED_DRIVER), BARRIER=str(tmp_path))
+    ray.init(address=head.socket, namespace="shared")
+    try:
+        assert wait_for_file(tmp_path / "ready", 40), head.read_log()
+        busy = ray.get_actor("busy")
+        call = busy.hold.remote()
+        assert wait_for_file(tmp_path / "busy-started", 20)
+        driver.send_signal(signal.SIGKILL)
+        driver.communicate(timeout=20)
+        # A call of another job on the dead job's actor fails, saying why.
+        with pytest.raises(ray.exceptions.ActorDiedError, match="owner has died"):
+            ray.get(call, timeout=RELEASE_S)
+        # The detached actor keeps the objects it was given, the detached group its CPU.
+        holder = ray.get_actor("holder")
+        assert ray.get(holder.total.remote(), timeout=10) == 200_000.0
+        pg = get_placement_group("kept")
+        wait_for_condition(
+            lambda: ray.available_resources().get("CPU", 0) == NUM_CPUS - 1, timeout=RELEASE_S
+        )
+        # The dead job's workers serve this job, in this job's namespace.
+        his = {int(p) for p in (tmp_path / "pids").read_text().split()}
+
+        @ray.remote
+        def where():
+            return (
+                os.getpid(),
+                ray.get_runtime_context().namespace,
+                ray.get(ray.get_actor("holder").total.remote()),
+            )
+
+        mine = ray.get([where.remote() for _ in range(4)], timeout=30)
+        assert {ns for _, ns, _ in mine} == {"shared"}
+        assert {t for _, _, t in mine} == {200_000.0}
+        assert his & {p for p, _, _ in mine}, "no worker of the dead job was reused"
+        remove_placement_group(pg)
+        ray.kill(holder)
+        wait_for_condition(
+            lambda: ray.available_resources().get("CPU", 0) == NUM_CPUS, timeout=RELEASE_S
+        )
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+        ray.shutdown()
+    assert "internal error" not in head.read_log()
