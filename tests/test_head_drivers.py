@@ -739,7 +739,8 @@ def test_errors_keep_their_types_and_messages(drv):
 
 def test_handles_and_refs_travel_into_tasks(drv):
     c = Counter.remote()
-    assert ray.get([call_actor.remote(c, 1) for _ in range(3)], timeout=30) == [1, 2, 3]
+    # Three callers at once: each sees one of the counts, in any order.
+    assert sorted(ray.get([call_actor.remote(c, 1) for _ in range(3)], timeout=30)) == [1, 2, 3]
     big = ray.put(np.ones(100_000))
     # A ref inside a list is passed as a ref; the task gets it.
     holder = Holder.remote([big])
@@ -883,4 +884,47 @@ def test_what_a_job_leaves_behind_serves_other_jobs(head, tmp_path):
             driver.kill()
             driver.communicate()
         ray.shutdown()
+    assert "internal error" not in head.read_log()
+
+
+def test_output_of_nested_tasks_actors_and_stderr_reaches_the_driver(head):
+    code = _driver(
+        """
+        ray.init(address="auto", log_to_driver=os.environ["LOG"] == "1")
+
+        @ray.remote
+        def inner():
+            print("inner task out", flush=True)
+            print("inner task err", file=sys.stderr, flush=True)
+            return 1
+
+        @ray.remote
+        def outer():
+            print("outer task out", flush=True)
+            return ray.get(inner.remote())
+
+        @ray.remote
+        class Loud:
+            def __init__(self):
+                print("actor init out", flush=True)
+
+            def speak(self):
+                print("actor call err", file=sys.stderr, flush=True)
+                return 2
+
+        assert ray.get(outer.remote(), timeout=30) == 1
+        assert ray.get(Loud.remote().speak.remote(), timeout=30) == 2
+        ray.shutdown()
+        print("driver done", flush=True)
+        """
+    )
+    done = head.run_driver(code, LOG="1")
+    for line in ("outer task out", "inner task out", "actor init out", "driver done"):
+        assert line in done.stdout, (line, done.stdout, done.stderr)
+    for line in ("inner task err", "actor call err"):
+        assert line in done.stderr, (line, done.stdout, done.stderr)
+    assert "task err" not in done.stdout and "task out" not in done.stderr
+    quiet = head.run_driver(code, LOG="0")
+    assert quiet.stdout.splitlines() == ["driver done"], quiet.stdout
+    assert "task" not in quiet.stderr and "actor" not in quiet.stderr, quiet.stderr
     assert "internal error" not in head.read_log()
