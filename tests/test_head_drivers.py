@@ -571,6 +571,17 @@ pg = ray.util.placement_group([{"CPU": 1}])
 ray.get(pg.ready(), timeout=30)
 task = long.remote()
 assert wait_for_file(d / "task-pid", 30)
+
+@ray.remote(num_cpus=0)
+def ticks():
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+gen = ticks.options(num_returns="streaming").remote()
+assert ray.get(next(gen)) == 0  # a generator runs when the job ends
 import numpy as np
 held = [ray.put(np.zeros(300_000)), ray.put("small"), ray.put(list(range(100)))]
 (d / "ready").touch()
@@ -928,3 +939,18 @@ def test_output_of_nested_tasks_actors_and_stderr_reaches_the_driver(head):
     assert quiet.stdout.splitlines() == ["driver done"], quiet.stdout
     assert "task" not in quiet.stderr and "actor" not in quiet.stderr, quiet.stderr
     assert "internal error" not in head.read_log()
+
+
+def test_embedded_and_connected_sessions_follow_each_other(shared_head):
+    big = np.arange(150_000, dtype=np.float64)
+    for address in (shared_head.socket, None, shared_head.socket, None):
+        ray.init(address=address, num_cpus=None if address else NUM_CPUS)
+        try:
+            ref = ray.put(big)
+            assert float(ray.get(total.remote(ref))[0]) == float(big.sum())
+            got = ray.get(make_array.remote(150_000))
+            np.testing.assert_array_equal(got, big)
+            assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+            del got, ref
+        finally:
+            ray.shutdown()

@@ -1609,6 +1609,14 @@ class Runtime:
         stream = self.streams.get(task_id)
         if stream is None or stream.count >= 0:
             return
+        if stream.released:
+            # Its owner dropped the generator (or its driver left): nobody takes
+            # the error. Sealing it, and the completion a second time after the
+            # first seal freed it, made entries nobody holds, kept for the
+            # session (a dropped generator whose actor then died, every running
+            # generator of a driver that disconnected). Just end it.
+            self.end_stream(task_id, stream.items())
+            return
         end = stream.items() + 1
         index = end
         if next_to_consumer:
