@@ -27,6 +27,7 @@ from _helpers import process_gone, wait_for_condition, wait_for_file
 import asyncray as ray
 from asyncray.exceptions import (
     GetTimeoutError,
+    RaySystemError,
     TaskCancelledError,
 )
 
@@ -954,3 +955,67 @@ def test_embedded_and_connected_sessions_follow_each_other(shared_head):
             del got, ref
         finally:
             ray.shutdown()
+
+
+def test_every_kind_of_wait_ends_when_the_head_stops(head, tmp_path):
+    from asyncray.util.queue import Queue
+
+    @ray.remote
+    def long():
+        time.sleep(120)
+
+    @ray.remote
+    def ticks():
+        yield 1
+        time.sleep(120)
+
+    @ray.remote
+    class Slow:
+        async def wait(self):
+            await asyncio.sleep(120)
+
+    ray.init(address=head.socket)
+    try:
+        queue = Queue()
+        slow = Slow.remote()
+        gen = ticks.options(num_returns="streaming").remote()
+        assert ray.get(next(gen), timeout=20) == 1
+
+        async def awaiting():
+            await slow.wait.remote()
+
+        waits = {
+            "get": lambda: ray.get(long.remote()),
+            "wait": lambda: ray.wait([long.remote()], timeout=100),
+            "queue get": lambda: queue.get(timeout=100),
+            "generator next": lambda: next(gen),
+            "await": lambda: asyncio.run(awaiting()),
+        }
+        outcomes: dict[str, BaseException | None] = {}
+
+        def run(name):
+            try:
+                waits[name]()
+                outcomes[name] = None
+            except BaseException as e:
+                outcomes[name] = e
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in waits]
+        for t in threads:
+            t.start()
+        wait_for_condition(lambda: _status(head.socket)["tasks"]["live"] >= 3, timeout=20)
+        head.stop()
+        stopped = time.monotonic()
+        for t in threads:
+            t.join(timeout=10)
+        assert time.monotonic() - stopped < RELEASE_S
+        lost = f"The connection to the asyncray head at {head.socket} was lost"
+        for name in waits:
+            assert isinstance(outcomes.get(name), RaySystemError), (name, outcomes.get(name))
+            assert lost in str(outcomes[name]), (name, outcomes[name])
+        with pytest.raises(RaySystemError, match=lost):
+            queue.put(1)
+        with pytest.raises(RaySystemError, match=lost):
+            Slow.remote()
+    finally:
+        ray.shutdown()
