@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _head import Head
+from _head import Head, cli
 from _helpers import process_gone, wait_for_condition, wait_for_file
 
 import asyncray as ray
@@ -605,7 +605,9 @@ def test_a_drivers_job_is_released_when_it_goes(head, tmp_path, how):
             mine = ray.get_actor("mine", namespace="rel")
             assert ray.get(mine.ping.remote(), timeout=10) == "alive"
             assert ray.available_resources().get("CPU", 0) == 0  # the task and the group
-            assert _status(head.socket)["objects"]["count"] >= baseline + 3
+            during = _status(head.socket)
+            assert during["objects"]["count"] >= baseline + 3
+            assert driver.pid in {d["driver_pid"] for d in during["drivers"]}
             if how == "exit":
                 (tmp_path / "go").touch()
                 assert driver.wait(timeout=20) == 0, driver.communicate()[1]
@@ -626,6 +628,11 @@ def test_a_drivers_job_is_released_when_it_goes(head, tmp_path, how):
         wait_for_condition(
             lambda: _status(head.socket)["objects"]["count"] == baseline, timeout=RELEASE_S
         )
+        shown = cli("status", "--address", head.directory, env=head.env())
+        assert shown.returncode == 0, shown.stderr
+        assert f" {baseline} objects; shared memory 0 B used" in shown.stdout, shown.stdout
+        assert f"pid {driver.pid} " not in shown.stdout
+        assert f"pid {os.getpid()} " in shown.stdout  # this observer is still a driver
         # The detached actor outlives its job until someone kills it.
         keeper = ray.get_actor("keeper", namespace="rel")
         assert ray.get(keeper.ping.remote(), timeout=10) == "alive"
