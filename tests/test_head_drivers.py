@@ -1026,3 +1026,50 @@ def test_every_kind_of_wait_ends_when_the_head_stops(head, tmp_path):
             Slow.remote()
     finally:
         ray.shutdown()
+
+
+def test_two_drivers_share_one_named_actor_each_in_its_own_order(head, tmp_path):
+    code = _driver(
+        """
+        from _helpers import arrive_and_wait
+        ray.init(address="auto", namespace="tally")
+        me = os.environ["WHO"]
+
+        @ray.remote
+        class Tally:
+            def __init__(self):
+                self.seen = []
+
+            def record(self, who, i):
+                self.seen.append((who, i))
+                return len(self.seen)
+
+            def seen_by(self, who):
+                return [i for w, i in self.seen if w == who]
+
+        assert arrive_and_wait(os.environ["BARRIER"], me, 2, 30)
+        tally = Tally.options(name="tally", get_if_exists=True, lifetime="detached").remote()
+        refs = [tally.record.remote(me, i) for i in range(200)]
+        counts = ray.get(refs, timeout=30)
+        assert counts == sorted(counts), "a caller's calls ran out of order"
+        assert ray.get(tally.seen_by.remote(me)) == list(range(200))
+        print(tally._actor_id.hex())
+        """
+    )
+    drivers = [
+        head.spawn_driver(code, WHO=who, BARRIER=str(tmp_path)) for who in ("a", "b")
+    ]
+    outs = []
+    for proc in drivers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err + head.read_log()
+        outs.append(out.strip())
+    assert outs[0] == outs[1], "get_if_exists made two actors"
+    ray.init(address=head.socket, namespace="tally")
+    try:
+        tally = ray.get_actor("tally")
+        assert ray.get(tally.record.remote("c", 0)) == 401  # both drivers' 200 calls
+        ray.kill(tally)
+    finally:
+        ray.shutdown()
+    assert "internal error" not in head.read_log()
