@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import textwrap
 import threading
@@ -487,6 +488,28 @@ def test_each_driver_sees_its_own_tasks_output_only(head, tmp_path):
     assert "actor of b speaks" in out_b
     assert " of b" not in out_a + err_a
     assert " of a" not in out_b + err_b
+    # A later job's tasks on the same workers print to its own driver.
+    used = set(re.findall(r"\(speak pid=(\d+)\) hello", out_a + out_b))
+    assert len(used) == 2, out_a + out_b
+    c = head.run_driver(
+        _driver(
+            """
+            ray.init(address="auto")
+
+            @ray.remote
+            def speak_again(i):
+                print(f"line {i} of c", flush=True)
+                return os.getpid()
+
+            print("pids", *sorted(set(ray.get([speak_again.remote(i) for i in range(8)]))))
+            """
+        )
+    )
+    pids = c.stdout.split("pids ")[1].split()
+    assert set(pids) & used, "no worker of the earlier jobs was reused"
+    for i in range(8):
+        assert f") line {i} of c" in c.stdout
+    assert " of a" not in c.stdout and " of b" not in c.stdout
     assert "internal error" not in head.read_log()
 
 
