@@ -446,6 +446,20 @@ def test_runtime_context_follows_the_driver(shared_head):
         ray.shutdown()
 
 
+def test_sigterm_exits_through_shutdown_as_embedded(shared_head):
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ray.init(address=shared_head.socket)
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with pytest.raises(SystemExit) as info:
+            handler(signal.SIGTERM, None)  # what a SIGTERM does
+        assert info.value.code == signal.SIGTERM
+    finally:
+        ray.shutdown()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 # ==================================================================== 2. output per job
 
 
@@ -612,11 +626,14 @@ held = [ray.put(np.zeros(300_000)), ray.put("small"), ray.put(list(range(100)))]
 if os.environ["HOW"] == "exit":
     assert wait_for_file(d / "go", 60)
     sys.exit(0)  # atexit disconnects; nothing was given back by hand
-ray.get(task)  # SIGKILLed while it waits here
+try:
+    ray.get(task)  # SIGKILLed or SIGTERMed while it waits here
+finally:
+    print("finally ran", flush=True)
 """
 
 
-@pytest.mark.parametrize("how", ["exit", "sigkill"])
+@pytest.mark.parametrize("how", ["exit", "sigkill", "sigterm"])
 def test_a_drivers_job_is_released_when_it_goes(head, tmp_path, how):
     ray.init(address=head.socket, namespace="observer")
     try:
@@ -634,9 +651,15 @@ def test_a_drivers_job_is_released_when_it_goes(head, tmp_path, how):
             if how == "exit":
                 (tmp_path / "go").touch()
                 assert driver.wait(timeout=20) == 0, driver.communicate()[1]
-            else:
+            elif how == "sigkill":
                 driver.send_signal(signal.SIGKILL)
                 assert driver.wait(timeout=20) == -signal.SIGKILL
+            else:
+                # As embedded: SIGTERM exits through SystemExit(15), finally blocks run.
+                driver.send_signal(signal.SIGTERM)
+                out, err = driver.communicate(timeout=20)
+                assert driver.returncode == signal.SIGTERM, err
+                assert out.splitlines() == ["finally ran"], out + err
         finally:
             if driver.poll() is None:
                 driver.kill()
@@ -1079,9 +1102,7 @@ def test_two_drivers_share_one_named_actor_each_in_its_own_order(head, tmp_path)
         print(tally._actor_id.hex())
         """
     )
-    drivers = [
-        head.spawn_driver(code, WHO=who, BARRIER=str(tmp_path)) for who in ("a", "b")
-    ]
+    drivers = [head.spawn_driver(code, WHO=who, BARRIER=str(tmp_path)) for who in ("a", "b")]
     outs = []
     for proc in drivers:
         out, err = proc.communicate(timeout=60)
