@@ -586,6 +586,57 @@ def test_drivers_share_the_heads_cpus_and_workers(head, tmp_path):
                 proc.communicate()
 
 
+_BUSY_DRIVER = """
+ray.init(address="auto")
+d = Path(os.environ["BARRIER"])
+who = os.environ["WHO"]
+
+@ray.remote
+def double(i):
+    time.sleep(0.003)
+    return i * 2
+
+@ray.remote
+def nested(i):
+    return sum(ray.get([double.remote(i), double.remote(i + 1)]))
+
+rounds = 0
+while True:
+    refs = [double.remote(i) for i in range(100)] + [nested.remote(i) for i in range(20)]
+    out = ray.get(refs, timeout=60)
+    assert out == [i * 2 for i in range(100)] + [4 * i + 2 for i in range(20)], out
+    rounds += 1
+    if rounds == 2:
+        (d / f"running-{who}").touch()
+    if who == "survivor" and (d / "stop").exists():
+        break
+print("rounds", rounds)
+"""
+
+
+def test_a_driver_killed_mid_flight_disturbs_no_other_job(head, tmp_path):
+    code = _driver(_BUSY_DRIVER)
+    survivor = head.spawn_driver(code, BARRIER=str(tmp_path), WHO="survivor")
+    try:
+        assert wait_for_file(tmp_path / "running-survivor", 40), head.read_log()
+        for k in range(2):
+            victim = head.spawn_driver(code, BARRIER=str(tmp_path), WHO=f"victim{k}")
+            assert wait_for_file(tmp_path / f"running-victim{k}", 40), head.read_log()
+            # Its tasks, nested tasks and pipelined tasks share the survivor's workers.
+            victim.send_signal(signal.SIGKILL)
+            assert victim.wait(timeout=20) == -signal.SIGKILL
+            victim.communicate()
+        (tmp_path / "stop").touch()
+        out, err = survivor.communicate(timeout=60)
+        assert survivor.returncode == 0, err + head.read_log()
+        assert out.startswith("rounds "), out
+    finally:
+        if survivor.poll() is None:
+            survivor.kill()
+            survivor.communicate()
+    assert "internal error" not in head.read_log()
+
+
 # ==================================================================== 4. a job ends with its driver
 
 _JOB_DRIVER = """
