@@ -384,6 +384,31 @@ def test_large_objects_zero_copy(drv):
     del got, returned
 
 
+def test_objects_spilled_by_a_small_store(tmp_path):
+    mib = 1024 * 1024
+    # Room for three 1 MiB objects: the rest go to the head's spill directory.
+    with Head(tmp_path / "head", NUM_CPUS, "--object-store-memory", str(3 * mib + mib // 2)):
+        ray.init(address=str(tmp_path / "head"))
+        try:
+            refs = [ray.put(np.full(mib, i, dtype=np.uint8)) for i in range(6)]
+            assert _status("")["objects"]["spilled_bytes"] > 0
+            assert [int(ray.get(r)[0]) for r in refs] == list(range(6))
+            assert ray.get([total.remote(r) for r in refs]) == [
+                (float(i * mib), False) for i in range(6)
+            ]
+            made = [make_array.remote(mib // 8) for _ in range(4)]  # 1 MiB each
+            assert [float(ray.get(r)[-1]) for r in made] == [mib // 8 - 1.0] * 4
+            del refs, made
+
+            def released() -> bool:
+                objects = _status("")["objects"]
+                return objects["count"] == 0 and objects["spilled_bytes"] == 0
+
+            wait_for_condition(released, timeout=RELEASE_S)
+        finally:
+            ray.shutdown()
+
+
 def test_actor_pool_map(drv):
     from asyncray.util import ActorPool
 
