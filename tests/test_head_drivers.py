@@ -126,6 +126,12 @@ def context():
 
 
 @ray.remote
+def name_an_actor(name):
+    actor = Counter.options(name=name, lifetime="detached").remote()
+    return ray.get(actor.context.remote())
+
+
+@ray.remote
 def make_array(n):
     return np.arange(n, dtype=np.float64)
 
@@ -467,6 +473,11 @@ def test_runtime_context_follows_the_driver(shared_head):
         second = ray.get_runtime_context().get_job_id()
         assert second != job
         assert ray.get([context.remote() for _ in range(4)]) == [(second, "other-ns")] * 4
+        # An actor a task names lands in the task's job's namespace.
+        assert ray.get(name_an_actor.remote("made-by-a-task")) == (second, "other-ns")
+        made = ray.get_actor("made-by-a-task")
+        assert ray.get(made.context.remote()) == (second, "other-ns")
+        ray.kill(made)
     finally:
         ray.shutdown()
 
