@@ -1204,3 +1204,17 @@ def test_two_drivers_share_one_named_actor_each_in_its_own_order(head, tmp_path)
     finally:
         ray.shutdown()
     assert "internal error" not in head.read_log()
+
+
+def test_connecting_where_no_head_runs_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASYNCRAY_HEAD_DIR", str(tmp_path / "nobody"))
+    with pytest.raises(ConnectionError, match="Could not find any running asyncray head"):
+        ray.init(address="auto")
+    assert not ray.is_initialized()
+    with Head(tmp_path / "head", NUM_CPUS) as head:
+        ray.init(address=head.socket)
+        ray.shutdown()
+    # The head stopped: its address names no head any more.
+    with pytest.raises(ConnectionError, match="Could not find any running asyncray head"):
+        ray.init(address=head.socket)
+    assert not ray.is_initialized()
