@@ -15,6 +15,8 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -1218,3 +1220,53 @@ def test_connecting_where_no_head_runs_says_so(tmp_path, monkeypatch):
     with pytest.raises(ConnectionError, match="Could not find any running asyncray head"):
         ray.init(address=head.socket)
     assert not ray.is_initialized()
+
+
+def test_a_drivers_own_modules_import_in_the_heads_workers(head, tmp_path):
+    # As in Ray: the script's directory and the working directory are on the
+    # workers' path while they serve the job (embedded, workers are forks of
+    # the driver and have them already).
+    project, scripts = tmp_path / "project", tmp_path / "scripts"
+    project.mkdir()
+    scripts.mkdir()
+    lib = """
+        import asyncray as ray
+
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+        @ray.remote
+        class Keeper:
+            def keep(self, point):
+                return Point(point.x + 1)
+        """
+    driver = """
+        import asyncray as ray
+        import {lib}
+
+        ray.init(address="auto")
+
+        @ray.remote
+        def use(point):
+            return {lib}.Point(3 * point.x)
+
+        keeper = {lib}.Keeper.remote()
+        print(ray.get(keeper.keep.remote({lib}.Point(1))).x)
+        print(ray.get(use.remote({lib}.Point(2))).x)
+        print(ray.get(ray.put({lib}.Point(5))).x)
+        """
+    (scripts / "scriptlib.py").write_text(textwrap.dedent(lib))
+    (scripts / "main.py").write_text(textwrap.dedent(driver.format(lib="scriptlib")))
+    (project / "cwdlib.py").write_text(textwrap.dedent(lib))
+    runs = [
+        [sys.executable, str(scripts / "main.py")],  # its module is beside the script
+        [sys.executable, "-c", textwrap.dedent(driver.format(lib="cwdlib"))],  # in the cwd
+    ]
+    for argv in runs:
+        done = subprocess.run(
+            argv, cwd=project, env=head.env(), capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["2", "6", "5"]
+    assert "internal error" not in head.read_log()

@@ -1171,7 +1171,7 @@ class Runtime:
         if worker.job != task.job:  # a shared head's worker turns to another driver's job
             worker.job = task.job
             worker.conn.send_frame(  # type: ignore[union-attr]
-                P.frame(P.SetJob(task.job, self.jobs.namespace(task.job)))
+                P.frame(self.jobs.set_job(task.job))
             )
         if worker.task is task:
             self._task_running(task, worker)
@@ -1824,6 +1824,7 @@ class Runtime:
             log_to_driver=hello.log_to_driver,
             output=conn.send,
             entrypoint=hello.entrypoint,
+            code_paths=hello.code_paths,
         )
 
     def driver_gone(self, conn: Any) -> None:
