@@ -4,9 +4,11 @@ The first part runs the API's features from this test process connected
 (``init(address=...)``) to one head shared by the module (a daemon: not a
 child of the test process, so the suite's leak checks judge only what each
 test made). The rest runs driver processes against a head of their own:
-output forwarding per job, resources shared between drivers, a job released
-when its driver exits or is SIGKILLed, and a driver whose head is stopped
-under it. Tasks synchronise through files (``_helpers``), never sleeps.
+output forwarding per job, resources and workers shared between drivers, a
+job released when its driver exits, is SIGTERMed or SIGKILLed (and what
+outlives it), a driver whose head is stopped under it, and a driver's own
+modules imported in the head's workers. Tasks synchronise through files
+(``_helpers``), never sleeps.
 """
 
 from __future__ import annotations
@@ -936,7 +938,7 @@ def test_cluster_state_is_the_heads(drv, shared_head):
     assert nodes[0]["NodeID"] == shared_head.info["node_id"]
 
 
-def test_generator_cancel_and_wait_on_generator(drv, tmp_path):
+def test_cancelling_a_running_generator(drv, tmp_path):
     @ray.remote
     def ticker(directory):
         for i in range(1000):
