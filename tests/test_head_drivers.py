@@ -1272,3 +1272,37 @@ def test_a_drivers_own_modules_import_in_the_heads_workers(head, tmp_path):
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == ["2", "6", "5"]
     assert "internal error" not in head.read_log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: workers serve every job, and a module a worker imported for one job "
+    "stays imported for the next (Ray's workers are per job)",
+)
+def test_two_jobs_with_same_named_modules_each_get_their_own(head, tmp_path):
+    code = textwrap.dedent(
+        """
+        import asyncray as ray, mylib
+        ray.init(address="auto")
+
+        @ray.remote
+        def value():
+            return mylib.VALUE
+
+        print(*sorted(set(ray.get([value.remote() for _ in range(4)]))))
+        """
+    )
+    for name in ("a", "b"):
+        project = tmp_path / name
+        project.mkdir()
+        (project / "mylib.py").write_text(f"VALUE = {name!r}\n")
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=project,
+            env=head.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [name]
