@@ -14,6 +14,7 @@ import gc
 import os
 import pickle
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -248,4 +249,28 @@ def test_many_nested_refs_round_trip_and_free(ray_start):
     got = asyncray.get(holder)
     assert asyncray.get(got[::1000]) == list(range(0, 10_000, 1000))
     del got, holder
+    _assert_baseline(before)
+
+
+@asyncray.remote
+class _Streamer:
+    def ticks(self):
+        for i in range(10_000):
+            yield i
+            time.sleep(0.01)
+
+    def ping(self):
+        return "pong"
+
+
+def test_a_dropped_generator_whose_producer_dies_leaves_no_object(ray_start):
+    actor = _Streamer.remote()
+    assert asyncray.get(actor.ping.remote()) == "pong"
+    before = _stats()["objects"]  # the actor's holders object is counted
+    gen = actor.ticks.options(num_returns="streaming").remote()
+    assert asyncray.get(next(gen)) == 0
+    del gen  # released while it runs
+    _settle()
+    asyncray.kill(actor)  # then the stream fails: nobody takes its error or its end
+    # (before: the error item and the completion, sealed again after it was freed, stayed)
     _assert_baseline(before)

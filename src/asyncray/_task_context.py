@@ -11,6 +11,8 @@ as ``init()`` found it), which the worker and the public surface both read.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -149,6 +151,17 @@ def set_hosted_actor(actor: HostedActor) -> None:
 current_job: tuple[str, str] | None = None
 
 
-def set_job(job_id: str, namespace: str) -> None:
-    global current_job
+# The directories the current job's driver put first on sys.path (its code).
+_job_paths: list[str] = []
+
+
+def set_job(job_id: str, namespace: str, code_paths: list[str] | tuple[str, ...] = ()) -> None:
+    global current_job, _job_paths
     current_job = (job_id, namespace)
+    # The last job's code directories make way for this job's, first on the
+    # path as Ray puts a driver's (modules already imported stay imported).
+    for path in _job_paths:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(path)
+    _job_paths = [p for p in code_paths if p not in sys.path]
+    sys.path[:0] = _job_paths

@@ -72,6 +72,7 @@ def connect(
             namespace=namespace,
             log_to_driver=log_to_driver,
             entrypoint=entrypoint,
+            code_paths=code_paths(),
         )
         sock.sendall(P.frame(hello))
         buf = bytearray()
@@ -99,6 +100,27 @@ def connect(
     except BaseException:
         sock.close()
         raise
+
+
+def code_paths() -> list[str]:
+    """Where this driver's code is, for the head's workers to import it from.
+
+    As Ray's ``init``: the directory of the script (if it is on ``sys.path``,
+    so not under ``python -m``) and the working directory. Embedded, workers
+    are forks of the driver and have its ``sys.path`` already; a shared head's
+    are not, and without these a class or function of the driver's own
+    modules (pickled by reference) fails there with ``ModuleNotFoundError``.
+    """
+    paths = []
+    if sys.argv and sys.argv[0] not in ("", "-c"):
+        script_directory = os.path.dirname(os.path.realpath(sys.argv[0]))
+        if script_directory in sys.path:
+            paths.append(script_directory)
+    with contextlib.suppress(OSError):
+        cwd = os.path.abspath(os.path.curdir)
+        if cwd not in paths:
+            paths.append(cwd)
+    return paths
 
 
 class ConnectedClient(WaitingClient):

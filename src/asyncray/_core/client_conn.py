@@ -42,7 +42,9 @@ logger = logging.getLogger("asyncray")
 
 # The most a peer may send before it has shown the token: a hello is ~200 bytes.
 HANDSHAKE_MAX_BYTES = 64 * 1024
-_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_PEERCRED = struct.Struct("3i")
+# A driver names its script's directory and its working directory (ClientHello.code_paths).
+MAX_CODE_PATHS = 16  # struct ucred: pid, uid, gid
 
 # Messages only a child (a task worker or an actor process) sends: a driver
 # sending one is corrupt or hostile. (Messages only the runtime sends are
@@ -164,6 +166,11 @@ class ClientConn(FramedConn):
             return
         if not hello.namespace or len(hello.namespace) > 1024:
             self._refuse("its namespace is empty or too long")
+            return
+        if len(hello.code_paths) > MAX_CODE_PATHS or any(
+            not p or len(p) > 4096 for p in hello.code_paths
+        ):
+            self._refuse("its code paths are too many, empty or too long")
             return
         self.admitted = True
         job = self.runtime.open_job(self, hello)

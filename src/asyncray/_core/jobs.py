@@ -5,7 +5,8 @@ shared head (``asyncray start``) opens a job for each driver admitted
 (``ClientConn``) and numbers them as Ray does. Tasks, actors and placement
 groups carry the job of the code that made them; a task worker is told
 which job its next task belongs to when that changes (``SetJob``), so its
-namespace and output follow the job. When a driver disconnects — by
+namespace, its output and the driver's code directories on its ``sys.path``
+follow the job. When a driver disconnects — by
 ``shutdown()``, by exiting, or killed — its job ends: its tasks are
 cancelled, its non-detached actors killed, its placement groups and queues
 removed, and every reference it held given back. Detached actors live on.
@@ -17,6 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from .._wire import protocol as P
 
 # Ended jobs remembered for ``asyncray status`` and the state API (bounded).
 ENDED_JOBS_KEPT = 1_000
@@ -31,6 +34,7 @@ class JobRecord:
     """One driver's job."""
 
     __slots__ = (
+        "code_paths",
         "conn",
         "ended",
         "entrypoint",
@@ -52,6 +56,7 @@ class JobRecord:
         log_to_driver: bool,
         output: Callable[[Any], None],
         entrypoint: str = "",
+        code_paths: list[str] | None = None,
     ) -> None:
         self.job_id = job_id
         self.conn = conn
@@ -61,6 +66,8 @@ class JobRecord:
         # Where output of this job's tasks and actors goes (a ``Log``).
         self.output = output
         self.entrypoint = entrypoint
+        # Where the driver's code is: its workers import from there (``SetJob``).
+        self.code_paths = code_paths or []
         self.started = time.time()
         self.ended = 0.0
 
@@ -94,6 +101,7 @@ class JobTable:
         output: Callable[[Any], None],
         entrypoint: str = "",
         job_id: str = "",
+        code_paths: list[str] | None = None,
     ) -> JobRecord:
         self._count += 1
         job = JobRecord(
@@ -104,6 +112,7 @@ class JobTable:
             log_to_driver=log_to_driver,
             output=output,
             entrypoint=entrypoint,
+            code_paths=code_paths,
         )
         self.live[job.job_id] = job
         return job
@@ -122,3 +131,10 @@ class JobTable:
     def namespace(self, job_id: str) -> str:
         job = self.live.get(job_id) or self.ended.get(job_id)
         return "" if job is None else job.namespace
+
+    def set_job(self, job_id: str) -> P.SetJob:
+        """What tells a worker its next task (or its actor) is ``job_id``'s."""
+        job = self.live.get(job_id) or self.ended.get(job_id)
+        if job is None:
+            return P.SetJob(job_id, "")
+        return P.SetJob(job_id, job.namespace, job.code_paths)

@@ -348,7 +348,7 @@ class ActorManager:
         if worker.job != actor.job:  # a shared head: the actor serves its creator's job
             worker.job = actor.job
             worker.conn.send_frame(  # type: ignore[union-attr]
-                P.frame(P.SetJob(actor.job, self.rt.jobs.namespace(actor.job)))
+                P.frame(self.rt.jobs.set_job(actor.job))
             )
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         worker.conn.send_frame(frame)  # type: ignore[union-attr]

@@ -1171,7 +1171,7 @@ class Runtime:
         if worker.job != task.job:  # a shared head's worker turns to another driver's job
             worker.job = task.job
             worker.conn.send_frame(  # type: ignore[union-attr]
-                P.frame(P.SetJob(task.job, self.jobs.namespace(task.job)))
+                P.frame(self.jobs.set_job(task.job))
             )
         if worker.task is task:
             self._task_running(task, worker)
@@ -1609,6 +1609,14 @@ class Runtime:
         stream = self.streams.get(task_id)
         if stream is None or stream.count >= 0:
             return
+        if stream.released:
+            # Its owner dropped the generator (or its driver left): nobody takes
+            # the error. Sealing it, and the completion a second time after the
+            # first seal freed it, made entries nobody holds, kept for the
+            # session (a dropped generator whose actor then died, every running
+            # generator of a driver that disconnected). Just end it.
+            self.end_stream(task_id, stream.items())
+            return
         end = stream.items() + 1
         index = end
         if next_to_consumer:
@@ -1816,6 +1824,7 @@ class Runtime:
             log_to_driver=hello.log_to_driver,
             output=conn.send,
             entrypoint=hello.entrypoint,
+            code_paths=hello.code_paths,
         )
 
     def driver_gone(self, conn: Any) -> None:

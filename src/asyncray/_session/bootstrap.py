@@ -259,6 +259,9 @@ def init(
             )
             _session = session
             base.set_current(session.client)
+            # As embedded (and as Ray's init): SIGTERM exits through atexit's
+            # shutdown, so the driver's finally blocks and exit handlers run.
+            _exit_on_sigterm.install()
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
@@ -514,6 +517,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     client = session.client
     if session.connected:
         client.close()  # the head releases this driver's job
+        _exit_on_sigterm.uninstall()
         return
     loop = session.loop
     if loop is None or session.thread is None:

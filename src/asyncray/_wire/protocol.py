@@ -518,6 +518,10 @@ class SetJob(_Msg, tag=66):
 
     job_id: str
     namespace: str
+    # Directories the job's driver had its code in (its script's, its working
+    # directory): first on the worker's sys.path while it serves the job, so
+    # the driver's own modules import there, as in Ray.
+    code_paths: list[str] = []
 
 
 class ErrorReply(_Msg, tag=27):
@@ -637,6 +641,8 @@ class ClientHello(msgspec.Struct, array_like=True, tag=70):
     namespace: str
     log_to_driver: bool
     entrypoint: str = ""
+    # Where the driver's code is (``SetJob.code_paths``).
+    code_paths: list[str] = []
 
 
 class Welcome(msgspec.Struct, array_like=True, tag=71):

@@ -290,7 +290,7 @@ def run_actor(channel: SocketChannel, client: Client, kind: str, env: dict[str, 
     try:
         start = channel.next_inbound()
         while type(start) is P.SetJob:  # a shared head's actor: the job that created it
-            _task_context.set_job(start.job_id, start.namespace)
+            _task_context.set_job(start.job_id, start.namespace, start.code_paths)
             start = channel.next_inbound()
     except (ConnectionError, OSError):
         return

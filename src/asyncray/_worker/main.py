@@ -179,7 +179,7 @@ class TaskWorker:
                 self.client.post(self.execute(msg))
             elif type(msg) is P.SetJob:  # a shared head: the next tasks are another job's
                 _flush_output()  # what the last job's tasks printed goes to its driver
-                _task_context.set_job(msg.job_id, msg.namespace)
+                _task_context.set_job(msg.job_id, msg.namespace, msg.code_paths)
             elif type(msg) is P.Shutdown:
                 _flush_output()
                 return
