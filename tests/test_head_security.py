@@ -1,0 +1,431 @@
+"""Who may reach a shared head, and what happens when it goes away (issue #16).
+
+- The head's files: a private directory (0700) with its socket and token
+  (0600); a directory open to others, owned by another user or a symlink is
+  refused with a message; so is a token file that is a symlink or readable
+  by others. The head listens on no TCP port.
+- Admission, spoken by hand on a raw socket: a wrong token, another
+  protocol version, a first frame that is no hello, too much before a
+  hello, another uid — each is answered ``Refused`` with its reason, and the
+  head logs "refused" with that reason.
+- A stopped or SIGKILLed head fails a driver's waiting ``get`` within
+  seconds with ``RaySystemError`` naming the head; no process or segment of
+  it is left and a new head in the same directory starts clean.
+- The CLI: a second head at the same address is refused (exit 1, naming
+  ``asyncray stop``); ``asyncray stop`` with nothing running says so (exit
+  0); a head that ignores SIGTERM is SIGKILLed after ``--grace-period``.
+
+What an admitted driver may send is fuzzed in ``test_head_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+from _head import Head, cli, driver_env
+
+from asyncray._wire import protocol as P
+from asyncray._wire.framing import take_first_frame
+
+pytestmark = pytest.mark.timeout(60)
+
+# How soon a driver waiting on a head that went away must fail.
+FAIL_WITHIN_S = 5.0
+
+
+# ------------------------------------------------------------------ raw clients
+
+
+def raw_connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    return sock
+
+
+def hello(token: str, *, version: int = P.HANDSHAKE_VERSION, namespace: str = "raw") -> bytes:
+    return P.frame(
+        P.ClientHello(
+            version=version,
+            token=token,
+            pid=os.getpid(),
+            namespace=namespace,
+            log_to_driver=False,
+            entrypoint="test_head_security",
+        )
+    )
+
+
+def read_answer(sock: socket.socket) -> P.Welcome | P.Refused | None:
+    """The head's handshake answer, or None if it closed without one."""
+    buf = bytearray()
+    while True:
+        answer = take_first_frame(buf, P.handshake_decoder.decode, P.MAX_FRAME)
+        if answer is not None:
+            return answer
+        try:
+            chunk = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+
+
+def token_of(head: Head) -> str:
+    with open(os.path.join(head.directory, "token")) as f:
+        return f.read().strip()
+
+
+def wait_for_log(head: Head, text: str, count: int = 1, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        log = head.read_log()
+        if log.count(text) >= count or time.monotonic() > deadline:
+            return log
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ files
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_head_files_are_private_and_the_head_listens_on_no_tcp_port(head):
+    assert _mode(head.directory) == 0o700
+    st = os.lstat(head.socket)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    for name in ("token", "head.json", "head.log"):
+        assert _mode(os.path.join(head.directory, name)) == 0o600, name
+    assert len(token_of(head)) >= 32  # a random secret, not a constant
+    head.run_driver("import asyncray as ray; ray.init(address='auto'); ray.shutdown()")
+    for proc in head.processes():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            assert proc.net_connections(kind="inet") == [], proc
+    listening = [c for c in psutil.Process(head.pid).net_connections(kind="unix") if c.laddr]
+    assert [c.laddr for c in listening] == [head.socket]
+
+
+def _start_at(directory: str) -> subprocess.CompletedProcess[str]:
+    return cli("start", "--head", "--num-cpus", "1", "--address", directory, timeout=30)
+
+
+def test_a_head_directory_open_to_others_owned_by_another_or_a_symlink_is_refused(tmp_path):
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    os.chmod(wide, 0o777)
+    done = _start_at(str(wide))
+    assert done.returncode == 1, done
+    assert "refuses" in done.stderr and "777" in done.stderr and "chmod 700" in done.stderr
+    assert not (wide / "head.sock").exists() and not (wide / "token").exists()
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 65534, 65534)
+    done = _start_at(str(foreign))
+    assert done.returncode == 1, done
+    assert "belongs to uid 65534" in done.stderr, done.stderr
+    assert not (foreign / "head.sock").exists()
+
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    done = _start_at(str(link))
+    assert done.returncode == 1, done
+    assert "symlink" in done.stderr, done.stderr
+    assert os.listdir(real) == []
+
+
+def test_a_symlinked_or_readable_token_file_is_refused_by_the_driver(head, tmp_path):
+    token = os.path.join(head.directory, "token")
+    copy = tmp_path / "token-copy"
+    copy.write_text(token_of(head))
+    os.chmod(copy, 0o600)
+    code = """
+import asyncray as ray
+try:
+    ray.init(address="auto")
+except PermissionError as e:
+    print("refused:", e)
+else:
+    print("admitted")
+"""
+    original = token_of(head)
+    os.rename(token, token + ".saved")
+    try:
+        os.symlink(copy, token)
+        out = head.run_driver(code).stdout
+        assert out.startswith("refused:") and "symlink" in out, out
+        os.unlink(token)
+        os.rename(token + ".saved", token)
+        os.chmod(token, 0o644)
+        out = head.run_driver(code).stdout
+        assert out.startswith("refused:") and "644" in out, out
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(token + ".saved", token)
+        os.chmod(token, 0o600)
+    assert token_of(head) == original
+    assert head.run_driver(code).stdout.strip() == "admitted"
+
+
+# ------------------------------------------------------------------ admission
+
+
+def test_every_kind_of_bad_hello_is_refused_with_its_reason_logged(head):
+    token = token_of(head)
+    too_big = P.HEADER.pack(100_000) + b"\0" * 100  # announces a frame over the limit
+    # A whole frame under the limit followed by more: 64 KiB buffered before any hello.
+    flood = P.HEADER.pack(60_000) + b"\xc1" * 60_000 + b"\0" * 10_000
+    cases = [
+        ("a wrong token", hello("0" * 64), "did not present the head's token"),
+        ("no token", hello(""), "did not present the head's token"),
+        ("another version", hello(token, version=99), "speaks protocol 99"),
+        ("an empty namespace", hello(token, namespace=""), "namespace is empty"),
+        (
+            "a runtime message first",
+            P.frame(P.GetObjects(1, [b"x" * 28], -1.0)),
+            "its first frame is no hello",
+        ),
+        (
+            "a head's answer first",
+            P.frame(P.Refused("no")),
+            "its first message is Refused, not a hello",
+        ),
+        ("garbage", P.HEADER.pack(5) + b"\xff\xfe\xfd\xfc\xfb", "its first frame is no hello"),
+        ("a huge frame", too_big, "over the limit of 65536"),
+        ("64 KiB before a hello", flood, "before a hello"),
+    ]
+    for what, data, reason in cases:
+        with raw_connect(head.socket) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(data)
+            answer = read_answer(sock)
+        assert type(answer) is P.Refused, (what, answer)
+        assert reason in answer.reason, (what, answer.reason)
+        log = wait_for_log(head, reason)
+        assert f"refused a connection (pid={os.getpid()}): " in log, (what, log)
+        assert reason in log, (what, log)
+    log = head.read_log()
+    assert "joined as job" not in log  # nobody got in
+    assert "internal error" not in log
+    # The head serves a well-behaved driver after all of that.
+    out = head.run_driver(_ONE_TASK).stdout
+    assert out.strip() == "2"
+
+
+def test_a_peer_of_another_uid_is_refused_even_with_the_token(head):
+    token = token_of(head)
+    # Open the way for uid 65534 (only for this test): a hard link to the
+    # socket in a directory it may enter (pytest's tmp dirs are private) and
+    # the socket 0666. The kernel's peer credentials must then turn it away.
+    outer = tempfile.mkdtemp(prefix="asyncray-test-uid-")
+    os.chmod(outer, 0o755)
+    path = os.path.join(outer, "head.sock")
+    os.link(head.socket, path)
+    os.chmod(head.socket, 0o666)
+    try:
+        code = f"""
+import os, socket, sys
+sys.path[:0] = {sys.path!r}
+from test_head_security import hello, read_answer
+os.setgid(65534)
+os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect({path!r})
+s.sendall(hello({token!r}))
+answer = read_answer(s)
+print(type(answer).__name__, getattr(answer, "reason", ""))
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env=driver_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.chmod(head.socket, 0o600)
+        shutil.rmtree(outer)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Refused"), done.stdout
+    assert "runs as uid 65534" in done.stdout, done.stdout
+    log = wait_for_log(head, "runs as uid 65534")
+    assert "refused a connection" in log and "runs as uid 65534" in log, log
+    assert "joined as job" not in log
+
+
+# ------------------------------------------------------------------ the head goes away
+
+_ONE_TASK = """
+import asyncray as ray
+ray.init(address="auto")
+@ray.remote
+def two():
+    return 2
+print(ray.get(two.remote()))
+"""
+
+_WAITING_DRIVER = """
+import sys, time
+import asyncray as ray
+from asyncray.exceptions import RaySystemError
+ray.init(address="auto")
+@ray.remote
+def forever(path):
+    open(path, "w").close()
+    time.sleep(600)
+ref = forever.remote(sys.argv[1])
+print("waiting", flush=True)
+try:
+    ray.get(ref)
+except RaySystemError as e:
+    print("RaySystemError:", e, flush=True)
+    t = time.monotonic()
+    try:
+        ray.get(ray.put(1))
+    except RaySystemError as e2:
+        print("later:", time.monotonic() - t < 1, "head" in str(e2), flush=True)
+    sys.exit(3)
+print("returned", flush=True)
+"""
+
+
+def _spawn_waiting_driver(head: Head, started: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WAITING_DRIVER, started],
+        env=head.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not os.path.exists(started):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.02)
+    return proc
+
+
+def _assert_failed_promptly(proc: subprocess.Popen[str], since: float, head: Head) -> None:
+    try:
+        out, err = proc.communicate(timeout=FAIL_WITHIN_S + 5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the driver hung after its head went away:\n{out}\n{err}")
+    took = time.monotonic() - since
+    assert proc.returncode == 3, (out, err)
+    assert took < FAIL_WITHIN_S, f"the driver took {took:.1f} s to fail"
+    failed = next(line for line in out.splitlines() if line.startswith("RaySystemError:"))
+    assert "asyncray head" in failed and head.socket in failed, failed
+    assert "later: True True" in out, out  # and so does every later call, at once
+
+
+def _assert_nothing_left(procs: list[psutil.Process], head: Head) -> None:
+    _gone, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    assert not alive, f"processes of the old head outlived it: {alive}"
+    deadline = time.monotonic() + 5
+    while head.session_files() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert head.session_files() == [], "the old head's segments outlived it"
+
+
+def _restart_clean(directory: str) -> None:
+    with Head(directory, 2) as again:
+        assert again.run_driver(_ONE_TASK).stdout.strip() == "2"
+
+
+def test_stopping_the_head_fails_a_waiting_driver_promptly_and_leaves_nothing(tmp_path):
+    head = Head(tmp_path / "head", 2).start()
+    try:
+        proc = _spawn_waiting_driver(head, str(tmp_path / "started"))
+        procs = head.processes()
+        assert len(procs) >= 3  # the head, its zygote, the task's worker
+        since = time.monotonic()
+        done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
+        assert done.returncode == 0 and "Stopped the asyncray head" in done.stdout, done
+        _assert_failed_promptly(proc, since, head)
+        _assert_nothing_left(procs, head)
+        assert not os.path.exists(head.socket)
+        assert not os.path.exists(os.path.join(head.directory, "token"))
+    finally:
+        head.stop(check=False)
+    _restart_clean(head.directory)
+
+
+def test_a_sigkilled_head_fails_a_waiting_driver_and_its_zygote_cleans_up(tmp_path):
+    head = Head(tmp_path / "head", 2).start()
+    try:
+        proc = _spawn_waiting_driver(head, str(tmp_path / "started"))
+        procs = head.processes()
+        assert len(procs) >= 3
+        since = time.monotonic()
+        os.kill(head.pid, signal.SIGKILL)
+        _assert_failed_promptly(proc, since, head)
+        _assert_nothing_left(procs, head)
+        # The head left its files; `asyncray stop` finds nobody and tidies them.
+        done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
+        assert done.returncode == 0 and "Did not find" in done.stdout, done
+    finally:
+        head.pid = 0
+    _restart_clean(head.directory)
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_a_second_head_at_the_same_address_is_refused(head):
+    done = cli("start", "--head", "--address", head.directory, env=head.env(), timeout=30)
+    assert done.returncode == 1, done
+    assert "already running" in done.stderr and "asyncray stop" in done.stderr, done.stderr
+    # The first head is untouched: same token, still serving.
+    assert head.run_driver(_ONE_TASK).stdout.strip() == "2"
+    assert psutil.pid_exists(head.pid)
+
+
+def test_stop_with_nothing_running_says_so(tmp_path):
+    for address in (str(tmp_path / "never"), str(tmp_path)):
+        done = cli("stop", "--address", address, timeout=30)
+        assert done.returncode == 0, done
+        assert "Did not find any active asyncray head" in done.stdout, done
+
+
+def test_stop_is_forceful_after_the_grace_period(tmp_path):
+    head = Head(tmp_path / "head", 2).start()
+    try:
+        assert head.run_driver(_ONE_TASK).stdout.strip() == "2"
+        procs = head.processes()
+        os.kill(head.pid, signal.SIGSTOP)  # it cannot act on SIGTERM
+        since = time.monotonic()
+        done = cli(
+            "stop", "--address", head.directory, "--grace-period", "0.5", env=head.env(), timeout=30
+        )
+        assert done.returncode == 0, done
+        assert "did not stop within 0.5 s" in done.stdout and "Killed" in done.stdout, done
+        assert time.monotonic() - since < 10
+        _assert_nothing_left(procs, head)
+        assert not os.path.exists(head.socket)
+        done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
+        assert "Did not find" in done.stdout, done
+    finally:
+        head.pid = 0
+    _restart_clean(head.directory)
