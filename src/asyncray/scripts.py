@@ -158,7 +158,11 @@ def _run_daemon(files: head_files.HeadFiles, options: dict[str, Any], report: in
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.write(report, f"error {type(e).__name__}: {e}\n".encode())
-        logging.getLogger("asyncray").exception("asyncray head failed")
+        if isinstance(e, (_head.HeadRunning, PermissionError)):
+            # Refused, not failed: one line (this may be the running head's log).
+            logging.getLogger("asyncray").error("asyncray head not started: %s", e)
+        else:
+            logging.getLogger("asyncray").exception("asyncray head failed")
     finally:
         os._exit(status)
 

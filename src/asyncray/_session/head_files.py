@@ -6,7 +6,10 @@ the directory of the socket path given to ``asyncray start --address``):
 - ``head.sock`` — the unix socket drivers connect to (mode 0600);
 - ``token`` — the secret a driver presents in its hello (mode 0600);
 - ``head.json`` — the head's pid, socket, resources and start time;
-- ``head.log`` — the head's own log (when it runs as a daemon).
+- ``head.log`` — the head's own log (when it runs as a daemon);
+- ``head.lock`` — locked by the running head (``lockf``), so two heads
+  started at once at one address cannot both serve; kept, never removed
+  (a lock file removed while another process opens it locks nothing).
 
 The directory must be the user's own and closed to everyone else (0700);
 anything else — another owner, a symlink, wider permissions — is refused
@@ -17,6 +20,7 @@ between the head and its drivers. The head never listens on TCP.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
@@ -28,6 +32,7 @@ SOCKET_NAME = "head.sock"
 TOKEN_NAME = "token"
 INFO_NAME = "head.json"
 LOG_NAME = "head.log"
+LOCK_NAME = "head.lock"
 
 # The address that means "the head this user started" (``init(address="auto")``).
 AUTO = "auto"
@@ -62,6 +67,24 @@ class HeadFiles:
     @property
     def log(self) -> str:
         return os.path.join(self.directory, LOG_NAME)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.directory, LOCK_NAME)
+
+    def take_lock(self) -> int | None:
+        """Lock ``head.lock`` for this process; its fd, or None if another process holds it.
+
+        A POSIX record lock: the zygote and workers forked later do not
+        inherit it, and it is released when the head exits, however it exits.
+        """
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
 
     def read_token(self) -> str:
         check_private(self.token, is_dir=False)
