@@ -184,6 +184,89 @@ else:
     assert head.run_driver(code).stdout.strip() == "admitted"
 
 
+def test_a_driver_refuses_a_head_directory_open_to_others(head):
+    os.chmod(head.directory, 0o777)
+    try:
+        out = head.run_driver(
+            """
+import asyncray as ray
+try:
+    ray.init(address="auto")
+except PermissionError as e:
+    print("refused:", e)
+"""
+        ).stdout
+    finally:
+        os.chmod(head.directory, 0o700)
+    assert out.startswith("refused:") and "777" in out and head.directory in out, out
+    assert "joined as job" not in head.read_log()
+
+
+_FAKE_HEAD = """
+import os, socket, sys
+os.setgid(65534)
+os.setuid(65534)
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+server.listen()
+print("listening", flush=True)
+conn, _ = server.accept()
+conn.settimeout(10)
+got = b""
+while True:
+    chunk = conn.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print("received", len(got), b"secret-token" in got, flush=True)
+"""
+
+
+def test_a_driver_sends_its_token_to_no_process_of_another_uid(tmp_path):
+    # Someone else's process listens where the head's socket goes (linked in
+    # by root here); the driver must find out before it sends the token.
+    outer = tempfile.mkdtemp(prefix="asyncray-test-fake-")
+    os.chmod(outer, 0o777)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_HEAD, os.path.join(outer, "fake.sock")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None and fake.stdout.readline() == "listening\n"
+        directory = tmp_path / "head"
+        directory.mkdir(mode=0o700)
+        os.link(os.path.join(outer, "fake.sock"), directory / "head.sock")
+        fd = os.open(directory / "token", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"secret-token")
+        os.close(fd)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import asyncray as ray\n"
+                "try:\n"
+                f"    ray.init(address={str(directory)!r})\n"
+                "except ConnectionError as e:\n"
+                "    print('refused:', e)\n",
+            ],
+            env=driver_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.stdout.startswith("refused:") and "uid 65534" in done.stdout, done
+        out, err = fake.communicate(timeout=10)
+        assert out.strip() == "received 0 False", (out, err)
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+            fake.communicate()
+        shutil.rmtree(outer)
+
+
 # ------------------------------------------------------------------ admission
 
 
