@@ -20,9 +20,11 @@ What an admitted driver may send is fuzzed in ``test_head_fuzz.py``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,7 +39,7 @@ import pytest
 from _head import Head, cli, driver_env
 
 from asyncray._wire import protocol as P
-from asyncray._wire.framing import take_first_frame
+from asyncray._wire.framing import take_first_frame, take_frames
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -312,6 +314,61 @@ def test_every_kind_of_bad_hello_is_refused_with_its_reason_logged(head):
     assert out.strip() == "2"
 
 
+def test_a_hello_in_pieces_or_with_requests_behind_it_is_admitted(head):
+    token = token_of(head)
+    with raw_connect(head.socket) as sock:
+        for byte in hello(token):  # one byte a write: the head waits for the whole frame
+            sock.send(bytes([byte]))
+        answer = read_answer(sock)
+        assert type(answer) is P.Welcome, answer
+    with raw_connect(head.socket) as sock:
+        sock.sendall(hello(token) + P.frame(P.QueryState(5, "cluster")))
+        buf = bytearray()
+        while len(buf) < 8 or len(buf) < 8 + P.HEADER.unpack_from(buf)[0] + 4:
+            buf += sock.recv(1 << 16)
+        welcome = take_first_frame(buf, P.handshake_decoder.decode, P.MAX_FRAME)
+        assert type(welcome) is P.Welcome, welcome
+        while not buf or len(buf) < 4 + P.HEADER.unpack_from(buf)[0]:
+            buf += sock.recv(1 << 16)
+        (reply,) = take_frames(buf, P.decoder.decode)
+        assert type(reply) is P.StateReply and reply.req_id == 5, reply
+    log = wait_for_log(head, "disconnected", 2)
+    assert log.count("joined as job") == 2 and "refused" not in log, log
+
+
+def test_random_and_mutated_hellos_are_refused_or_admitted_never_more(head):
+    token = token_of(head)
+    rng = random.Random(20261204)
+    outcomes: collections.Counter[str] = collections.Counter()
+    for _ in range(150):
+        body = bytearray(hello(token if rng.random() < 0.5 else "f" * 64)[4:])
+        pick = rng.random()
+        if pick < 0.3:
+            body = bytearray(rng.randbytes(rng.randrange(0, 200)))
+        else:
+            for _ in range(rng.randrange(1, 4)):
+                i = rng.randrange(len(body))
+                how = rng.randrange(3)
+                if how == 0:
+                    body[i] ^= 1 << rng.randrange(8)
+                elif how == 1:
+                    body.insert(i, rng.randrange(256))
+                else:
+                    del body[i : i + rng.randrange(1, 4)]
+        with raw_connect(head.socket) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(P.HEADER.pack(len(body)) + body)
+            answer = read_answer(sock)
+        assert type(answer) in (P.Welcome, P.Refused), (bytes(body), answer)
+        outcomes[type(answer).__name__] += 1
+    assert outcomes["Refused"] > 50, outcomes
+    log = wait_for_log(head, "refused a connection", outcomes["Refused"])
+    assert log.count("refused a connection") == outcomes["Refused"], outcomes
+    assert log.count("joined as job") == outcomes["Welcome"], outcomes
+    assert "internal error" not in log and "Traceback" not in log, log
+    assert head.run_driver(_ONE_TASK).stdout.strip() == "2"
+
+
 def test_a_peer_of_another_uid_is_refused_even_with_the_token(head):
     token = token_of(head)
     # Open the way for uid 65534 (only for this test): a hard link to the
@@ -469,7 +526,13 @@ def test_a_sigkilled_head_fails_a_waiting_driver_and_its_zygote_cleans_up(tmp_pa
         os.kill(head.pid, signal.SIGKILL)
         _assert_failed_promptly(proc, since, head)
         _assert_nothing_left(procs, head)
-        # The head left its files; `asyncray stop` finds nobody and tidies them.
+        # Its socket is left; a driver is told nobody listens there.
+        out = head.run_driver(
+            "import asyncray as ray\ntry:\n    ray.init(address='auto')\n"
+            "except ConnectionError as e:\n    print(e)\n"
+        ).stdout
+        assert "Could not find any running asyncray head" in out and "stale" in out, out
+        # `asyncray stop` finds nobody and tidies the head's files.
         done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
         assert done.returncode == 0 and "Did not find" in done.stdout, done
     finally:
