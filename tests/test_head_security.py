@@ -426,7 +426,7 @@ print(ray.get(two.remote()))
 """
 
 _WAITING_DRIVER = """
-import sys, time
+import asyncio, sys, threading, time
 import asyncray as ray
 from asyncray.exceptions import RaySystemError
 ray.init(address="auto")
@@ -435,11 +435,29 @@ def forever(path):
     open(path, "w").close()
     time.sleep(600)
 ref = forever.remote(sys.argv[1])
+failed = []
+def wait_in_thread():
+    try:
+        ray.wait([ref])
+    except RaySystemError:
+        failed.append("wait")
+async def await_ref():
+    try:
+        await ref
+    except RaySystemError:
+        failed.append("await")
+waiter = threading.Thread(target=wait_in_thread)
+waiter.start()
+awaiter = threading.Thread(target=asyncio.run, args=(await_ref(),))
+awaiter.start()
 print("waiting", flush=True)
 try:
     ray.get(ref)
 except RaySystemError as e:
     print("RaySystemError:", e, flush=True)
+    waiter.join(5)
+    awaiter.join(5)
+    print("also failed:", sorted(failed), flush=True)
     t = time.monotonic()
     try:
         ray.get(ray.put(1))
@@ -478,6 +496,7 @@ def _assert_failed_promptly(proc: subprocess.Popen[str], since: float, head: Hea
     assert took < FAIL_WITHIN_S, f"the driver took {took:.1f} s to fail"
     failed = next(line for line in out.splitlines() if line.startswith("RaySystemError:"))
     assert "asyncray head" in failed and head.socket in failed, failed
+    assert "also failed: ['await', 'wait']" in out, out  # every waiter, however it waits
     assert "later: True True" in out, out  # and so does every later call, at once
 
 
