@@ -153,6 +153,31 @@ def test_a_head_directory_open_to_others_owned_by_another_or_a_symlink_is_refuse
     assert os.listdir(real) == []
 
 
+def test_the_head_writes_through_no_symlink_in_its_directory(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    directory = tmp_path / "head"
+    directory.mkdir(mode=0o700)
+    (directory / "head.log").symlink_to(victim)
+    done = _start_at(str(directory))
+    assert done.returncode == 1, done
+    assert "refuses" in done.stderr and "symlink" in done.stderr, done.stderr
+    (directory / "head.log").unlink()
+    for name in ("token", "head.json", "head.json.tmp", "head.lock"):
+        (directory / name).symlink_to(victim)
+    done = _start_at(str(directory))
+    if done.returncode == 0:  # it replaced the planted links with files of its own
+        head = Head(directory, 1)
+        head.info = json.loads((directory / "head.json").read_text())
+        head.pid = head.info["pid"]
+        assert stat.S_ISREG(os.lstat(directory / "token").st_mode)
+        assert _mode(str(directory / "token")) == 0o600
+        head.stop()
+    else:
+        assert "refuses" in done.stderr and "symlink" in done.stderr, done.stderr
+    assert victim.read_text() == "untouched"
+
+
 def test_a_symlinked_or_readable_token_file_is_refused_by_the_driver(head, tmp_path):
     token = os.path.join(head.directory, "token")
     copy = tmp_path / "token-copy"

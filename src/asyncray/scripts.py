@@ -144,7 +144,8 @@ def _run_daemon(files: head_files.HeadFiles, options: dict[str, Any], report: in
         os.write(report, f"pid {os.getpid()}\n".encode())
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Not through a symlink: the head would append to whatever it names.
+        log = head_files.open_nofollow(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(log, 1)
         os.dup2(log, 2)
         _log_to(sys.stderr)

@@ -20,6 +20,7 @@ between the head and its drivers. The head never listens on TCP.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -78,7 +79,7 @@ class HeadFiles:
         A POSIX record lock: the zygote and workers forked later do not
         inherit it, and it is released when the head exits, however it exits.
         """
-        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = open_nofollow(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -108,7 +109,7 @@ class HeadFiles:
 
     def write_info(self, info: dict[str, Any]) -> None:
         tmp = self.info + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
         os.replace(tmp, self.info)
@@ -118,6 +119,22 @@ class HeadFiles:
         for path in (self.socket, self.token, self.info):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def open_nofollow(path: str, flags: int) -> int:
+    """``os.open`` (mode 0600 if created), refusing a symlink with a message.
+
+    Raises:
+        PermissionError: ``path`` is a symlink (the head writes through none).
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise PermissionError(
+            f"asyncray refuses {path}: a symlink where the head's file goes. Remove it."
+        ) from None
 
 
 def check_private(path: str, *, is_dir: bool) -> None:
