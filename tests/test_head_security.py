@@ -36,7 +36,7 @@ import time
 
 import psutil
 import pytest
-from _head import Head, cli, driver_env
+from _head import Head, cli, driver_env, wait_gone
 
 from asyncray._wire import protocol as P
 from asyncray._wire.framing import take_first_frame, take_frames
@@ -526,7 +526,7 @@ def _assert_failed_promptly(proc: subprocess.Popen[str], since: float, head: Hea
 
 
 def _assert_nothing_left(procs: list[psutil.Process], head: Head) -> None:
-    _gone, alive = psutil.wait_procs(procs, timeout=10)
+    alive = wait_gone(procs, 10)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
