@@ -459,6 +459,13 @@ ray.init(address="auto")
 def forever(path):
     open(path, "w").close()
     time.sleep(600)
+@ray.remote
+class Keeper:
+    def ping(self):
+        return "pong"
+keeper = Keeper.options(name="keeper", lifetime="detached").remote()
+assert ray.get(keeper.ping.remote()) == "pong"
+big = ray.put(b"x" * 5_000_000)  # in a segment of the head's
 ref = forever.remote(sys.argv[1])
 failed = []
 def wait_in_thread():
@@ -502,7 +509,7 @@ def _spawn_waiting_driver(head: Head, started: str) -> subprocess.Popen[str]:
         text=True,
     )
     deadline = time.monotonic() + 30
-    while not os.path.exists(started):
+    while not os.path.exists(started) or not head.session_files():
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.02)
@@ -547,7 +554,7 @@ def test_stopping_the_head_fails_a_waiting_driver_promptly_and_leaves_nothing(tm
     try:
         proc = _spawn_waiting_driver(head, str(tmp_path / "started"))
         procs = head.processes()
-        assert len(procs) >= 3  # the head, its zygote, the task's worker
+        assert len(procs) >= 4  # the head, its zygote, the task's worker, the actor
         since = time.monotonic()
         done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
         assert done.returncode == 0 and "Stopped the asyncray head" in done.stdout, done
@@ -565,7 +572,7 @@ def test_a_sigkilled_head_fails_a_waiting_driver_and_its_zygote_cleans_up(tmp_pa
     try:
         proc = _spawn_waiting_driver(head, str(tmp_path / "started"))
         procs = head.processes()
-        assert len(procs) >= 3
+        assert len(procs) >= 4
         since = time.monotonic()
         os.kill(head.pid, signal.SIGKILL)
         _assert_failed_promptly(proc, since, head)
@@ -582,6 +589,69 @@ def test_a_sigkilled_head_fails_a_waiting_driver_and_its_zygote_cleans_up(tmp_pa
     finally:
         head.pid = 0
     _restart_clean(head.directory)
+
+
+_RECONNECTING_DRIVER = """
+import os, sys, time
+import asyncray as ray
+from asyncray.exceptions import RaySystemError
+ray.init(address="auto")
+@ray.remote
+def two():
+    return 2
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def inc(self):
+        self.n += 1
+        return self.n
+c = Counter.remote()
+print(ray.get(two.remote()), ray.get(c.inc.remote()), flush=True)
+open(sys.argv[1] + ".ready", "w").close()
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.02)
+try:
+    ray.get(two.remote())
+except RaySystemError as e:
+    print("lost", "asyncray.init(address=...) to reconnect" in str(e), flush=True)
+ray.shutdown()
+ray.init(address="auto")
+c = Counter.remote()
+print(ray.get(two.remote()), ray.get(c.inc.remote()), flush=True)
+"""
+
+
+def test_a_driver_reconnects_to_a_restarted_head(tmp_path):
+    directory = str(tmp_path / "head")
+    head = Head(directory, 2).start()
+    restarted = str(tmp_path / "restarted")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RECONNECTING_DRIVER, restarted],
+        env=head.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    again = Head(directory, 2)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(restarted + ".ready"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        head.stop()
+        again.start()
+        open(restarted, "w").close()
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (out, err)
+        assert out.splitlines() == ["2 1", "lost True", "2 1"], (out, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        head.stop(check=False)
+        again.stop()
 
 
 # ------------------------------------------------------------------ the command line
