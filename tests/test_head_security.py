@@ -555,10 +555,20 @@ def test_stopping_the_head_fails_a_waiting_driver_promptly_and_leaves_nothing(tm
         proc = _spawn_waiting_driver(head, str(tmp_path / "started"))
         procs = head.processes()
         assert len(procs) >= 4  # the head, its zygote, the task's worker, the actor
+        # Two raw peers: one that never says hello, one admitted that never asks.
+        idle = raw_connect(head.socket)
+        quiet = raw_connect(head.socket)
+        quiet.sendall(hello(token_of(head)))
+        assert type(read_answer(quiet)) is P.Welcome
         since = time.monotonic()
         done = cli("stop", "--address", head.directory, env=head.env(), timeout=30)
         assert done.returncode == 0 and "Stopped the asyncray head" in done.stdout, done
         _assert_failed_promptly(proc, since, head)
+        for sock in (idle, quiet):
+            with sock:
+                sock.settimeout(FAIL_WITHIN_S)
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(1 << 16) == b""  # closed, not left hanging
         _assert_nothing_left(procs, head)
         assert not os.path.exists(head.socket)
         assert not os.path.exists(os.path.join(head.directory, "token"))
