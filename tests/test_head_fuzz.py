@@ -326,13 +326,58 @@ def test_random_and_mutated_frames_from_an_admitted_driver(head, connected):
     _still_serving(head, small, large, total)
 
 
+ACTION_ROUNDS = int(os.environ.get("ASYNCRAY_HEAD_FUZZ_ACTION_ROUNDS", "60"))
+
+
+def test_random_actions_from_a_driver_are_released_with_its_job(head, connected):
+    """Tasks, actors, groups and queues with hostile values, then the driver leaves.
+
+    Whatever the head made of them (ran, queued, refused, dropped the driver),
+    all of it goes with the job: resources come back to the total.
+    """
+    small = ray.put("mine")
+    large = ray.put(np.arange(300_000, dtype=np.int64))
+    total = ray.cluster_resources()
+    rng = random.Random(SEED + 1)
+    fuzz = Fuzzer(rng, [small.binary(), large.binary()])
+    outcomes: collections.Counter[str] = collections.Counter()
+    actions = sorted(ACTIONS, key=lambda t: t.__name__)
+    for _ in range(ACTION_ROUNDS):
+        client = Client(head)
+        try:
+            msgs = []
+            for _ in range(rng.randrange(1, 4)):
+                cls = rng.choice(actions)
+                hints = typing.get_type_hints(cls)
+                fields = {f: fuzz.value(f, hints[f]) for f in cls.__struct_fields__}
+                if "detached" in fields:
+                    fields["detached"] = False  # a detached one rightly outlives its job
+                msgs.append(cls(**fields))
+            outcomes[client.play(P.frame_many(msgs))] += 1
+        finally:
+            client.close()
+    assert min(outcomes["heard"], outcomes["dropped"]) > ACTION_ROUNDS // 10, outcomes
+    log = _wait_dropped(head, outcomes["dropped"])
+    assert _dropped_count(head) == outcomes["dropped"], outcomes
+    assert "internal error" not in log, log
+    _still_serving(head, small, large, total)
+
+
 def _still_serving(head: Head, small, large, total) -> None:
     """The head runs, the well-behaved driver's objects are intact, and tasks run."""
     assert head.processes(), "the head died"
     assert ray.get(small) == "mine"
     assert int(ray.get(large).sum()) == int(np.arange(300_000, dtype=np.int64).sum())
     assert ray.get([double.remote(i) for i in range(4)]) == [0, 2, 4, 6]
-    wait_for_condition(lambda: ray.available_resources() == total, timeout=10)
+    try:
+        wait_for_condition(lambda: ray.available_resources() == total, timeout=10)
+    except AssertionError:
+        from asyncray._clients import base
+
+        status = base.current().query("status")  # type: ignore[union-attr]
+        raise AssertionError(
+            f"resources not back: {ray.available_resources()} of {total}\n{status}"
+        ) from None
     out = head.run_driver(
         "import asyncray as ray\nray.init(address='auto')\n"
         "print(ray.get(ray.remote(lambda: 21 * 2).remote()))"
