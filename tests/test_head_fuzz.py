@@ -227,6 +227,7 @@ def hostile_list(small: bytes, large: bytes) -> list[tuple[str, bytes, str]]:
         ("a put over another driver's object", f(P.PutObject(small, x)), "dropped"),
         ("a put over another driver's large object", f(P.PutObject(large, x)), "dropped"),
         ("releasing objects it never held", f(P.ReleaseObjects([small, large] * 3)), "heard"),
+        ("pinning another driver's object", f(P.HoldObjects([small, large])), "dropped"),
         ("a negative segment", f(P.ReserveSegment(5, -4096)), "dropped"),
         ("a segment never reserved", f(P.DropReservation("asyncray_nope")), "heard"),
         ("views of segments it never had", f(P.SegmentMaps([], ["asyncray_nope"])), "heard"),
@@ -270,7 +271,14 @@ def double(x):
     return 2 * x
 
 
+def _object_count() -> int:
+    from asyncray._clients import base
+
+    return base.current().query("stats")["objects"]  # type: ignore[union-attr]
+
+
 def test_a_driver_sending_what_no_driver_sends_is_dropped_alone(head, connected):
+    before = _object_count()
     small = ray.put("mine")
     large = ray.put(np.arange(300_000, dtype=np.int64))
     total = ray.cluster_resources()
@@ -293,6 +301,8 @@ def test_a_driver_sending_what_no_driver_sends_is_dropped_alone(head, connected)
     assert "only a worker sends" in log and "only the runtime sends" in log
     assert "over the limit" in log and "no asyncray message" in log
     _still_serving(head, small, large, total)
+    del small, large  # nobody else pinned them: they go
+    wait_for_condition(lambda: _object_count() == before, timeout=10)
 
 
 def test_random_and_mutated_frames_from_an_admitted_driver(head, connected):
