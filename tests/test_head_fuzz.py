@@ -379,11 +379,17 @@ def _still_serving(head: Head, small, large, total) -> None:
     assert ray.get(small) == "mine"
     assert int(ray.get(large).sum()) == int(np.arange(300_000, dtype=np.int64).sum())
     assert ray.get([double.remote(i) for i in range(4)]) == [0, 2, 4, 6]
+    from asyncray._clients import base
+
+    me = ray.get_runtime_context().get_job_id()
+    # Every raw driver's job was released, dropped or not: only this one is left.
+    wait_for_condition(
+        lambda: [d["job_id"] for d in base.current().query("status")["drivers"]] == [me],  # type: ignore[union-attr]
+        timeout=10,
+    )
     try:
         wait_for_condition(lambda: ray.available_resources() == total, timeout=10)
     except AssertionError:
-        from asyncray._clients import base
-
         status = base.current().query("status")  # type: ignore[union-attr]
         raise AssertionError(
             f"resources not back: {ray.available_resources()} of {total}\n{status}"

@@ -2,18 +2,24 @@
 
 - The head's files: a private directory (0700) with its socket and token
   (0600); a directory open to others, owned by another user or a symlink is
-  refused with a message; so is a token file that is a symlink or readable
-  by others. The head listens on no TCP port.
+  refused with a message, and so is a token file that is a symlink or
+  readable by others; the head writes through no symlink planted in its
+  directory. The head listens on no TCP port.
+- The driver's side: it sends the token only to a listener of its own uid
+  found in a private directory (a fake head of uid 65534 learns nothing).
 - Admission, spoken by hand on a raw socket: a wrong token, another
   protocol version, a first frame that is no hello, too much before a
-  hello, another uid — each is answered ``Refused`` with its reason, and the
-  head logs "refused" with that reason.
-- A stopped or SIGKILLed head fails a driver's waiting ``get`` within
-  seconds with ``RaySystemError`` naming the head; no process or segment of
-  it is left and a new head in the same directory starts clean.
+  hello, another uid (SO_PEERCRED) — each is answered ``Refused`` with its
+  reason, and the head logs "refused" with it. Random and mutated hellos are
+  refused or admitted, nothing else; a hello in pieces is admitted.
+- A stopped or SIGKILLed head fails a driver's waiting ``get``, ``wait`` and
+  ``await`` within seconds with ``RaySystemError`` naming the head; no
+  process (workers, a detached actor) or segment of it is left, a new head
+  in the same directory starts clean, and the driver reconnects to it.
 - The CLI: a second head at the same address is refused (exit 1, naming
-  ``asyncray stop``); ``asyncray stop`` with nothing running says so (exit
-  0); a head that ignores SIGTERM is SIGKILLed after ``--grace-period``.
+  ``asyncray stop``), also when several start at once; ``asyncray stop``
+  with nothing running says so (exit 0); a head that cannot act on SIGTERM
+  is SIGKILLed after ``--grace-period``.
 
 What an admitted driver may send is fuzzed in ``test_head_fuzz.py``.
 """
