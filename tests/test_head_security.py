@@ -724,6 +724,26 @@ def test_stop_with_nothing_running_says_so(tmp_path):
         assert "Did not find any active asyncray head" in done.stdout, done
 
 
+def test_stop_signals_no_process_a_dead_heads_file_names(tmp_path):
+    # A head died leaving head.json; its pid now belongs to another process,
+    # an asyncray one even. `asyncray stop` must not signal it.
+    decoy = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "asyncray", "start", "--head"]
+    )
+    try:
+        directory = tmp_path / "head"
+        directory.mkdir(mode=0o700)
+        (directory / "head.json").write_text(json.dumps({"pid": decoy.pid}))
+        (directory / "head.lock").touch(mode=0o600)
+        done = cli("stop", "--address", str(directory), timeout=30)
+        assert done.returncode == 0 and "Did not find" in done.stdout, done
+        assert decoy.poll() is None, "asyncray stop signalled a process that is no head"
+        assert not (directory / "head.json").exists()
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
 def test_stop_is_forceful_after_the_grace_period(tmp_path):
     head = Head(tmp_path / "head", 2).start()
     try:

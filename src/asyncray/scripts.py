@@ -239,7 +239,10 @@ def _stop(args: argparse.Namespace) -> int:
     files = _files(args.address)
     info = files.read_info() if os.path.isdir(files.directory) else None
     pid = int(info["pid"]) if info and isinstance(info.get("pid"), int) else 0
-    if not pid or not _alive(pid) or not _is_head(pid):
+    # A head holds head.lock while it runs: without the lock held, head.json
+    # is a dead head's and its pid may be anyone's now (even another asyncray
+    # process), so nothing is signalled.
+    if not pid or not files.lock_held() or not _alive(pid) or not _is_head(pid):
         if info is not None:
             files.remove()  # a dead head's files
         print("Did not find any active asyncray head.")

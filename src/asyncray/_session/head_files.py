@@ -99,6 +99,24 @@ class HeadFiles:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(token)
 
+    def lock_held(self) -> bool:
+        """Whether a head (running or starting) holds ``head.lock``.
+
+        Not to be called in a process that holds the lock itself: closing
+        any fd of the file releases a process's POSIX locks.
+        """
+        try:
+            fd = os.open(self.lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False  # no lock file (or a symlink): no head has locked it
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # (and the lock, if we took it)
+        return False
+
     def read_info(self) -> dict[str, Any] | None:
         try:
             with open(self.info, encoding="utf-8") as f:
