@@ -10,7 +10,9 @@ closes the connection instead — and then the head log says "dropped driver"
 with the reason. Meanwhile this test process is a well-behaved driver of the
 same head (``connected``): its objects survive every round, the head logs no
 internal error, resources come back to the total, and a task runs at the end,
-here and in a new driver.
+here and in a new driver. Random tasks, actors, groups and queues from raw
+drivers go with their jobs; and pickles that leave a mark when loaded, in
+every payload field a driver fills, are loaded by workers, never by the head.
 
 Seeded (``ASYNCRAY_FUZZ_SEED``); ``ASYNCRAY_HEAD_FUZZ_ROUNDS`` sets the rounds
 of the random loop.
@@ -22,6 +24,7 @@ import collections
 import contextlib
 import math
 import os
+import pickle
 import random
 import time
 import typing
@@ -371,6 +374,76 @@ def test_random_actions_from_a_driver_are_released_with_its_job(head, connected)
     assert _dropped_count(head) == outcomes["dropped"], outcomes
     assert "internal error" not in log, log
     _still_serving(head, small, large, total)
+
+
+class _Marker:
+    """Unpickling it leaves ``{path}.{pid of the process that unpickled it}``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        code = f"import os; open({self.path!r} + '.' + str(os.getpid()), 'w').close()"
+        return (exec, (code,))
+
+
+def test_the_head_unpickles_no_payload_of_a_driver(head, tmp_path):
+    """Pickles that leave a mark in every payload field a driver fills; none from the head."""
+    marks_dir = tmp_path / "marks"
+    marks_dir.mkdir()
+    marker = str(marks_dir / "unpickled")
+    evil = pickle.dumps(_Marker(marker))
+    pickle.loads(evil)  # the mark works: this process's
+    assert os.listdir(marks_dir) == [f"unpickled.{os.getpid()}"]
+    os.unlink(f"{marker}.{os.getpid()}")
+
+    def an_id(n: int = 24) -> bytes:
+        return os.urandom(n)
+
+    put, failed = an_id() + bytes(4), an_id() + bytes(4)
+    func, task, dep_task, actor, queue = an_id(16), an_id(), an_id(), an_id(16), an_id(16)
+    msgs: list[msgspec.Struct] = [
+        P.PutObject(put, evil),
+        P.PutObject(failed, evil, is_error=True),
+        P.RegisterFunction(func, evil),
+        # Run (the worker unpickles, as it may), fail, retry on exceptions named by a pickle.
+        P.SubmitTask(task, func, "t", evil, [put], [task + b"\1\0\0\0"], {}, 2, evil),
+        # A dependency that failed: its error goes to the return as it is.
+        P.SubmitTask(dep_task, func, "d", evil, [failed], [dep_task + b"\1\0\0\0"], {}, 0, b""),
+        P.CreateActor(
+            actor, func, 1, "evil", "fuzz", False, False, evil, [], {}, {}, 0, "Evil", evil, evil
+        ),
+        P.CallActor(an_id(), actor, "m", evil, [], [an_id() + b"\1\0\0\0"], "", 0),
+        P.CreateQueue(queue, 0),
+        P.QueueOp(0, queue, P.QUEUE_PUT, [evil]),
+        P.QueueOp(0, queue, P.QUEUE_PUT_BATCH, [evil, evil]),
+        P.CreatePlacementGroup(an_id(16), [{"CPU": 1.0}], "PACK", "", "", False, evil),
+        P.GetObjects(1, [put, failed, task + b"\1\0\0\0", dep_task + b"\1\0\0\0"], 5.0),
+        P.QueueOp(2, queue, P.QUEUE_GET_BATCH, [], 2),
+    ]
+    client = Client(head)
+    try:
+        assert client.play(P.frame_many(msgs)) == "heard"
+        # Whatever ran on workers has run (or failed) by the time the gets are answered.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            n.startswith("unpickled.") for n in os.listdir(marks_dir)
+        ):
+            time.sleep(0.05)
+        time.sleep(1.0)  # and the actor, the retries, the call
+    finally:
+        client.close()
+    head_pids = {str(p.pid) for p in head.processes()[:2]}  # the head and its zygote
+    marks = {n.rsplit(".", 1)[1] for n in os.listdir(marks_dir)}
+    assert marks, "no worker ran the task: the test did not exercise the payloads"
+    assert not marks & head_pids, f"the head unpickled a driver's payload: {marks}"
+    log = head.read_log()
+    assert "internal error" not in log, log
+    out = head.run_driver(
+        "import asyncray as ray\nray.init(address='auto')\n"
+        "print(ray.get(ray.remote(lambda: 21 * 2).remote()))"
+    )
+    assert out.stdout.strip() == "42"
 
 
 def _still_serving(head: Head, small, large, total) -> None:
