@@ -3,7 +3,8 @@
 Run:  python3 examples/tour.py
 It follows Ray Core's tour of its features (typos corrected), with
 `import asyncray as ray` in place of `import ray`; docs/architecture.md
-explains how it runs.
+explains how it runs. Its last section, several drivers sharing a detached
+actor through a shared head, runs examples/shared_head/run.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -399,6 +402,18 @@ def tour_bounded_store() -> None:
     ray.shutdown()
 
 
+# ---------------------------------------------------------------- several drivers
+
+
+def tour_shared_head() -> None:
+    section("a shared head: two drivers, namespaces, a detached actor")
+    # Separate processes by nature: the runner starts a head, runs one driver
+    # after the other against it, and stops it.
+    runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shared_head", "run.py")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, runner], check=True)
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=2, num_gpus=1)
@@ -417,6 +432,7 @@ def main() -> None:
     tour_refcounting()
     ray.shutdown()
     tour_bounded_store()
+    tour_shared_head()
     print(f"\ntour done in {time.perf_counter() - t0:.2f} s; is_initialized={ray.is_initialized()}")
 
 

@@ -87,7 +87,7 @@ class Head:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a driver that should find this head with address="auto"."""
-        return driver_env(ASYNCRAY_HEAD_DIR=self.directory, **extra)
+        return driver_env(**{"ASYNCRAY_HEAD_DIR": self.directory, **extra})
 
     def start(self) -> Head:
         done = cli(

@@ -198,6 +198,8 @@ OPTION_FORMS = [
 ]
 
 
+# An embedded session warns once about lifetime="detached" (test_detached_warning.py).
+@pytest.mark.filterwarnings("ignore:An actor created with lifetime=:RuntimeWarning")
 @pytest.mark.parametrize(("case", "form"), OPTION_FORMS)
 def test_actor_options_are_accepted_in_the_decorator_and_in_options(shutdown_only, case, form):
     asyncray.init(num_cpus=2, num_gpus=1, resources={"r": 2})
@@ -460,6 +462,8 @@ def test_handle_passed_to_a_task_can_call_methods(ray_start):
     assert asyncray.get(counter.get.remote()) == 1
 
 
+# The worker creating the detached actor inherits the suite's filters.
+@pytest.mark.filterwarnings("ignore:An actor created with lifetime=:RuntimeWarning")
 def test_handle_can_be_put_and_returned_from_a_task(ray_start):
     counter = Counter.remote()
     fetched = asyncray.get(asyncray.put(counter))
@@ -623,9 +627,10 @@ def test_named_non_detached_actor_ends_and_frees_its_name_when_its_handle_is_dro
 
 def test_detached_actor_survives_its_handle_being_dropped(shutdown_only):
     asyncray.init(num_cpus=2, namespace="x")
-    detached = Counter.options(name="keeper", lifetime="detached").remote(5)
+    with pytest.warns(RuntimeWarning, match='lifetime="detached" in an embedded session'):
+        detached = Counter.options(name="keeper", lifetime="detached").remote(5)
     detached_pid = asyncray.get(detached.pid.remote())
-    anonymous = Counter.options(lifetime="detached").remote()
+    anonymous = Counter.options(lifetime="detached").remote()  # warned once already
     anonymous_pid = asyncray.get(anonymous.pid.remote())
     control = Counter.remote()
     control_pid = asyncray.get(control.pid.remote())

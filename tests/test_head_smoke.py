@@ -58,3 +58,101 @@ print(ray.get(ray.get_actor("orange", namespace="colors").ping.remote()))
 """
     ).stdout
     assert out.splitlines() == ["not in fruit: True", "pong"]
+
+
+def test_a_connected_drivers_context_names_the_head(head):
+    ctx = ray.init(address=head.socket, namespace="ctx")
+    try:
+        assert ctx.address_info["address"] == head.socket
+        assert ctx.address_info["namespace"] == "ctx"
+        assert ctx.address_info["session_dir"] == head.directory
+        assert ctx.dashboard_url is None
+        assert ray.get_runtime_context().get_job_id() == "01000000"
+        assert ray.get_runtime_context().namespace == "ctx"
+    finally:
+        ray.shutdown()
+
+
+def test_output_reaches_an_idle_driver_after_synchronous_calls(head):
+    """Right after sync calls the caller reads its own replies; output still comes when idle."""
+    out = head.run_driver(
+        """
+import time, asyncray as ray
+ray.init(address="auto")
+@ray.remote
+def noop():
+    return 1
+@ray.remote
+def later():
+    time.sleep(0.3)
+    print("printed while the driver sleeps", flush=True)
+for _ in range(50):
+    ray.get(noop.remote())
+later.remote()
+deadline = time.monotonic() + 10
+time.sleep(1.0)
+print("driver done", flush=True)
+"""
+    ).stdout
+    assert "printed while the driver sleeps" in out.split("driver done")[0]
+
+
+def test_threads_and_an_event_loop_share_one_connection(connected):
+    """Sync callers on several threads and awaits on a loop at once: each reply finds its caller."""
+    import asyncio
+    import threading
+
+    @ray.remote
+    def echo(x):
+        return x
+
+    results: dict[int, list[int]] = {}
+
+    def sync_caller(k: int) -> None:
+        results[k] = [ray.get(echo.remote(k * 1000 + i)) for i in range(200)]
+
+    async def async_caller() -> list[int]:
+        return await asyncio.gather(*[echo.remote(-i) for i in range(300)])
+
+    threads = [threading.Thread(target=sync_caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    awaited = asyncio.run(async_caller())
+    for t in threads:
+        t.join(timeout=30)
+    assert awaited == [-i for i in range(300)]
+    assert results == {k: [k * 1000 + i for i in range(200)] for k in range(4)}
+
+
+@pytest.mark.parametrize("variable", ["RAY_ADDRESS", "ASYNCRAY_ADDRESS"])
+@pytest.mark.parametrize("address", ["None", "'auto'"])
+def test_the_address_variables_name_the_head(head, variable, address):
+    """As in Ray: the variable is used when init() gets no address or "auto"."""
+    out = head.run_driver(
+        f"""
+import asyncray as ray
+ctx = ray.init(address={address})
+print(ctx.address_info["address"])
+""",
+        ASYNCRAY_HEAD_DIR="/nonexistent-asyncray-dir",
+        **{variable: head.socket},
+    ).stdout
+    assert out.strip() == head.socket
+
+
+def test_auto_with_no_head_names_asyncray_start(tmp_path):
+    import subprocess
+    import sys
+
+    from _head import driver_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import asyncray as ray; ray.init(address='auto')"],
+        env=driver_env(ASYNCRAY_HEAD_DIR=str(tmp_path / "none")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "ConnectionError: Could not find any running asyncray head" in done.stderr
+    assert "asyncray start --head" in done.stderr

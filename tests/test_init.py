@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
 
 import asyncray
@@ -135,3 +139,22 @@ def test_remote_decorator_does_not_initialize(shutdown_only):
         return 1
 
     assert not asyncray.is_initialized()
+
+
+def test_init_returns_rays_context_object(shutdown_only):
+    ctx = asyncray.init(num_cpus=2, namespace="ctx-test")
+    assert type(ctx).__name__ == "RayContext"
+    assert ctx.address_info["address"] == "local"
+    assert ctx.address_info["namespace"] == "ctx-test"
+    assert ctx.address_info["node_id"] == asyncray.get_runtime_context().get_node_id()
+    assert ctx.dashboard_url is None  # no dashboard: None, as Ray says when it has none
+    assert ctx.ray_version == asyncray.__version__
+    assert ctx.python_version == "{}.{}.{}".format(*sys.version_info[:3])
+    # Reading it as a mapping still works, with Ray's DeprecationWarning.
+    with pytest.warns(DeprecationWarning, match=r'ctx.address_info\["address"\]'):
+        assert ctx["address"] == "local"
+
+
+def test_the_package_version_is_the_projects():
+    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', text, re.M).group(1) == asyncray.__version__

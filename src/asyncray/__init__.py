@@ -30,7 +30,7 @@ from .runtime_context import RuntimeContext, get_runtime_context
 # Ray's old name for ObjectRef, still exported by Ray 2.60 (the same class).
 ObjectID = ObjectRef
 
-__version__ = "0.1.0.dev0"
+from ._version import __version__ as __version__  # noqa: E402
 
 __all__ = [
     "ActorClass",

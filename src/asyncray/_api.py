@@ -44,6 +44,7 @@ __all__ = [
     "get_async",
     "get_gpu_ids",
     "init",
+    "is_embedded",
     "is_initialized",
     "job_id",
     "namespace_of_session",
@@ -53,6 +54,7 @@ __all__ = [
     "shutdown",
     "wait",
     "wait_async",
+    "warn_detached_if_embedded",
 ]
 
 
@@ -461,3 +463,40 @@ def get_gpu_ids() -> list[int] | list[str]:
     """
     _auto_init()
     return _task_context.gpu_ids(_task_context.current_task().gpu_ids)
+
+
+# ==================================================================== embedded or shared
+
+
+def is_embedded() -> bool:
+    """Whether this session is embedded (``init()`` without an address, and its workers).
+
+    No other driver can ever connect to an embedded session. False for a
+    driver connected to a shared head (``init(address=...)``) and for the
+    head's workers.
+    """
+    return _auto_init().embedded
+
+
+def warn_detached_if_embedded(what: str) -> None:
+    """Warn once per session that a detached ``what`` cannot outlive an embedded session.
+
+    ``what`` is "actor" or "placement group". The warning is a
+    ``RuntimeWarning`` attributed to the user's line; a driver connected to a
+    shared head (or a worker of one) never gets it.
+    """
+    session = _auto_init()
+    key = f"detached {what}"
+    if not session.embedded or key in session.warned:
+        return
+    session.warned.add(key)
+    article = "An" if what[0] in "aeiou" else "A"
+    warnings.warn(
+        f'{article} {what} created with lifetime="detached" in an embedded session '
+        "(asyncray.init() without an address): no other driver can ever connect to it, so the "
+        f"{what} cannot outlive this process; it lives until shutdown(). To share detached "
+        f"{what}s between drivers, start a shared head with `asyncray start --head` and "
+        'connect each driver with asyncray.init(address="auto"). (Warned once per session.)',
+        RuntimeWarning,
+        stacklevel=_options._user_stacklevel(),
+    )

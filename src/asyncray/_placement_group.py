@@ -194,6 +194,8 @@ def placement_group(
                 f"Bundle {i} {bundle} can never be placed on this host: it asks for {parts}. "
                 "Shrink the bundle or pass more resources to asyncray.init()."
             )
+    if lifetime == "detached":
+        _api.warn_detached_if_embedded("placement group")
     pg_id = session_ids.new_id(16)
     handle = PlacementGroup(PlacementGroupID(pg_id), bundle_list)
     session.client.post(

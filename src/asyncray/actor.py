@@ -15,7 +15,10 @@ Lifetime: handles are counted across processes, as in Ray. The handle
 result, a stored object) and every payload carrying one hold the actor;
 when the last is gone the actor ends after the calls already queued (as
 ``__ray_terminate__``). Handles from ``get_actor`` do not hold it.
-``lifetime="detached"`` actors live until killed or ``shutdown()``.
+``lifetime="detached"`` actors live until killed or ``shutdown()``; on a
+shared head (``asyncray start --head``) they outlive the driver that made
+them. In an embedded session nothing can outlive the process: a one-time
+``RuntimeWarning`` says so.
 """
 
 from __future__ import annotations
@@ -437,6 +440,8 @@ def _create_actor(
     name = options.get("name") or ""
     namespace = options.get("namespace") or session.namespace
     detached = options.get("lifetime") == "detached"
+    if detached:
+        _api.warn_detached_if_embedded("actor")
     max_restarts = options.get("max_restarts") or 0
     holders = None if detached else _new_holders(client)
     create = P.CreateActor(

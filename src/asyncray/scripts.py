@@ -203,6 +203,12 @@ def _await_daemon(files: head_files.HeadFiles, read_end: int) -> int:
 def _print_started(info: dict[str, Any], block: bool) -> None:
     address = info["address"]
     resources = ", ".join(f"{k}: {_amount(k, v)}" for k, v in sorted(info["resources"].items()))
+    directory = os.path.dirname(address)
+    # A head outside the default directory is found by "auto" only through
+    # ASYNCRAY_HEAD_DIR, and by status/stop only with --address.
+    default = directory == head_files.default_directory()
+    auto = "" if default else f"    # with ASYNCRAY_HEAD_DIR={directory} in the environment\n"
+    flag = "" if default else f" --address {directory}"
     print(
         f"asyncray runtime started (head pid {info['pid']}).\n"
         f"  Address: {address}\n"
@@ -212,13 +218,14 @@ def _print_started(info: dict[str, Any], block: bool) -> None:
         "  To connect to this head from Python (in this user's processes only):\n"
         "    import asyncray as ray\n"
         "    ray.init(address='auto')\n"
+        f"{auto}"
         f"  or, naming it: ray.init(address='{address}'), or RAY_ADDRESS={address}\n"
         "  To see what it runs:\n"
-        "    asyncray status\n"
+        f"    asyncray status{flag}\n"
         + (
-            "  To stop it: Ctrl-C, or `asyncray stop`\n"
+            f"  To stop it: Ctrl-C, or `asyncray stop{flag}`\n"
             if block
-            else "  To stop it:\n    asyncray stop\n"
+            else f"  To stop it:\n    asyncray stop{flag}\n"
         ),
         flush=True,
     )

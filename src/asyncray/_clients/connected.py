@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import struct
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -35,10 +38,15 @@ from .._wire import shm
 from .._wire.channel import resolve_futures
 from .._wire.framing import take_first_frame, take_frames
 from .._wire.writer import FrameWriter
-from .driver import WaitingClient, _AsyncWaiter
+from .base import raise_if_error, reply_deadline
+from .driver import WaitingClient, _AsyncWaiter, _SyncWaiter
 
 # How long connecting to a head may take before init() gives up.
 CONNECT_TIMEOUT_S = 10.0
+# After a synchronous call read its own reply, the reader thread leaves the
+# socket to the next one for this long (unless an await or a callback waits).
+SYNC_GRACE_S = 0.002
+_POLL_MS_MAX = 86_400_000
 
 
 class HeadRefused(ConnectionError):
@@ -115,6 +123,19 @@ class ConnectedClient(WaitingClient):
         self._writer = FrameWriter(sock)
         self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         self._lost = ""  # why the head's connection ended, once it has
+        # Who reads the socket (see "from the head"): the lead, taken under _cv.
+        # Callers waiting for the lead wait on _followers, the reader thread on
+        # _reader_cv: releasing the lead after a sync call wakes no idle reader.
+        lead_lock = threading.Lock()
+        self._cv = threading.Condition(lead_lock)
+        self._followers = threading.Condition(lead_lock)
+        self._reader_cv = threading.Condition(lead_lock)
+        self._leading = False
+        self._sync_until = 0.0
+        self._routed_sync = False
+        self._buf = bytearray()
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
 
     def start(self) -> None:
         self.thread.start()
@@ -145,33 +166,149 @@ class ConnectedClient(WaitingClient):
             raise exc.RaySystemError(self._lost) from e
 
     # ------------------------------------------------------------ from the head
+    #
+    # Whoever needs a message reads the socket (leader/follower). A thread
+    # blocked in a synchronous call reads its own reply when nobody else is
+    # reading, so the head's write wakes it directly: a reader thread that
+    # received the reply and woke the caller would cost one more wake-up of
+    # a sleeping thread per call (~40 us of ~250 on the 2-core VM). The
+    # reader thread reads whenever no caller does, except just after a
+    # synchronous call (``SYNC_GRACE_S``), when the next call is likely to
+    # come at once: it stays out of the way then, unless an ``await``, a
+    # callback or the head's output needs it.
+
+    def _lead(self, deadline: float | None = None) -> bool:
+        """Holding the lead: read one chunk and route it. False if ``deadline`` passed first.
+
+        Raises:
+            ConnectionError: the head's connection ended (reported to every waiter).
+        """
+        try:
+            if deadline is not None:
+                wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+                if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):
+                    return False
+            chunk = self.sock.recv(1 << 18)
+            if not chunk:
+                raise ConnectionError("it closed the connection")
+            buf = self._buf
+            buf += chunk
+            msgs = take_frames(buf, P.decoder.decode)
+        except (OSError, msgspec.DecodeError) as e:
+            self._connection_lost(f"{type(e).__name__}: {e}")
+            raise ConnectionError(self._lost) from e
+        complete = self.complete
+        for msg in msgs:
+            kind = type(msg)
+            if kind in P.REPLY_TYPES:
+                complete(msg)
+            elif kind is P.Log:
+                _write_output(msg)
+            elif kind is P.DropMappings:
+                shm.forget_writable(msg.names)
+        if self._async_batch:
+            self._flush_async()
+        return True
+
+    def _release_lead(self, after_sync: bool) -> None:
+        with self._cv:
+            self._leading = False
+            self._routed_sync = False
+            if after_sync:
+                self._sync_until = time.monotonic() + SYNC_GRACE_S
+            self._followers.notify_all()  # a waiting caller may lead now
+            if not after_sync or self._others_wait():
+                self._reader_cv.notify()
+
+    def _others_wait(self) -> bool:
+        """Whether a reply is awaited by an ``await`` or a callback (the reader serves those)."""
+        return any(type(w) is not _SyncWaiter for w in list(self.waiters.values()))
 
     def _read(self) -> None:
-        """The reader thread: route what the head sends until the connection ends."""
-        buf = bytearray()
-        sock = self.sock
-        decode = P.decoder.decode
-        complete = self.complete
-        why = "it closed the connection"
-        try:
-            while True:
-                chunk = sock.recv(1 << 18)
-                if not chunk:
+        """The reader thread: read whenever no caller does, until the connection ends."""
+        cv = self._cv
+        while True:
+            with cv:
+                while not self._lost and (
+                    self._leading
+                    or (time.monotonic() < self._sync_until and not self._others_wait())
+                ):
+                    # Never for ever: a caller that leads does not wake this
+                    # thread when it stops (that would cost every call a
+                    # wake-up), so look again within the grace.
+                    wait = SYNC_GRACE_S if self._leading else self._sync_until - time.monotonic()
+                    self._reader_cv.wait(wait)
+                if self._lost:
+                    return
+                self._leading = True
+            try:
+                self._lead()
+            except ConnectionError:
+                return
+            finally:
+                # A sync reply routed here: its caller's next call comes soon; let it read.
+                self._release_lead(after_sync=self._routed_sync)
+
+    def complete(self, msg: Any) -> None:
+        waiter = self.waiters.get(msg.req_id)
+        if type(waiter) is _SyncWaiter:
+            self._routed_sync = True
+        super().complete(msg)
+
+    def request(self, msg: Any) -> Any:
+        """Send ``msg`` and wait for its reply, reading it ourselves if nobody reads."""
+        waiter = _SyncWaiter()
+        self.waiters[msg.req_id] = waiter
+        self.post(msg)
+        patience = reply_deadline(msg)
+        deadline = None if patience is None else time.monotonic() + patience
+        cv = self._cv
+        while waiter.reply is None:
+            with cv:
+                while waiter.reply is None and self._leading and not self._lost:
+                    if deadline is None:
+                        self._followers.wait()
+                    elif not self._followers.wait(deadline - time.monotonic()):
+                        break
+                if waiter.reply is not None:
                     break
-                buf += chunk
-                for msg in take_frames(buf, decode):
-                    kind = type(msg)
-                    if kind in P.REPLY_TYPES:
-                        complete(msg)
-                    elif kind is P.Log:
-                        _write_output(msg)
-                    elif kind is P.DropMappings:
-                        shm.forget_writable(msg.names)
-                if self._async_batch:
-                    self._flush_async()
-        except (OSError, msgspec.DecodeError) as e:
-            why = f"{type(e).__name__}: {e}"
-        self._connection_lost(why)
+                if self._lost:
+                    raise exc.RaySystemError(self._lost)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return self._give_up(msg, waiter)
+                if self._leading:
+                    continue
+                self._leading = True
+            try:
+                if not self._lead(deadline) and waiter.reply is None:
+                    self._release_lead(after_sync=True)
+                    return self._give_up(msg, waiter)
+            except ConnectionError:
+                self._release_lead(after_sync=True)
+                break
+            except BaseException:
+                self._release_lead(after_sync=True)
+                raise
+            self._release_lead(after_sync=True)
+        reply = waiter.reply
+        if reply is None:
+            raise exc.RaySystemError(self._lost)
+        return raise_if_error(reply)
+
+    async def request_async(self, msg: Any) -> Any:
+        self._wake_reader()
+        return await super().request_async(msg)
+
+    def request_callback(self, msg: Any, callback: Callable[[Any], None]) -> None:
+        super().request_callback(msg, callback)
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """An ``await`` or a callback waits: the reader thread must read if nobody does."""
+        with self._cv:
+            self._sync_until = 0.0
+            if not self._leading:
+                self._reader_cv.notify()
 
     def batch_async(self, waiter: _AsyncWaiter, reply: Any) -> None:
         """On the reader thread: queue a reply for a loop; one wake-up per loop per read."""
@@ -199,6 +336,9 @@ class ConnectedClient(WaitingClient):
         if self._async_batch:
             self._flush_async()
         self.fail_all_waiters(self._lost)
+        with self._cv:
+            self._followers.notify_all()
+            self._reader_cv.notify_all()
 
     def stopped_reason(self) -> str:
         return self._lost or f"the connection to the asyncray head at {self.address} has ended"

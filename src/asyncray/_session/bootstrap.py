@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 import uuid
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import _task_context
@@ -29,6 +31,7 @@ from .._clients import base
 from .._clients.driver import DriverClient
 from .._clients.worker import WorkerClient
 from .._core import retention
+from .._version import __version__
 from .._wire import shm
 from .._wire.channel import SocketChannel
 from . import head_files
@@ -91,6 +94,18 @@ class Session:
         self.session_dir: str | None = None
         # A driver connected to a shared head (its kernel is in another process).
         self.connected = False
+        # The one-time warnings already given in this session (``_api.warn_once``).
+        self.warned: set[str] = set()
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the session is private to this driver and its children.
+
+        True for ``init()`` without an address (and in its workers): no other
+        driver can ever connect. False for a driver connected to a shared head
+        and for the head's workers.
+        """
+        return not self.connected and self.address == "local"
 
     @property
     def namespace(self) -> str:
@@ -109,12 +124,43 @@ _lock = threading.RLock()
 _atexit_registered = False
 
 
-class RayContext(dict):
-    """What ``init`` returns: a mapping of addresses that also works as a context manager."""
+class RayContext(Mapping[str, Any]):
+    """What ``init`` returns, as Ray's: ``address_info``, ``dashboard_url``, versions.
 
-    @property
-    def address_info(self) -> dict[str, Any]:
-        return dict(self)
+    A context manager (``with asyncray.init(): ...`` shuts down on exit).
+    Reading it as a mapping (``ctx["address"]``) works with Ray's
+    ``DeprecationWarning``: use ``ctx.address_info["address"]``.
+    """
+
+    def __init__(self, address_info: dict[str, Any]) -> None:
+        self.address_info = address_info
+        # asyncray serves no dashboard (yet): None, as Ray says when it has none.
+        self.dashboard_url: str | None = None
+        self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
+        # The versions of the library that answers for Ray here.
+        self.ray_version = __version__
+        self.ray_commit = ""
+
+    def __getitem__(self, key: str) -> Any:
+        _warn_once(
+            "ray_context_getitem",
+            f'Accessing values through ctx["{key}"] is deprecated. '
+            f'Use ctx.address_info["{key}"] instead.',
+        )
+        return self.address_info[key]
+
+    def __len__(self) -> int:
+        _warn_once("ray_context_len", "len(ctx) is deprecated. Use len(ctx.address_info) instead.")
+        return len(self.address_info)
+
+    def __iter__(self) -> Iterator[str]:
+        _warn_once(
+            "ray_context_iter", "iter(ctx) is deprecated. Use iter(ctx.address_info) instead."
+        )
+        return iter(self.address_info)
+
+    def __repr__(self) -> str:
+        return f"RayContext(address_info={self.address_info!r}, dashboard_url=None)"
 
     def __enter__(self) -> RayContext:
         return self
@@ -124,6 +170,15 @@ class RayContext(dict):
 
     def disconnect(self) -> None:
         shutdown()
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
 
 
 # ==================================================================== init / shutdown
@@ -189,8 +244,9 @@ def init(
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
                 "'ray.init()'."
             )
-        if address is None:
-            address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+        if address is None or address == head_files.AUTO:
+            # As Ray: the variable names the head when no address, or "auto", is given.
+            address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
         if address not in (None, "local"):
             session = _connect(
                 address,
@@ -226,13 +282,16 @@ def init(
 
 def _context(session: Session) -> RayContext:
     return RayContext(
-        address=session.address,
-        node_id=session.node_id,
-        node_ip_address="127.0.0.1",
-        session_dir=session.session_dir,
-        webui_url=None,
-        gcs_address=None,
-        namespace=session.namespace,
+        {
+            "node_ip_address": "127.0.0.1",
+            "raylet_ip_address": "127.0.0.1",
+            "address": session.address,
+            "session_dir": session.session_dir,
+            "webui_url": None,
+            "gcs_address": None,
+            "node_id": session.node_id,
+            "namespace": session.namespace,
+        }
     )
 
 
@@ -277,6 +336,7 @@ def _connect(
             "`asyncray start --head`, or call asyncray.init() without an address to run "
             "embedded in this process."
         )
+    head_files.check_private(files.directory, is_dir=True)  # never trust another user's head
     try:
         # The directory too, not just the token file: in a directory others
         # may write to, the socket the token is sent to could be anyone's.
@@ -599,6 +659,7 @@ def _attach_child(channel: SocketChannel) -> WorkerClient:
     client = WorkerClient(channel)
     session = Session(boot.totals, boot.namespace, boot.job_id, boot.node_id)
     session.client = client
+    session.address = boot.address  # a shared head's workers are not embedded
     _session = session
     base.set_current(client)
     shm.become_child()
