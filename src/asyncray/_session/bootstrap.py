@@ -338,9 +338,6 @@ def _connect(
         )
     head_files.check_private(files.directory, is_dir=True)  # never trust another user's head
     try:
-        # The directory too, not just the token file: in a directory others
-        # may write to, the socket the token is sent to could be anyone's.
-        head_files.check_private(files.directory, is_dir=True)
         token = files.read_token()
     except FileNotFoundError:
         raise ConnectionError(
