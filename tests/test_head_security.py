@@ -26,9 +26,11 @@ What an admitted driver may send is fuzzed in ``test_head_fuzz.py``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -398,6 +400,37 @@ def test_random_and_mutated_hellos_are_refused_or_admitted_never_more(head):
     assert log.count("joined as job") == outcomes["Welcome"], outcomes
     assert "internal error" not in log and "Traceback" not in log, log
     assert head.run_driver(_ONE_TASK).stdout.strip() == "2"
+
+
+def test_a_peer_that_sends_no_whole_hello_in_time_is_turned_away(monkeypatch, caplog):
+    # In this process, on a socketpair: the head's 30 s would make a slow test.
+    from asyncray._core import client_conn
+
+    monkeypatch.setattr(client_conn, "HANDSHAKE_TIMEOUT_S", 0.2)
+
+    class NoRuntime:  # nothing of the runtime is reached before a hello
+        _stopped = False
+
+    identity = client_conn.HeadIdentity("t" * 64, os.getuid(), "node", "/tmp")
+
+    async def main() -> tuple[P.Refused | P.Welcome | None, float]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            await loop.connect_accepted_socket(
+                lambda: client_conn.ClientConn(NoRuntime(), identity),  # type: ignore[arg-type]
+                ours,
+            )
+            theirs.sendall(hello("t" * 64)[:10])  # part of a hello, then nothing
+            since = time.monotonic()
+            answer = await loop.run_in_executor(None, read_answer, theirs)
+            return answer, time.monotonic() - since
+
+    with caplog.at_level(logging.WARNING, logger="asyncray"):
+        answer, took = asyncio.run(main())
+    assert type(answer) is P.Refused and answer.reason == "it sent no hello within 0.2 s"
+    assert 0.15 < took < 5
+    assert "refused a connection" in caplog.text and "no hello within 0.2 s" in caplog.text
 
 
 def test_a_peer_of_another_uid_is_refused_even_with_the_token(head):
