@@ -3,13 +3,30 @@
 Names are byte-for-byte those ``ray microbenchmark`` prints where Ray has the
 benchmark; the rest (payload and worker scaling, latency, driver load, init
 to first result, idle memory, generators, cancel) are asyncray's additions.
+
+The ``client:`` workloads are those of Ray's client microbenchmark
+(``ray_client_microbenchmark.py``: get, put, put gigabytes, tasks and put
+batch, 1:1 actor calls sync/async/concurrent), plus ``client: tasks
+sync``/``async``, each with the body of its embedded counterpart, run by a
+driver connected to a shared head (:data:`~bench.spec.CLIENT_GROUP`), and
+``connect time``: a fresh process's import, ``init(address="auto")`` and
+first result. They run on asyncray only: Ray's client mode needs a
+``ray://`` client server on a Ray cluster.
 """
 
 from __future__ import annotations
 
 from bench import peers
 from bench import workloads as w
-from bench.spec import CUSTOM_GROUP, FRESH, SAMPLE, Metric, Workload, cpus_group
+from bench.spec import (
+    CLIENT_GROUP,
+    CUSTOM_GROUP,
+    FRESH,
+    SAMPLE,
+    Metric,
+    Workload,
+    cpus_group,
+)
 
 RUNTIMES = ("asyncray", "ray")
 PEERS = tuple(peers.POOLS)
@@ -31,6 +48,34 @@ FRESH_METRICS = (
     Metric("init to first result", "s", higher_is_better=False),
     Metric("idle memory (driver + children RSS)", "MB", higher_is_better=False),
 )
+CONNECT_METRICS = (
+    Metric("connect time", "ms", higher_is_better=False),
+    Metric("connected driver idle memory (RSS)", "MB", higher_is_better=False),
+)
+
+CLIENT_WORKLOADS = (
+    # (name, unit, setup, embedded counterpart); Ray's client names where it has them
+    ("client: get calls", "gets/s", w.setup_get_calls, "single client get calls (Plasma Store)"),
+    ("client: put calls", "puts/s", w.setup_put_calls, "single client put calls (Plasma Store)"),
+    (
+        "client: tasks and put batch",
+        "puts/s",
+        w.setup_multi_put_calls,
+        "multi client put calls (Plasma Store)",
+    ),
+    ("client: put gigabytes", "GB/s", w.setup_put_gigabytes, "single client put gigabytes"),
+    ("client: tasks sync", "tasks/s", w.setup_tasks_sync, "single client tasks sync"),
+    ("client: tasks async", "tasks/s", w.setup_tasks_async, "single client tasks async"),
+    ("client: 1:1 actor calls sync", "calls/s", w.setup_actor_sync, "1:1 actor calls sync"),
+    ("client: 1:1 actor calls async", "calls/s", w.setup_actor_async, "1:1 actor calls async"),
+    (
+        "client: 1:1 actor calls concurrent",
+        "calls/s",
+        w.setup_actor_concurrent,
+        "1:1 actor calls concurrent",
+    ),
+)
+"""The connected-driver variants of embedded workloads (same setup functions)."""
 
 
 def _build() -> list[Workload]:
@@ -176,6 +221,21 @@ def _build() -> list[Workload]:
         )
         for n in WORKER_COUNTS
     ]
+    wl.append(
+        Workload(
+            "connect time",
+            "ms",
+            kind=FRESH,
+            group=CLIENT_GROUP,
+            metrics=CONNECT_METRICS,
+            note="fresh process: import, init(address='auto') to a running head, "
+            "get(f.remote()); idle driver memory after",
+        )
+    )
+    wl += [
+        Workload(name, unit, group=CLIENT_GROUP, runtime=setup, embedded=embedded)
+        for name, unit, setup, embedded in CLIENT_WORKLOADS
+    ]
     return wl
 
 
@@ -185,6 +245,8 @@ BY_NAME: dict[str, Workload] = {wl.name: wl for wl in WORKLOADS}
 
 def runs_on(workload: Workload, system: str) -> bool:
     """Whether ``system`` has an implementation of ``workload``."""
+    if workload.group == CLIENT_GROUP:
+        return system == "asyncray"
     if system in RUNTIMES:
         return workload.runtime is not None or workload.kind == FRESH
     has_impl = workload.peer is not None or workload.kind == FRESH
@@ -192,11 +254,17 @@ def runs_on(workload: Workload, system: str) -> bool:
 
 
 def select(only: list[str] | None) -> list[Workload]:
-    """Workloads whose name, or one of whose metric names, contains an ``only`` string."""
+    """Workloads whose name, or one of whose metric names, contains an ``only`` string.
+
+    A selected ``client:`` workload brings its embedded counterpart along,
+    so the two are compared side by side.
+    """
     if not only:
         return list(WORKLOADS)
-    return [
-        wl
+    chosen = {
+        wl.name
         for wl in WORKLOADS
         if any(s in name for s in only for name in (wl.name, *(m.name for m in wl.metric_list())))
-    ]
+    }
+    chosen |= {BY_NAME[n].embedded for n in list(chosen) if BY_NAME[n].embedded}
+    return [wl for wl in WORKLOADS if wl.name in chosen]

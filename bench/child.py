@@ -4,7 +4,13 @@ Run as ``python -m bench.child`` by :mod:`bench.orchestrate`, with a JSON
 spec on stdin::
 
     {"system": "ray", "workloads": [...names...], "scale": 1.0,
-     "timing": {"warmup_s": 0.5, "trials": 5, "trial_s": 1.0}}
+     "timing": {"warmup_s": 0.5, "trials": 5, "trial_s": 1.0},
+     "head_dir": "/tmp/bench-head-..."}   # only with client: workloads
+
+For the ``client`` group, the child starts a shared head in ``head_dir``
+(``asyncray start --head``), connects with ``init(address="auto")`` and
+``$ASYNCRAY_HEAD_DIR`` set, and stops the head after the group; the parent
+stops it too, should the child die or hang (:func:`bench.head.head_directory`).
 
 Protocol (parent <- child), one line each, prefixed with :data:`PREFIX` on
 the original stdout; everything else the runtime prints (Ray forwards worker
@@ -35,10 +41,11 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from bench import peers, tasks
+from bench import head, peers, tasks
 from bench.catalog import BY_NAME, RUNTIMES
 from bench.harness import Timing, time_rate, time_samples
 from bench.spec import (
+    CLIENT_GROUP,
     DEFAULT_GROUP,
     RATE,
     PeerCtx,
@@ -80,19 +87,56 @@ class Session:
     session adopts it instead of calling ``init()`` again.
     """
 
-    def __init__(self, system: str, group: str, scale: float, initialized: bool = False) -> None:
+    def __init__(
+        self,
+        system: str,
+        group: str,
+        scale: float,
+        initialized: bool = False,
+        head_dir: str | None = None,
+    ) -> None:
         self.system = system
         self.ctx: Scaled
         if system in RUNTIMES:
             rt = importlib.import_module(system)
-            if not initialized:
-                rt.init(**init_kwargs(group))
-            self.ctx = RuntimeCtx(scale, rt=rt, defs=tasks.Defs(rt))
             self._close: Callable[[], None] = rt.shutdown
+            if group == CLIENT_GROUP:
+                self._start_head(head_dir)
+                self._close = lambda: self._stop_head(rt.shutdown, head_dir)
+            if not initialized:
+                try:
+                    rt.init(**init_kwargs(group))
+                except BaseException:
+                    self.close()
+                    raise
+            self.ctx = RuntimeCtx(scale, rt=rt, defs=tasks.Defs(rt))
         else:
             pool = peers.POOLS[system](pool_workers(group))
             self.ctx = PeerCtx(scale, pool=pool)
             self._close = pool.close
+
+    @staticmethod
+    def _start_head(head_dir: str | None) -> None:
+        """Start the group's shared head; drivers of this process find it with "auto"."""
+        if not head_dir:
+            raise RuntimeError("a client workload needs a head directory from the harness")
+        t0 = time.monotonic()
+        pid = head.start_head(head_dir)
+        os.environ[head.HEAD_DIR_ENV] = head_dir
+        took = time.monotonic() - t0
+        print(f"head started in {head_dir} (pid {pid}): {took:.2f}s", file=sys.stderr)
+
+    @staticmethod
+    def _stop_head(shutdown: Callable[[], None], head_dir: str | None) -> None:
+        """Disconnect, then stop the head (``asyncray stop``)."""
+        try:
+            shutdown()
+        finally:
+            os.environ.pop(head.HEAD_DIR_ENV, None)
+            if head_dir:
+                t0 = time.monotonic()
+                said = head.stop_head(head_dir)
+                print(f"head stopped: {said} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
 
     def run(self, wl: Workload, timing: Timing, phases: dict[str, float]) -> dict[str, list[float]]:
         """Set ``wl`` up, time it, clean up; return values per metric.
@@ -157,7 +201,7 @@ def run_group(
     emit("init", group=group)
     t0 = time.monotonic()
     try:
-        session = Session(system, group, spec["scale"], initialized)
+        session = Session(system, group, spec["scale"], initialized, spec.get("head_dir"))
         took = "adopted the running runtime" if initialized else f"{time.monotonic() - t0:.2f}s"
         print(f"[{system}] init {group}: {took}", file=sys.stderr)
     except Exception as exc:

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(report.legend(timing_text))
     print(report.extras_text(rows))
+    print(report.client_text(rows), end="")
     chart = report.write_chart(args.out / "latest.png", rows, names)
     overhead["report"] = time.monotonic() - t0
     runner.finish()  # the last system's shutdown ran during the table and chart
@@ -257,5 +258,7 @@ def save(
     report.write_json(out / "latest.json", rows, runner.cells, names, meta)
     md = f"Run {meta['time']} ({meta['mode']}, commit {meta['commit']}).\n\n"
     md += report.table(rows, names, markdown=True) + "\n" + report.legend(timing_text)
+    client = report.client_text(rows)
+    md += f"\n```\n{client}```\n" if client else ""
     (out / "latest.md").write_text(md)
     print(f"results: {out / 'latest.json'}, {out / 'latest.md'}")

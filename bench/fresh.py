@@ -1,6 +1,7 @@
 """Fresh-process probe: time ``import X; X.init(); X.get(f.remote())``, then idle memory.
 
-Run by :mod:`bench.orchestrate` as ``python fresh.py SYSTEM IDLE_S [child]``
+Run by :mod:`bench.orchestrate` as ``python fresh.py SYSTEM IDLE_S [child |
+--address ADDR]``
 from a private temporary directory (a copy of this file), so the timed
 imports see nothing of the benchmark package. Only ``time`` and ``sys`` are
 imported before the clock starts. Prints one line, ``@@bench {json}``, with:
@@ -12,6 +13,9 @@ imported before the clock starts. Prints one line, ``@@bench {json}``, with:
 * ``rss_mb``, ``pss_mb``, ``n_procs``: the process tree (this driver and all
   its descendants) after ``IDLE_S`` seconds of idling. PSS is ``None`` if any
   process's ``smaps`` is unreadable.
+
+With ``--address ADDR`` (``connect time``), the runtime's ``init`` is
+``init(address=ADDR)``: a driver connecting to a running head.
 
 With ``child`` (quick mode), the line is a ``fresh`` event of the
 :mod:`bench.child` protocol, and the process then *becomes* the system's
@@ -38,13 +42,16 @@ def f() -> int:
     return 1
 
 
-def start(system: str) -> tuple[list[float], object]:
+def start(system: str, address: str = "") -> tuple[list[float], object]:
     """Import, start and use ``system`` once; return phase end times and a closer."""
     marks = []
     if system in RUNTIMES:
         rt = __import__(system)
         marks.append(time.perf_counter())
-        rt.init()
+        if address:
+            rt.init(address=address)
+        else:
+            rt.init()
         marks.append(time.perf_counter())
         rt.get(rt.remote(f).remote())
         closer = rt.shutdown
@@ -105,7 +112,8 @@ def main() -> None:
     """Measure, print the line, shut down (or hand over to the child)."""
     system, idle_s = sys.argv[1], float(sys.argv[2])
     handoff = sys.argv[3:] == ["child"]
-    (t_import, t_init, t_first), closer = start(system)
+    address = sys.argv[4] if sys.argv[3:4] == ["--address"] else ""
+    (t_import, t_init, t_first), closer = start(system, address)
     first_wall = time.time()
     time.sleep(idle_s)
     result = {

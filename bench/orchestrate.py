@@ -9,6 +9,14 @@ Data flow for one system::
                               |  "@@bench {...}" lines on stdout -> reader thread -> queue
                               '  everything else -> results/logs/SYSTEM.log
 
+Workloads of the ``client`` group (``client:`` and ``connect time``) need a
+shared head: the runner makes a private directory for it
+(:func:`bench.head.head_directory`) and, after the processes that use it
+have ended in whatever way, stops any head left there. For ``connect
+time`` the runner starts the head before the probes, which connect with
+``init(address="auto")``; for the ``client:`` workloads the child starts
+and stops it around the group.
+
 In quick mode (``fresh_in_child``) the two are one process: ``python
 fresh.py SYSTEM IDLE_S child`` measures the fresh probe, reports it as a
 ``fresh`` event, then runs :func:`bench.child.main` on the same runtime.
@@ -48,10 +56,11 @@ from typing import IO, Any
 
 import psutil
 
+from bench import head
 from bench.catalog import BY_NAME
 from bench.child import PREFIX
 from bench.harness import Timing
-from bench.spec import FRESH, Workload
+from bench.spec import CLIENT_GROUP, DEFAULT_GROUP, FRESH, Workload
 from bench.systems import REPO_ROOT, System
 
 STARTUP_TIMEOUT_S = 60.0
@@ -201,7 +210,9 @@ class Runner:
         fresh = [wl for wl in workloads if wl.kind == FRESH]
         others = [wl.name for wl in workloads if wl.kind != FRESH and not wl.own_process]
         alone = [wl.name for wl in workloads if wl.kind != FRESH and wl.own_process]
-        handoff = fresh[0] if fresh and self.config.fresh_in_child else None
+        # Only a default-group probe (plain ``init()``) can become the child.
+        default = [wl for wl in fresh if wl.group == DEFAULT_GROUP]
+        handoff = default[0] if default and self.config.fresh_in_child else None
         self._defer_exit = False
         for wl in fresh:
             if wl is handoff:
@@ -223,11 +234,20 @@ class Runner:
         start_s = self._interpreter_start(system)
         runs: list[dict[str, Any]] = []
         errors: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="bench-fresh-") as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fresh-"))
             script = Path(shutil.copy(FRESH_SCRIPT, tmp))
-            for _ in range(self.config.fresh_runs):
+            env, address = system.env, ""
+            if wl.group == CLIENT_GROUP:
+                head_dir = stack.enter_context(head.head_directory(system.python, system.env))
                 try:
-                    runs.append(self._fresh_once(system, script))
+                    head.start_head(head_dir, system.python, system.env)
+                except Exception as exc:
+                    errors.append(f"head did not start: {type(exc).__name__}: {exc}")
+                env, address = {**system.env, head.HEAD_DIR_ENV: head_dir}, "auto"
+            for _ in range(self.config.fresh_runs if not errors else 0):
+                try:
+                    runs.append(self._fresh_once(system, script, env, address))
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
         self._fresh_cells(system, wl, runs, errors, start_s)
@@ -241,7 +261,8 @@ class Runner:
         start_s: float,
     ) -> None:
         """Record the two cells (init time, idle memory) of fresh probe results."""
-        init_metric, mem_metric = (m.name for m in wl.metric_list())
+        init, mem = wl.metric_list()
+        init_metric, mem_metric = init.name, mem.name
         if not runs:
             for metric in (init_metric, mem_metric):
                 self.cells.append(Cell(system.name, wl.name, metric, error=errors[0]))
@@ -249,12 +270,14 @@ class Runner:
         med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
         init_extras = {k: med(k) for k in ("import_s", "init_s", "first_s", "end_to_end_s")}
         init_extras["interpreter_start_s"] = start_s
+        totals = [r["total_s"] for r in runs]
+        if init.unit == "ms":  # connect time: the same probe, reported in ms
+            init_extras = {k.removesuffix("_s") + "_ms": v * 1e3 for k, v in init_extras.items()}
+            totals = [t * 1e3 for t in totals]
         pss = [r["pss_mb"] for r in runs if r["pss_mb"] is not None]
         mem_extras = {"pss_mb": statistics.median(pss) if pss else None}
         mem_extras["n_procs"] = med("n_procs")
-        self.cells.append(
-            Cell(system.name, wl.name, init_metric, [r["total_s"] for r in runs], "", init_extras)
-        )
+        self.cells.append(Cell(system.name, wl.name, init_metric, totals, "", init_extras))
         self.cells.append(
             Cell(system.name, wl.name, mem_metric, [r["rss_mb"] for r in runs], "", mem_extras)
         )
@@ -268,18 +291,22 @@ class Runner:
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    def _fresh_once(self, system: System, script: Path) -> dict[str, Any]:
+    def _fresh_once(
+        self, system: System, script: Path, env: dict[str, str], address: str = ""
+    ) -> dict[str, Any]:
         """One fresh-process probe; the output goes to a file, not a pipe.
 
         A file cannot block on a forgotten grandchild holding the pipe open.
+        With ``address``, the probe calls ``init(address=address)``.
         """
         argv = [system.python, str(script), system.name, str(self.config.idle_s)]
+        argv += ["--address", address] if address else []
         with tempfile.TemporaryFile("w+") as out, self._log(system) as log:
             wall0 = time.time()
             proc = subprocess.Popen(
                 argv,
                 cwd=script.parent,
-                env=system.env,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=log,
@@ -335,6 +362,13 @@ class Runner:
             start_s = self._interpreter_start(system)
             self._spend(system.name, "fresh", time.monotonic() - t0)
         with contextlib.ExitStack() as stack:
+            if any(
+                BY_NAME[n].group == CLIENT_GROUP and BY_NAME[n].kind != FRESH for n in remaining
+            ):
+                # Stops the head the child starts here, whatever becomes of the child.
+                spec["head_dir"] = stack.enter_context(
+                    head.head_directory(system.python, system.env)
+                )
             if handoff:
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fresh-"))
                 script = shutil.copy(FRESH_SCRIPT, tmp)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.catalog import BY_NAME
 from bench.harness import summarize
 from bench.orchestrate import Cell
 from bench.spec import Metric, Workload
@@ -182,6 +183,7 @@ def write_json(
             }
             for r in rows
         ],
+        "client_vs_embedded": client_ratios(rows),
         "cells": [asdict(c) for c in cells],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +226,41 @@ def write_chart(path: Path, rows: list[Row], systems: list[str]) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"chart: {path}"
+
+
+def client_ratios(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Each ``client:`` row against its embedded counterpart (asyncray medians).
+
+    ``ratio`` is client / embedded (for rates: the share of the embedded
+    speed a connected driver keeps).
+    """
+    by_metric = {r.metric.name: r for r in rows}
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        wl = BY_NAME.get(r.workload)
+        base = by_metric.get(wl.embedded) if wl is not None and wl.embedded else None
+        if base is None or BASE not in r.stats or BASE not in base.stats:
+            continue
+        c, e = r.stats[BASE]["median"], base.stats[BASE]["median"]
+        if e > 0:
+            out[r.metric.name] = {"client": c, "embedded": e, "ratio": c / e}
+    return out
+
+
+def client_text(rows: list[Row]) -> str:
+    """The connected-driver rows side by side with the embedded ones."""
+    ratios = client_ratios(rows)
+    if not ratios:
+        return ""
+    units = {r.metric.name: r.metric.unit for r in rows}
+    width = max(len(n) for n in ratios)
+    lines = [f"connected driver vs embedded ({BASE} medians; ratio = client / embedded):"]
+    for name, v in ratios.items():
+        lines.append(
+            f"  {name:{width}}  {fmt(v['client']):>6} vs {fmt(v['embedded']):>6} "
+            f"{units[name]:8} {v['ratio']:.2f}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def extras_text(rows: list[Row]) -> str:

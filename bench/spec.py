@@ -22,6 +22,10 @@ from typing import Any, Protocol
 DEFAULT_GROUP = "default"
 CUSTOM_GROUP = "custom"
 """Ray's phase 2: ``init(resources={"custom": 100})`` for placement groups."""
+CLIENT_GROUP = "client"
+"""A driver connected to a shared head: ``init(address="auto")``, with
+``$ASYNCRAY_HEAD_DIR`` naming the directory of a head the harness starts
+(``asyncray start --head``) for the group and stops after it (asyncray only)."""
 
 RATE = "rate"  # fn() is timed by harness.time_rate
 SAMPLE = "sample"  # fn() returns {metric: value}; one call per trial
@@ -37,6 +41,8 @@ def init_kwargs(group: str) -> dict[str, Any]:
     """Keyword arguments for the runtime's ``init()`` in ``group``."""
     if group == CUSTOM_GROUP:
         return {"resources": {"custom": 100}}
+    if group == CLIENT_GROUP:
+        return {"address": "auto"}
     if group.startswith("cpus="):
         return {"num_cpus": int(group.removeprefix("cpus="))}
     return {}
@@ -128,6 +134,9 @@ class Workload:
     # what ran before would skew (asyncray forks its zygote from the driver
     # at init(), so every child would map the heap earlier workloads grew).
     own_process: bool = False
+    # For a ``client:`` workload: the embedded workload it repeats through a
+    # connected driver; the report prints the ratio client / embedded.
+    embedded: str = ""
 
     def metric_list(self) -> tuple[Metric, ...]:
         """The table rows this workload produces (one, named as the workload, by default)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,33 @@ def test_auto_with_no_head_names_asyncray_start(tmp_path):
     assert done.returncode == 1
     assert "ConnectionError: Could not find any running asyncray head" in done.stderr
     assert "asyncray start --head" in done.stderr
+
+
+def test_a_call_waiting_at_shutdown_says_asyncray_was_shut_down(head):
+    import threading
+
+    ray.init(address=head.socket)
+
+    @ray.remote
+    def slow():
+        import time
+
+        time.sleep(30)
+
+    ref = slow.remote()
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            ray.get(ref)
+        except BaseException as e:
+            errors.append(e)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)  # let it block in get (nothing to poll: it waits for the head)
+    ray.shutdown()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ray.exceptions.RaySystemError)
+    assert "shut down" in str(errors[0])

@@ -351,8 +351,13 @@ class ConnectedClient(WaitingClient):
             self.flush_releases()
         with contextlib.suppress(OSError):
             self._writer.drain()
+        with self._cv:
+            if not self._lost:
+                self._lost = "asyncray has been shut down; call asyncray.init() again."
+            self._reader_cv.notify_all()
+            self._followers.notify_all()
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)  # a reader in recv() sees the end
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout=5)
         with contextlib.suppress(OSError):
