@@ -47,6 +47,25 @@ def driver_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until ``procs`` have exited; those still running after ``timeout``.
+
+    A zombie counts as gone: the head is a daemon, so it and its children are
+    reaped by init, which may take its time (``psutil.wait_procs`` would wait
+    for that too).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.01)
+
+
 class Head:
     """One head in ``directory``; use as a context manager or call start()/stop()."""
 
@@ -146,7 +165,7 @@ class Head:
             return
         procs = self.processes()
         done = cli("stop", "--address", self.directory, env=self.env(), timeout=STOP_TIMEOUT_S + 5)
-        _gone, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        alive = wait_gone(procs, STOP_TIMEOUT_S)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGKILL)

@@ -144,7 +144,8 @@ def _run_daemon(files: head_files.HeadFiles, options: dict[str, Any], report: in
         os.write(report, f"pid {os.getpid()}\n".encode())
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Not through a symlink: the head would append to whatever it names.
+        log = head_files.open_nofollow(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(log, 1)
         os.dup2(log, 2)
         _log_to(sys.stderr)
@@ -158,7 +159,11 @@ def _run_daemon(files: head_files.HeadFiles, options: dict[str, Any], report: in
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.write(report, f"error {type(e).__name__}: {e}\n".encode())
-        logging.getLogger("asyncray").exception("asyncray head failed")
+        if isinstance(e, (_head.HeadRunning, PermissionError)):
+            # Refused, not failed: one line (this may be the running head's log).
+            logging.getLogger("asyncray").error("asyncray head not started: %s", e)
+        else:
+            logging.getLogger("asyncray").exception("asyncray head failed")
     finally:
         os._exit(status)
 
@@ -241,7 +246,10 @@ def _stop(args: argparse.Namespace) -> int:
     files = _files(args.address)
     info = files.read_info() if os.path.isdir(files.directory) else None
     pid = int(info["pid"]) if info and isinstance(info.get("pid"), int) else 0
-    if not pid or not _alive(pid) or not _is_head(pid):
+    # A head holds head.lock while it runs: without the lock held, head.json
+    # is a dead head's and its pid may be anyone's now (even another asyncray
+    # process), so nothing is signalled.
+    if not pid or not files.lock_held() or not _alive(pid) or not _is_head(pid):
         if info is not None:
             files.remove()  # a dead head's files
         print("Did not find any active asyncray head.")

@@ -23,6 +23,7 @@ import contextlib
 import os
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -64,6 +65,15 @@ def connect(
     try:
         sock.settimeout(CONNECT_TIMEOUT_S)
         sock.connect(path)
+        # The token goes only to a head of this user: whoever else listens
+        # there (a socket planted or linked in) would learn it.
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", raw)
+        if uid != os.getuid():
+            raise HeadRefused(
+                f"the process listening at {path} runs as uid {uid}, not as you (uid "
+                f"{os.getuid()}): asyncray does not send it this user's head token"
+            )
         entrypoint = " ".join(sys.argv)[:1000]
         hello = P.ClientHello(
             version=P.HANDSHAKE_VERSION,

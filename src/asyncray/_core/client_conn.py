@@ -6,7 +6,8 @@ peer credentials, ``SO_PEERCRED``) is the head's own, and its first frame
 is a ``ClientHello`` carrying the head's secret token. Until then frames are
 decoded by the handshake decoder alone and may be at most
 ``HANDSHAKE_MAX_BYTES``, so a stranger can make the head neither parse a
-runtime message nor buffer much. A refusal is logged with its reason and
+runtime message nor buffer much; a peer that sends no hello within
+``HANDSHAKE_TIMEOUT_S`` is turned away too. A refusal is logged with its reason and
 answered with ``Refused`` before the connection closes.
 
 Once admitted, the driver is one more peer of the kernel: its frames are
@@ -21,6 +22,7 @@ driver's job (``Runtime.driver_gone``).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
@@ -42,9 +44,12 @@ logger = logging.getLogger("asyncray")
 
 # The most a peer may send before it has shown the token: a hello is ~200 bytes.
 HANDSHAKE_MAX_BYTES = 64 * 1024
-_PEERCRED = struct.Struct("3i")
+# How long a peer has to send its hello: a driver sends it as it connects, so
+# one that stays silent (or dribbles) is turned away, not kept for ever.
+HANDSHAKE_TIMEOUT_S = 30.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # A driver names its script's directory and its working directory (ClientHello.code_paths).
-MAX_CODE_PATHS = 16  # struct ucred: pid, uid, gid
+MAX_CODE_PATHS = 16
 
 # Messages only a child (a task worker or an actor process) sends: a driver
 # sending one is corrupt or hostile. (Messages only the runtime sends are
@@ -85,6 +90,7 @@ class ClientConn(FramedConn):
         self.job = ""  # set when admitted
         self.pid = 0  # the peer's, from its credentials
         self.dropped = ""
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -99,6 +105,10 @@ class ClientConn(FramedConn):
             return
         if uid != self.identity.uid:
             self._refuse(f"it runs as uid {uid}, not the head's uid {self.identity.uid}")
+            return
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            HANDSHAKE_TIMEOUT_S, self._hello_overdue
+        )
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -131,6 +141,7 @@ class ClientConn(FramedConn):
             runtime.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_hello_timer()
         was_admitted = self.admitted and not self.closed
         self.closed = True
         if self.admitted:
@@ -173,6 +184,7 @@ class ClientConn(FramedConn):
             self._refuse("its code paths are too many, empty or too long")
             return
         self.admitted = True
+        self._cancel_hello_timer()
         job = self.runtime.open_job(self, hello)
         self.job = job.job_id
         logger.info(
@@ -195,8 +207,19 @@ class ClientConn(FramedConn):
             )
         )
 
+    def _hello_overdue(self) -> None:
+        self._hello_timer = None
+        if not self.admitted and not self.closed:
+            self._refuse(f"it sent no hello within {HANDSHAKE_TIMEOUT_S:g} s")
+
+    def _cancel_hello_timer(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+
     def _refuse(self, reason: str) -> None:
         """Turn the peer away: log why, tell it, close."""
+        self._cancel_hello_timer()
         logger.warning("asyncray head: refused a connection (pid=%s): %s", self.pid, reason)
         self.closed = True
         self._buf.clear()

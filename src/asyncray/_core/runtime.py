@@ -517,6 +517,12 @@ class Runtime:
             writer.send(P.DropMappings([name]))
 
     def _on_hold_objects(self, conn: Conn, msg: P.HoldObjects) -> None:
+        if conn.units is not None:
+            # Only the embedded driver's queues send it (``DirectQueues``); the
+            # units it takes are owned by no peer, so from a socket it would
+            # pin anyone's objects past the sender's exit.
+            self.reject(conn, "sent HoldObjects, a message only the embedded driver sends")
+            return
         incref = self.objects.incref
         for oid in msg.object_ids:
             incref(oid)

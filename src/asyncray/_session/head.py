@@ -70,14 +70,34 @@ def run_head(
         HeadRunning: another head already serves there.
         PermissionError: the head's directory is not private to this user.
     """
-    import uvloop
-
     private_directory(files.directory)
-    if head_alive(files):
+    # The lock, not just a probe of the socket, decides: two heads started at
+    # once would both find nobody listening, and the second would unlink the
+    # first's socket and serve in its place, the first left running unseen.
+    lock = files.take_lock()
+    if lock is None or head_alive(files):
+        if lock is not None:
+            os.close(lock)
         raise HeadRunning(
             f"an asyncray head is already running at {files.socket}. Stop it with "
             "`asyncray stop`, or start another with `asyncray start --head --address <dir>`."
         )
+    try:
+        _run_locked(files, num_cpus, num_gpus, resources, object_store_memory, on_ready)
+    finally:
+        os.close(lock)  # after its files are removed: a new head may start now
+
+
+def _run_locked(
+    files: HeadFiles,
+    num_cpus: int | None,
+    num_gpus: int | None,
+    resources: dict[str, float] | None,
+    object_store_memory: int | None,
+    on_ready: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    import uvloop
+
     totals = _resources.resource_totals(num_cpus, num_gpus, resources)
     store = _resources.store_config(object_store_memory, None, None)
     retention.configure(None)

@@ -6,7 +6,10 @@ the directory of the socket path given to ``asyncray start --address``):
 - ``head.sock`` — the unix socket drivers connect to (mode 0600);
 - ``token`` — the secret a driver presents in its hello (mode 0600);
 - ``head.json`` — the head's pid, socket, resources and start time;
-- ``head.log`` — the head's own log (when it runs as a daemon).
+- ``head.log`` — the head's own log (when it runs as a daemon);
+- ``head.lock`` — locked by the running head (``lockf``), so two heads
+  started at once at one address cannot both serve; kept, never removed
+  (a lock file removed while another process opens it locks nothing).
 
 The directory must be the user's own and closed to everyone else (0700);
 anything else — another owner, a symlink, wider permissions — is refused
@@ -17,6 +20,8 @@ between the head and its drivers. The head never listens on TCP.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import stat
@@ -28,6 +33,7 @@ SOCKET_NAME = "head.sock"
 TOKEN_NAME = "token"
 INFO_NAME = "head.json"
 LOG_NAME = "head.log"
+LOCK_NAME = "head.lock"
 
 # The address that means "the head this user started" (``init(address="auto")``).
 AUTO = "auto"
@@ -63,6 +69,24 @@ class HeadFiles:
     def log(self) -> str:
         return os.path.join(self.directory, LOG_NAME)
 
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.directory, LOCK_NAME)
+
+    def take_lock(self) -> int | None:
+        """Lock ``head.lock`` for this process; its fd, or None if another process holds it.
+
+        A POSIX record lock: the zygote and workers forked later do not
+        inherit it, and it is released when the head exits, however it exits.
+        """
+        fd = open_nofollow(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
     def read_token(self) -> str:
         check_private(self.token, is_dir=False)
         with open(self.token, encoding="ascii") as f:
@@ -75,6 +99,24 @@ class HeadFiles:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(token)
 
+    def lock_held(self) -> bool:
+        """Whether a head (running or starting) holds ``head.lock``.
+
+        Not to be called in a process that holds the lock itself: closing
+        any fd of the file releases a process's POSIX locks.
+        """
+        try:
+            fd = os.open(self.lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False  # no lock file (or a symlink): no head has locked it
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # (and the lock, if we took it)
+        return False
+
     def read_info(self) -> dict[str, Any] | None:
         try:
             with open(self.info, encoding="utf-8") as f:
@@ -85,7 +127,7 @@ class HeadFiles:
 
     def write_info(self, info: dict[str, Any]) -> None:
         tmp = self.info + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
         os.replace(tmp, self.info)
@@ -95,6 +137,22 @@ class HeadFiles:
         for path in (self.socket, self.token, self.info):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def open_nofollow(path: str, flags: int) -> int:
+    """``os.open`` (mode 0600 if created), refusing a symlink with a message.
+
+    Raises:
+        PermissionError: ``path`` is a symlink (the head writes through none).
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise PermissionError(
+            f"asyncray refuses {path}: a symlink where the head's file goes. Remove it."
+        ) from None
 
 
 def check_private(path: str, *, is_dir: bool) -> None:
