@@ -188,3 +188,38 @@ def test_a_call_waiting_at_shutdown_says_asyncray_was_shut_down(head):
     assert not waiter.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], ray.exceptions.RaySystemError)
     assert "shut down" in str(errors[0])
+
+
+def test_a_jobs_task_workers_are_its_own_and_exit_with_it(head):
+    """As Ray's: a task worker serves one job for life, so module state never leaks across."""
+    import psutil
+
+    first = head.run_driver(
+        """
+import os, asyncray as ray
+ray.init(address="auto")
+@ray.remote
+def pid():
+    import json
+    json.LEAKED = "job one"  # module state a later job must never see
+    return os.getpid()
+print(*sorted(set(ray.get([pid.remote() for _ in range(6)]))))
+"""
+    ).stdout.split()
+    assert first
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(int(p)) for p in first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(psutil.pid_exists(int(p)) for p in first), "the ended job's workers live on"
+    second = head.run_driver(
+        """
+import os, asyncray as ray
+ray.init(address="auto")
+@ray.remote
+def leaked():
+    import json
+    return getattr(json, "LEAKED", None)
+print(set(ray.get([leaked.remote() for _ in range(6)])))
+"""
+    ).stdout.strip()
+    assert second == "{None}"

@@ -294,6 +294,11 @@ class Runtime:
         # The job a new worker is taken to serve: embedded, the only one, so
         # no ``SetJob`` is ever sent; a shared head has none ("").
         self.default_job = job_id
+        # On a shared head a task worker serves one job for life, as Ray's
+        # workers do: modules a job's tasks imported (its own ``utils.py``)
+        # and globals they set never meet another job's tasks. A fresh worker
+        # is a fork of the zygote, a few milliseconds.
+        self.workers_per_job = not job_id
         self.resources = ResourcePool(totals)
         self.store = SegmentStore(store_capacity, shm.spill_directory())
         self.objects = ObjectTable(self.store)
@@ -916,6 +921,7 @@ class Runtime:
             return
         pool_for = self.pool_for
         idle = self.idle
+        per_job = self.workers_per_job
         short = False
         for key, queue in self.ready.shapes():
             group, shape = key
@@ -928,14 +934,47 @@ class Runtime:
                 if not idle:
                     short = True
                     break
-                task = self.ready.pop(key)
-                worker = idle.pop()
+                if per_job:
+                    worker = self._idle_worker_of(queue[0].job)
+                    if worker is None:  # only other jobs' workers are idle: fork one
+                        short = True
+                        break
+                    task = self.ready.pop(key)
+                else:
+                    task = self.ready.pop(key)
+                    worker = idle.pop()
                 try:
                     self._start_task(task, worker, pool)
                 except Exception:  # an internal bug: fail this task alone, keep dispatching
                     self._start_failed(task, worker)
         if short:
             self._grow_pool()
+
+    def _idle_worker_of(self, job: str) -> WorkerRecord | None:
+        """An idle worker that serves ``job`` or has served none (newest first), taken."""
+        idle = self.idle
+        for i in range(len(idle) - 1, -1, -1):
+            worker = idle[i]
+            if worker.job == job or not worker.job:
+                del idle[i]
+                return worker
+        return None
+
+    def _retire_job_workers(self, job: str) -> None:
+        """A job ended: its idle workers exit, and fresh ones keep the base pool warm."""
+        for worker in [w for w in self.idle if w.job == job]:
+            self.idle.remove(worker)
+            if worker.retire_handle is not None:
+                worker.retire_handle.cancel()
+                worker.retire_handle = None
+            worker.state = "retiring"
+            worker.conn.send(P.Shutdown())  # type: ignore[union-attr]
+        fresh = sum(1 for w in self.idle if not w.job) + self.starting
+        try:
+            for _ in range(self.base_pool_size - fresh):
+                self._spawn_worker()
+        except OSError as e:
+            self._spawn_failed(e)
 
     def _fail_queued_in_gone_group(self, key: TaskKey) -> None:
         """Tasks submitted to a group removed before they came never run: they fail."""
@@ -988,6 +1027,8 @@ class Runtime:
             depth = max(1, min(PIPELINE_DEPTH, int(PIPELINE_BUDGET_S / max(run_time, 1e-6))))
         queue_has = self.ready.has
         while len(worker.pipeline) < depth and queue_has(task.key):
+            if self.workers_per_job and self.ready.first(task.key).job != worker.job:
+                return  # another job's task: never in this job's worker
             nxt = self.ready.pop(task.key)
             nxt.worker = worker
             worker.pipeline.append(nxt)
@@ -1852,6 +1893,7 @@ class Runtime:
             self.cancel_task(task, force=True, recursive=True)
         self.actors.end_job(job_id)
         self.groups.end_job(job_id)
+        self._retire_job_workers(job_id)
         self.queues.end_owner(conn)
         self.drop_units(conn)
         self.store.child_gone(conn)

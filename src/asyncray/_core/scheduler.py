@@ -217,6 +217,10 @@ class ReadyQueue(Generic[K]):
         # A copy: dispatching may add shapes (retries) while we iterate.
         return iter(list(self._by_shape.items()))
 
+    def first(self, shape: K) -> Any:
+        """The item ``pop(shape)`` would return, left in place."""
+        return self._by_shape[shape][0]
+
     def pop(self, shape: K) -> Any:
         q = self._by_shape[shape]
         item = q.popleft()
