@@ -223,3 +223,20 @@ print(set(ray.get([leaked.remote() for _ in range(6)])))
 """
     ).stdout.strip()
     assert second == "{None}"
+
+
+def test_a_head_whose_directory_is_removed_stops(head):
+    """Nobody can reach a head whose socket is gone: it stops instead of running on unseen."""
+    import shutil
+
+    import psutil
+
+    procs = head.processes()
+    assert procs
+    shutil.rmtree(head.directory)
+    _gone, alive = psutil.wait_procs(procs, timeout=15)
+    assert not alive, f"the unreachable head lives on: {alive}"
+    deadline = time.monotonic() + 5
+    while head.session_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert head.session_files() == []

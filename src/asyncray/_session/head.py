@@ -34,6 +34,10 @@ logger = logging.getLogger("asyncray")
 
 # How long a stopping head waits for its zygote (which reaps every worker).
 STOP_TIMEOUT_S = 3.0
+# How often a head checks that its socket is still there. A head whose
+# directory was removed (a temporary directory cleaned up, `rm -rf`) can be
+# reached by nobody: it stops instead of running on unseen.
+SOCKET_CHECK_S = 2.0
 
 
 class HeadRunning(RuntimeError):
@@ -107,16 +111,18 @@ def _run_locked(
     session.address = files.socket
     session.session_dir = files.directory
     shm.configure(session.shm_tag, store.threshold, store.spill_root)
+    files_ours = True
     try:
         zygote_pid, zygote_sock = bootstrap.fork_zygote(session, store)
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            _serve(loop, session, files, zygote_pid, zygote_sock, on_ready)
+            files_ours = _serve(loop, session, files, zygote_pid, zygote_sock, on_ready)
         finally:
             bootstrap._reap_zygote(zygote_pid)
     finally:
-        files.remove()
+        if files_ours:  # not a later head's, made where ours were removed
+            files.remove()
         shm.remove_session(session.shm_tag)
 
 
@@ -127,7 +133,8 @@ def _serve(
     zygote_pid: int,
     zygote_sock: socket.socket,
     on_ready: Callable[[dict[str, Any]], None] | None,
-) -> None:
+) -> bool:
+    """Serve until told to stop; returns whether the files at ``files`` are still this head's."""
     from .._core.runtime import Runtime
 
     runtime = Runtime(
@@ -155,6 +162,7 @@ def _serve(
     finally:
         os.umask(old_umask)
     os.chmod(files.socket, 0o600)
+    mine = os.stat(files.socket)
     info = {
         "pid": os.getpid(),
         "address": files.socket,
@@ -164,20 +172,34 @@ def _serve(
         "shm_tag": session.shm_tag,
     }
     files.write_info(info)
-    stopping: asyncio.Future[int] = loop.create_future()
+    stopping: asyncio.Future[str] = loop.create_future()
 
-    def stop(sig: int) -> None:
+    def stop(why: str) -> None:
         if not stopping.done():
-            stopping.set_result(sig)
+            stopping.set_result(why)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop, sig)
+        loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
+
+    def check_socket() -> None:
+        try:
+            now = os.stat(files.socket)
+        except OSError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (mine.st_ino, mine.st_dev):
+            stop(f"its socket {files.socket} was removed or replaced: nobody can reach it")
+            return
+        loop.call_later(SOCKET_CHECK_S, check_socket)
+
+    loop.call_later(SOCKET_CHECK_S, check_socket)
     logger.info("asyncray head: serving at %s (pid %s)", files.socket, os.getpid())
     if on_ready is not None:
         on_ready(info)
+    files_ours = True
     try:
-        got = loop.run_until_complete(stopping)
-        logger.info("asyncray head: stopping (%s)", signal.Signals(got).name)
+        why = loop.run_until_complete(stopping)
+        files_ours = "removed or replaced" not in why
+        logger.info("asyncray head: stopping (%s)", why)
     finally:
         server.close()
         with contextlib.suppress(Exception):
@@ -199,3 +221,4 @@ def _serve(
                 break
             except OSError:
                 continue
+    return files_ours
