@@ -240,3 +240,49 @@ def test_a_head_whose_directory_is_removed_stops(head):
     while head.session_files() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert head.session_files() == []
+
+
+def test_a_departed_drivers_definitions_go_and_a_detached_actors_class_stays(head):
+    """The head's table of definitions stays bounded while drivers come and go, without
+    dropping what a live detached actor needs to restart."""
+    from asyncray._session import bootstrap
+
+    ray.init(address=head.socket)
+    try:
+        before = bootstrap.client().query("stats")["functions"]
+        head.run_driver(
+            """
+import asyncray as ray
+ray.init(address="auto", namespace="keep")
+fns = []
+for i in range(20):
+    def f(i=i):
+        return i
+    f.__name__ = f"f{i}"
+    fns.append(ray.remote(f))
+assert ray.get([g.remote() for g in fns]) == list(range(20))
+@ray.remote(max_restarts=1)
+class Survivor:
+    def ping(self):
+        return "pong"
+ray.get(Survivor.options(name="survivor", lifetime="detached").remote().ping.remote())
+"""
+        )
+        # The 20 functions go with their driver; the detached actor's class stays.
+        deadline = time.monotonic() + 10
+        while bootstrap.client().query("stats")["functions"] != before + 1:
+            assert time.monotonic() < deadline, bootstrap.client().query("stats")
+            time.sleep(0.05)
+        survivor = ray.get_actor("survivor", namespace="keep")
+        ray.kill(survivor, no_restart=False)  # it restarts: its class must still be there
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert ray.get(survivor.ping.remote(), timeout=10) == "pong"
+                break
+            except ray.exceptions.RayActorError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        ray.kill(survivor)
+    finally:
+        ray.shutdown()

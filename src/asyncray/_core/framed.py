@@ -39,6 +39,8 @@ class FramedConn(asyncio.Protocol):
         self.units: dict[bytes, int] = {}
         # Views of shared-memory segments this peer reported, by name.
         self.views: dict[str, int] = {}
+        # Definitions (functions, actor classes) this peer registered.
+        self.registered_functions: set[bytes] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

@@ -307,6 +307,10 @@ class Runtime:
         self.store.on_removed = self._segment_removed
         self.ready: ReadyQueue[TaskKey] = ReadyQueue()
         self.functions: dict[bytes, bytes] = {}
+        # Which socket peers registered each definition (see release_functions);
+        # definitions no live peer holds that were still in use, to drop later.
+        self.function_holders: dict[bytes, set[Any]] = {}
+        self.unheld_functions: set[bytes] = set()
         self.workers: dict[int, WorkerRecord] = {}
         self.workers_by_pid: dict[int, WorkerRecord] = {}
         self.idle: deque[WorkerRecord] = deque()
@@ -472,7 +476,47 @@ class Runtime:
     # ================================================================ functions & objects
 
     def _on_register_function(self, conn: Conn, msg: P.RegisterFunction) -> None:
-        self.functions.setdefault(msg.func_id, msg.blob)
+        fid = msg.func_id
+        self.functions.setdefault(fid, msg.blob)
+        if conn.units is None:
+            return  # the embedded driver's: kept for the session, as Ray keeps them
+        holders = self.function_holders.get(fid)
+        if holders is None:
+            holders = self.function_holders[fid] = set()
+        holders.add(conn)
+        conn.registered_functions.add(fid)  # type: ignore[attr-defined]
+
+    def release_functions(self, conn: Any) -> None:
+        """A peer that registered definitions is gone: drop the ones nobody else holds.
+
+        Every client registers a definition before its first use, so one that
+        no live peer registered is needed only by what is already queued or
+        alive: a task of it, or an actor of that class (its restarts). Those
+        are kept until a later sweep finds them unused. On a shared head this
+        keeps the table bounded while drivers come and go.
+        """
+        unheld = self.unheld_functions
+        holders_of = self.function_holders
+        for fid in conn.registered_functions:
+            holders = holders_of.get(fid)
+            if holders is not None:
+                holders.discard(conn)
+                if not holders:
+                    unheld.add(fid)
+        conn.registered_functions = set()
+        if not unheld:
+            return
+        in_use = {t.spec.func_id for t in self.tasks.values()}
+        in_use.update(a.spec.class_id for a in self.actors.actors.values())
+        for fid in list(unheld):
+            if fid in in_use:
+                continue
+            unheld.discard(fid)
+            if holders_of.get(fid):
+                continue  # registered again meanwhile
+            holders_of.pop(fid, None)
+            self.functions.pop(fid, None)
+            self.run_times.pop(fid, None)
 
     def _on_put_object(self, conn: Conn, msg: P.PutObject) -> None:
         oid = msg.object_id
@@ -1499,6 +1543,8 @@ class Runtime:
             self.store.child_gone(conn)
             self._drop_unclaimed_reservations(conn)
         if worker.actor is not None:
+            if conn is not None and conn.registered_functions:
+                self.loop.call_soon(self.release_functions, conn)  # after the actor's death
             if not self._stopped:
                 self.actors.on_process_gone(worker)
             return
@@ -1518,6 +1564,8 @@ class Runtime:
             else:
                 err = exc.WorkerCrashedError(worker.describe_exit())
                 self._fail_task(task, ser.dumps_function(err))
+        if conn is not None and conn.registered_functions:
+            self.release_functions(conn)
         if self._stopped:
             return
         if was_starting and worker.exit_status not in (None, 0):
@@ -1898,6 +1946,7 @@ class Runtime:
         self.drop_units(conn)
         self.store.child_gone(conn)
         self._drop_unclaimed_reservations(conn)
+        self.release_functions(conn)
         self.dispatch()
 
     def _on_list_named_actors(self, conn: Conn, msg: P.ListNamedActors) -> None:
@@ -1920,6 +1969,7 @@ class Runtime:
         elif msg.what == "stats":
             value = {
                 "objects": len(self.objects),
+                "functions": len(self.functions),
                 "workers": len(self.workers),
                 "idle": len(self.idle),
                 "queued": len(self.ready),
