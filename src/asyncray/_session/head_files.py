@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import tempfile
@@ -118,6 +117,8 @@ class HeadFiles:
         return False
 
     def read_info(self) -> dict[str, Any] | None:
+        import json
+
         try:
             with open(self.info, encoding="utf-8") as f:
                 info = json.load(f)
@@ -126,6 +127,8 @@ class HeadFiles:
         return info if isinstance(info, dict) else None
 
     def write_info(self, info: dict[str, Any]) -> None:
+        import json
+
         tmp = self.info + ".tmp"
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
