@@ -25,8 +25,7 @@ import fcntl
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SOCKET_NAME = "head.sock"
 TOKEN_NAME = "token"
@@ -46,9 +45,11 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"asyncray-{os.getuid()}")
 
 
-@dataclass(frozen=True)
-class HeadFiles:
-    """The files of one head, in ``directory``."""
+class HeadFiles(NamedTuple):
+    """The files of one head, in ``directory``.
+
+    (A NamedTuple, not a frozen dataclass: ~1 ms less of ``import asyncray``.)
+    """
 
     directory: str
 
