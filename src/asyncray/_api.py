@@ -7,11 +7,11 @@ inside a child — and sends it one message.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import socket
+import sys
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import _options, _task_context
 from . import exceptions as exc
@@ -32,6 +32,9 @@ from ._wire import protocol as P
 from ._wire import refs, shm
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = [
     "RayContext",
@@ -170,7 +173,7 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     c = client()
     if not refs:
         return []
-    if asyncio.events._get_running_loop() is not None:
+    if _running_loop() is not None:
         warnings.warn(
             "Blocking asyncray.get() called on a thread that runs an asyncio event loop: the "
             "loop is stalled until it returns. Use `await ref` or "
@@ -186,6 +189,24 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     reply = c.request(P.GetObjects(c.next_req_id(), ids, t))
     return _values_of(c, refs, reply, single)
 
+
+def _no_loop_yet() -> Any:
+    """``_running_loop`` until asyncio is imported: no thread can run its loop before.
+
+    ``import asyncray`` does not import asyncio (a driver that never awaits
+    never pays for it); once something has, this hands over to asyncio's own.
+    """
+    global _running_loop
+    if "asyncio" not in sys.modules:
+        return None
+    from asyncio.events import _get_running_loop
+
+    _running_loop = _get_running_loop
+    return _get_running_loop()
+
+
+# This thread's running asyncio loop, or None (``get`` warns if it would block one).
+_running_loop: Callable[[], Any] = _no_loop_yet
 
 _MISS: Any = object()
 
@@ -248,6 +269,8 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
 
 def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
     """A ``concurrent.futures.Future`` for ``ref``."""
+    import concurrent.futures
+
     c = client()
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     future.object_ref = ref  # type: ignore[attr-defined]

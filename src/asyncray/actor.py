@@ -23,7 +23,6 @@ them. In an embedded session nothing can outlive the process: a one-time
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import os
@@ -527,6 +526,8 @@ class _HandleMeta:
 
 def _no_method_message(meta: _HandleMeta, name: str) -> str:
     """Ray's message for a missing method, plus the methods the actor has."""
+    import difflib
+
     methods = sorted(m for m in meta.methods if not m.startswith("__"))
     close = difflib.get_close_matches(name, methods, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""

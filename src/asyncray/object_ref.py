@@ -17,14 +17,16 @@ session, as in Ray.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import warnings
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._clients import base as _client
 from ._wire import refs as _refs
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 _new_ref = object.__new__
 _rebuilt = _refs.rebuilt

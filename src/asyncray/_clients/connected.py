@@ -18,7 +18,6 @@ does every later call until ``shutdown()`` and a new ``init()``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import select
@@ -28,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -40,6 +39,9 @@ from .._wire.framing import take_first_frame, take_frames
 from .._wire.writer import FrameWriter
 from .base import raise_if_error, reply_deadline
 from .driver import WaitingClient, _AsyncWaiter, _SyncWaiter
+
+if TYPE_CHECKING:
+    import asyncio
 
 # How long connecting to a head may take before init() gives up.
 CONNECT_TIMEOUT_S = 10.0

@@ -10,7 +10,6 @@ loop per batch), or a callback.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
@@ -34,6 +33,8 @@ from .queues import DirectQueues, QueueTransport
 from .wakeups import RuntimeWakeups
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .._core.runtime import Runtime
     from .._core.worker_pool import WorkerRecord
 
@@ -43,6 +44,20 @@ if TYPE_CHECKING:
 # reschedule (sync calls -6% when every call switched). Measured on the
 # 2-core VM: a first wait of 1 ms made sync calls ~10% slower, 10 ms did not.
 QUICK_REPLY_S = 0.01
+
+# asyncio, imported by the first ``request_async`` (``import asyncray`` does
+# not import it: a driver that never awaits never pays for it). Its caller
+# runs on an event loop, so asyncio is loaded by then; this saves the import
+# statement's lookup on every await.
+_asyncio: Any = None
+
+
+def _load_asyncio() -> Any:
+    global _asyncio
+    import asyncio
+
+    _asyncio = asyncio
+    return asyncio
 
 
 class _SyncWaiter:
@@ -192,7 +207,8 @@ class WaitingClient(ClientBase):
         return timed_out_reply(msg)
 
     async def request_async(self, msg: Any) -> Any:
-        loop = asyncio.get_running_loop()
+        aio = _asyncio or _load_asyncio()
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
         future = loop.create_future()
         self.waiters[msg.req_id] = _AsyncWaiter(loop, future)
         self.post(msg)
@@ -200,11 +216,11 @@ class WaitingClient(ClientBase):
         try:
             if patience is None:
                 return raise_if_error(await future)
-            return raise_if_error(await asyncio.wait_for(future, patience))
-        except asyncio.TimeoutError:  # the kernel never answered: answer it here
+            return raise_if_error(await aio.wait_for(future, patience))
+        except aio.TimeoutError:  # the kernel never answered: answer it here
             self._stop_waiting(msg.req_id)
             return timed_out_reply(msg)
-        except asyncio.CancelledError:
+        except aio.CancelledError:
             self._stop_waiting(msg.req_id)
             raise
 

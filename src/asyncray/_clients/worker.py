@@ -8,16 +8,29 @@ which segments a child still reads.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._wire import protocol as P
 from .._wire import shm
 from .._wire.channel import SocketChannel
 from .._worker.interrupts import protocol_io
 from .base import ClientBase, raise_if_error, reply_deadline, timed_out_reply
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio, imported by the first ``request_async`` (see driver._asyncio).
+_asyncio: Any = None
+
+
+def _load_asyncio() -> Any:
+    global _asyncio
+    import asyncio
+
+    _asyncio = asyncio
+    return asyncio
 
 
 class WorkerClient(ClientBase):
@@ -53,7 +66,8 @@ class WorkerClient(ClientBase):
             return raise_if_error(reply)
 
     async def request_async(self, msg: Any) -> Any:
-        loop = asyncio.get_running_loop()
+        aio = _asyncio or _load_asyncio()
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
         channel = self.channel
         if loop is channel.reader_loop:
             future = loop.create_future()
@@ -63,8 +77,8 @@ class WorkerClient(ClientBase):
             if patience is None:
                 return raise_if_error(await future)
             try:
-                return raise_if_error(await asyncio.wait_for(future, patience))
-            except asyncio.TimeoutError:  # the kernel never answered: answer it here
+                return raise_if_error(await aio.wait_for(future, patience))
+            except aio.TimeoutError:  # the kernel never answered: answer it here
                 channel.abandon(msg.req_id)
                 self.post(P.CancelWaiter(msg.req_id))
                 return timed_out_reply(msg)

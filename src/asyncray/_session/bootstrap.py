@@ -9,7 +9,6 @@ its own (``attach_child``, the hook the child side is given at fork).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import functools
@@ -23,7 +22,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _task_context
 from .. import exceptions as exc
@@ -36,6 +35,9 @@ from .._wire import shm
 from .._wire.channel import SocketChannel
 from . import head_files
 from . import resources as _resources
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger("asyncray")
 
@@ -465,6 +467,8 @@ def _run_loop(
     failure: list[BaseException],
 ) -> None:
     """On the runtime thread: build the Runtime, run its loop until shutdown, close it."""
+    import asyncio
+
     from .._core.runtime import Runtime
 
     asyncio.set_event_loop(loop)

@@ -22,12 +22,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SOCKET_NAME = "head.sock"
 TOKEN_NAME = "token"
@@ -47,9 +45,11 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"asyncray-{os.getuid()}")
 
 
-@dataclass(frozen=True)
-class HeadFiles:
-    """The files of one head, in ``directory``."""
+class HeadFiles(NamedTuple):
+    """The files of one head, in ``directory``.
+
+    (A NamedTuple, not a frozen dataclass: ~1 ms less of ``import asyncray``.)
+    """
 
     directory: str
 
@@ -118,6 +118,8 @@ class HeadFiles:
         return False
 
     def read_info(self) -> dict[str, Any] | None:
+        import json
+
         try:
             with open(self.info, encoding="utf-8") as f:
                 info = json.load(f)
@@ -126,6 +128,8 @@ class HeadFiles:
         return info if isinstance(info, dict) else None
 
     def write_info(self, info: dict[str, Any]) -> None:
+        import json
+
         tmp = self.info + ".tmp"
         fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

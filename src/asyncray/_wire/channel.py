@@ -11,7 +11,6 @@ socket itself whenever no blocked thread leads.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import socket
@@ -19,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import polling, shm
 from . import protocol as P
@@ -27,6 +26,9 @@ from . import serialization as ser
 from .framing import has_whole_frame, take_frames
 from .protocol import REPLY_TYPES
 from .writer import FrameWriter
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def _held_slots() -> polling.PollSlots:

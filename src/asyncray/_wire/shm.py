@@ -36,8 +36,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import session_lock
 from .refs import MARKER as _REFS_MARKER
@@ -71,8 +70,7 @@ _session_tag = ""
 _locks: list[tuple[int, str]] = []
 
 
-@dataclass(frozen=True)
-class SegmentHooks:
+class SegmentHooks(NamedTuple):
     """How this process's segments reach the runtime; the client installs them.
 
     The wire never calls up into a client: the client passes these down

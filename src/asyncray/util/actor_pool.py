@@ -26,18 +26,21 @@ Like Ray's, a pool is not thread-safe: use it from one thread (or one loop).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from typing import Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 import asyncray
 from asyncray._options import check_timeout
 from asyncray.actor import ActorHandle
 from asyncray.exceptions import ActorDiedError
 from asyncray.object_ref import ObjectRef
+
+if TYPE_CHECKING:
+    import asyncio
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -57,6 +60,15 @@ def _key(refs: Refs) -> Any:
 def _probe(key: Any) -> ObjectRef[Any]:
     """The ref to ``wait`` on: all returns of one call become ready together."""
     return key[0] if isinstance(key, tuple) else key
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's running event loop, if any (asyncio is not imported to find out)."""
+    if "asyncio" not in sys.modules:
+        return None  # nothing runs a loop yet: a sync pool never imports asyncio
+    import asyncio
+
+    return asyncio.events._get_running_loop()
 
 
 def _ignored(refs: Refs) -> TimeoutError:
@@ -98,10 +110,7 @@ class PoolFuture(concurrent.futures.Future, Generic[R]):
         # finished, whatever happens to this future (it may be cancelled).
         self._call_done: concurrent.futures.Future[bool] = concurrent.futures.Future()
         # The loop to run the pool's bookkeeping on when the call finishes.
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        self._loop = _running_loop()
 
     def result(self, timeout: float | None = None) -> R:
         """The call's value (or its exception raised), waiting up to ``timeout`` seconds."""
@@ -406,6 +415,8 @@ class ActorPool:
             self._return_actor(actor, is_alive=is_alive)
 
     async def _await_dispatch_async(self, deadline: float | None) -> bool:
+        import asyncio
+
         self._reap()
         while not self._future_to_actor:
             if not self._blocked_regular():
@@ -421,6 +432,8 @@ class ActorPool:
 
     async def _drive_async(self, future: PoolFuture[Any]) -> Any:
         """``await future``: hand freed actors on while ``future`` waits for one."""
+        import asyncio
+
         mine = asyncio.wrap_future(future)
         while True:
             self._reap()
