@@ -127,6 +127,7 @@ class ClientBase:
         return next(self._req_ids)
 
     def query(self, what: str) -> Any:
+        self.flush_releases()  # the state asked for counts the refs dropped before the call
         reply = self.request(P.QueryState(self.next_req_id(), what))
         return msgspec.msgpack.decode(reply.value)
 
