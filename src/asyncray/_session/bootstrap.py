@@ -227,7 +227,6 @@ def init(
         RuntimeError: a second call without ``ignore_reinit_error``, an unknown keyword.
         ValueError, TypeError: a bad resource or namespace.
     """
-    global _session, _atexit_registered
     unknown = [k for k in kwargs if k not in _ACCEPTED_INIT_KWARGS and not k.startswith("_")]
     if unknown:
         raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
@@ -259,15 +258,7 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
             )
-            _session = session
-            base.set_current(session.client)
-            # As embedded (and as Ray's init): SIGTERM exits through atexit's
-            # shutdown, so the driver's finally blocks and exit handlers run.
-            _exit_on_sigterm.install()
-            if not _atexit_registered:
-                atexit.register(shutdown)
-                _atexit_registered = True
-            return _context(session)
+            return _begin(session)
         totals = _resources.resource_totals(num_cpus, num_gpus, resources)
         namespace = _resources.check_namespace(namespace)
         store = _resources.store_config(
@@ -276,13 +267,21 @@ def init(
         retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
-        _session = session
-        base.set_current(session.client)
-        _exit_on_sigterm.install()
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
-        return _context(session)
+        return _begin(session)
+
+
+def _begin(session: Session) -> RayContext:
+    """Under ``_lock``: ``session`` (embedded or connected) becomes this process's."""
+    global _session, _atexit_registered
+    _session = session
+    base.set_current(session.client)
+    # As Ray's init: SIGTERM exits through atexit's shutdown, so the driver's
+    # finally blocks and exit handlers run.
+    _exit_on_sigterm.install()
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+    return _context(session)
 
 
 def _context(session: Session) -> RayContext:
