@@ -28,16 +28,16 @@ from .. import _task_context
 from .. import exceptions as exc
 from .._clients import base
 from .._clients.driver import DriverClient
-from .._clients.worker import WorkerClient
-from .._core import retention
 from .._version import __version__
 from .._wire import shm
-from .._wire.channel import SocketChannel
 from . import head_files
 from . import resources as _resources
 
 if TYPE_CHECKING:
     import asyncio
+
+    from .._clients.worker import WorkerClient
+    from .._wire.channel import SocketChannel
 
 logger = logging.getLogger("asyncray")
 
@@ -264,6 +264,8 @@ def init(
         store = _resources.store_config(
             object_store_memory, object_spilling_directory, _system_config
         )
+        from .._core import retention
+
         retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
@@ -369,8 +371,6 @@ def _connect(
 
 
 def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
-    from .._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
-
     # Segment names carry the tag; the driver's pid in it is for people
     # reading /dev/shm (a session's liveness is judged by its lock file).
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -384,7 +384,11 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
 
 def fork_zygote(session: Session, store: _resources.StoreConfig) -> tuple[int, socket.socket]:
     """Size the store, then fork the session's zygote (before any thread of ours starts)."""
+    # Loaded once here, before the zygote forks, not in every child (an
+    # embedded driver or a head; a driver that only connects needs none).
+    from .._clients import worker  # noqa: F401
     from .._core.zygote import start_zygote
+    from .._worker import actor_host  # noqa: F401
     from .._worker.main import child_main
 
     capacity = store.capacity
@@ -660,6 +664,8 @@ def _attach_child(channel: SocketChannel) -> WorkerClient:
     _lock = threading.RLock()
     boot = _boot
     assert boot is not None, "child started without an inherited session"
+    from .._clients.worker import WorkerClient  # loaded before the fork: free here
+
     client = WorkerClient(channel)
     session = Session(boot.totals, boot.namespace, boot.job_id, boot.node_id)
     session.client = client
