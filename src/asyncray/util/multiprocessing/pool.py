@@ -335,7 +335,7 @@ class Pool:
         items = list(iterable)
         if chunksize is None:
             chunksize, extra = divmod(len(items), len(self._actors) * 4)
-            chunksize += 1 if extra else 0
+            chunksize = max(chunksize + (1 if extra else 0), 1)
         elif chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
         calls = [(tuple(a), {}) if star else ((a,), {}) for a in items]
@@ -416,7 +416,7 @@ class Pool:
         self._closed = True
 
     def terminate(self) -> None:
-        """Stop at once: the actors are killed, unfinished results never complete."""
+        """Stop at once: the actors are killed; unfinished results fail with ``ActorDiedError``."""
         self._closed = True
         if self._terminated:
             return
