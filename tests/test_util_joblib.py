@@ -41,7 +41,7 @@ def test_a_failing_call_raises_its_exception(ray_start):
 
 def test_n_jobs_minus_one_uses_the_sessions_cpus(ray_start):
     register_ray()
-    with joblib.parallel_backend("ray", n_jobs=-1) as (backend, n_jobs):
+    with joblib.parallel_backend("ray", n_jobs=-1) as (backend, _):
         assert backend.effective_n_jobs(-1) == 2
         assert backend.effective_n_jobs(-2) == 1
         assert joblib.Parallel()(joblib.delayed(fail_on_five)(i) for i in range(4)) == [0, 1, 2, 3]
@@ -61,7 +61,10 @@ def test_ray_remote_args_configure_the_actors(ray_start):
     register_ray()
     with joblib.parallel_backend("ray", ray_remote_args={"num_cpus": 0.5}):
         assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4)) == [
-            0, 1, 2, 3,
+            0,
+            1,
+            2,
+            3,
         ]
     with (
         joblib.parallel_backend("ray", ray_remote_args={"bogus": 1}),

@@ -204,9 +204,8 @@ def test_context_manager_terminates_and_refuses_new_work(ray_start):
         assert pool.apply(square, (3,)) == 9
     with pytest.raises(ValueError, match="Pool not running"):
         pool.apply(square, (3,))
-    with pytest.raises(ValueError, match="Pool not running"):
-        with pool:
-            pass
+    with pytest.raises(ValueError, match="Pool not running"), pool:
+        pass
 
 
 def test_options_are_checked(ray_start):

@@ -40,7 +40,7 @@ def test_util_submodules_are_reachable_after_a_bare_import():
 
 def test_an_unknown_util_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        asyncray.util.nope  # noqa: B018
+        asyncray.util.nope
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -123,9 +123,7 @@ def test_inspect_serializability_finds_a_captured_variable_of_a_function():
 
 def test_inspect_serializability_finds_an_attribute_of_an_object():
     holder = _Holder()
-    ok, failures = asyncray.util.inspect_serializability(
-        holder, name="h", print_file=io.StringIO()
-    )
+    ok, failures = asyncray.util.inspect_serializability(holder, name="h", print_file=io.StringIO())
     assert ok is False
     (failure,) = failures
     assert (failure.obj, failure.path, failure.parent) == (_LOCK, ("h", "lock"), holder)

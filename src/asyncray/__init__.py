@@ -41,6 +41,7 @@ def __getattr__(name: str) -> object:
         raise UnsupportedLibraryError(name)
     raise AttributeError(f"module 'asyncray' has no attribute {name!r}")
 
+
 __all__ = [
     "ActorClass",
     "ActorHandle",

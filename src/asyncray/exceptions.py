@@ -46,7 +46,6 @@ import threading
 from typing import Any
 
 __all__ = [
-    "UnsupportedLibraryError",
     "ActorAlreadyExistsError",
     "ActorDiedError",
     "ActorHandleNotFoundError",
@@ -78,6 +77,7 @@ __all__ = [
     "TaskTimeoutError",
     "TaskUnschedulableError",
     "UnserializableException",
+    "UnsupportedLibraryError",
     "WorkerCrashedError",
 ]
 

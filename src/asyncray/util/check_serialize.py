@@ -100,12 +100,15 @@ def _inspect_object(
             members = [
                 (name, obj)
                 for name, obj in inspect.getmembers(base_obj)
-                if not (name.startswith("__") and name.endswith("__")) and not inspect.isbuiltin(obj)
+                if not (name.startswith("__") and name.endswith("__"))
+                and not inspect.isbuiltin(obj)
             ]
             found = _inspect_items(members, depth, base_obj, failures, printer, path)
     if not found:
         obj_name = (
-            base_obj.__name__ if inspect.isclass(base_obj) else f"{type(base_obj).__name__} instance"
+            base_obj.__name__
+            if inspect.isclass(base_obj)
+            else f"{type(base_obj).__name__} instance"
         )
         printer.print(
             f"WARNING: Did not find non-serializable object in {obj_name}. This may be because "

@@ -21,7 +21,6 @@ import asyncray
 
 from ..multiprocessing.pool import Pool
 
-
 # What joblib passes to every backend's ``configure``, at its defaults. Large
 # arrays travel through asyncray's object store (shared memory), not joblib's
 # memmapping, so these mean nothing here: the defaults (or memmapping off) are

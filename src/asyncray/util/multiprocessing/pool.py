@@ -23,6 +23,7 @@ the order results complete, as multiprocessing's result-handler thread runs them
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import threading
 from collections import deque
@@ -127,7 +128,7 @@ class AsyncResult:
         if not refs:
             self._finish()
         for i, ref in enumerate(refs):
-            ref.future().add_done_callback(lambda fut, i=i: self._chunk_done(i, fut))
+            ref.future().add_done_callback(functools.partial(self._chunk_done, i))
 
     def _chunk_done(self, index: int, fut: concurrent.futures.Future[Any]) -> None:
         values = _chunk_values(fut)
@@ -185,7 +186,11 @@ class _IMapIterator:
     most two per actor in flight, so an endless iterable works."""
 
     def __init__(
-        self, pool: Pool, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int,
+        self,
+        pool: Pool,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int,
         ordered: bool,
     ) -> None:
         if chunksize < 1:
@@ -330,7 +335,11 @@ class Pool:
             raise ValueError("Pool not running")
 
     def _chunks(
-        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int], star: bool
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int],
+        star: bool,
     ) -> list[ObjectRef[Any]]:
         items = list(iterable)
         if chunksize is None:
@@ -338,6 +347,7 @@ class Pool:
             chunksize = max(chunksize + (1 if extra else 0), 1)
         elif chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
         calls = [(tuple(a), {}) if star else ((a,), {}) for a in items]
         return [
             self._submit(func, calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)
