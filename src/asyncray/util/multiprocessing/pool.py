@@ -110,7 +110,7 @@ class AsyncResult:
     def __init__(
         self,
         pool: Pool,
-        refs: list[ObjectRef[Any]],
+        chunks: list[concurrent.futures.Future[Any]],
         single: bool,
         callback: Optional[Callable[[Any], None]],
         error_callback: Optional[Callable[[BaseException], None]],
@@ -121,14 +121,14 @@ class AsyncResult:
         self._error_callback = error_callback
         self._event = threading.Event()
         self._lock = threading.Lock()
-        self._chunks: list[Optional[list[Any]]] = [None] * len(refs)
-        self._left = len(refs)
+        self._chunks: list[Optional[list[Any]]] = [None] * len(chunks)
+        self._left = len(chunks)
         self._error: Optional[BaseException] = None
         self._value: Any = None
-        if not refs:
+        if not chunks:
             self._finish()
-        for i, ref in enumerate(refs):
-            ref.future().add_done_callback(functools.partial(self._chunk_done, i))
+        for i, chunk in enumerate(chunks):
+            chunk.add_done_callback(functools.partial(self._chunk_done, i))
 
     def _chunk_done(self, index: int, fut: concurrent.futures.Future[Any]) -> None:
         values = _chunk_values(fut)
@@ -145,12 +145,14 @@ class AsyncResult:
                 flat = [v for chunk in self._chunks for v in chunk or ()]
                 self._value = flat[0] if self._single else flat
             self._event.set()
-        self._pool._run_callback(self._announce)
+        if self._callback is not None or self._error_callback is not None:
+            self._pool._run_callback(self._announce)
 
     def _finish(self) -> None:
         self._value = None if self._single else []
         self._event.set()
-        self._pool._run_callback(self._announce)
+        if self._callback is not None:
+            self._pool._run_callback(self._announce)
 
     def _announce(self) -> None:
         if self._error is not None:
@@ -200,7 +202,7 @@ class _IMapIterator:
         self._source = iter(iterable)
         self._chunksize = chunksize
         self._ordered = ordered
-        self._in_flight: deque[ObjectRef[Any]] = deque()
+        self._in_flight: deque[concurrent.futures.Future[Any]] = deque()
         self._ready: deque[Any] = deque()
         self._exhausted = False
         self._fill()
@@ -225,15 +227,15 @@ class _IMapIterator:
         while not self._ready:
             if not self._in_flight:
                 raise StopIteration
-            if self._ordered:
-                ref = self._in_flight[0]
-                done, _ = asyncray.wait([ref], timeout=timeout)
-            else:
-                done, _ = asyncray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
+            waiting = [self._in_flight[0]] if self._ordered else list(self._in_flight)
+            done, _ = concurrent.futures.wait(
+                waiting, timeout, return_when=concurrent.futures.FIRST_COMPLETED
+            )
             if not done:
                 raise TimeoutError
-            self._in_flight.remove(done[0])
-            self._ready.extend(_chunk_values(done[0].future()))
+            first = next(fut for fut in waiting if fut in done)  # the oldest that is done
+            self._in_flight.remove(first)
+            self._ready.extend(_chunk_values(first))
             self._fill()
         value = self._ready.popleft()
         if isinstance(value, _Failed):
@@ -294,7 +296,8 @@ class Pool:
         self._closed = False
         self._terminated = False
         self._next = 0
-        self._outstanding: list[ObjectRef[Any]] = []
+        self._outstanding: set[concurrent.futures.Future[Any]] = set()
+        self._submit_lock = threading.Lock()  # joblib submits from the callback thread
         self._retired: list[ActorHandle[Any]] = []
         self._callbacks: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._callbacks_lock = threading.Lock()
@@ -306,17 +309,22 @@ class Pool:
     def _new_actor(self) -> ActorHandle[Any]:
         return self._actor_cls.remote(self._initializer, self._initargs)
 
-    def _submit(self, func: Callable[..., Any], batch: list[Any]) -> ObjectRef[Any]:
-        entry = self._actors[self._next]
-        self._next = (self._next + 1) % len(self._actors)
-        ref = entry[0].run_batch.remote(func, batch)
-        self._outstanding = [r for r in self._outstanding if not r.future().done()]
-        self._outstanding.append(ref)
-        entry[1] += 1
-        if self._maxtasks is not None and entry[1] >= self._maxtasks:
-            self._retired.append(entry[0])  # finishes its queued chunks, then is killed
-            entry[0], entry[1] = self._new_actor(), 0
-        return ref
+    def _submit(self, func: Callable[..., Any], batch: list[Any]) -> concurrent.futures.Future[Any]:
+        """Run ``batch`` on the next actor; the future of its list of results."""
+        with self._submit_lock:
+            if self._terminated:  # an imap still submitting after terminate() or join()
+                raise ValueError("Pool not running")
+            entry = self._actors[self._next]
+            self._next = (self._next + 1) % len(self._actors)
+            ref: ObjectRef[Any] = entry[0].run_batch.remote(func, batch)
+            entry[1] += 1
+            if self._maxtasks is not None and entry[1] >= self._maxtasks:
+                self._retired.append(entry[0])  # finishes its queued chunks, then is killed
+                entry[0], entry[1] = self._new_actor(), 0
+            future = ref.future()
+            self._outstanding.add(future)
+        future.add_done_callback(self._outstanding.discard)
+        return future
 
     def _run_callback(self, fn: Callable[[], None]) -> None:
         with self._callbacks_lock:
@@ -340,7 +348,7 @@ class Pool:
         iterable: Iterable[Any],
         chunksize: Optional[int],
         star: bool,
-    ) -> list[ObjectRef[Any]]:
+    ) -> list[concurrent.futures.Future[Any]]:
         items = list(iterable)
         if chunksize is None:
             chunksize, extra = divmod(len(items), len(self._actors) * 4)
@@ -369,8 +377,8 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], None]] = None,
     ) -> AsyncResult:
         self._check_running()
-        ref = self._submit(func, [(tuple(args or ()), dict(kwds or {}))])
-        return AsyncResult(self, [ref], True, callback, error_callback)
+        chunk = self._submit(func, [(tuple(args or ()), dict(kwds or {}))])
+        return AsyncResult(self, [chunk], True, callback, error_callback)
 
     def map(
         self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = None
@@ -386,8 +394,8 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], None]] = None,
     ) -> AsyncResult:
         self._check_running()
-        refs = self._chunks(func, iterable, chunksize, star=False)
-        return AsyncResult(self, refs, False, callback, error_callback)
+        chunks = self._chunks(func, iterable, chunksize, star=False)
+        return AsyncResult(self, chunks, False, callback, error_callback)
 
     def starmap(
         self,
@@ -406,8 +414,8 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], None]] = None,
     ) -> AsyncResult:
         self._check_running()
-        refs = self._chunks(func, iterable, chunksize, star=True)
-        return AsyncResult(self, refs, False, callback, error_callback)
+        chunks = self._chunks(func, iterable, chunksize, star=True)
+        return AsyncResult(self, chunks, False, callback, error_callback)
 
     def imap(
         self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1
@@ -439,14 +447,14 @@ class Pool:
             raise ValueError("Pool is still running")
         if self._terminated:
             return
-        if self._outstanding:
-            asyncray.wait(self._outstanding, num_returns=len(self._outstanding))
+        concurrent.futures.wait(list(self._outstanding))
         self._terminated = True
         self._stop(kill=False)
 
     def _stop(self, kill: bool) -> None:
         actors = [actor for actor, _ in self._actors] + self._retired
-        self._actors, self._retired, self._outstanding = [], [], []
+        self._actors, self._retired = [], []
+        self._outstanding.clear()
         if asyncray.is_initialized():
             for actor in actors:
                 asyncray.kill(actor)
