@@ -84,3 +84,25 @@ def test_scikit_learn_cross_validation_on_the_ray_backend(ray_start):
     with joblib.parallel_backend("ray"):
         scores = cross_val_score(LogisticRegression(max_iter=500), x, y, cv=3, n_jobs=2)
     assert len(scores) == 3 and all(0.8 < s <= 1.0 for s in scores)
+
+
+def test_without_joblib_the_import_error_says_to_install_it(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "joblib.py"
+    blocker.write_text("raise ImportError('No module named joblib (hidden by the test)')\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import asyncray as ray\n"
+        "try:\n    ray.util.joblib\n"
+        "except ImportError as e:\n    print(type(e).__name__, e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=50
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "ImportError asyncray.util.joblib needs joblib, which is not installed: "
+        "pip install 'joblib>=1.3'"
+    )

@@ -3,7 +3,13 @@ run joblib's work on asyncray (needs joblib installed)."""
 
 from __future__ import annotations
 
-from joblib.parallel import register_parallel_backend
+try:
+    from joblib.parallel import register_parallel_backend
+except ImportError as e:
+    raise ImportError(
+        "asyncray.util.joblib needs joblib, which is not installed: pip install 'joblib>=1.3'",
+        name="joblib",
+    ) from e
 
 
 def register_ray() -> None:

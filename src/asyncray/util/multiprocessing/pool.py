@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -277,8 +278,12 @@ class Pool:
         if processes is not None and (not isinstance(processes, int) or processes < 1):
             raise ValueError("Processes in the pool must be >0.")
         if not asyncray.is_initialized():
-            if ray_address is not None:
+            if ray_address is not None and ray_address != "local":
                 asyncray.init(address=ray_address)
+            elif ray_address is None and (
+                os.environ.get("RAY_ADDRESS") or os.environ.get("ASYNCRAY_ADDRESS")
+            ):
+                asyncray.init()  # joins the head the variable names, as Ray's pool does
             else:
                 asyncray.init(num_cpus=processes)
         cpus = int(asyncray.cluster_resources().get("CPU", 0))
