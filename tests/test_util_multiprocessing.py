@@ -237,3 +237,16 @@ def test_a_pool_starts_a_session_if_none_runs(shutdown_only):
     with Pool(1) as pool:
         assert pool.map(square, [2]) == [4]
     assert shutdown_only.cluster_resources()["CPU"] == 1
+
+
+def test_ray_address_local_starts_a_session_with_processes_cpus(shutdown_only):
+    with Pool(1, ray_address="local") as pool:
+        assert pool.apply(square, (5,)) == 25
+    assert shutdown_only.cluster_resources()["CPU"] == 1
+
+
+def test_a_pool_on_a_connected_driver(connected):
+    with Pool(2, initializer=init, initargs=("head",)) as pool:
+        results = pool.map(state_and_pid, range(4), chunksize=1)
+        assert [state for state, _ in results] == [[("head",)]] * 4
+        assert sorted(pool.imap_unordered(square, range(4))) == [0, 1, 4, 9]
