@@ -53,6 +53,10 @@ def test_map_starmap_and_apply(ray_start):
         assert pool.starmap(pow, [(2, 3), (3, 2), (5, 0)]) == [8, 9, 1]
         assert pool.apply(square, (4,)) == 16
         assert pool.apply(slow, (5,), {"delay": 0}) == 5
+        assert pool.apply(slow, args=(6,), kwargs={"delay": 0}) == 6  # Ray's names
+        assert pool.apply(square, args=None, kwds={"x": 3}) == 9
+        with pytest.raises(TypeError, match="kwds or kwargs"):
+            pool.apply(slow, (1,), {"delay": 0}, kwargs={"delay": 0})
 
 
 def test_imap_keeps_order_and_imap_unordered_yields_as_ready(ray_start):

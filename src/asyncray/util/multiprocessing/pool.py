@@ -369,20 +369,33 @@ class Pool:
     # -- multiprocessing.Pool's API -------------------------------------------
 
     def apply(
-        self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Optional[dict] = None
+        self,
+        func: Callable[..., Any],
+        args: Optional[Iterable[Any]] = (),
+        kwds: Optional[dict[str, Any]] = None,
+        *,
+        kwargs: Optional[dict[str, Any]] = None,
     ) -> Any:
-        return self.apply_async(func, args, kwds).get()
+        """``func(*args, **kwds)`` on one of the actors; its value (``kwargs=`` is Ray's name)."""
+        return self.apply_async(func, args, kwds, kwargs=kwargs).get()
 
     def apply_async(
         self,
         func: Callable[..., Any],
-        args: Iterable[Any] = (),
-        kwds: Optional[dict] = None,
+        args: Optional[Iterable[Any]] = (),
+        kwds: Optional[dict[str, Any]] = None,
         callback: Optional[Callable[[Any], None]] = None,
         error_callback: Optional[Callable[[BaseException], None]] = None,
+        *,
+        kwargs: Optional[dict[str, Any]] = None,
     ) -> AsyncResult:
+        """``apply`` without waiting: an ``AsyncResult``. ``kwds`` is multiprocessing's
+        name for the keyword arguments, ``kwargs`` Ray's; give one of them."""
+        if kwds is not None and kwargs is not None:
+            raise TypeError("apply_async() takes kwds or kwargs (the same thing), not both")
         self._check_running()
-        chunk = self._submit(func, [(tuple(args or ()), dict(kwds or {}))])
+        call = (tuple(args or ()), dict(kwds if kwds is not None else kwargs or {}))
+        chunk = self._submit(func, [call])
         return AsyncResult(self, [chunk], True, callback, error_callback)
 
     def map(
