@@ -254,3 +254,19 @@ def test_a_pool_on_a_connected_driver(connected):
         results = pool.map(state_and_pid, range(4), chunksize=1)
         assert [state for state, _ in results] == [[("head",)]] * 4
         assert sorted(pool.imap_unordered(square, range(4))) == [0, 1, 4, 9]
+
+
+def _failing_initializer():
+    raise RuntimeError("init failed")
+
+
+def test_a_failing_initializer_fails_the_pool_with_its_error(ray_start):
+    with pytest.raises(ActorDiedError, match="init failed"):
+        Pool(1, initializer=_failing_initializer)
+
+
+def test_a_pool_cannot_be_pickled(ray_start):
+    import pickle
+
+    with Pool(1) as pool, pytest.raises(NotImplementedError, match="cannot be passed"):
+        pickle.dumps(pool)

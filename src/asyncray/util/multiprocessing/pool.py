@@ -489,4 +489,5 @@ class Pool:
         self.terminate()
 
     def __reduce__(self) -> Any:
-        raise TypeError("Pool objects cannot be passed between processes or pickled")
+        # multiprocessing's error and words
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
