@@ -65,7 +65,7 @@ def test_imap_keeps_order_and_imap_unordered_yields_as_ready(ray_start):
         assert sorted(pool.imap_unordered(square, range(9))) == sorted(x * x for x in range(9))
         # chunks go round robin: 0 and 2 to one actor, 1 and 3 to the other;
         # the slow first item holds back 2 but not 1 and 3
-        delays = [0.5, 0.0, 0.0, 0.0]
+        delays = [1.0, 0.0, 0.0, 0.0]
         unordered = list(pool.imap_unordered(_sleep_then, list(enumerate(delays))))
         assert unordered == [1, 3, 0, 2]
         assert list(pool.imap(_sleep_then, list(enumerate(delays)))) == [0, 1, 2, 3]
