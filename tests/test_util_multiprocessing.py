@@ -270,3 +270,15 @@ def test_a_pool_cannot_be_pickled(ray_start):
 
     with Pool(1) as pool, pytest.raises(NotImplementedError, match="cannot be passed"):
         pickle.dumps(pool)
+
+
+def test_join_returns_after_the_callbacks_ran(ray_start):
+    got = []
+    pool = Pool(2)
+    for i in range(6):
+        pool.apply_async(slow, (i,), {"delay": 0.05}, callback=got.append)
+    pool.map_async(fail_on_three, range(5), error_callback=got.append)
+    pool.close()
+    pool.join()
+    assert sorted(x for x in got if isinstance(x, int)) == list(range(6))
+    assert [repr(x) for x in got if not isinstance(x, int)] == ["ValueError('bad 3')"]

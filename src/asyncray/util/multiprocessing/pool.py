@@ -119,6 +119,9 @@ class AsyncResult:
         self._pool = pool
         self._single = single
         self._callback = callback
+        self._announced = threading.Event()  # its callback has run (join waits for it)
+        if callback is not None or error_callback is not None:
+            pool._unannounced.add(self)
         self._error_callback = error_callback
         self._event = threading.Event()
         self._lock = threading.Lock()
@@ -156,11 +159,15 @@ class AsyncResult:
             self._pool._run_callback(self._announce)
 
     def _announce(self) -> None:
-        if self._error is not None:
-            if self._error_callback is not None:
-                self._error_callback(self._error)
-        elif self._callback is not None:
-            self._callback(self._value)
+        try:
+            if self._error is not None:
+                if self._error_callback is not None:
+                    self._error_callback(self._error)
+            elif self._callback is not None:
+                self._callback(self._value)
+        finally:
+            self._pool._unannounced.discard(self)
+            self._announced.set()
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Return once the result is ready or ``timeout`` seconds have passed."""
@@ -306,6 +313,7 @@ class Pool:
         self._retired: list[ActorHandle[Any]] = []
         self._callbacks: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._callbacks_lock = threading.Lock()
+        self._unannounced: set[AsyncResult] = set()  # results whose callback has not run
         self._actors: list[list[Any]] = [[self._new_actor(), 0] for _ in range(processes)]
         asyncray.get([actor.ping.remote() for actor, _ in self._actors])
 
@@ -466,6 +474,9 @@ class Pool:
         if self._terminated:
             return
         concurrent.futures.wait(list(self._outstanding))
+        # as in multiprocessing, the callbacks have run when join returns
+        for result in list(self._unannounced):
+            result._announced.wait()
         self._terminated = True
         self._stop(kill=False)
 
