@@ -29,8 +29,11 @@ PUBLIC_MODULES = {
     "asyncray.util": [
         "ActorPool", "placement_group", "remove_placement_group", "get_placement_group",
         "placement_group_table", "get_current_placement_group", "PlacementGroup",
-        "list_named_actors",
+        "list_named_actors", "inspect_serializability",
     ],
+    "asyncray.util.multiprocessing": ["Pool", "TimeoutError", "JoinableQueue"],
+    "asyncray.util.joblib": ["register_ray"],
+    "asyncray.util.check_serialize": ["inspect_serializability", "FailureTuple"],
     "asyncray.util.queue": ["Queue", "Empty", "Full"],
     "asyncray.util.placement_group": [
         "PlacementGroup", "placement_group", "remove_placement_group",

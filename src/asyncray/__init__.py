@@ -32,6 +32,16 @@ ObjectID = ObjectRef
 
 from ._version import __version__ as __version__  # noqa: E402
 
+
+def __getattr__(name: str) -> object:
+    # ``ray.data``, ``ray.serve``, ...: one clear error instead of an AttributeError.
+    from .exceptions import RAY_LIBRARIES, UnsupportedLibraryError
+
+    if name in RAY_LIBRARIES:
+        raise UnsupportedLibraryError(name)
+    raise AttributeError(f"module 'asyncray' has no attribute {name!r}")
+
+
 __all__ = [
     "ActorClass",
     "ActorHandle",

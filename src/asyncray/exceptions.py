@@ -77,6 +77,7 @@ __all__ = [
     "TaskTimeoutError",
     "TaskUnschedulableError",
     "UnserializableException",
+    "UnsupportedLibraryError",
     "WorkerCrashedError",
 ]
 
@@ -425,3 +426,40 @@ class ActorAlreadyExistsError(RayError, ValueError):
 
 class ActorHandleNotFoundError(RayError, ValueError):
     """The actor handle belongs to an earlier session."""
+
+
+# Ray's libraries asyncray does not provide, by the name ``ray.<name>`` has.
+RAY_LIBRARIES = {
+    "air": "Ray AIR",
+    "dag": "the DAG API (ray.dag)",
+    "data": "Ray Data",
+    "rllib": "RLlib",
+    "serve": "Ray Serve",
+    "train": "Ray Train",
+    "tune": "Ray Tune",
+    "workflow": "Ray Workflows",
+}
+
+_RAY_EXTRAS = {"air", "data", "rllib", "serve", "train", "tune"}
+
+
+class UnsupportedLibraryError(ImportError):
+    """A Ray library outside Ray Core (``ray.data``, ``ray.serve``, ...) was imported.
+
+    An ``ImportError``, so ``try: from asyncray import data / except ImportError``
+    works as for a missing optional dependency.
+    """
+
+    def __init__(self, library: str) -> None:
+        what = RAY_LIBRARIES.get(library, f"ray.{library}")
+        extra = f"'ray[{library}]'" if library in _RAY_EXTRAS else "ray"
+        super().__init__(
+            f"asyncray.{library}: asyncray covers Ray Core only (tasks, actors, objects, "
+            f"placement groups, ray.util); {what} is not part of it. Run this program with "
+            f"real Ray (pip install {extra}, then import ray).",
+            name=f"asyncray.{library}",
+        )
+        self.library = library
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.library,))

@@ -1,4 +1,5 @@
-"""Ray's utilities under Ray's module paths: ``ActorPool``, ``queue``, placement groups."""
+"""Ray's utilities under Ray's module paths: ``ActorPool``, ``queue``, placement groups,
+``multiprocessing.Pool``, the ``joblib`` backend and ``inspect_serializability``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = [
     "PlacementGroup",
     "get_current_placement_group",
     "get_placement_group",
+    "inspect_serializability",
     "list_named_actors",
     "placement_group",
     "placement_group_table",
@@ -29,7 +31,15 @@ __all__ = [
 
 # Submodules that ``import ray; ray.util.<name>`` reaches, as in Ray; loaded on
 # first use, so programs that only use placement groups skip them.
-_LAZY_SUBMODULES = ("queue", "actor_pool", "scheduling_strategies")
+# ``joblib`` needs joblib installed: reaching it without raises joblib's ImportError.
+_LAZY_SUBMODULES = (
+    "queue",
+    "actor_pool",
+    "scheduling_strategies",
+    "multiprocessing",
+    "joblib",
+    "check_serialize",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +47,10 @@ def __getattr__(name: str) -> Any:
         from .actor_pool import ActorPool
 
         return ActorPool
+    if name == "inspect_serializability":
+        from .check_serialize import inspect_serializability
+
+        return inspect_serializability
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'asyncray.util' has no attribute {name!r}")
