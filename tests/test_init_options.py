@@ -155,3 +155,30 @@ def test_init_names_a_missing_fd_passing_and_platform(shutdown_only, monkeypatch
 
 def test_this_platform_has_everything():
     assert platform_checks.missing(embedded=True) == []
+
+
+def test_a_driver_joining_a_head_gets_the_same_warnings(head, shutdown_only):
+    with pytest.warns(RuntimeWarning) as record:
+        asyncray.init(
+            address=head.socket,
+            include_dashboard=True,
+            _temp_dir="/tmp",
+            _system_config={"made_up_key": 1, "max_direct_call_object_size": 1},
+            object_spilling_directory="/tmp",
+        )
+    messages = [str(w.message) for w in record]
+    assert any("init(include_dashboard=...) has no effect" in m for m in messages)
+    assert any("init(_temp_dir=...) has no effect" in m for m in messages)
+    assert any("_system_config['made_up_key']" in m for m in messages)
+    assert any("_system_config['max_direct_call_object_size']" in m for m in messages)
+    assert any("init(object_spilling_directory=...) has no effect" in m for m in messages)
+    assert asyncray.cluster_resources()["CPU"] == 2
+
+
+def test_a_driver_joining_a_head_checks_its_platform(head, shutdown_only, monkeypatch):
+    import socket
+
+    monkeypatch.delattr(socket, "SO_PEERCRED")
+    with pytest.raises(RuntimeError, match=r"SO_PEERCRED.*supports Linux"):
+        asyncray.init(address=head.socket)
+    assert not asyncray.is_initialized()

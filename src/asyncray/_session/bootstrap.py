@@ -237,7 +237,11 @@ def init(
             address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
         connected = address not in (None, "local")
         platform_checks.check(embedded=not connected)
-        init_options.apply(options, _system_config, connected=connected)
+        init_options.apply(
+            {**options, "object_spilling_directory": object_spilling_directory},
+            _system_config,
+            connected=connected,
+        )
         if connected:
             assert address is not None
             session = _connect(

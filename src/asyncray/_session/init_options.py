@@ -83,6 +83,8 @@ _NO_EFFECT: dict[str, str] = {
     "_skip_env_hook": "asyncray runs no runtime_env hook",
     "_temp_dir": "a driver joining a head uses the head's directories",
 }
+# Why the store's and kernel's settings change nothing for a driver joining a head.
+_JOINING = "a driver joining a head uses the head's object store and settings"
 
 # ``_system_config`` keys asyncray reads (resources.store_config, retention).
 KNOWN_SYSTEM_CONFIG_KEYS = frozenset(
@@ -151,9 +153,13 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
         if keyword == "dashboard_host" and value in ("127.0.0.1", "localhost"):
             continue  # Ray's default
         warn_no_effect(keyword, _NO_EFFECT[keyword])
+    if connected and options.get("object_spilling_directory") is not None:
+        warn_no_effect("object_spilling_directory", _JOINING)
     if isinstance(system_config, dict):
         for key in system_config:
-            if key not in KNOWN_SYSTEM_CONFIG_KEYS:
+            if connected:
+                warn_no_effect(f"_system_config[{key!r}]", _JOINING)
+            elif key not in KNOWN_SYSTEM_CONFIG_KEYS:
                 warn_no_effect(
                     f"_system_config[{key!r}]",
                     "asyncray reads only "
