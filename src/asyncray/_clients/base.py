@@ -87,6 +87,25 @@ class ClientBase:
         if len(released) >= RELEASE_BATCH:
             self.flush_releases()
 
+    def with_reports(self, msg: Any) -> list[Any] | None:
+        """``msg`` among the view reports and releases queued since the last message, or
+        None when there are none (send ``msg`` alone).
+
+        For a process that reports its views (a child, a driver connected to a
+        head): views opened go before ``msg`` (which may let their object go),
+        releases and views closed after it (see ``DriverClient.drain``).
+        """
+        if not (self._released or shm.mapped_log or shm.unmapped_log):
+            return None
+        mapped, unmapped = shm.take_view_reports()
+        msgs: list[Any] = [P.SegmentMaps(mapped, [])] if mapped else []
+        msgs.append(msg)
+        if self._released:
+            msgs.append(P.ReleaseObjects(self._take_releases()))
+        if unmapped:
+            msgs.append(P.SegmentMaps([], unmapped))
+        return msgs
+
     def flush_releases(self) -> None:
         released = self._take_releases()
         if released:

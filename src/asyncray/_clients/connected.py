@@ -36,6 +36,7 @@ from .._wire import protocol as P
 from .._wire import shm
 from .._wire.channel import resolve_futures
 from .._wire.framing import take_first_frame, take_frames
+from .._wire.output import write_log
 from .._wire.writer import FrameWriter
 from .base import raise_if_error, reply_deadline
 from .driver import WaitingClient, _AsyncWaiter, _SyncWaiter
@@ -172,19 +173,11 @@ class ConnectedClient(WaitingClient):
                 return  # the head is gone and its objects with it
             raise exc.RaySystemError(self._lost)
         try:
-            if self._released or shm.mapped_log or shm.unmapped_log:
-                # Views opened go before msg (which may let their object go),
-                # releases and views closed after it (as a child sends them).
-                mapped, unmapped = shm.take_view_reports()
-                msgs: list[Any] = [P.SegmentMaps(mapped, [])] if mapped else []
-                msgs.append(msg)
-                if self._released:
-                    msgs.append(P.ReleaseObjects(self._take_releases()))
-                if unmapped:
-                    msgs.append(P.SegmentMaps([], unmapped))
-                self._writer.send_many(msgs)
-            else:
+            msgs = self.with_reports(msg)
+            if msgs is None:
                 self._writer.send(msg)
+            else:
+                self._writer.send_many(msgs)
         except OSError as e:
             self._connection_lost(f"{type(e).__name__}: {e}")
             raise exc.RaySystemError(self._lost) from e
@@ -227,7 +220,7 @@ class ConnectedClient(WaitingClient):
             if kind in P.REPLY_TYPES:
                 complete(msg)
             elif kind is P.Log:
-                _write_output(msg)
+                write_log(msg)
             elif kind is P.DropMappings:
                 shm.forget_writable(msg.names)
         if self._async_batch:
@@ -388,13 +381,3 @@ class ConnectedClient(WaitingClient):
             self.sock.close()
         self.fail_all_waiters("asyncray was shut down while this call was waiting")
         shm.leave_session()
-
-
-def _write_output(msg: P.Log) -> None:
-    """Output of this job's tasks and actors, forwarded by the head."""
-    stream = sys.stdout if msg.stream == 1 else sys.stderr
-    try:
-        stream.write(msg.text)
-        stream.flush()
-    except (OSError, ValueError):
-        pass

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._wire import protocol as P
-from .._wire import shm
 from .._wire.channel import SocketChannel
 from .._worker.interrupts import protocol_io
 from .base import ClientBase, raise_if_error, reply_deadline, timed_out_reply
@@ -41,19 +40,11 @@ class WorkerClient(ClientBase):
         self.channel = channel
 
     def post(self, msg: Any) -> None:
-        if self._released or shm.mapped_log or shm.unmapped_log:
-            # Views opened go before msg (which may let their object go),
-            # releases and views closed after it (see DriverClient.drain).
-            mapped, unmapped = shm.take_view_reports()
-            msgs: list[Any] = [P.SegmentMaps(mapped, [])] if mapped else []
-            msgs.append(msg)
-            if self._released:
-                msgs.append(P.ReleaseObjects(self._take_releases()))
-            if unmapped:
-                msgs.append(P.SegmentMaps([], unmapped))
-            self.channel.send_many(msgs)
-        else:
+        msgs = self.with_reports(msg)
+        if msgs is None:
             self.channel.send(msg)
+        else:
+            self.channel.send_many(msgs)
 
     def request(self, msg: Any) -> Any:
         patience = reply_deadline(msg)

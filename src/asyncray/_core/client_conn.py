@@ -34,7 +34,7 @@ import msgspec
 
 from .._wire import protocol as P
 from .._wire import shm
-from .._wire.framing import FrameTooLarge, take_first_frame, take_frames
+from .._wire.framing import FrameTooLarge, take_first_frame
 from .framed import FramedConn
 
 if TYPE_CHECKING:
@@ -119,13 +119,8 @@ class ClientConn(FramedConn):
             self._handshake()
             if not self.admitted or not buf:
                 return
-        try:
-            msgs = take_frames(buf, P.decoder.decode)
-        except FrameTooLarge as e:
-            self.drop(str(e))
-            return
-        except msgspec.DecodeError as e:  # garbage, a wrong type, an unknown tag
-            self.drop(f"sent a frame that is no asyncray message ({e})")
+        msgs = self.take_messages()
+        if msgs is None:
             return
         runtime = self.runtime
         handle = runtime.handle

@@ -14,7 +14,10 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .._wire import protocol as P
+from .._wire.framing import FrameTooLarge, take_frames
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -41,6 +44,24 @@ class FramedConn(asyncio.Protocol):
         self.views: dict[str, int] = {}
         # Definitions (functions, actor classes) this peer registered.
         self.registered_functions: set[bytes] = set()
+
+    def drop(self, reason: str) -> None:
+        """Cut off a peer that sent what no asyncray peer sends (subclasses say how)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define drop()")
+
+    def take_messages(self) -> list[Any] | None:
+        """Every whole message buffered, decoded by the typed decoder.
+
+        None if the stream is corrupt — a length over the limit, garbage, a
+        wrong type, an unknown tag: the peer is dropped.
+        """
+        try:
+            return take_frames(self._buf, P.decoder.decode)
+        except FrameTooLarge as e:
+            self.drop(str(e))
+        except msgspec.DecodeError as e:
+            self.drop(f"sent a frame that is no asyncray message ({e})")
+        return None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

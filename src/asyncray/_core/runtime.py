@@ -26,7 +26,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
 import traceback
 import typing
@@ -40,6 +39,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
+from .._wire.output import write_log
 from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
 from .jobs import JobRecord, JobTable
@@ -288,7 +288,7 @@ class Runtime:
                 namespace,
                 pid=os.getpid(),
                 log_to_driver=log_to_driver,
-                output=print_log,
+                output=write_log,
                 job_id=job_id,
             )
         # The job a new worker is taken to serve: embedded, the only one, so
@@ -1906,7 +1906,7 @@ class Runtime:
         """
         job = self.jobs.live.get(msg.job_id or conn.job)
         if job is None:
-            print_log(msg)
+            write_log(msg)
         elif job.log_to_driver:
             job.output(msg)
 
@@ -2025,13 +2025,3 @@ class Runtime:
                 conn.send(P.Shutdown())
             conn.close()
         self.zygote.close()
-
-
-def print_log(msg: P.Log) -> None:
-    """Write a child's output to this process's stdout or stderr."""
-    stream = sys.stdout if msg.stream == 1 else sys.stderr
-    try:
-        stream.write(msg.text)
-        stream.flush()
-    except (OSError, ValueError):
-        pass

@@ -29,12 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
-from .._wire.framing import FrameTooLarge, take_frames
+from .._wire.framing import take_frames
 from .framed import FramedConn
 
 if TYPE_CHECKING:
@@ -150,13 +148,8 @@ class ChildConn(FramedConn):
             return  # bytes already on their way when the child was cut off
         buf = self._buf
         buf += data
-        try:
-            msgs = take_frames(buf, P.decoder.decode)
-        except FrameTooLarge as e:
-            self.drop(str(e))
-            return
-        except msgspec.DecodeError as e:  # garbage, a wrong type, an unknown tag
-            self.drop(f"sent a frame that is no asyncray message ({e})")
+        msgs = self.take_messages()
+        if msgs is None:
             return
         runtime = self.runtime
         handle = runtime.handle

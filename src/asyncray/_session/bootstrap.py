@@ -28,16 +28,16 @@ from .. import _task_context
 from .. import exceptions as exc
 from .._clients import base
 from .._clients.driver import DriverClient
-from .._clients.worker import WorkerClient
-from .._core import retention
 from .._version import __version__
 from .._wire import shm
-from .._wire.channel import SocketChannel
 from . import head_files, init_options, platform_checks
 from . import resources as _resources
 
 if TYPE_CHECKING:
     import asyncio
+
+    from .._clients.worker import WorkerClient
+    from .._wire.channel import SocketChannel
 
 logger = logging.getLogger("asyncray")
 
@@ -215,7 +215,6 @@ def init(
             a platform that lacks what asyncray needs (it supports Linux).
         ValueError, TypeError: a bad resource or namespace.
     """
-    global _session, _atexit_registered
     options = init_options.check_kwargs(kwargs)
     if local_mode:
         raise RuntimeError(
@@ -253,15 +252,7 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
             )
-            _session = session
-            base.set_current(session.client)
-            # As embedded (and as Ray's init): SIGTERM exits through atexit's
-            # shutdown, so the driver's finally blocks and exit handlers run.
-            _exit_on_sigterm.install()
-            if not _atexit_registered:
-                atexit.register(shutdown)
-                _atexit_registered = True
-            return _context(session)
+            return _begin(session)
         totals = _resources.resource_totals(num_cpus, num_gpus, resources)
         namespace = _resources.check_namespace(namespace)
         store = _resources.store_config(
@@ -269,16 +260,26 @@ def init(
         )
         if store.spill_root is None:
             store = store._replace(spill_root=init_options.spill_root(options["_temp_dir"]))
+        from .._core import retention
+
         retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
-        _session = session
-        base.set_current(session.client)
-        _exit_on_sigterm.install()
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
-        return _context(session)
+        return _begin(session)
+
+
+def _begin(session: Session) -> RayContext:
+    """Under ``_lock``: ``session`` (embedded or connected) becomes this process's."""
+    global _session, _atexit_registered
+    _session = session
+    base.set_current(session.client)
+    # As Ray's init: SIGTERM exits through atexit's shutdown, so the driver's
+    # finally blocks and exit handlers run.
+    _exit_on_sigterm.install()
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+    return _context(session)
 
 
 def _context(session: Session) -> RayContext:
@@ -366,8 +367,6 @@ def _connect(
 
 
 def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig) -> None:
-    from .._worker import actor_host  # noqa: F401 - loaded once here, not in every actor
-
     # Segment names carry the tag; the driver's pid in it is for people
     # reading /dev/shm (a session's liveness is judged by its lock file).
     session.shm_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -381,7 +380,11 @@ def _start(session: Session, log_to_driver: bool, store: _resources.StoreConfig)
 
 def fork_zygote(session: Session, store: _resources.StoreConfig) -> tuple[int, socket.socket]:
     """Size the store, then fork the session's zygote (before any thread of ours starts)."""
+    # Loaded once here, before the zygote forks, not in every child (an
+    # embedded driver or a head; a driver that only connects needs none).
+    from .._clients import worker  # noqa: F401
     from .._core.zygote import start_zygote
+    from .._worker import actor_host  # noqa: F401
     from .._worker.main import child_main
 
     capacity = store.capacity
@@ -657,6 +660,8 @@ def _attach_child(channel: SocketChannel) -> WorkerClient:
     _lock = threading.RLock()
     boot = _boot
     assert boot is not None, "child started without an inherited session"
+    from .._clients.worker import WorkerClient  # loaded before the fork: free here
+
     client = WorkerClient(channel)
     session = Session(boot.totals, boot.namespace, boot.job_id, boot.node_id)
     session.client = client
