@@ -30,7 +30,7 @@ from .._clients import base
 from .._clients.driver import DriverClient
 from .._version import __version__
 from .._wire import shm
-from . import head_files
+from . import head_files, init_options, platform_checks
 from . import resources as _resources
 
 if TYPE_CHECKING:
@@ -41,26 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncray")
 
-# Keyword arguments Ray's init accepts that change nothing on one host.
-_ACCEPTED_INIT_KWARGS = frozenset(
-    {
-        "labels",
-        "include_dashboard",
-        "dashboard_host",
-        "dashboard_port",
-        "job_config",
-        "configure_logging",
-        "logging_level",
-        "logging_format",
-        "logging_config",
-        "runtime_env",
-        "enable_resource_isolation",
-        "cgroup_path",
-        "system_reserved_cpu",
-        "system_reserved_memory",
-        "proxy_server_url",
-    }
-)
 # How long shutdown waits for the zygote (which reaps every worker) to exit
 # before it SIGKILLs it.
 ZYGOTE_EXIT_TIMEOUT_S = 3.0
@@ -217,19 +197,25 @@ def init(
             are spilled to disk; ``ObjectStoreFullError`` if nothing can be spilled.
         object_spilling_directory: where spilled objects go (default: the temp directory).
         _system_config: Ray's tuning dict; ``max_direct_call_object_size`` (bytes) sets
-            the size from which buffers go to shared memory (default 100 KiB), and
-            ``object_spilling_config`` (Ray's JSON) may name the spill directory.
+            the size from which buffers go to shared memory (default 100 KiB),
+            ``object_spilling_config`` (Ray's JSON) may name the spill directory, and
+            ``maximum_gcs_destroyed_actor_cached_count`` bounds the dead actors kept.
+            Other keys warn once that they have no effect.
+        **kwargs: Ray's other keywords. ``configure_logging``, ``logging_level`` and
+            ``logging_format`` configure the "asyncray" logger as Ray's configure its
+            "ray" logger; ``_temp_dir`` is where spilled objects go by default. The rest
+            (dashboard, cgroup, Redis, ... options) warn once per process that they have
+            no effect here. A keyword Ray does not accept raises ``RuntimeError``.
 
     Returns:
         A ``RayContext`` mapping (usable as ``with asyncray.init(): ...``).
 
     Raises:
-        RuntimeError: a second call without ``ignore_reinit_error``, an unknown keyword.
+        RuntimeError: a second call without ``ignore_reinit_error``, an unknown keyword,
+            a platform that lacks what asyncray needs (it supports Linux).
         ValueError, TypeError: a bad resource or namespace.
     """
-    unknown = [k for k in kwargs if k not in _ACCEPTED_INIT_KWARGS and not k.startswith("_")]
-    if unknown:
-        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
+    options = init_options.check_kwargs(kwargs)
     if local_mode:
         raise RuntimeError(
             "`local_mode` is no longer supported. For interactive debugging consider using "
@@ -248,7 +234,15 @@ def init(
         if address is None or address == head_files.AUTO:
             # As Ray: the variable names the head when no address, or "auto", is given.
             address = os.environ.get("ASYNCRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
-        if address not in (None, "local"):
+        connected = address not in (None, "local")
+        platform_checks.check(embedded=not connected)
+        init_options.apply(
+            {**options, "object_spilling_directory": object_spilling_directory},
+            _system_config,
+            connected=connected,
+        )
+        if connected:
+            assert address is not None
             session = _connect(
                 address,
                 namespace,
@@ -264,6 +258,8 @@ def init(
         store = _resources.store_config(
             object_store_memory, object_spilling_directory, _system_config
         )
+        if store.spill_root is None:
+            store = store._replace(spill_root=init_options.spill_root(options["_temp_dir"]))
         from .._core import retention
 
         retention.configure(_system_config)  # records of dead actors kept

@@ -26,7 +26,7 @@ from typing import Any
 from .._core import retention
 from .._core.client_conn import ClientConn, HeadIdentity
 from .._wire import shm
-from . import bootstrap
+from . import bootstrap, platform_checks
 from . import resources as _resources
 from .head_files import HeadFiles, private_directory
 
@@ -102,6 +102,7 @@ def _run_locked(
 ) -> None:
     import uvloop
 
+    platform_checks.check(embedded=True)  # as init(): what is missing, named at once
     totals = _resources.resource_totals(num_cpus, num_gpus, resources)
     store = _resources.store_config(object_store_memory, None, None)
     retention.configure(None)
