@@ -42,6 +42,7 @@ Every class survives pickling, so errors cross process boundaries intact.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from typing import Any
 
@@ -133,13 +134,19 @@ class RayTaskError(RayError):
         )
 
     def __str__(self) -> str:
+        # As Ray's: the header takes the place of each "Traceback (most recent
+        # call last):" line of traceback_str (one per chained exception).
         header = f"{self.proctitle}() (pid={self.pid}, ip={self.ip}"
         if self.actor_id is not None:
             header += f", actor_id={self.actor_id}"
         if self.actor_repr is not None:
             header += f", repr={self.actor_repr}"
         header += ")"
-        return f"{header}\n{self.traceback_str}".rstrip("\n")
+        lines = self.traceback_str.strip().split("\n")
+        out = [header if line.startswith("Traceback ") else line for line in lines]
+        if not lines[0].startswith(("Traceback ", "+ Exception Group Traceback")):
+            out.insert(0, header)
+        return "\n".join(out)
 
     def as_instanceof_cause(self) -> RayTaskError:
         """Return this error as an instance of ``RayTaskError`` and the cause's class."""
@@ -153,9 +160,7 @@ class RayTaskError(RayError):
             return self
         try:
             dual = _dual_class(cause_cls)
-            err = dual.__new__(dual)
-            RayTaskError.__init__(
-                err,
+            err = dual(
                 self.function_name,
                 self.traceback_str,
                 cause,
@@ -167,7 +172,7 @@ class RayTaskError(RayError):
             )
             err.args = (cause,)
             return err
-        except TypeError:
+        except Exception:  # a class that cannot be subclassed or blocks construction
             return self
 
 
@@ -187,6 +192,18 @@ def _dual_class(cause_cls: type) -> type[RayTaskError]:
             def __reduce__(self: Any) -> Any:
                 return (_rebuild_dual, (RayTaskError.__reduce__(self)[1],))
 
+            namespace: dict[str, Any] = {}
+            group_cls: Any = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+
+            if group_cls is not None and issubclass(cause_cls, group_cls):
+                # An exception group's __new__ takes (message, exceptions), as in Ray.
+                base_new: Any = cause_cls.__new__
+
+                def __new__(cls: Any, *args: Any, **kwargs: Any) -> Any:
+                    cause = args[2]
+                    return base_new(cls, cause.message, cause.exceptions)
+
+                namespace["__new__"] = __new__
+
             cls = type(
                 f"RayTaskError({cause_cls.__name__})",
                 (RayTaskError, cause_cls),
@@ -197,6 +214,7 @@ def _dual_class(cause_cls: type) -> type[RayTaskError]:
                     "__init__": RayTaskError.__init__,
                     "__module__": __name__,
                     "__qualname__": f"RayTaskError({cause_cls.__qualname__})",
+                    **namespace,
                 },
             )
             _dual_classes[cause_cls] = cls
@@ -406,17 +424,23 @@ class AsyncioActorExit(RayError):
 
 
 class UnserializableException(RayError):
-    """The remote exception could not be unpickled."""
+    """The remote exception could not be unpickled; carries its text (as Ray's)."""
 
     def __init__(self, original_stack_trace: str = "") -> None:
-        self.original_stack_trace = original_stack_trace
+        self._original_stack_trace = original_stack_trace
         super().__init__(original_stack_trace)
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.original_stack_trace,))
+        return (type(self), (self._original_stack_trace,))
 
     def __str__(self) -> str:
-        return f"Failed to deserialize exception. Original exception:\n{self.original_stack_trace}"
+        # Ray 2.60's exact text [obs].
+        return (
+            "Failed to deserialize exception. Refer to https://docs.ray.io/en/latest/ray-core/"
+            "objects/serialization.html#custom-serializers-for-exceptions for more information.\n"
+            "Original exception:\n"
+            f"{self._original_stack_trace}"
+        )
 
 
 class ActorAlreadyExistsError(RayError, ValueError):
