@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import errno
 import pickle
+import re
 import sys
 import threading
 
 import pytest
 
 import asyncray
-from asyncray.exceptions import RayError, RayTaskError, UnserializableException
+from asyncray.exceptions import (
+    RayError,
+    RayTaskError,
+    UnserializableException,
+    WorkerCrashedError,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -223,3 +229,34 @@ def test_unserializable_exception_pickles_with_its_text():
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == _UNSERIALIZABLE_HEAD + "original text"
     assert again.args == ("original text",)
+
+
+@asyncray.remote(max_retries=0)
+def exit_with(code):
+    import os
+
+    os._exit(code)
+
+
+def test_worker_crash_names_pid_and_exit_code_and_no_log_files(ray_start):
+    # Ray: WorkerCrashedError "The worker died unexpectedly while executing this task.
+    # Check python-core-worker-*.log files for more information." asyncray writes no log
+    # files: it names the worker's pid and exit code instead (docs/ray-compatibility.md).
+    with pytest.raises(WorkerCrashedError) as info:
+        asyncray.get(exit_with.remote(3), timeout=30)
+    text = str(info.value)
+    assert re.fullmatch(
+        r"The worker died unexpectedly while executing this task \(pid=\d+, exit code 3\)\.", text
+    )
+    assert "log" not in text
+
+
+def test_system_exit_in_a_task_is_a_worker_crash(ray_start):
+    # Ray: SystemExit(3) raised in a task -> WorkerCrashedError (the worker exits).
+    with pytest.raises(WorkerCrashedError, match=r"exit code 3\)"):
+        asyncray.get(exit_with_system_exit.remote(), timeout=30)
+
+
+@asyncray.remote(max_retries=0)
+def exit_with_system_exit():
+    raise SystemExit(3)

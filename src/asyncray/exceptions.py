@@ -263,11 +263,12 @@ class WorkerCrashedError(RayError):
         return (type(self), (self.message,))
 
     def __str__(self) -> str:
-        base = (
-            "The worker died unexpectedly while executing this task. "
-            "Check python-core-worker-*.log files for more information."
-        )
-        return f"{base} {self.message}" if self.message else base
+        # Ray's text goes on "Check python-core-worker-*.log files for more
+        # information." asyncray writes no such files: it says what it knows
+        # instead, the message "(pid=N, exit code C)" / "(pid=N, killed by signal S)".
+        if not self.message:
+            return "The worker died unexpectedly while executing this task."
+        return f"The worker died unexpectedly while executing this task {self.message}."
 
 
 class LocalRayletDiedError(RayError):
