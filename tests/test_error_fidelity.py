@@ -18,6 +18,7 @@ import asyncray
 from asyncray.exceptions import (
     RayError,
     RayTaskError,
+    TaskCancelledError,
     UnserializableException,
     WorkerCrashedError,
 )
@@ -260,3 +261,22 @@ def test_system_exit_in_a_task_is_a_worker_crash(ray_start):
 @asyncray.remote(max_retries=0)
 def exit_with_system_exit():
     raise SystemExit(3)
+
+
+@asyncray.remote(max_retries=0)
+def raise_keyboard_interrupt():
+    raise KeyboardInterrupt("kb")
+
+
+def test_keyboard_interrupt_raised_by_a_task_is_a_cancelled_task(ray_start):
+    # Ray: RayTaskError(TaskCancelledError); str ends
+    # "ray.exceptions.TaskCancelledError: Task: TaskID(...) was cancelled."
+    with pytest.raises(TaskCancelledError) as info:
+        asyncray.get(raise_keyboard_interrupt.remote(), timeout=30)
+    err = info.value
+    assert isinstance(err, RayTaskError)
+    assert not isinstance(err, KeyboardInterrupt)
+    assert type(err).__name__ == "RayTaskError(TaskCancelledError)"
+    assert 'raise KeyboardInterrupt("kb")' in str(err)
+    pattern = r"asyncray\.exceptions\.TaskCancelledError: Task: \w+ was cancelled\.$"
+    assert re.search(pattern, str(err))

@@ -336,8 +336,10 @@ def dumps_task_error(
     *,
     actor_repr: str | None = None,
     actor_id: str | None = None,
+    wrap_ray_error: bool = False,
 ) -> bytes:
-    """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a RayError).
+    """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a
+    RayError, unless ``wrap_ray_error``).
 
     The payload carries the error's text too: an error the caller cannot
     unpickle (a class whose ``__init__`` takes other arguments than its
@@ -346,7 +348,7 @@ def dumps_task_error(
     all becomes, as in Ray, a ``RayTaskError`` whose cause is a ``RayError``
     saying so.
     """
-    if isinstance(exc, RayError) and not isinstance(exc, RayTaskError):
+    if isinstance(exc, RayError) and not isinstance(exc, RayTaskError) and not wrap_ray_error:
         try:
             return _with_text(_cloudpickle(exc), exc)
         except Exception:
