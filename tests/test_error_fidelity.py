@@ -16,6 +16,7 @@ import pytest
 
 import asyncray
 from asyncray.exceptions import (
+    ActorDiedError,
     RayError,
     RayTaskError,
     TaskCancelledError,
@@ -280,3 +281,68 @@ def test_keyboard_interrupt_raised_by_a_task_is_a_cancelled_task(ray_start):
     assert 'raise KeyboardInterrupt("kb")' in str(err)
     pattern = r"asyncray\.exceptions\.TaskCancelledError: Task: \w+ was cancelled\.$"
     assert re.search(pattern, str(err))
+
+
+@asyncray.remote(max_retries=0)
+def divide():
+    return 1 / 0
+
+
+@asyncray.remote(max_retries=0)
+def get_divide():
+    return asyncray.get(divide.remote())
+
+
+def test_nested_task_error_shows_the_inner_error_once(ray_start):
+    # Ray: the outer task's traceback ends with one
+    # "ray.exceptions.RayTaskError(ZeroDivisionError): ray::divide() ..." block.
+    with pytest.raises(ZeroDivisionError) as info:
+        asyncray.get(get_divide.remote(), timeout=30)
+    text = str(info.value)
+    assert text.startswith("ray::get_divide() (pid=")
+    assert "asyncray.exceptions.RayTaskError(ZeroDivisionError): ray::divide() (pid=" in text
+    assert text.count("ZeroDivisionError: division by zero") == 1
+
+
+@asyncray.remote(max_restarts=0)
+class Raiser:
+    def __init__(self, bad=False):
+        if bad:
+            raise TwoArgError(1, 2)
+
+    def memory(self):
+        raise MemoryError("om")
+
+    def two_arg(self):
+        raise TwoArgError(3, 4)
+
+    def interrupt(self):
+        raise KeyboardInterrupt("k")
+
+
+def test_actor_method_errors_match_ray(ray_start):
+    # Ray: RayTaskError(MemoryError); UnserializableException for TwoArgError;
+    # RayTaskError(TaskCancelledError) for a KeyboardInterrupt the method raises.
+    actor = Raiser.remote()
+    with pytest.raises(MemoryError) as info:
+        asyncray.get(actor.memory.remote(), timeout=30)
+    assert str(info.value).startswith("ray::Raiser.memory() (pid=")
+    with pytest.raises(UnserializableException) as info:
+        asyncray.get(actor.two_arg.remote(), timeout=30)
+    assert str(info.value).endswith("TwoArgError: 3-4\n")
+    with pytest.raises(TaskCancelledError) as info:
+        asyncray.get(actor.interrupt.remote(), timeout=30)
+    assert isinstance(info.value, RayTaskError)
+    # The actor survives all three.
+    with pytest.raises(MemoryError):
+        asyncray.get(actor.memory.remote(), timeout=30)
+
+
+def test_actor_init_error_that_cannot_be_unpickled_is_still_named(ray_start):
+    # Ray 2.60 raises UnserializableException here (the ActorDiedError carries the cause);
+    # asyncray's ActorDiedError carries the text, so the real error is named.
+    with pytest.raises(ActorDiedError) as info:
+        asyncray.get(Raiser.remote(True).memory.remote(), timeout=30)
+    text = str(info.value)
+    assert "The actor died because of an error raised in its creation task" in text
+    assert text.endswith("TwoArgError: 1-2")

@@ -353,21 +353,8 @@ def dumps_task_error(
             return _with_text(_cloudpickle(exc), exc)
         except Exception:
             pass
-    tb = remote_traceback(exc)
-    if isinstance(exc, RayTaskError):
-        # A nested task error: keep the inner cause so ``except Cause`` still works.
-        cause: BaseException | None = exc.cause
-        tb = tb.rstrip("\n") + "\n\n" + str(exc) + "\n"
-    else:
-        cause = exc
-    err = RayTaskError(
-        function_name,
-        tb,
-        cause,
-        pid=os.getpid(),
-        actor_repr=actor_repr,
-        actor_id=actor_id,
-    )
+    err = task_error(exc, function_name, actor_repr=actor_repr, actor_id=actor_id)
+    tb, cause = err.traceback_str, err.cause
     try:
         return _with_text(_cloudpickle(err), err)
     except Exception as pickle_exc:
@@ -387,6 +374,23 @@ def dumps_task_error(
             actor_id=actor_id,
         )
         return _with_text(_cloudpickle(err), err)
+
+
+def task_error(
+    exc: BaseException,
+    function_name: str,
+    *,
+    actor_repr: str | None = None,
+    actor_id: str | None = None,
+) -> RayTaskError:
+    """The ``RayTaskError`` for ``exc`` raised by user code in this process."""
+    # A nested task error (a get() in the task raised one) keeps the inner cause,
+    # so ``except Cause`` still works; its text ends the traceback once, as in Ray.
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    tb = remote_traceback(exc)
+    return RayTaskError(
+        function_name, tb, cause, pid=os.getpid(), actor_repr=actor_repr, actor_id=actor_id
+    )
 
 
 def _with_text(data: bytes, err: BaseException) -> bytes:
