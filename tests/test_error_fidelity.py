@@ -346,3 +346,27 @@ def test_actor_init_error_that_cannot_be_unpickled_is_still_named(ray_start):
     text = str(info.value)
     assert "The actor died because of an error raised in its creation task" in text
     assert text.endswith("TwoArgError: 1-2")
+
+
+class ArgsPropertyError(Exception):
+    """A read-only ``args`` property."""
+
+    @property
+    def args(self):
+        return ("fixed",)
+
+
+@asyncray.remote(max_retries=0)
+def raise_args_property():
+    raise ArgsPropertyError("x")
+
+
+def test_exception_with_read_only_args_is_still_catchable_by_its_class(ray_start):
+    # Ray: RayTaskError(ArgsProp), catchable as ArgsProp (Ray keeps its own args apart).
+    with pytest.raises(ArgsPropertyError) as info:
+        asyncray.get(raise_args_property.remote(), timeout=30)
+    err = info.value
+    assert type(err).__name__ == "RayTaskError(ArgsPropertyError)"
+    assert err.args == (err.cause,)
+    assert err.cause.args == ("fixed",)
+    assert str(err).endswith("ArgsPropertyError: x")

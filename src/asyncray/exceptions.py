@@ -193,6 +193,17 @@ def _dual_class(cause_cls: type) -> type[RayTaskError]:
                 return (_rebuild_dual, (RayTaskError.__reduce__(self)[1],))
 
             namespace: dict[str, Any] = {}
+            if any(isinstance(c.__dict__.get("args"), property) for c in cause_cls.__mro__):
+                # A user class whose ``args`` is a (read-only) property: keep ours
+                # apart, as Ray does, so the dual instance can still be made.
+                def _get_args(self: Any) -> Any:
+                    return self.__dict__.get("_ray_task_error_args", ())
+
+                def _set_args(self: Any, value: Any) -> None:
+                    self.__dict__["_ray_task_error_args"] = tuple(value)
+
+                namespace["args"] = property(_get_args, _set_args)
+
             group_cls: Any = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+
             if group_cls is not None and issubclass(cause_cls, group_cls):
                 # An exception group's __new__ takes (message, exceptions), as in Ray.
