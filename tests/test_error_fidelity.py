@@ -231,6 +231,7 @@ def test_unserializable_exception_pickles_with_its_text():
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == _UNSERIALIZABLE_HEAD + "original text"
     assert again.args == ("original text",)
+    assert again._original_stack_trace == again.original_stack_trace == "original text"
 
 
 @asyncray.remote(max_retries=0)

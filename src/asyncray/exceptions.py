@@ -445,6 +445,11 @@ class UnserializableException(RayError):
     def __reduce__(self) -> Any:
         return (type(self), (self._original_stack_trace,))
 
+    @property
+    def original_stack_trace(self) -> str:
+        """(asyncray) The text of the exception that could not be rebuilt."""
+        return self._original_stack_trace
+
     def __str__(self) -> str:
         # Ray 2.60's exact text [obs].
         return (
