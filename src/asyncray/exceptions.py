@@ -42,6 +42,7 @@ Every class survives pickling, so errors cross process boundaries intact.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from typing import Any
 
@@ -134,13 +135,19 @@ class RayTaskError(RayError):
         )
 
     def __str__(self) -> str:
+        # As Ray's: the header takes the place of each "Traceback (most recent
+        # call last):" line of traceback_str (one per chained exception).
         header = f"{self.proctitle}() (pid={self.pid}, ip={self.ip}"
         if self.actor_id is not None:
             header += f", actor_id={self.actor_id}"
         if self.actor_repr is not None:
             header += f", repr={self.actor_repr}"
         header += ")"
-        return f"{header}\n{self.traceback_str}".rstrip("\n")
+        lines = self.traceback_str.strip().split("\n")
+        out = [header if line.startswith("Traceback ") else line for line in lines]
+        if not lines[0].startswith(("Traceback ", "+ Exception Group Traceback")):
+            out.insert(0, header)
+        return "\n".join(out)
 
     def as_instanceof_cause(self) -> RayTaskError:
         """Return this error as an instance of ``RayTaskError`` and the cause's class."""
@@ -154,9 +161,7 @@ class RayTaskError(RayError):
             return self
         try:
             dual = _dual_class(cause_cls)
-            err = dual.__new__(dual)
-            RayTaskError.__init__(
-                err,
+            err = dual(
                 self.function_name,
                 self.traceback_str,
                 cause,
@@ -168,7 +173,7 @@ class RayTaskError(RayError):
             )
             err.args = (cause,)
             return err
-        except TypeError:
+        except Exception:  # a class that cannot be subclassed or blocks construction
             return self
 
 
@@ -188,6 +193,29 @@ def _dual_class(cause_cls: type) -> type[RayTaskError]:
             def __reduce__(self: Any) -> Any:
                 return (_rebuild_dual, (RayTaskError.__reduce__(self)[1],))
 
+            namespace: dict[str, Any] = {}
+            if any(isinstance(c.__dict__.get("args"), property) for c in cause_cls.__mro__):
+                # A user class whose ``args`` is a (read-only) property: keep ours
+                # apart, as Ray does, so the dual instance can still be made.
+                def _get_args(self: Any) -> Any:
+                    return self.__dict__.get("_ray_task_error_args", ())
+
+                def _set_args(self: Any, value: Any) -> None:
+                    self.__dict__["_ray_task_error_args"] = tuple(value)
+
+                namespace["args"] = property(_get_args, _set_args)
+
+            group_cls: Any = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+
+            if group_cls is not None and issubclass(cause_cls, group_cls):
+                # An exception group's __new__ takes (message, exceptions), as in Ray.
+                base_new: Any = cause_cls.__new__
+
+                def __new__(cls: Any, *args: Any, **kwargs: Any) -> Any:
+                    cause = args[2]
+                    return base_new(cls, cause.message, cause.exceptions)
+
+                namespace["__new__"] = __new__
+
             cls = type(
                 f"RayTaskError({cause_cls.__name__})",
                 (RayTaskError, cause_cls),
@@ -198,6 +226,7 @@ def _dual_class(cause_cls: type) -> type[RayTaskError]:
                     "__init__": RayTaskError.__init__,
                     "__module__": __name__,
                     "__qualname__": f"RayTaskError({cause_cls.__qualname__})",
+                    **namespace,
                 },
             )
             _dual_classes[cause_cls] = cls
@@ -246,11 +275,12 @@ class WorkerCrashedError(RayError):
         return (type(self), (self.message,))
 
     def __str__(self) -> str:
-        base = (
-            "The worker died unexpectedly while executing this task. "
-            "Check python-core-worker-*.log files for more information."
-        )
-        return f"{base} {self.message}" if self.message else base
+        # Ray's text goes on "Check python-core-worker-*.log files for more
+        # information." asyncray writes no such files: it says what it knows
+        # instead, the message "(pid=N, exit code C)" / "(pid=N, killed by signal S)".
+        if not self.message:
+            return "The worker died unexpectedly while executing this task."
+        return f"The worker died unexpectedly while executing this task {self.message}."
 
 
 class LocalRayletDiedError(RayError):
@@ -407,17 +437,28 @@ class AsyncioActorExit(RayError):
 
 
 class UnserializableException(RayError):
-    """The remote exception could not be unpickled."""
+    """The remote exception could not be unpickled; carries its text (as Ray's)."""
 
     def __init__(self, original_stack_trace: str = "") -> None:
-        self.original_stack_trace = original_stack_trace
+        self._original_stack_trace = original_stack_trace
         super().__init__(original_stack_trace)
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.original_stack_trace,))
+        return (type(self), (self._original_stack_trace,))
+
+    @property
+    def original_stack_trace(self) -> str:
+        """(asyncray) The text of the exception that could not be rebuilt."""
+        return self._original_stack_trace
 
     def __str__(self) -> str:
-        return f"Failed to deserialize exception. Original exception:\n{self.original_stack_trace}"
+        # Ray 2.60's exact text [obs].
+        return (
+            "Failed to deserialize exception. Refer to https://docs.ray.io/en/latest/ray-core/"
+            "objects/serialization.html#custom-serializers-for-exceptions for more information.\n"
+            "Original exception:\n"
+            f"{self._original_stack_trace}"
+        )
 
 
 class ActorAlreadyExistsError(RayError, ValueError):

@@ -7,7 +7,8 @@ else goes through cloudpickle, which pickles functions and classes defined in
 ``pickle.loads`` reads.
 
 Errors are carried as pickled ``RayTaskError`` s whose ``traceback_str`` is
-the remote traceback with asyncray's own frames removed.
+the remote traceback with asyncray's own frames removed, together with their
+text (for ``UnserializableException`` when the caller cannot unpickle them).
 """
 
 from __future__ import annotations
@@ -292,16 +293,41 @@ def dumps_function(fn: Any) -> bytes:
     return _cloudpickle(fn)
 
 
+def _drop_own_frames(te: traceback.TracebackException, seen: set[int]) -> None:
+    """Remove asyncray's frames from ``te`` and every exception chained or grouped in it."""
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list(
+        [f for f in te.stack if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
+    )
+    for other in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
+        if other is not None:
+            _drop_own_frames(other, seen)
+
+
 def remote_traceback(exc: BaseException) -> str:
-    """The traceback text of ``exc`` without asyncray's own frames."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
-    ]
-    lines = traceback.format_list(frames)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
+    """The traceback text of ``exc`` without asyncray's own frames, as Ray's ``traceback_str``.
+
+    Like Python's own: it starts with ``Traceback (most recent call last):``
+    (unless no frame is left), and shows the exceptions chained by ``raise ...
+    from`` or raised while handling another, and the members of an exception
+    group. ``RayTaskError.__str__`` puts the task's header in place of each
+    ``Traceback`` line.
+    """
+    try:
+        te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+        _drop_own_frames(te, set())
+        return "".join(te.format())
+    except Exception:  # a __str__ that raises, ...: the frames alone
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
+        ]
+        lines = traceback.format_list(frames)
+        lines += traceback.format_exception_only(type(exc), exc)
+        return "".join(lines)
 
 
 def dumps_task_error(
@@ -310,36 +336,34 @@ def dumps_task_error(
     *,
     actor_repr: str | None = None,
     actor_id: str | None = None,
+    wrap_ray_error: bool = False,
 ) -> bytes:
-    """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a RayError)."""
-    if isinstance(exc, RayError) and not isinstance(exc, RayTaskError):
+    """Pickle ``exc`` raised by user code as a ``RayTaskError`` (or as itself if a
+    RayError, unless ``wrap_ray_error``).
+
+    The payload carries the error's text too: an error the caller cannot
+    unpickle (a class whose ``__init__`` takes other arguments than its
+    ``args``, a ``__reduce__`` that fails, ...) reaches it as Ray's
+    ``UnserializableException`` with that text. One that cannot be pickled at
+    all becomes, as in Ray, a ``RayTaskError`` whose cause is a ``RayError``
+    saying so.
+    """
+    if isinstance(exc, RayError) and not isinstance(exc, RayTaskError) and not wrap_ray_error:
         try:
-            return _cloudpickle(exc)
+            return _with_text(_cloudpickle(exc), exc)
         except Exception:
             pass
-    tb = remote_traceback(exc)
-    if isinstance(exc, RayTaskError):
-        # A nested task error: keep the inner cause so ``except Cause`` still works.
-        cause: BaseException | None = exc.cause
-        tb = tb.rstrip("\n") + "\n\n" + str(exc) + "\n"
-    else:
-        cause = exc
-    err = RayTaskError(
-        function_name,
-        tb,
-        cause,
-        pid=os.getpid(),
-        actor_repr=actor_repr,
-        actor_id=actor_id,
-    )
+    err = task_error(exc, function_name, actor_repr=actor_repr, actor_id=actor_id)
+    tb, cause = err.traceback_str, err.cause
     try:
-        data = _cloudpickle(err)
-        pickle.loads(data)
-        return data
+        return _with_text(_cloudpickle(err), err)
     except Exception as pickle_exc:
+        # Ray's text [obs 2.60]: "Exception __main__.Unpicklable isn't serializable:
+        # cannot pickle '_thread.lock' object.\nOriginal exception details:\n<traceback>"
+        cause_cls = type(cause)
         replacement = RayError(
-            f"Exception {type(cause).__name__} isn't serializable: {pickle_exc!r}\n"
-            f"Original exception details:\n{tb}"
+            f"Exception {cause_cls.__module__}.{cause_cls.__qualname__} isn't serializable: "
+            f"{pickle_exc}.\nOriginal exception details:\n{tb}"
         )
         err = RayTaskError(
             function_name,
@@ -349,7 +373,54 @@ def dumps_task_error(
             actor_repr=actor_repr,
             actor_id=actor_id,
         )
-        return _cloudpickle(err)
+        return _with_text(_cloudpickle(err), err)
+
+
+def task_error(
+    exc: BaseException,
+    function_name: str,
+    *,
+    actor_repr: str | None = None,
+    actor_id: str | None = None,
+) -> RayTaskError:
+    """The ``RayTaskError`` for ``exc`` raised by user code in this process."""
+    # A nested task error (a get() in the task raised one) keeps the inner cause,
+    # so ``except Cause`` still works; its text ends the traceback once, as in Ray.
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    tb = remote_traceback(exc)
+    return RayTaskError(
+        function_name, tb, cause, pid=os.getpid(), actor_repr=actor_repr, actor_id=actor_id
+    )
+
+
+def _with_text(data: bytes, err: BaseException) -> bytes:
+    try:
+        text = "".join(traceback.format_exception_only(type(err), err))
+    except Exception:
+        text = f"{type(err).__module__}.{type(err).__qualname__}\n"
+    return pickle.dumps(_RemoteError(data, text), PROTOCOL)
+
+
+class _RemoteError:
+    """An error payload with the error's text, rebuilt as the error itself when
+    unpickled, or as ``UnserializableException(text)`` when that fails."""
+
+    def __init__(self, data: bytes, text: str) -> None:
+        self.data = data
+        self.text = text
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_remote_error, (self.data, self.text))
+
+
+def _rebuild_remote_error(data: bytes, text: str) -> BaseException:
+    try:
+        err: BaseException = pickle.loads(data)
+    except Exception:
+        from ..exceptions import UnserializableException
+
+        return UnserializableException(text)
+    return err
 
 
 def loads_error(data: bytes) -> BaseException:

@@ -107,11 +107,9 @@ class _ActorState:
         return True
 
     def _init_failure(self, error: BaseException) -> bytes:
-        task_error = ser.loads(
-            ser.dumps_task_error(
-                error, f"{self.class_name}.__init__", actor_repr=None, actor_id=self.actor_id
-            )
-        )
+        # The text needs no round trip through pickle (which an exception class
+        # with its own __init__ signature would not survive).
+        task_error = ser.task_error(error, f"{self.class_name}.__init__", actor_id=self.actor_id)
         print(f"Exception raised in creation task: {task_error}", file=sys.stderr)
         return ser.dumps_function(
             exc.ActorDiedError(
@@ -149,8 +147,16 @@ class _ActorState:
             actor_repr = repr(self.instance)
         except Exception:
             actor_repr = f"<{self.class_name} object>"
+        raised = error
+        if isinstance(error, KeyboardInterrupt):
+            # As Ray 2.60 [obs]: RayTaskError(TaskCancelledError) "Task: <id> was cancelled."
+            raised = exc.TaskCancelledError(msg.task_id.hex()).with_traceback(error.__traceback__)
         payload = ser.dumps_task_error(
-            error, f"{self.class_name}.{msg.method}", actor_repr=actor_repr, actor_id=self.actor_id
+            raised,
+            f"{self.class_name}.{msg.method}",
+            actor_repr=actor_repr,
+            actor_id=self.actor_id,
+            wrap_ray_error=raised is not error,
         )
         retryable = retry and msg.retry_exc != P.RETRY_NONE and _retryable(error, msg.retry_exc)
         return P.TaskDone(msg.task_id, [payload], True, retryable=retryable)

@@ -219,9 +219,15 @@ class TaskWorker:
         except KeyboardInterrupt as e:
             if not loaded:  # interrupted before its arguments were touched
                 ser.discard_arguments(msg)
-            # cancel(): the runtime seals TaskCancelledError whatever we send.
+            # cancel(): the runtime seals TaskCancelledError whatever we send. A
+            # KeyboardInterrupt the task raised itself is, as in Ray 2.60 [obs],
+            # RayTaskError(TaskCancelledError) "Task: <id> was cancelled.".
+            cancelled = exc.TaskCancelledError(msg.task_id.hex()).with_traceback(e.__traceback__)
             return P.TaskDone(
-                msg.task_id, [ser.dumps_task_error(e, msg.name)], True, cancelled=True
+                msg.task_id,
+                [ser.dumps_task_error(cancelled, msg.name, wrap_ray_error=True)],
+                True,
+                cancelled=True,
             )
         except BaseException as e:  # every failure becomes the task's error
             return error_reply(msg.task_id, e, msg.name, msg.retry_exc)
