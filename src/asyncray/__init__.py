@@ -34,11 +34,14 @@ from ._version import __version__ as __version__  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
-    # ``ray.data``, ``ray.serve``, ...: one clear error instead of an AttributeError.
+    # ``ray.data``, ``ray.serve``, ...: the clear message of the library's import
+    # error, as an AttributeError, so ``hasattr(asyncray, "data")`` stays False
+    # (importing it, ``from asyncray import data`` included, raises the
+    # ImportError ``UnsupportedLibraryError``: see the stub modules).
     from .exceptions import RAY_LIBRARIES, UnsupportedLibraryError
 
     if name in RAY_LIBRARIES:
-        raise UnsupportedLibraryError(name)
+        raise AttributeError(str(UnsupportedLibraryError(name)))
     raise AttributeError(f"module 'asyncray' has no attribute {name!r}")
 
 
