@@ -46,7 +46,6 @@ def fresh_warnings(monkeypatch):
         ("_enable_object_reconstruction", True),
         ("_memory", 1 << 30),
         ("_node_name", "n1"),
-        ("runtime_env", {"env_vars": {"A": "1"}}),
     ],
 )
 def test_a_keyword_without_effect_warns_once_naming_it(shutdown_only, keyword, value):

@@ -334,7 +334,7 @@ COMMON_CHECKS: dict[str, Any] = {
     "placement_group_capture_child_tasks": _check_type(
         "placement_group_capture_child_tasks", (bool,)
     ),
-    "runtime_env": _check_type("runtime_env", (dict,)),
+    "runtime_env": lambda v: check_runtime_env(v),
     "label_selector": _check_type("label_selector", (dict,)),
     "fallback_strategy": _check_type("fallback_strategy", (list,)),
     "_labels": _check_type("_labels", (dict,)),
@@ -423,6 +423,56 @@ def _user_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+# runtime_env keys that install packages or pull images: nothing of the kind
+# happens on one host, so they are refused rather than ignored.
+RUNTIME_ENV_INSTALLS = ("pip", "uv", "conda", "container", "image_uri")
+_runtime_env_warned = False
+
+
+def check_runtime_env(runtime_env: Any) -> None:
+    """``runtime_env`` (tasks, actors, ``init``): refuse what cannot be done here, warn once
+    that the rest is not applied yet.
+
+    Raises:
+        TypeError: not a dict.
+        ValueError: a key that needs a package install or a remote URI.
+    """
+    global _runtime_env_warned
+    if runtime_env is None:
+        return
+    if not isinstance(runtime_env, dict):
+        raise TypeError(
+            "The type of keyword 'runtime_env' must be (<class 'dict'>, None), but received "
+            f"type {type(runtime_env)}"
+        )
+    for key in RUNTIME_ENV_INSTALLS:
+        if runtime_env.get(key):
+            raise ValueError(
+                f"runtime_env[{key!r}] needs a package install or an image, which asyncray "
+                "does not do on this host: install what the code needs in this Python "
+                "environment before running it (or run it on a Ray cluster)."
+            )
+    for key in ("working_dir", "py_modules"):
+        value = runtime_env.get(key)
+        paths = value if isinstance(value, (list, tuple)) else [value]
+        for path in paths:
+            if isinstance(path, str) and "://" in path:
+                raise ValueError(
+                    f"runtime_env[{key!r}] = {path!r} is a remote URI, which asyncray does "
+                    "not download: give a local directory."
+                )
+    if runtime_env and not _runtime_env_warned:
+        _runtime_env_warned = True
+        warnings.warn(
+            f"runtime_env={runtime_env!r} has no effect in asyncray yet: env_vars, working_dir "
+            "and py_modules are not applied to workers. Set environment variables before "
+            "asyncray.init() (forked workers inherit them) and put your modules on sys.path. "
+            "(Warned once per process.)",
+            RuntimeWarning,
+            stacklevel=_user_stacklevel(),
+        )
 
 
 def warn_object_store_memory(what: str) -> None:

@@ -12,6 +12,8 @@ import os
 import warnings
 from typing import Any
 
+from .. import _options
+
 # Ray 2.60's ``init`` keywords handled here, with Ray's defaults: a value
 # other than the default is what the user asked for.
 RAY_INIT_DEFAULTS: dict[str, Any] = {
@@ -169,9 +171,8 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
 
 
 def warn_runtime_env(runtime_env: Any) -> None:
-    """``runtime_env`` is not applied yet: warn if one was given (to be replaced)."""
-    if runtime_env:
-        warn_no_effect("runtime_env", "runtime environments are not applied yet", stacklevel=5)
+    """The job's ``runtime_env``: refused or warned as a task's (``_options.check_runtime_env``)."""
+    _options.check_runtime_env(runtime_env)
 
 
 def spill_root(temp_dir: Any) -> str | None:
