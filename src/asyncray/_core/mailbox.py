@@ -346,10 +346,7 @@ class ActorManager:
             self._die(actor, self._died_payload(actor, reason))
             return
         if worker.job != actor.job:  # a shared head: the actor serves its creator's job
-            worker.job = actor.job
-            worker.conn.send_frame(  # type: ignore[union-attr]
-                P.frame(self.rt.jobs.set_job(actor.job))
-            )
+            self.rt.tell_job(worker, actor.job)
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         worker.conn.send_frame(frame)  # type: ignore[union-attr]
 

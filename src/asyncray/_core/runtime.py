@@ -1259,11 +1259,8 @@ class Runtime:
         except Exception as e:
             self._unsendable_task(task, worker, e)
             return
-        if worker.job != task.job:  # a shared head's worker turns to another driver's job
-            worker.job = task.job
-            worker.conn.send_frame(  # type: ignore[union-attr]
-                P.frame(self.jobs.set_job(task.job))
-            )
+        if worker.job != task.job:  # a shared head's fresh worker: its job from now on
+            self.tell_job(worker, task.job)
         if worker.task is task:
             self._task_running(task, worker)
         if not known:
@@ -1271,6 +1268,11 @@ class Runtime:
         if spec.dep_ids or spec.args[:7] == refs.MARKER:
             self.grant_call(worker.conn, spec.args, task.dep_values)  # type: ignore[arg-type]
         worker.conn.send_frame(frame)  # type: ignore[union-attr]
+
+    def tell_job(self, worker: WorkerRecord, job: str) -> None:
+        """``worker`` serves ``job`` from now on: send it ``SetJob`` (a shared head only)."""
+        worker.job = job
+        worker.conn.send_frame(P.frame(self.jobs.set_job(job)))  # type: ignore[union-attr]
 
     def _unsendable_task(self, task: TaskRecord, worker: WorkerRecord, error: Exception) -> None:
         """``task`` cannot be encoded for its worker: fail it and give its worker back."""

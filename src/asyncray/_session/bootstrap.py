@@ -494,18 +494,25 @@ def _run_loop(
     try:
         loop.run_forever()
     finally:
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        # Let closing transports and cancelled tasks finish: uvloop refuses to
-        # close (EBUSY) while handles are still active.
-        for _ in range(LOOP_CLOSE_ATTEMPTS):
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.sleep(0.001))
-            try:
-                loop.close()
-                break
-            except OSError:
-                continue
+        close_loop(loop)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs on the stopped runtime ``loop``, then close it."""
+    import asyncio
+
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    # Let closing transports and cancelled tasks finish: uvloop refuses to
+    # close (EBUSY) while handles are still active.
+    for _ in range(LOOP_CLOSE_ATTEMPTS):
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.sleep(0.001))
+        try:
+            loop.close()
+            break
+        except OSError:
+            continue
 
 
 def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False) -> None:

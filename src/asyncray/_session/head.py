@@ -212,14 +212,5 @@ def _serve(
         loop.call_soon(loop.stop)
         with contextlib.suppress(Exception):
             loop.run_forever()
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        for _ in range(bootstrap.LOOP_CLOSE_ATTEMPTS):
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.sleep(0.001))
-            try:
-                loop.close()
-                break
-            except OSError:
-                continue
+        bootstrap.close_loop(loop)
     return files_ours
