@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import random
+import types
 import typing
 
 import msgspec
@@ -177,9 +178,17 @@ class Fuzzer:
             n = rng.choice((0, 1, 2, 3, 50))
             return [self.value(name, inner) for _ in range(n)]
         if origin is dict:
-            return {rng.choice(("CPU", "GPU", "memory", "x")): self.a_float()}
-        if origin is typing.Union:  # bytes | None
-            return None if rng.random() < 0.3 else self.a_payload()
+            _, value_hint = typing.get_args(hint)
+            value = self.a_float() if value_hint is float else self.value(name, value_hint)
+            return {rng.choice(("CPU", "GPU", "memory", "x")): value}
+        if origin is typing.Union or isinstance(hint, types.UnionType):  # X | None
+            if rng.random() < 0.3:
+                return None
+            inner = next(a for a in typing.get_args(hint) if a is not type(None))
+            return self.a_payload() if inner is bytes else self.value(name, inner)
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):  # e.g. WorkerEnv
+            hints = typing.get_type_hints(hint)
+            return hint(**{f: self.value(f, hints[f]) for f in hint.__struct_fields__})
         if hint is bytes:
             if "id" in name or name == "blob":
                 return self.an_id()

@@ -27,6 +27,7 @@ import os
 import pickle
 import random
 import time
+import types
 import typing
 
 import msgspec
@@ -135,9 +136,16 @@ class Fuzzer:
             (inner,) = typing.get_args(hint)
             return [self.value(name, inner) for _ in range(rng.choice((0, 1, 2, 3, 40)))]
         if origin is dict:
-            return {rng.choice(("CPU", "GPU", "memory", "x")): self.value(name, float)}
-        if origin is typing.Union:  # bytes | None
-            return None if rng.random() < 0.3 else rng.randbytes(rng.randrange(0, 32))
+            key_hint, value_hint = typing.get_args(hint)
+            return {rng.choice(("CPU", "GPU", "memory", "x")): self.value(name, value_hint)}
+        if origin is typing.Union or isinstance(hint, types.UnionType):  # X | None
+            if rng.random() < 0.3:
+                return None
+            inner = next(a for a in typing.get_args(hint) if a is not type(None))
+            return self.value(name, inner)
+        if isinstance(hint, type) and issubclass(hint, msgspec.Struct):  # e.g. WorkerEnv
+            hints = typing.get_type_hints(hint)
+            return hint(**{f: self.value(f, hints[f]) for f in hint.__struct_fields__})
         if hint is bytes:
             if "id" in name:
                 return self.an_id()

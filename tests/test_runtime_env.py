@@ -1,25 +1,73 @@
-"""runtime_env until it is applied: what cannot be done here is refused, the rest warns once.
+"""runtime_env on tasks, actors and init: applied in workers kept apart, or refused by name.
 
-Never silently ignored (#17): keys that install packages or pull images, and
-remote URIs, raise at the call site naming the key; other keys warn once per
-process that they have no effect yet.
+What a Ray user relies on (#17): ``env_vars`` are set in the worker that runs
+the task or actor, ``working_dir`` is its working directory and importable,
+``py_modules`` are importable; the job's env (``init``) applies to every task
+and actor, a task's own env merges over it (``env_vars`` by variable), and
+nested tasks inherit their parent's. A worker set up for one env never runs
+another env's task. What cannot be done on one host raises at the call site.
 """
 
 from __future__ import annotations
 
-import warnings
+import os
+import sys
 
 import pytest
 
 import asyncray
-from asyncray import _options
+import asyncray.util.queue
+from asyncray.exceptions import RuntimeEnvSetupError
 
 pytestmark = pytest.mark.timeout(60)
 
+NUM_CPUS = 2
+
+
+@asyncray.remote
+def environ(*names):
+    return [os.environ.get(n) for n in names]
+
+
+@asyncray.remote
+def cwd_and_env():
+    return os.getcwd(), asyncray.get_runtime_context().runtime_env
+
+
+@asyncray.remote
+def nested_environ(*names):
+    return asyncray.get(environ.remote(*names))
+
+
+@asyncray.remote
+class EnvReader:
+    def environ(self, *names):
+        return [os.environ.get(n) for n in names]
+
+    def nested(self, *names):
+        return asyncray.get(environ.remote(*names))
+
+    def cwd(self):
+        return os.getcwd()
+
 
 @pytest.fixture
-def fresh_warning(monkeypatch):
-    monkeypatch.setattr(_options, "_runtime_env_warned", False)
+def code_dirs(tmp_path):
+    """A working directory with a module, a package directory and a single-file module."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "wd_helper.py").write_text("VALUE = 'from working_dir'\n")
+    (work / "data.txt").write_text("hello\n")
+    libs = tmp_path / "libs"
+    (libs / "rt_pkg").mkdir(parents=True)
+    (libs / "rt_pkg" / "__init__.py").write_text("NAME = 'rt_pkg'\n")
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "rt_single.py").write_text("NAME = 'rt_single'\n")
+    return work, libs / "rt_pkg", single / "rt_single.py"
+
+
+# ------------------------------------------------------------ refused at the call site
 
 
 @pytest.mark.parametrize("key", ["pip", "uv", "conda", "container", "image_uri"])
@@ -35,9 +83,10 @@ def test_a_key_that_installs_packages_is_refused_naming_it(key):
 
 @pytest.mark.parametrize("key", ["working_dir", "py_modules"])
 def test_a_remote_uri_is_refused(key):
+    value = "s3://bucket/code.zip" if key == "working_dir" else ["s3://bucket/code.zip"]
     with pytest.raises(ValueError, match="remote URI"):
 
-        @asyncray.remote(runtime_env={key: "s3://bucket/code.zip"})
+        @asyncray.remote(runtime_env={key: value})
         class A:
             pass
 
@@ -48,19 +97,260 @@ def test_init_refuses_an_install_key(shutdown_only):
     assert not asyncray.is_initialized()
 
 
-def test_other_keys_warn_once_that_they_have_no_effect_yet(fresh_warning, shutdown_only):
-    def f():
-        return 1
-
-    with pytest.warns(RuntimeWarning, match=r"runtime_env=.*has no effect in asyncray yet") as rec:
-        remote = asyncray.remote(runtime_env={"env_vars": {"A": "1"}})(f)
-    assert rec[0].filename == __file__  # the user's line
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        remote.options(runtime_env={"env_vars": {"B": "2"}})  # once per process
-        asyncray.remote(runtime_env={})(f)  # empty: nothing to say
-
-
 def test_not_a_dict_is_a_type_error():
     with pytest.raises(TypeError, match="runtime_env"):
         asyncray.remote(runtime_env=["env_vars"])(lambda: 1)
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "message"),
+    [
+        ({"A": 1}, r"the value 1 is of type <class 'int'>"),
+        ({1: "a"}, r"the key 1 is of type <class 'int'>"),
+        (["A=1"], r"must be of type Dict\[str, str\], got <class 'list'>"),
+    ],
+)
+def test_env_vars_must_be_strings_as_in_ray(env_vars, message):
+    with pytest.raises(TypeError, match=message):
+        environ.options(runtime_env={"env_vars": env_vars})
+
+
+def test_paths_that_do_not_exist_and_package_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"runtime_env\['working_dir'\] = .* is not an existing"):
+        environ.options(runtime_env={"working_dir": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match=r"runtime_env\['py_modules'\] = .* is not an existing"):
+        environ.options(runtime_env={"py_modules": [str(tmp_path / "missing")]})
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    with pytest.raises(ValueError, match=r"package file.*install the wheel"):
+        environ.options(runtime_env={"py_modules": [str(wheel)]})
+    with pytest.raises(TypeError, match="`py_modules` must be a list"):
+        environ.options(runtime_env={"py_modules": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("runtime_env", "error", "message"),
+    [
+        ({"worker_process_setup_hook": print}, ValueError, "worker_process_setup_hook"),
+        ({"py_executable": "python3.12"}, ValueError, "py_executable"),
+        ({"my_plugin": {"x": 1}}, ValueError, "unknown field 'my_plugin'"),
+        ({"excludes": "*.log"}, TypeError, r"excludes'\] must be of type List\[str\]"),
+        ({"config": {"setup_timeout": 5}}, ValueError, "unknown fields"),
+    ],
+)
+def test_fields_asyncray_cannot_apply_are_refused_by_name(runtime_env, error, message):
+    with pytest.raises(error, match=message):
+        environ.options(runtime_env=runtime_env)
+
+
+# ------------------------------------------------------------ applied
+
+
+def test_env_vars_are_set_for_the_task_and_never_leak_to_other_tasks(shutdown_only):
+    asyncray.init(num_cpus=NUM_CPUS)
+    assert "RT_ENV_X" not in os.environ
+    with_x = environ.options(runtime_env={"env_vars": {"RT_ENV_X": "1"}})
+    with_y = environ.options(runtime_env={"env_vars": {"RT_ENV_X": "2"}})
+    for _ in range(3):  # interleaved: each runs only on workers set up for its env
+        refs = [with_x.remote("RT_ENV_X"), environ.remote("RT_ENV_X"), with_y.remote("RT_ENV_X")]
+        assert asyncray.get(refs) == [["1"], [None], ["2"]]
+    assert "RT_ENV_X" not in os.environ  # the driver's environment is untouched
+
+
+def test_an_actor_runs_under_its_runtime_env_and_its_nested_tasks_inherit_it(
+    shutdown_only, code_dirs
+):
+    work, _, _ = code_dirs
+    asyncray.init(num_cpus=NUM_CPUS)
+    actor = EnvReader.options(
+        runtime_env={"env_vars": {"RT_ENV_A": "actor"}, "working_dir": str(work)}
+    ).remote()
+    assert asyncray.get(actor.environ.remote("RT_ENV_A")) == ["actor"]
+    assert asyncray.get(actor.cwd.remote()) == str(work)
+    assert asyncray.get(actor.nested.remote("RT_ENV_A")) == ["actor"]
+    plain = EnvReader.remote()
+    assert asyncray.get(plain.environ.remote("RT_ENV_A")) == [None]
+
+
+def test_working_dir_is_the_cwd_and_importable(shutdown_only, code_dirs):
+    work, _, _ = code_dirs
+
+    @asyncray.remote
+    def read():
+        import wd_helper
+
+        with open("data.txt") as f:
+            return os.getcwd(), wd_helper.VALUE, f.read()
+
+    asyncray.init(num_cpus=NUM_CPUS)
+    result = asyncray.get(read.options(runtime_env={"working_dir": str(work)}).remote())
+    assert result == (str(work), "from working_dir", "hello\n")
+
+
+def test_a_relative_working_dir_is_read_from_the_current_directory(
+    shutdown_only, code_dirs, monkeypatch
+):
+    work, _, _ = code_dirs
+    monkeypatch.chdir(work.parent)
+    asyncray.init(num_cpus=NUM_CPUS)
+    f = cwd_and_env.options(runtime_env={"working_dir": "work"})
+    cwd, env = asyncray.get(f.remote())
+    assert cwd == str(work)
+    assert env == {"working_dir": str(work)}
+
+
+def test_py_modules_directories_files_and_module_objects_are_importable(shutdown_only, code_dirs):
+    _, package, single = code_dirs
+
+    @asyncray.remote
+    def names():
+        import rt_pkg
+        import rt_single
+
+        return rt_pkg.NAME, rt_single.NAME
+
+    asyncray.init(num_cpus=NUM_CPUS)
+    env = {"py_modules": [str(package), str(single)]}
+    assert asyncray.get(names.options(runtime_env=env).remote()) == ("rt_pkg", "rt_single")
+
+    sys.path.insert(0, str(package.parent))
+    try:
+        import rt_pkg  # a module object: its directory is the one imported in the worker
+
+        @asyncray.remote
+        def where():
+            import rt_pkg as imported
+
+            return os.path.dirname(imported.__file__)
+
+        got = asyncray.get(where.options(runtime_env={"py_modules": [rt_pkg]}).remote())
+        assert got == str(package)
+    finally:
+        sys.path.remove(str(package.parent))
+        sys.modules.pop("rt_pkg", None)
+
+
+def test_the_jobs_env_applies_to_every_task_and_actor_and_task_envs_merge_over_it(
+    shutdown_only, code_dirs
+):
+    work, _, _ = code_dirs
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"env_vars": {"RT_JOB": "job", "RT_BOTH": "job"}})
+    assert asyncray.get(environ.remote("RT_JOB", "RT_BOTH")) == ["job", "job"]
+    merged = environ.options(runtime_env={"env_vars": {"RT_BOTH": "task", "RT_TASK": "t"}})
+    assert asyncray.get(merged.remote("RT_JOB", "RT_BOTH", "RT_TASK")) == ["job", "task", "t"]
+    assert asyncray.get(EnvReader.remote().environ.remote("RT_JOB")) == ["job"]
+    # A field other than env_vars replaces the job's.
+    cwd, env = asyncray.get(cwd_and_env.options(runtime_env={"working_dir": str(work)}).remote())
+    assert cwd == str(work)
+    assert env == {"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}, "working_dir": str(work)}
+    ctx = asyncray.get_runtime_context()
+    assert ctx.runtime_env == {"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}}
+    assert ctx.get_runtime_env_string() == '{"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}}'
+
+
+def test_nested_tasks_inherit_their_parents_env_and_merge_their_own(shutdown_only):
+    asyncray.init(num_cpus=NUM_CPUS)
+    parent = nested_environ.options(runtime_env={"env_vars": {"RT_P": "parent"}})
+    assert asyncray.get(parent.remote("RT_P")) == ["parent"]
+
+    @asyncray.remote
+    def child_with_its_own():
+        f = environ.options(runtime_env={"env_vars": {"RT_C": "child"}})
+        return asyncray.get(f.remote("RT_P", "RT_C"))
+
+    outer = child_with_its_own.options(runtime_env={"env_vars": {"RT_P": "parent"}})
+    assert asyncray.get(outer.remote()) == ["parent", "child"]
+
+
+def test_the_default_env_is_empty_and_the_next_session_starts_without_the_jobs(shutdown_only):
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"env_vars": {"RT_JOB": "1"}})
+    assert asyncray.get(environ.remote("RT_JOB")) == ["1"]
+    asyncray.shutdown()
+    asyncray.init(num_cpus=NUM_CPUS)
+    assert asyncray.get_runtime_context().runtime_env == {}
+    assert asyncray.get(environ.remote("RT_JOB")) == [None]
+    assert asyncray.get(cwd_and_env.remote())[1] == {}
+
+
+def test_an_env_that_cannot_be_set_up_fails_its_task_with_runtime_env_setup_error(
+    shutdown_only, tmp_path
+):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    asyncray.init(num_cpus=NUM_CPUS)
+    f = environ.options(runtime_env={"working_dir": str(gone)})  # checked here, exists
+    gone.rmdir()
+    with pytest.raises(RuntimeEnvSetupError, match="Failed to set up runtime_env"):
+        asyncray.get(f.remote("X"))
+    assert asyncray.get(environ.remote("X")) == [None]  # the runtime goes on
+
+    # An actor: its directory goes while it waits for CPUs a task holds.
+    (tmp_path / "also-gone").mkdir()
+    release = asyncray.util.queue.Queue()
+    blocker = _hold_a_cpu.remote(release)
+    A = EnvReader.options(
+        num_cpus=NUM_CPUS, runtime_env={"working_dir": str(tmp_path / "also-gone")}
+    )
+    actor = A.remote()
+    (tmp_path / "also-gone").rmdir()
+    release.put(None)
+    asyncray.get(blocker)
+    with pytest.raises(asyncray.exceptions.ActorDiedError, match="Failed to set up runtime_env"):
+        asyncray.get(actor.cwd.remote())
+
+
+@asyncray.remote(num_cpus=1)
+def _hold_a_cpu(release):
+    release.get(timeout=30)
+
+
+def test_excludes_and_config_are_accepted_and_shown(shutdown_only, code_dirs):
+    work, _, _ = code_dirs
+    asyncray.init(num_cpus=NUM_CPUS)
+    env = {
+        "working_dir": str(work),
+        "excludes": ["*.txt"],
+        "config": {"setup_timeout_seconds": 60},
+    }
+    _, seen = asyncray.get(cwd_and_env.options(runtime_env=env).remote())
+    assert seen == env
+
+
+@pytest.mark.timeout(120)
+def test_drivers_of_one_head_each_run_under_their_own_jobs_env(head, code_dirs):
+    work, package, _ = code_dirs
+    code = """
+import os, sys
+import asyncray as ray
+ray.init(address="auto", runtime_env={"env_vars": {"RT_JOB": sys.argv[-1]}})
+
+@ray.remote
+def env():
+    return os.environ.get("RT_JOB"), os.environ.get("RT_TASK")
+
+@ray.remote
+def in_dirs():
+    import rt_pkg
+    return os.getcwd(), rt_pkg.NAME, os.environ.get("RT_JOB")
+
+@ray.remote
+class A:
+    def env(self):
+        return os.environ.get("RT_JOB")
+
+task_env = {"env_vars": {"RT_TASK": "t"}}
+dirs = {"working_dir": WORK, "py_modules": [PACKAGE]}
+print(ray.get([env.remote(), env.options(runtime_env=task_env).remote(), env.remote()]))
+print(ray.get(in_dirs.options(runtime_env=dirs).remote()))
+print(ray.get(A.remote().env.remote()))
+""".replace("WORK", repr(str(work))).replace("PACKAGE", repr(str(package)))
+    first = head.spawn_driver(code.replace("sys.argv[-1]", "'one'"))
+    second = head.run_driver(code.replace("sys.argv[-1]", "'two'"))
+    out_first, err_first = first.communicate(timeout=60)
+    assert first.returncode == 0, err_first
+    for out, job in ((out_first, "one"), (second.stdout, "two")):
+        assert out.splitlines() == [
+            f"[('{job}', None), ('{job}', 't'), ('{job}', None)]",
+            f"('{work}', 'rt_pkg', '{job}')",
+            job,
+        ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import types
 import warnings
 from typing import Any
 
@@ -428,51 +429,162 @@ def _user_stacklevel() -> int:
 # runtime_env keys that install packages or pull images: nothing of the kind
 # happens on one host, so they are refused rather than ignored.
 RUNTIME_ENV_INSTALLS = ("pip", "uv", "conda", "container", "image_uri")
-_runtime_env_warned = False
+# Keys Ray knows that need what one host does not have (another interpreter,
+# a JVM, a profiler wrapping the worker): refused, naming what to do instead.
+_RUNTIME_ENV_REFUSED = {
+    "py_executable": "run the driver with the interpreter you want: workers are forked from it",
+    "java_jars": "asyncray runs Python only",
+    "_nsight": "run the driver under the profiler instead",
+    "nsight": "run the driver under the profiler instead",
+    "_rocprof_sys": "run the driver under the profiler instead",
+    "worker_process_setup_hook": (
+        "asyncray does not run setup hooks yet: do the setup at the top of the task or in "
+        "the actor's __init__"
+    ),
+}
+_RUNTIME_ENV_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install", "log_files")
 
 
-def check_runtime_env(runtime_env: Any) -> None:
-    """``runtime_env`` (tasks, actors, ``init``): refuse what cannot be done here, warn once
-    that the rest is not applied yet.
+def normalize_runtime_env(runtime_env: Any) -> dict[str, Any] | None:
+    """``runtime_env`` (tasks, actors, ``init``) checked as Ray checks it, in canonical form.
+
+    Paths become absolute (relative ones are read from the current directory,
+    now), module objects in ``py_modules`` become their paths, and empty
+    entries go, so equal envs compare equal. None: no env (None or empty).
 
     Raises:
-        TypeError: not a dict.
-        ValueError: a key that needs a package install or a remote URI.
+        TypeError: not a dict, or a field of the wrong type (Ray's messages).
+        ValueError: a field that needs a package install, a remote URI, a path
+            that does not exist, or a field asyncray cannot apply.
     """
-    global _runtime_env_warned
     if runtime_env is None:
-        return
+        return None
     if not isinstance(runtime_env, dict):
         raise TypeError(
             "The type of keyword 'runtime_env' must be (<class 'dict'>, None), but received "
             f"type {type(runtime_env)}"
         )
-    for key in RUNTIME_ENV_INSTALLS:
-        if runtime_env.get(key):
-            raise ValueError(
-                f"runtime_env[{key!r}] needs a package install or an image, which asyncray "
-                "does not do on this host: install what the code needs in this Python "
-                "environment before running it (or run it on a Ray cluster)."
-            )
-    for key in ("working_dir", "py_modules"):
-        value = runtime_env.get(key)
-        paths = value if isinstance(value, (list, tuple)) else [value]
-        for path in paths:
-            if isinstance(path, str) and "://" in path:
+    out: dict[str, Any] = {}
+    for key, value in runtime_env.items():
+        if value is None:
+            continue
+        if key in RUNTIME_ENV_INSTALLS:
+            if value:
                 raise ValueError(
-                    f"runtime_env[{key!r}] = {path!r} is a remote URI, which asyncray does "
-                    "not download: give a local directory."
+                    f"runtime_env[{key!r}] needs a package install or an image, which "
+                    "asyncray does not do on this host: install what the code needs in "
+                    "this Python environment before running it (or run it on a Ray cluster)."
                 )
-    if runtime_env and not _runtime_env_warned:
-        _runtime_env_warned = True
-        warnings.warn(
-            f"runtime_env={runtime_env!r} has no effect in asyncray yet: env_vars, working_dir "
-            "and py_modules are not applied to workers. Set environment variables before "
-            "asyncray.init() (forked workers inherit them) and put your modules on sys.path. "
-            "(Warned once per process.)",
-            RuntimeWarning,
-            stacklevel=_user_stacklevel(),
+        elif key in _RUNTIME_ENV_REFUSED:
+            raise ValueError(
+                f"runtime_env[{key!r}] is not supported by asyncray: {_RUNTIME_ENV_REFUSED[key]}."
+            )
+        elif key == "env_vars":
+            env_vars = _env_vars(value)
+            if env_vars:
+                out[key] = env_vars
+        elif key == "working_dir":
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"`working_dir` must be a string, got {type(value)}.")
+            out[key] = _local_path("working_dir", os.fspath(value), directory=True)
+        elif key == "py_modules":
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"`py_modules` must be a list of strings, got {type(value)}.")
+            modules = [_py_module(entry) for entry in value]
+            if modules:
+                out[key] = modules
+        elif key == "excludes":
+            # Ray leaves these out of the working_dir and py_modules it uploads;
+            # asyncray uploads nothing (workers read the directories in place),
+            # so there is nothing to leave out. Checked as Ray checks them.
+            if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+                raise TypeError(
+                    f"runtime_env['excludes'] must be of type List[str], got {type(value)}"
+                )
+            if value:
+                out[key] = list(value)
+        elif key == "config":
+            config = value if isinstance(value, dict) else getattr(value, "__dict__", None)
+            if not isinstance(config, dict):
+                raise TypeError(
+                    f"runtime_env['config'] must be a dict or RuntimeEnvConfig, got {type(value)}"
+                )
+            unknown = [k for k in config if k not in _RUNTIME_ENV_CONFIG_KEYS]
+            if unknown:
+                raise ValueError(
+                    f"runtime_env['config'] has unknown fields {unknown}: the known ones are "
+                    f"{list(_RUNTIME_ENV_CONFIG_KEYS)}."
+                )
+            # Nothing is installed, so setup never times out and is never eager or
+            # lazy: the fields are checked and kept (get_runtime_env_string shows them).
+            if config:
+                out[key] = dict(config)
+        else:
+            raise ValueError(
+                f"runtime_env has an unknown field {key!r}: asyncray applies env_vars, "
+                "working_dir, py_modules, excludes and config (Ray's runtime_env plugins do "
+                "not run here)."
+            )
+    return out or None
+
+
+def _env_vars(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"runtime_env['env_vars'] must be of type Dict[str, str], got {type(value)}"
         )
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise TypeError(
+                "runtime_env['env_vars'] must be of type Dict[str, str], but the key "
+                f"{k} is of type {type(k)}"
+            )
+        if not isinstance(v, str):
+            raise TypeError(
+                "runtime_env['env_vars'] must be of type Dict[str, str], but the value "
+                f"{v} is of type {type(v)}"
+            )
+    return dict(value)
+
+
+def _local_path(key: str, path: str, *, directory: bool) -> str:
+    """``path`` made absolute, checked to be a local directory (or, for py_modules, a .py file)."""
+    if "://" in path:
+        raise ValueError(
+            f"runtime_env[{key!r}] = {path!r} is a remote URI, which asyncray does not "
+            "download: give a local directory."
+        )
+    full = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(full) or (not directory and full.endswith(".py") and os.path.isfile(full)):
+        return full
+    if full.endswith((".whl", ".zip")) and os.path.isfile(full):
+        raise ValueError(
+            f"runtime_env[{key!r}] = {path!r} is a package file, which asyncray does not "
+            "unpack or install: give the directory it holds (or install the wheel)."
+        )
+    what = "an existing directory" if directory else "an existing directory or .py file"
+    raise ValueError(f"runtime_env[{key!r}] = {path!r} is not {what}.")
+
+
+def _py_module(entry: Any) -> str:
+    """A ``py_modules`` entry (a path, or a module object) as an absolute path."""
+    if isinstance(entry, types.ModuleType):
+        paths = getattr(entry, "__path__", None)
+        source = next(iter(paths), None) if paths is not None else getattr(entry, "__file__", None)
+        if not source:
+            raise ValueError(
+                f"runtime_env['py_modules'] has the module {entry.__name__!r}, which has no "
+                "file to import it from."
+            )
+        return _local_path("py_modules", source, directory=False)
+    if not isinstance(entry, (str, os.PathLike)):
+        raise TypeError(f"`py_module` must be a string, got {type(entry)}.")
+    return _local_path("py_modules", os.fspath(entry), directory=False)
+
+
+def check_runtime_env(runtime_env: Any) -> None:
+    """Validate ``runtime_env`` at the call site (see ``normalize_runtime_env``)."""
+    normalize_runtime_env(runtime_env)
 
 
 def warn_object_store_memory(what: str) -> None:

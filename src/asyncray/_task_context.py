@@ -155,6 +155,24 @@ current_job: tuple[str, str] | None = None
 _job_paths: list[str] = []
 
 
+# The runtime_env this process runs under: a worker's, set once (``SetEnv``);
+# a driver's, its job's (``init(runtime_env=...)``). Tasks and actors it
+# submits with no runtime_env of their own inherit it, as in Ray. Typed
+# ``Any`` (a ``protocol.WorkerEnv``): this leaf module imports no wire code.
+current_runtime_env: Any = None
+
+
+def set_runtime_env(env: Any) -> None:
+    """This process runs under ``env`` (a ``WorkerEnv``, or None for the default)."""
+    global current_runtime_env
+    current_runtime_env = env
+
+
+def runtime_env() -> Any:
+    """The ``WorkerEnv`` this process runs under, or None."""
+    return current_runtime_env
+
+
 def set_job(job_id: str, namespace: str, code_paths: list[str] | tuple[str, ...] = ()) -> None:
     global current_job, _job_paths
     current_job = (job_id, namespace)

@@ -33,6 +33,7 @@ from . import exceptions as exc
 from ._clients import base as _client
 from ._session.resources import check_namespace
 from ._wire import protocol as P
+from ._wire import runtime_env as _runtime_env
 from ._wire import serialization as ser
 from .object_ref import ObjectRef
 from .object_ref_generator import remember_actor_task, start_actor_stream
@@ -465,6 +466,7 @@ def _create_actor(
         holders_id=b"" if holders is None else holders._id,
         kind=config["kind"],
         out_of_order=config["out_of_order"],
+        env=_runtime_env.for_submit(_runtime_env.own_env(options.get("runtime_env"))),
     )
     if not name:
         client.post(create)

@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
+from ._wire import runtime_env as _runtime_env
 from ._wire import serialization as ser
 from ._wire.serialization import DepSlot
 from .object_ref import ObjectRef
@@ -157,6 +158,8 @@ class RemoteFunction(Generic[P_, R]):
         self._timeout_s = P.NO_TIMEOUT if timeout is None else float(timeout)
         backpressure = opts.get("_generator_backpressure_num_objects")
         self._backpressure = -1 if backpressure is None else backpressure
+        runtime_env = opts.get("runtime_env")
+        self._env = None if runtime_env is None else _runtime_env.own_env(runtime_env)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -244,6 +247,11 @@ class RemoteFunction(Generic[P_, R]):
                 pg_bundle=pg_bundle,
                 pg_capture=pg_capture,
                 parent=_task_context.current_task().task_id or b"",
+                env=(
+                    _task_context.current_runtime_env
+                    if self._env is None
+                    else _runtime_env.for_submit(self._env)
+                ),
             )
         )
         if streaming:

@@ -187,6 +187,22 @@ class RuntimeContext:
 
         return actor._current_actor_handle()
 
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        """The runtime_env the calling driver, task or actor runs under (merged, as in Ray).
+
+        The driver's is its job's (``init(runtime_env=...)``); ``{}`` for none.
+        """
+        from ._wire import runtime_env
+
+        return runtime_env.current()
+
+    def get_runtime_env_string(self) -> str:
+        """``runtime_env`` as JSON (``"{}"`` for none)."""
+        from ._wire import runtime_env
+
+        return runtime_env.current_string()
+
     def get(self) -> dict[str, Any]:
         """Deprecated in Ray: a dict of ids."""
         out: dict[str, Any] = {

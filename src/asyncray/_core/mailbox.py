@@ -347,6 +347,8 @@ class ActorManager:
             return
         if worker.job != actor.job:  # a shared head: the actor serves its creator's job
             self.rt.tell_job(worker, actor.job)
+        if spec.env is not None:  # its own process: set up before the actor is built
+            self.rt.tell_env(worker, spec.env)
         self.rt.grant_call(worker.conn, spec.args, actor.ctor_values)  # type: ignore[arg-type]
         worker.conn.send_frame(frame)  # type: ignore[union-attr]
 

@@ -120,6 +120,7 @@ _RUNTIME_TO_CLIENT = (
     P.DropMappings,
     P.InterruptTask,
     P.SetJob,
+    P.SetEnv,
     *P.REPLY_TYPES,
 )
 
@@ -299,6 +300,10 @@ class Runtime:
         # and globals they set never meet another job's tasks. A fresh worker
         # is a fork of the zygote, a few milliseconds.
         self.workers_per_job = not job_id
+        # Set once a task with a runtime_env comes: from then on a task runs
+        # only on a worker set up with its env (or a fresh one, which takes it
+        # on for life); until then dispatch takes any idle worker.
+        self.workers_per_env = False
         self.resources = ResourcePool(totals)
         self.store = SegmentStore(store_capacity, shm.spill_directory())
         self.objects = ObjectTable(self.store)
@@ -845,6 +850,8 @@ class Runtime:
             return
         task = TaskRecord(msg, conn)
         self.tasks[msg.task_id] = task
+        if msg.env is not None:
+            self.workers_per_env = True
         if msg.parent:
             self.note_child(msg.parent, msg.task_id)
         if msg.streaming:
@@ -965,7 +972,7 @@ class Runtime:
             return
         pool_for = self.pool_for
         idle = self.idle
-        per_job = self.workers_per_job
+        keyed = self.workers_per_job or self.workers_per_env
         short = False
         for key, queue in self.ready.shapes():
             group, shape = key
@@ -978,9 +985,9 @@ class Runtime:
                 if not idle:
                     short = True
                     break
-                if per_job:
-                    worker = self._idle_worker_of(queue[0].job)
-                    if worker is None:  # only other jobs' workers are idle: fork one
+                if keyed:
+                    worker = self._idle_worker_for(queue[0])
+                    if worker is None:  # only other jobs' or envs' workers are idle: fork one
                         short = True
                         break
                     task = self.ready.pop(key)
@@ -994,12 +1001,18 @@ class Runtime:
         if short:
             self._grow_pool()
 
-    def _idle_worker_of(self, job: str) -> WorkerRecord | None:
-        """An idle worker that serves ``job`` or has served none (newest first), taken."""
+    def _idle_worker_for(self, task: TaskRecord) -> WorkerRecord | None:
+        """An idle worker ``task`` may run on (newest first), taken: one that serves its
+        job (a shared head) and its runtime_env, or a fresh one that will."""
+        job = task.job
+        env = task.spec.env
+        key = "" if env is None else env.key
         idle = self.idle
         for i in range(len(idle) - 1, -1, -1):
             worker = idle[i]
-            if worker.job == job or not worker.job:
+            if (worker.job == job or not worker.job) and (
+                worker.env_key == key or worker.env_key is None
+            ):
                 del idle[i]
                 return worker
         return None
@@ -1071,12 +1084,20 @@ class Runtime:
             depth = max(1, min(PIPELINE_DEPTH, int(PIPELINE_BUDGET_S / max(run_time, 1e-6))))
         queue_has = self.ready.has
         while len(worker.pipeline) < depth and queue_has(task.key):
-            if self.workers_per_job and self.ready.first(task.key).job != worker.job:
-                return  # another job's task: never in this job's worker
+            if (self.workers_per_job or self.workers_per_env) and not self._serves(
+                worker, self.ready.first(task.key)
+            ):
+                return  # another job's or env's task: never in this worker
             nxt = self.ready.pop(task.key)
             nxt.worker = worker
             worker.pipeline.append(nxt)
             self._send_task(nxt, worker)
+
+    @staticmethod
+    def _serves(worker: WorkerRecord, task: TaskRecord) -> bool:
+        """Whether ``worker`` (set up for a job and an env) may run ``task``."""
+        env = task.spec.env
+        return worker.job == task.job and worker.env_key == ("" if env is None else env.key)
 
     def _revoke_pipeline(self, worker: WorkerRecord) -> None:
         """Put a worker's pipelined tasks back at the head of the queue.
@@ -1261,6 +1282,11 @@ class Runtime:
             return
         if worker.job != task.job:  # a shared head's fresh worker: its job from now on
             self.tell_job(worker, task.job)
+        env = spec.env
+        if env is None:
+            worker.env_key = ""
+        elif worker.env_key != env.key:  # a fresh worker: this env from now on
+            self.tell_env(worker, env)
         if worker.task is task:
             self._task_running(task, worker)
         if not known:
@@ -1273,6 +1299,11 @@ class Runtime:
         """``worker`` serves ``job`` from now on: send it ``SetJob`` (a shared head only)."""
         worker.job = job
         worker.conn.send_frame(P.frame(self.jobs.set_job(job)))  # type: ignore[union-attr]
+
+    def tell_env(self, worker: WorkerRecord, env: P.WorkerEnv) -> None:
+        """``worker`` (fresh) runs only ``env`` 's tasks from now on: send it ``SetEnv``."""
+        worker.env_key = env.key
+        worker.conn.send(P.SetEnv(env))  # type: ignore[union-attr]
 
     def _unsendable_task(self, task: TaskRecord, worker: WorkerRecord, error: Exception) -> None:
         """``task`` cannot be encoded for its worker: fail it and give its worker back."""

@@ -65,6 +65,7 @@ class WorkerRecord:
         "child_id",
         "conn",
         "dropped",
+        "env_key",
         "eof",
         "exit_status",
         "job",
@@ -100,6 +101,9 @@ class WorkerRecord:
         # The job of the last task sent here (a shared head tells a worker
         # with ``SetJob`` when its next task is another job's).
         self.job = ""
+        # The runtime_env this worker is set up for ("": the default; None:
+        # fresh, not yet given a task, so it can still take on any env).
+        self.env_key: str | None = None
 
     def describe_exit(self) -> str:
         """``(pid=N, exit code C)`` or ``(pid=N, killed by signal SIGKILL)``.

@@ -29,6 +29,7 @@ from .. import exceptions as exc
 from .._clients import base
 from .._clients.driver import DriverClient
 from .._version import __version__
+from .._wire import runtime_env as runtime_env_of
 from .._wire import shm
 from . import head_files, init_options, platform_checks
 from . import resources as _resources
@@ -252,7 +253,7 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
             )
-            return _begin(session)
+            return _begin(session, options["runtime_env"])
         totals = _resources.resource_totals(num_cpus, num_gpus, resources)
         namespace = _resources.check_namespace(namespace)
         store = _resources.store_config(
@@ -265,13 +266,17 @@ def init(
         retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
-        return _begin(session)
+        return _begin(session, options["runtime_env"])
 
 
-def _begin(session: Session) -> RayContext:
-    """Under ``_lock``: ``session`` (embedded or connected) becomes this process's."""
+def _begin(session: Session, runtime_env: Any) -> RayContext:
+    """Under ``_lock``: ``session`` (embedded or connected) becomes this process's.
+
+    ``runtime_env`` (checked) is the job's: every task and actor inherits it.
+    """
     global _session, _atexit_registered
     _session = session
+    runtime_env_of.set_job_env(runtime_env)
     base.set_current(session.client)
     # As Ray's init: SIGTERM exits through atexit's shutdown, so the driver's
     # finally blocks and exit handlers run.
@@ -524,6 +529,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
             return  # not started, or inside a worker (the driver owns the session)
         _session = None
         base.set_current(None)
+        _task_context.set_runtime_env(None)  # the job's env ends with its session
     client = session.client
     if session.connected:
         client.close()  # the head releases this driver's job

@@ -141,7 +141,7 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
     configure_logger(
         options["configure_logging"], options["logging_level"], options["logging_format"]
     )
-    warn_runtime_env(options["runtime_env"])
+    _options.check_runtime_env(options["runtime_env"])  # refused before anything starts
     for keyword, default in {**RAY_INIT_DEFAULTS, **RAY_HIDDEN_DEFAULTS}.items():
         if keyword not in _NO_EFFECT:
             continue  # honoured
@@ -168,11 +168,6 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
                     + ", ".join(sorted(KNOWN_SYSTEM_CONFIG_KEYS))
                     + " from _system_config",
                 )
-
-
-def warn_runtime_env(runtime_env: Any) -> None:
-    """The job's ``runtime_env``: refused or warned as a task's (``_options.check_runtime_env``)."""
-    _options.check_runtime_env(runtime_env)
 
 
 def spill_root(temp_dir: Any) -> str | None:

@@ -51,6 +51,22 @@ class _Msg(msgspec.Struct, array_like=True, tag=True, omit_defaults=False):
     pass
 
 
+class WorkerEnv(msgspec.Struct, array_like=True, frozen=True):
+    """A task's or actor's ``runtime_env``, as a worker applies it.
+
+    ``key`` is the env's canonical JSON (what ``get_runtime_env_string()``
+    says): the kernel compares keys only, to give a task a worker set up with
+    the same env; it never reads the rest.
+    """
+
+    key: str
+    env_vars: dict[str, str] = {}
+    # The worker's working directory, first on its sys.path.
+    working_dir: str = ""
+    # Directories put on sys.path after ``working_dir`` (``py_modules``).
+    py_paths: list[str] = []
+
+
 # ---------------------------------------------------------------- client → runtime
 
 
@@ -82,6 +98,8 @@ class SubmitTask(_Msg, tag=2):
     pg_capture: bool = False
     # The task or actor call that submitted this one (for recursive cancel).
     parent: bytes = b""
+    # Its runtime_env (None: the default environment).
+    env: WorkerEnv | None = None
 
 
 class PutObject(_Msg, tag=3):
@@ -224,6 +242,8 @@ class CreateActor(_Msg, tag=11):
     # kernel's ordering rules read these (it never unpickles ``config``).
     kind: str = "plain"
     out_of_order: bool = False
+    # Its runtime_env (None: the default environment).
+    env: WorkerEnv | None = None
 
 
 class CallActor(_Msg, tag=12):
@@ -525,6 +545,18 @@ class SetJob(_Msg, tag=66):
     code_paths: list[str] = []
 
 
+class SetEnv(_Msg, tag=73):
+    """This fresh worker runs only tasks of ``env`` from now on: apply it before the next one.
+
+    Sent once, before its first task, to a worker taken for a task (or an
+    actor) with a ``runtime_env``: the worker sets the variables, changes
+    directory and extends sys.path, and the kernel never gives it a task of
+    another env.
+    """
+
+    env: WorkerEnv
+
+
 class ErrorReply(_Msg, tag=27):
     """The kernel failed handling request ``req_id`` (an internal bug); ``error`` is its traceback.
 
@@ -584,6 +616,7 @@ Message = Union[
     QueueOp,
     QueueReply,
     SetJob,
+    SetEnv,
     ErrorReply,
 ]
 

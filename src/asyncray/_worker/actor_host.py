@@ -66,6 +66,8 @@ class _ActorState:
         self._group: Any = None
         # Bound methods by name, looked up once (the class is fixed for the actor's life).
         self._methods: dict[str, Any] = {}
+        # Why its runtime_env could not be set up: its creation fails with it.
+        self.env_error: BaseException | None = None
         _set_visible_gpus(start.gpu_ids)
 
     def context(self, task_id: bytes | None) -> _task_context.TaskContext:
@@ -91,6 +93,8 @@ class _ActorState:
         start = self.start
         token = _task_context.set_current_task(self.context(None))
         try:
+            if self.env_error is not None:
+                raise self.env_error
             cls = ser.loads(start.class_blob)
             args, kwargs = resolve_arguments(start.args, start.dep_values)
             instance = cls.__new__(cls)
@@ -295,14 +299,21 @@ def run_actor(channel: SocketChannel, client: Client, kind: str, env: dict[str, 
     """Entry point of an actor process, after its hello."""
     try:
         start = channel.next_inbound()
-        while type(start) is P.SetJob:  # a shared head's actor: the job that created it
-            _task_context.set_job(start.job_id, start.namespace, start.code_paths)
+        env_error: BaseException | None = None
+        while type(start) in (P.SetJob, P.SetEnv):
+            if type(start) is P.SetJob:  # a shared head's actor: the job that created it
+                _task_context.set_job(start.job_id, start.namespace, start.code_paths)
+            else:  # its runtime_env, set up before its class is loaded
+                from . import runtime_env
+
+                env_error = runtime_env.apply(start.env)
             start = channel.next_inbound()
     except (ConnectionError, OSError):
         return
     if type(start) is not P.StartActor:
         return
     state = _ActorState(channel, client, start)
+    state.env_error = env_error
     kind = state.config["kind"]
     if kind == "async":
         _AsyncHost(state).run()

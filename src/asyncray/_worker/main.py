@@ -166,6 +166,8 @@ class TaskWorker:
         self.channel = channel
         self.client = client
         self.functions: dict[bytes, Any] = {}
+        # Why this worker's runtime_env could not be set up: its tasks fail with it.
+        self.env_error: BaseException | None = None
 
     def run(self) -> None:
         channel = self.channel
@@ -176,13 +178,22 @@ class TaskWorker:
                 return
             if type(msg) is P.ExecuteTask:
                 # post(), not send(): it also flushes refs dropped meanwhile.
-                self.client.post(self.execute(msg))
+                self.client.post(self.execute(msg) if self.env_error is None else self.unset(msg))
             elif type(msg) is P.SetJob:  # a shared head: the next tasks are another job's
                 _flush_output()  # what the last job's tasks printed goes to its driver
                 _task_context.set_job(msg.job_id, msg.namespace, msg.code_paths)
+            elif type(msg) is P.SetEnv:  # a fresh worker: the env of its tasks, for life
+                from . import runtime_env
+
+                self.env_error = runtime_env.apply(msg.env)
             elif type(msg) is P.Shutdown:
                 _flush_output()
                 return
+
+    def unset(self, msg: P.ExecuteTask) -> P.TaskDone:
+        """``msg`` cannot run: its runtime_env could not be set up here (Ray's error, unwrapped)."""
+        ser.discard_arguments(msg)
+        return P.TaskDone(msg.task_id, [ser.dumps_function(self.env_error)], True)
 
     def _function(self, msg: P.ExecuteTask) -> Any:
         fn = self.functions.get(msg.func_id)
