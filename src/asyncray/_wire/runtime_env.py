@@ -17,7 +17,9 @@ from .. import _options, _task_context
 from . import protocol as P
 
 # (parent key, own canonical JSON) → the merged env: built once per pair.
+# Emptied when full, so a program that makes an env per task stays bounded.
 _merged: dict[tuple[str, str], P.WorkerEnv | None] = {}
+_MERGED_MAX = 1024
 
 
 class OwnEnv:
@@ -45,6 +47,8 @@ def for_submit(own: OwnEnv | None) -> P.WorkerEnv | None:
     env = _merged.get(cache_key, _merged)
     if env is _merged:
         fields = merge(None if parent is None else _parsed(parent.key), own.fields)
+        if len(_merged) >= _MERGED_MAX:
+            _merged.clear()
         env = _merged[cache_key] = worker_env(fields)
     return env  # type: ignore[return-value]
 
