@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncray as ray
 
 
+# A plain loop, not ``yield from range(5)``: Ray resumes an actor's generator
+# with ``send()``, which ``yield from`` passes on to the range iterator
+# (AttributeError: 'range_iterator' object has no attribute 'send').
 @ray.remote
 class Actor:
     def f(self):
-        yield from range(5)
+        for i in range(5):  # noqa: UP028
+            yield i
 
 
 @ray.remote
@@ -31,7 +35,8 @@ class AsyncActor:
 @ray.remote(max_concurrency=5)
 class ThreadedActor:
     def f(self):
-        yield from range(5)
+        for i in range(5):  # noqa: UP028
+            yield i
 
 
 def main() -> None:
