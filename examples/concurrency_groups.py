@@ -33,7 +33,7 @@ class ThreadedActor:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.2)
+        time.sleep(0.3)
         with self.lock:
             self.running -= 1
         return "hello 1"
@@ -51,7 +51,7 @@ class AsyncIOActor:
     async def _run(self, group: str, name: str) -> str:
         self.running[group] += 1
         self.most[group] = max(self.most[group], self.running[group])
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)
         self.running[group] -= 1
         return name
 
