@@ -460,6 +460,18 @@ def cluster_resources() -> dict[str, float]:
     return session.client.query("cluster")
 
 
+def state_rows(what: str) -> tuple[str, list[dict[str, Any]]]:
+    """The node id and the kernel's rows of ``what`` ("tasks", "actors", "objects",
+    "workers"), for ``util.state`` and ``timeline``.
+
+    Raises:
+        RuntimeError: asyncray is not initialized (the state API never starts it).
+    """
+    session = _require_session()
+    rows: list[dict[str, Any]] = session.client.query(what)
+    return session.node_id, rows
+
+
 def nodes() -> list[dict[str, Any]]:
     """The one node, in the shape of Ray's ``ray.nodes()``."""
     session = _auto_init()
