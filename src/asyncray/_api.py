@@ -472,6 +472,13 @@ def state_rows(what: str) -> tuple[str, list[dict[str, Any]]]:
     return session.node_id, rows
 
 
+def now_ms() -> float:
+    """The wall clock the kernel's state rows are on, now (milliseconds)."""
+    import time
+
+    return time.time() * 1000.0
+
+
 def nodes() -> list[dict[str, Any]]:
     """The one node, in the shape of Ray's ``ray.nodes()``."""
     session = _auto_init()
