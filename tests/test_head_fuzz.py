@@ -136,7 +136,7 @@ class Fuzzer:
             (inner,) = typing.get_args(hint)
             return [self.value(name, inner) for _ in range(rng.choice((0, 1, 2, 3, 40)))]
         if origin is dict:
-            key_hint, value_hint = typing.get_args(hint)
+            _, value_hint = typing.get_args(hint)
             return {rng.choice(("CPU", "GPU", "memory", "x")): self.value(name, value_hint)}
         if origin is typing.Union or isinstance(hint, types.UnionType):  # X | None
             if rng.random() < 0.3:
