@@ -48,7 +48,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
-from . import retention
+from . import retention, state_view
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
 from .worker_pool import unsendable_error
@@ -172,6 +172,8 @@ class ActorManager:
         self.actors: dict[bytes, ActorRecord] = {}
         # Dead actors' death errors, oldest first, at most ``dead_kept`` of them.
         self.dead: OrderedDict[bytes, bytes] = OrderedDict()
+        # Their rows for the state API (``list_actors`` shows the dead, as Ray's).
+        self.dead_rows: dict[bytes, dict[str, Any]] = {}
         self.dead_kept = retention.current().dead_actors
         self.names: dict[tuple[str, str], bytes] = {}
         self.pending: deque[ActorRecord] = deque()
@@ -889,7 +891,7 @@ class ActorManager:
     def _die(self, actor: ActorRecord, death: bytes) -> None:
         actor.state = "dead"
         actor.death = death
-        self._bury(actor.actor_id, death)
+        self._bury(actor, death)
         if actor.holding_args:
             actor.holding_args = False
             spec = actor.spec
@@ -924,14 +926,18 @@ class ActorManager:
             if not call.failed:
                 self._seal_call(call, death, True, "ACTOR_DIED")
 
-    def _bury(self, actor_id: bytes, death: bytes) -> None:
+    def _bury(self, actor: ActorRecord, death: bytes) -> None:
         """The record goes (its process, if any, still points to it until it exits); the
-        death error stays as a tombstone, among the newest ``dead_kept``."""
+        death error stays as a tombstone, and its state API row with it, among the newest
+        ``dead_kept``."""
+        actor_id = actor.actor_id
         self.actors.pop(actor_id, None)
         dead = self.dead
         dead[actor_id] = death
+        self.dead_rows[actor_id] = state_view.actor_row(actor)
         while len(dead) > self.dead_kept:
-            dead.popitem(last=False)
+            gone, _ = dead.popitem(last=False)
+            self.dead_rows.pop(gone, None)
 
     def _drop_name(self, actor: ActorRecord) -> None:
         if actor.name_key is not None and self.names.get(actor.name_key) == actor.actor_id:

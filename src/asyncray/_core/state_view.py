@@ -192,34 +192,37 @@ _ACTOR_STATES = {
 
 
 def actors(rt: Runtime) -> list[Row]:
-    """Every actor the kernel has a record of (live ones, and the dead it still keeps)."""
-    rows: list[Row] = []
-    for actor in list(rt.actors.actors.values()):
-        spec = actor.spec
-        state = _ACTOR_STATES.get(actor.state, actor.state.upper())
-        if state == "PENDING_CREATION" and actor.restarts_used:
-            state = "RESTARTING"
-        elif actor.state == "pending" and actor.ctor_missing:
-            state = "DEPENDENCIES_UNREADY"
-        rows.append(
-            {
-                "actor_id": actor.actor_id.hex(),
-                "class_name": spec.class_name,
-                "state": state,
-                "job_id": actor.job,
-                "name": spec.name,
-                "pid": actor.pid or None,
-                "ray_namespace": spec.namespace,
-                "required_resources": dict(spec.place),
-                "is_detached": spec.detached,
-                "placement_group_id": spec.pg_id.hex() if spec.pg_id else None,
-                "repr_name": "",
-                "num_restarts": actor.restarts_used,
-                "num_restarts_due_to_lineage_reconstruction": 0,
-                "death_cause": None if state != "DEAD" else {"actor_died_error_context": {}},
-            }
-        )
+    """Every live actor, then the dead ones the kernel still remembers (newest last)."""
+    rows = [actor_row(actor) for actor in list(rt.actors.actors.values())]
+    rows.extend(rt.actors.dead_rows.values())
     return rows
+
+
+def actor_row(actor: ActorRecord) -> Row:
+    """One actor's row (a dead actor's is kept as it was at its death)."""
+    spec = actor.spec
+    state = _ACTOR_STATES.get(actor.state, actor.state.upper())
+    if state == "PENDING_CREATION" and actor.restarts_used:
+        state = "RESTARTING"
+    elif actor.state == "pending" and actor.ctor_missing:
+        state = "DEPENDENCIES_UNREADY"
+    return {
+        "actor_id": actor.actor_id.hex(),
+        "class_name": spec.class_name,
+        "state": state,
+        "job_id": actor.job,
+        "name": spec.name,
+        "pid": actor.pid or None,
+        "ray_namespace": spec.namespace,
+        "required_resources": dict(spec.place),
+        "is_detached": spec.detached,
+        "placement_group_id": spec.pg_id.hex() if spec.pg_id else None,
+        "repr_name": "",
+        "num_restarts": actor.restarts_used,
+        "num_restarts_due_to_lineage_reconstruction": 0,
+        "num_restarts_due_to_node_preemption": 0,
+        "death_cause": None if state != "DEAD" else {"actor_died_error_context": {}},
+    }
 
 
 def objects(rt: Runtime) -> list[Row]:
