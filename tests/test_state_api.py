@@ -269,3 +269,61 @@ print(len([e for e in spans if e["args"]["job_id"] == job]))
 """
     ).stdout
     assert out.splitlines() == ["3 ['FINISHED']", "3"]
+
+
+@pytest.mark.timeout(120)
+def test_the_cli_lists_summarizes_and_writes_a_timeline_of_the_head(head, tmp_path):
+    from _head import cli
+
+    head.run_driver(
+        """
+import asyncray as ray
+ray.init(address="auto")
+
+@ray.remote
+def f(x):
+    if x == 2:
+        raise ValueError(x)
+    return x
+
+@ray.remote
+class A:
+    def m(self):
+        return 1
+
+a = A.options(name="a", lifetime="detached").remote()
+ray.wait([f.remote(i) for i in range(3)] + [a.m.remote()], num_returns=4)
+"""
+    )
+    address = ("--address", head.directory)
+    env = head.env()
+    done = cli("list", "tasks", "--filter", "name=f", "--format", "json", *address, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert sorted(r["state"] for r in rows) == ["FAILED", "FINISHED", "FINISHED"]
+    assert {r["error_type"] for r in rows} == {None, "TASK_EXECUTION_EXCEPTION"}
+
+    done = cli("list", "actors", *address, env=env)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.splitlines()
+    header = next(line for line in table if line.startswith("ACTOR_ID"))
+    assert header.split()[:4] == ["ACTOR_ID", "CLASS_NAME", "STATE", "JOB_ID"]
+    assert any(" A " in f" {line} " and "ALIVE" in line for line in table)
+
+    done = cli("summary", "tasks", "--format", "json", *address, env=env)
+    summary = json.loads(done.stdout)["summary"]
+    assert summary["f"]["state_counts"] == {"FINISHED": 2, "FAILED": 1}
+
+    done = cli("memory", *address, env=env)
+    assert done.returncode == 0 and "Object store" in done.stdout, done.stderr
+
+    out = tmp_path / "trace.json"
+    done = cli("timeline", "--output", str(out), *address, env=env)
+    assert done.returncode == 0 and f"Trace file written to {out}" in done.stdout
+    names = [e["name"] for e in json.loads(out.read_text()) if e["ph"] == "X"]
+    assert names.count("f") >= 3 and "A.m" in names
+
+    done = cli("list", "tasks", "--filter", "bogus", *address, env=env)
+    assert done.returncode == 1 and "write KEY=VALUE or KEY!=VALUE" in done.stderr
+    done = cli("list", "tasks", "--filter", "nope=1", *address, env=env)
+    assert done.returncode == 1 and "filter column nope is not supported" in done.stderr

@@ -472,6 +472,12 @@ def state_rows(what: str) -> tuple[str, list[dict[str, Any]]]:
     return session.node_id, rows
 
 
+def session_status() -> dict[str, Any]:
+    """What ``asyncray status`` shows of the session's kernel (resources, workers, objects)."""
+    status: dict[str, Any] = _require_session().client.query("status")
+    return status
+
+
 def now_ms() -> float:
     """The wall clock the kernel's state rows are on, now (milliseconds)."""
     import time
