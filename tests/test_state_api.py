@@ -145,7 +145,10 @@ def test_actors_and_their_calls(shutdown_only):
     assert {c.actor_id for c in calls} == {actor.actor_id}
     assert {c.worker_pid for c in calls} == {pid}
     creation = state.list_tasks(filters=[("type", "=", "ACTOR_CREATION_TASK")])
-    assert [(c.name, c.state) for c in creation] == [("Counter.__init__", "FINISHED")]
+    # A named actor's creation task is named as in Ray: "<name>:<Class>.__init__".
+    assert [(c.name, c.func_or_class_name, c.state) for c in creation] == [
+        ("c1:Counter.__init__", "Counter.__init__", "FINISHED")
+    ]
 
     asyncray.kill(counter)
     deadline = time.monotonic() + 10
@@ -164,12 +167,17 @@ def test_filters_limit_and_errors_as_in_ray(shutdown_only):
     pid = state.list_tasks()[0].worker_pid
     by_pid = state.list_tasks(filters=[("worker_pid", "=", str(pid))])  # the CLI gives strings
     assert by_pid and all(t.worker_pid == pid for t in by_pid)
-    with pytest.warns(UserWarning, match=r"Limit last 2 tasks \(Total 6\)"):
-        assert len(state.list_tasks(limit=2)) == 2
+    assert len(state.list_tasks(limit=2)) == 2  # silent, as Ray's Python API
+    with pytest.warns(UserWarning, match=r"Limit last 2 entries \(Total 6\)"):
+        assert len(state.list_tasks(limit=2, _explain=True)) == 2
     with pytest.raises(RayStateApiException, match="filter column required_resources"):
         state.list_tasks(filters=[("required_resources", "=", "x")])
-    with pytest.raises(RayStateApiException, match="Unsupported filter predicate >"):
+    with pytest.raises(ValueError, match="Unsupported filter predicate > is given"):
         state.list_tasks(filters=[("state", ">", "x")])
+    with pytest.raises(RayStateApiException, match="Failed to convert a value abc"):
+        state.list_tasks(filters=[("worker_pid", "=", "abc")])
+    with pytest.raises(RayStateApiException, match="exceeds the supported limit 10000"):
+        state.list_tasks(limit=10_001)
 
 
 def test_summaries_count_by_function_class_and_state(shutdown_only):
@@ -240,7 +248,7 @@ def test_timeline_is_chrome_trace_json_of_tasks_and_calls(shutdown_only, tmp_pat
     failed = [e for e in spans if e["args"].get("error_type")]
     assert [(e["name"], e["cname"]) for e in failed] == [("square", "terrible")]
     call = next(e for e in spans if e["name"] == "Counter.incr")
-    assert call["cat"] == "actor_task::Counter.incr"
+    assert call["cat"] == "task::Counter.incr"
     # One named track per process that ran something.
     names = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert {e["tid"] for e in spans} <= set(names)
@@ -327,3 +335,26 @@ ray.wait([f.remote(i) for i in range(3)] + [a.m.remote()], num_returns=4)
     assert done.returncode == 1 and "write KEY=VALUE or KEY!=VALUE" in done.stderr
     done = cli("list", "tasks", "--filter", "nope=1", *address, env=env)
     assert done.returncode == 1 and "filter column nope is not supported" in done.stderr
+
+
+def test_each_attempt_of_a_retried_task_is_its_own_row(shutdown_only, tmp_path):
+    asyncray.init(num_cpus=NUM_CPUS)
+    marker = tmp_path / "failed-once"
+
+    @asyncray.remote(max_retries=2, retry_exceptions=True)
+    def flaky(path):
+        if not os.path.exists(path):
+            open(path, "w").close()
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    ref = flaky.remote(str(marker))
+    assert asyncray.get(ref) == "ok"
+    attempts = state.get_task(ref)
+    assert isinstance(attempts, list)
+    assert [(a.attempt_number, a.state, a.error_type) for a in attempts] == [
+        (0, "FAILED", "TASK_EXECUTION_EXCEPTION"),
+        (1, "FINISHED", None),
+    ]
+    summary = state.summarize_tasks()["cluster"]["summary"]
+    assert summary["flaky"]["state_counts"] == {"FAILED": 1, "FINISHED": 1}

@@ -110,6 +110,8 @@ def _list(args: argparse.Namespace) -> int:
         dicts = [{c: d[c] for c in columns} for d in dicts]
     if args.format == "json":
         print(json.dumps(dicts, indent=2, default=str))
+    elif not dicts:
+        print("No resource in the cluster")
     else:
         print(f"======== List: {time.strftime('%Y-%m-%d %H:%M:%S')} ========")
         print("Stats:\n------------------------------")
@@ -153,7 +155,7 @@ def _memory(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        objects = state.list_objects(limit=1 << 30)
+        objects = state.list_objects(limit=state.MAX_LIMIT)
     _, raw = _api.state_rows("objects")
     detail = {row["object_id"]: row for row in raw}
     status = _api.session_status()

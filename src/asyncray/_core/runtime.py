@@ -957,6 +957,28 @@ class Runtime:
                     except Exception:
                         logger.exception("asyncray internal error writing to %s", conn.worker)
 
+    def _record_attempt(self, task: TaskRecord, error_type: str) -> None:
+        """One attempt of ``task`` ended (``error_type`` "" if it succeeded): its event row."""
+        spec = task.spec
+        self.events.ended.append(
+            (
+                "NORMAL_TASK",
+                spec.task_id,
+                spec.name,
+                task.job,
+                b"",
+                task.pid,
+                task.created,
+                task.started,
+                time.perf_counter(),
+                error_type,
+                task.attempts,
+                spec.resources,
+                spec.parent,
+                spec.pg_id,
+            )
+        )
+
     def _fail_task(self, task: TaskRecord, error: bytes, error_type: str = "") -> None:
         if task.cancelled is not None:
             error_type = "TASK_CANCELLED"
@@ -972,24 +994,7 @@ class Runtime:
         """``task`` ended (``error_type`` "" if it succeeded): forget it, record it."""
         spec = task.spec
         if self.tasks.pop(spec.task_id, None) is not None:
-            self.events.ended.append(
-                (
-                    "NORMAL_TASK",
-                    spec.task_id,
-                    spec.name,
-                    task.job,
-                    b"",
-                    task.pid,
-                    task.created,
-                    task.started,
-                    time.perf_counter(),
-                    error_type,
-                    task.attempts,
-                    spec.resources,
-                    spec.parent,
-                    spec.pg_id,
-                )
-            )
+            self._record_attempt(task, error_type)
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the task
                 self.store.call_ended(segment)
@@ -1417,6 +1422,7 @@ class Runtime:
                 self.objects.discard(data)
             self._fail_task(task, task.cancelled)
         elif msg.is_error and msg.retryable and task.can_retry():
+            self._record_attempt(task, "TASK_EXECUTION_EXCEPTION")
             task.attempts += 1
             self.ready.push_front(task.key, task)
         elif msg.stream_count >= 0:
@@ -1628,6 +1634,7 @@ class Runtime:
         if task is not None:
             self._release_task(worker, task)
             if task.can_retry():
+                self._record_attempt(task, "WORKER_DIED")
                 task.attempts += 1
                 self.ready.push_front(task.key, task)
             elif task.cancelled is not None:

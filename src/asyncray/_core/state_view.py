@@ -57,6 +57,7 @@ def _task_row(
     created: float | None,
     started: float | None,
     ended: float | None,
+    func_or_class_name: str = "",
 ) -> Row:
     return {
         "task_id": task_id.hex(),
@@ -66,7 +67,7 @@ def _task_row(
         "job_id": job,
         "actor_id": actor_id.hex() if actor_id else None,
         "type": kind,
-        "func_or_class_name": name,
+        "func_or_class_name": func_or_class_name or name,
         "parent_task_id": parent.hex() if parent else None,
         "worker_pid": pid or None,
         "error_type": error_type or None,
@@ -144,10 +145,13 @@ def _creation(rt: Runtime, actor: ActorRecord) -> Row:
         "alive": "FINISHED",
     }.get(actor.state, "FAILED")
     spec = actor.spec
+    init = f"{spec.class_name}.__init__"
     return _task_row(
         task_id=spec.actor_id,
         attempt=actor.restarts_used,
-        name=f"{spec.class_name}.__init__",
+        name=f"{spec.name}:{spec.class_name}.__init__"
+        if spec.name
+        else f"{spec.class_name}.__init__",
         state=state,
         job=actor.job,
         actor_id=actor.actor_id,
@@ -160,6 +164,7 @@ def _creation(rt: Runtime, actor: ActorRecord) -> Row:
         created=_ms(rt, actor.created),
         started=None,
         ended=None,
+        func_or_class_name=init,
     )
 
 
@@ -232,7 +237,7 @@ def objects(rt: Runtime) -> list[Row]:
     spilled = rt.store.spilled
     for oid, entry in list(rt.objects.items()):
         data = entry.data
-        size = 0
+        size = -1  # not there yet, as Ray says of a pending task's return
         where = "PENDING"
         if data is not None:
             segment = shm.segment_of(data)

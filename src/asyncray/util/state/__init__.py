@@ -14,6 +14,7 @@ says otherwise), as Ray's GCS keeps a bounded table of task events.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -154,71 +155,95 @@ def _make(schema: type[S], row: dict[str, Any], columns: list[str] | None = None
 # ==================================================================== filters
 
 
+# The most rows one call returns (Ray's RAY_MAX_LIMIT_FROM_API_SERVER).
+MAX_LIMIT = int(os.environ.get("RAY_MAX_LIMIT_FROM_API_SERVER", 10_000))
+
+# The column each resource's rows are sorted by, as Ray's server sorts them.
+_SORT_KEYS = {
+    TaskState: "task_id",
+    ActorState: "actor_id",
+    ObjectState: "object_id",
+    WorkerState: "worker_id",
+    PlacementGroupState: "placement_group_id",
+    NodeState: "node_id",
+}
+
+
 def _filtered(
     rows: Iterable[dict[str, Any]],
     schema: type[S],
     filters: list[Filter] | None,
     limit: int,
     detail: bool,
-    raise_on_missing_output: bool,
+    explain: bool,
     what: str,
 ) -> list[S]:
+    if limit > MAX_LIMIT:
+        raise RayStateApiException(
+            f"Given limit {limit} exceeds the supported limit {MAX_LIMIT}. Use a lower limit, "
+            "or set the `RAY_MAX_LIMIT_FROM_API_SERVER` environment variable to a larger value."
+        )
     predicates = _predicates(schema, filters or [])
     columns = schema.list_columns(detail=detail)
-    out: list[S] = []
-    total = 0
-    for row in rows:
-        if not all(test(row) for test in predicates):
-            continue
-        total += 1
-        if len(out) < limit:
-            out.append(_make(schema, row, columns))
-    if total > len(out):
-        message = (
-            f"Limit last {limit} {what} (Total {total}). Use `--limit` to return more {what} "
-            "or `--filter` to narrow down the results."
+    key = _SORT_KEYS[schema]
+    kept = sorted((r for r in rows if all(test(r) for test in predicates)), key=lambda r: r[key])
+    out = [_make(schema, row, columns) for row in kept[:limit]]
+    if explain and len(kept) > limit:
+        warnings.warn(
+            f"Limit last {limit} entries (Total {len(kept)}). Use `--filter` to reduce the "
+            "amount of data to return or setting a higher limit with `--limit` to see all data. ",
+            UserWarning,
+            stacklevel=4,
         )
-        warnings.warn(message, UserWarning, stacklevel=3)
     return out
 
 
 def _predicates(schema: type[StateSchema], filters: list[Filter]) -> list[Callable[[Any], bool]]:
     filterable = schema.filterable_columns()
-    types = {name: hint for name, hint in schema.__annotations__.items()}
+    types = dict(schema.__annotations__)
     tests: list[Callable[[Any], bool]] = []
     for item in filters:
         if not isinstance(item, (tuple, list)) or len(item) != 3:
-            raise RayStateApiException(
-                f"A filter is a (key, predicate, value) tuple such as ('state', '=', 'RUNNING'), "
-                f"got {item!r}"
+            raise ValueError(
+                f"The given filter has incorrect input type, {item}. Provide (key, predicate, "
+                "value) tuples."
             )
         key, predicate, value = item
+        if predicate not in ("=", "!="):
+            raise ValueError(
+                f"Unsupported filter predicate {predicate} is given. Available predicates: =, !=."
+            )
+        key = str(key).lower()
         if key not in filterable:
             raise RayStateApiException(
-                f"The given filter column {key} is not supported. Enter filters with "
+                f"Error: The given filter column {key} is not supported. Enter filters with "
                 f"--filter key=value or --filter key!=value Supported filter columns: "
                 f"{sorted(filterable)}"
             )
-        if predicate not in ("=", "!="):
-            raise RayStateApiException(
-                f"Unsupported filter predicate {predicate}. Supported predicates: ['=', '!=']"
-            )
-        want = _coerce(value, types.get(key, "str"))
+        want = _coerce(value, str(types.get(key, "str")))
         tests.append(_test(key, predicate == "=", want))
     return tests
 
 
 def _coerce(value: Any, hint: str) -> Any:
-    """A filter value as the column holds it (the CLI gives strings)."""
+    """A filter value as the column holds it (the CLI gives strings), as Ray converts it."""
     if not isinstance(value, str):
         return value
-    if "int" in hint:
+    if hint.startswith("bool"):
+        if value in ("True", "true", "1"):
+            return True
+        if value in ("False", "false", "0"):
+            return False
+        raise RayStateApiException(
+            f"Error: Failed to convert a value {value} of type {type(value)} to {bool}"
+        )
+    if hint.startswith("int"):
         try:
             return int(value)
         except ValueError:
-            return value
-    if "bool" in hint:
-        return value.lower() in ("true", "1", "yes")
+            raise RayStateApiException(
+                f"Error: Failed to convert a value {value} of type {type(value)} to {int}"
+            ) from None
     return value
 
 
@@ -226,7 +251,9 @@ def _test(key: str, equal: bool, want: Any) -> Callable[[Any], bool]:
     lowered = want.lower() if isinstance(want, str) else None
 
     def test(row: dict[str, Any]) -> bool:
-        got = row.get(key)
+        if key not in row:
+            return False  # a row without the column never matches, as in Ray
+        got = row[key]
         if lowered is not None and isinstance(got, str):
             same = got.lower() == lowered  # string filters are case-insensitive, as in Ray
         else:
@@ -247,7 +274,7 @@ def _list(
     filters: list[Filter] | None,
     limit: int,
     detail: bool,
-    raise_on_missing_output: bool,
+    explain: bool,
 ) -> list[S]:
     if address is not None and address != "auto":
         raise RayStateApiException(
@@ -255,7 +282,7 @@ def _list(
             "connected to; call asyncray.init(address=...) first, or use `asyncray list` "
             "against a head."
         )
-    return _filtered(rows(), schema, filters, limit, detail, raise_on_missing_output, what)
+    return _filtered(rows(), schema, filters, limit, detail, explain, what)
 
 
 def list_tasks(
@@ -268,9 +295,7 @@ def list_tasks(
     _explain: bool = False,
 ) -> list[TaskState]:
     """Tasks, actor calls and actor creations: live ones, then the newest ended ones."""
-    return _list(
-        _task_rows, TaskState, "tasks", address, filters, limit, detail, raise_on_missing_output
-    )
+    return _list(_task_rows, TaskState, "tasks", address, filters, limit, detail, _explain)
 
 
 def list_actors(
@@ -283,9 +308,7 @@ def list_actors(
     _explain: bool = False,
 ) -> list[ActorState]:
     """Actors: live ones and the dead the session still remembers."""
-    return _list(
-        _actor_rows, ActorState, "actors", address, filters, limit, detail, raise_on_missing_output
-    )
+    return _list(_actor_rows, ActorState, "actors", address, filters, limit, detail, _explain)
 
 
 def list_objects(
@@ -306,7 +329,7 @@ def list_objects(
         filters,
         limit,
         detail,
-        raise_on_missing_output,
+        _explain,
     )
 
 
@@ -328,7 +351,7 @@ def list_workers(
         filters,
         limit,
         detail,
-        raise_on_missing_output,
+        _explain,
     )
 
 
@@ -350,7 +373,7 @@ def list_placement_groups(
         filters,
         limit,
         detail,
-        raise_on_missing_output,
+        _explain,
     )
 
 
@@ -364,26 +387,26 @@ def list_nodes(
     _explain: bool = False,
 ) -> list[NodeState]:
     """The one node."""
-    return _list(
-        _node_rows, NodeState, "nodes", address, filters, limit, detail, raise_on_missing_output
-    )
+    return _list(_node_rows, NodeState, "nodes", address, filters, limit, detail, _explain)
 
 
 # ==================================================================== get
 
 
 def get_task(
-    id: str,
+    id: Any,
     address: str | None = None,
     timeout: int = DEFAULT_RPC_TIMEOUT,
     _explain: bool = False,
-) -> TaskState | None:
-    """The task (or actor call) with this hex id, or None; detail fields included."""
-    found = [r for r in _task_rows() if r["task_id"] == id]
+) -> TaskState | list[TaskState] | None:
+    """The task (or actor call) with this hex id (or of this ``ObjectRef``), detail included:
+    one row, a list of rows if it ran several attempts, or None."""
+    if not isinstance(id, str):  # an ObjectRef: its task
+        id = id.task_id().hex()
+    found = [_make(TaskState, r) for r in _task_rows() if r["task_id"] == id]
     if not found:
         return None
-    row = max(found, key=lambda r: r["attempt_number"])
-    return _make(TaskState, row)
+    return found[0] if len(found) == 1 else found
 
 
 def get_actor(
@@ -451,9 +474,14 @@ def summarize_tasks(
     summary: dict[str, dict[str, Any]] = {}
     total = actor_tasks = actors_scheduled = 0
     for row in _task_rows():
-        name = row["func_or_class_name"]
+        name = row["name"] or row["func_or_class_name"]
         entry = summary.setdefault(
-            name, {"func_or_class_name": name, "type": row["type"], "state_counts": {}}
+            name,
+            {
+                "func_or_class_name": row["func_or_class_name"],
+                "type": row["type"],
+                "state_counts": {},
+            },
         )
         counts = entry["state_counts"]
         counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -500,7 +528,7 @@ def summarize_objects(
 ) -> dict[str, Any]:
     """Objects counted and sized, in Ray's shape (one call site: "disabled")."""
     rows = _object_rows()
-    size = sum(r["object_size"] for r in rows)
+    size = sum(r["object_size"] for r in rows if r["object_size"] > 0)
     by_type: dict[str, int] = {}
     for r in rows:
         by_type[r["reference_type"]] = by_type.get(r["reference_type"], 0) + 1
@@ -510,6 +538,7 @@ def summarize_objects(
         "total_num_workers": 0,
         "total_num_nodes": 1,
         "task_state_counts": {"FINISHED": sum(r["task_status"] == "FINISHED" for r in rows)},
+        "task_attempt_number_counts": {"1": len(rows)} if rows else {},
         "ref_type_counts": by_type,
     }
     return {

@@ -76,10 +76,9 @@ def trace_events(node_id: str, rows: list[dict[str, Any]], now_ms: float) -> lis
             events.append(
                 _complete("task:pending", row["name"], tid, created, start, _PENDING, args)
             )
-        category = "actor_task" if row["type"] != "NORMAL_TASK" else "task"
         events.append(
             _complete(
-                f"{category}::{row['name']}",
+                f"task::{row['func_or_class_name']}",
                 row["name"],
                 tid,
                 start,
