@@ -973,7 +973,9 @@ class Runtime:
                 time.perf_counter(),
                 error_type,
                 task.attempts,
-                spec.resources,
+                # The shape, not the request dict: a tuple of atomic values is
+                # untracked by the GC, so the ring adds nothing to collections.
+                task.shape,
                 spec.parent,
                 spec.pg_id,
             )
