@@ -27,6 +27,18 @@ from .object_ref_generator import ObjectRefGenerator, cancel, cancel_async
 from .remote_function import RemoteFunction
 from .runtime_context import RuntimeContext, get_runtime_context
 
+
+def timeline(filename: str | None = None) -> list[dict[str, object]] | None:
+    """Ray's ``timeline``: this session's tasks and actor calls as Chrome trace events.
+
+    With ``filename``, writes them there as JSON (open it in chrome://tracing
+    or https://ui.perfetto.dev) and returns None; else returns the list.
+    """
+    from .util.state.timeline import timeline as _timeline
+
+    return _timeline(filename)
+
+
 # Ray's old name for ObjectRef, still exported by Ray 2.60 (the same class).
 ObjectID = ObjectRef
 
@@ -74,6 +86,7 @@ __all__ = [
     "put_async",
     "remote",
     "shutdown",
+    "timeline",
     "util",
     "wait",
     "wait_async",

@@ -460,6 +460,31 @@ def cluster_resources() -> dict[str, float]:
     return session.client.query("cluster")
 
 
+def state_rows(what: str) -> tuple[str, list[dict[str, Any]]]:
+    """The node id and the kernel's rows of ``what`` ("tasks", "actors", "objects",
+    "workers"), for ``util.state`` and ``timeline``.
+
+    Raises:
+        RuntimeError: asyncray is not initialized (the state API never starts it).
+    """
+    session = _require_session()
+    rows: list[dict[str, Any]] = session.client.query(what)
+    return session.node_id, rows
+
+
+def session_status() -> dict[str, Any]:
+    """What ``asyncray status`` shows of the session's kernel (resources, workers, objects)."""
+    status: dict[str, Any] = _require_session().client.query("status")
+    return status
+
+
+def now_ms() -> float:
+    """The wall clock the kernel's state rows are on, now (milliseconds)."""
+    import time
+
+    return time.time() * 1000.0
+
+
 def nodes() -> list[dict[str, Any]]:
     """The one node, in the shape of Ray's ``ray.nodes()``."""
     session = _auto_init()

@@ -31,9 +31,21 @@ ACCELERATOR_NAMES = (
     "neuron_cores",
 )
 
-# Ray's worker ids are 28 random bytes, shown as 56 hex digits.
+# Ray's worker ids are 28 bytes, shown as 56 hex digits.
 _WORKER_ID_BYTES = 28
 _worker_id: str | None = None
+
+
+def worker_id_of(node_id: str, pid: int) -> str:
+    """The worker id of process ``pid`` of the session on ``node_id``.
+
+    Derived, not drawn, so the state API (which knows pids) names a worker as
+    ``get_worker_id()`` inside it does.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(f"{node_id}:{pid}".encode(), digest_size=_WORKER_ID_BYTES)
+    return digest.hexdigest()
 
 
 def _forget_worker_id() -> None:
@@ -104,7 +116,7 @@ class RuntimeContext:
         """
         global _worker_id
         if _worker_id is None:
-            _worker_id = os.urandom(_WORKER_ID_BYTES).hex()
+            _worker_id = worker_id_of(self.get_node_id(), os.getpid())
         return _worker_id
 
     @property

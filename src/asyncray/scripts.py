@@ -7,7 +7,12 @@
 - ``asyncray stop [--address PATH] [--grace-period S]`` stops it: SIGTERM,
   then SIGKILL after the grace period; no process or segment is left;
 - ``asyncray status [--address PATH]`` shows resources, workers, actors,
-  objects and the connected drivers.
+  objects and the connected drivers;
+- ``asyncray list tasks|actors|objects|workers|placement-groups|nodes
+  [--filter KEY=VALUE] [--limit N] [--detail] [--format table|json]``,
+  ``asyncray summary tasks|actors|objects``, ``asyncray memory`` and
+  ``asyncray timeline [--output FILE]`` show the state API of the head
+  (``_state_cli``).
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from . import _state_cli
 from ._session import head as _head
 from ._session import head_files
+from ._state_cli import _bytes
+from .util.state.exception import RayStateApiException
 
 # How long `asyncray start` waits for the head to be ready.
 START_TIMEOUT_S = 60.0
@@ -61,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     status = commands.add_parser("status", help="show what the shared head runs")
     status.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    _state_cli.add_commands(commands, _ADDRESS_HELP)
 
     args = parser.parse_args(argv)
     try:
@@ -68,8 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             return _start(args)
         if args.command == "stop":
             return _stop(args)
-        return _status(args)
-    except (PermissionError, ValueError, TypeError, ConnectionError, _head.HeadRunning) as e:
+        if args.command == "status":
+            return _status(args)
+        return _state_cli.run(args, _joined)
+    except (
+        PermissionError,
+        ValueError,
+        TypeError,
+        ConnectionError,
+        _head.HeadRunning,
+        RayStateApiException,
+    ) as e:
         print(f"asyncray {args.command}: {e}", file=sys.stderr)
         return 1
 
@@ -302,20 +321,28 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 # ==================================================================== status
 
 
+@contextlib.contextmanager
+def _joined(address: str | None) -> Iterator[None]:
+    """This process joins the head at ``address`` as a short-lived driver, then leaves."""
+    from ._session import bootstrap
+
+    files = _files(address)
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.pop("ASYNCRAY_ADDRESS", None)
+    bootstrap.init(address=files.socket, namespace="asyncray-cli", log_to_driver=False)
+    try:
+        yield
+    finally:
+        bootstrap.shutdown()
+
+
 def _status(args: argparse.Namespace) -> int:
     from ._session import bootstrap
 
-    files = _files(args.address)
-    os.environ.pop("RAY_ADDRESS", None)
-    os.environ.pop("ASYNCRAY_ADDRESS", None)
-    bootstrap.init(address=files.socket, namespace="asyncray-status", log_to_driver=False)
-    try:
-        client = bootstrap.client()
-        status = client.query("status")
+    with _joined(args.address):
+        status = bootstrap.client().query("status")
         me = bootstrap.job_id()
-    finally:
-        bootstrap.shutdown()
-    print(_format_status(files.socket, status, me))
+    print(_format_status(_files(args.address).socket, status, me))
     return 0
 
 
@@ -323,14 +350,6 @@ def _amount(name: str, value: float) -> str:
     if name == "object_store_memory" or name == "memory":
         return _bytes(value)
     return f"{value:g}"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _format_status(address: str, status: dict[str, Any], me: str) -> str:

@@ -39,6 +39,7 @@ import errno
 import logging
 import os
 import signal
+import time
 from collections import OrderedDict, deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
-from . import retention
+from . import retention, state_view
 from .object_table import ObjectEntry
 from .scheduler import Shape, shape_of
 from .worker_pool import unsendable_error
@@ -74,18 +75,22 @@ class CallRecord:
         "attempts",
         "cancelled",
         "children",
+        "created",
         "dep_values",
         "failed",
         "holding",
         "missing",
         "owner",
         "spec",
+        "started",
         "timer",
     )
 
     def __init__(self, spec: P.CallActor, owner: Conn | None) -> None:
         self.spec = spec
         self.owner = owner
+        self.created = time.perf_counter()  # submitted (state API, timeline)
+        self.started = 0.0  # sent to its actor's process
         self.dep_values: list[bytes] = []
         self.missing = 0
         self.attempts = 0
@@ -110,6 +115,7 @@ class ActorRecord:
         self.job: str = owner.job
         self.actor_id = spec.actor_id
         self.state = "pending"
+        self.created = time.perf_counter()  # the state API's creation time
         self.place_shape: Shape = shape_of(spec.place)
         self.hold_shape: Shape = shape_of(spec.hold)
         self.gpu_ids: list[int] = []
@@ -166,6 +172,8 @@ class ActorManager:
         self.actors: dict[bytes, ActorRecord] = {}
         # Dead actors' death errors, oldest first, at most ``dead_kept`` of them.
         self.dead: OrderedDict[bytes, bytes] = OrderedDict()
+        # Their rows for the state API (``list_actors`` shows the dead, as Ray's).
+        self.dead_rows: dict[bytes, dict[str, Any]] = {}
         self.dead_kept = retention.current().dead_actors
         self.names: dict[tuple[str, str], bytes] = {}
         self.pending: deque[ActorRecord] = deque()
@@ -379,11 +387,14 @@ class ActorManager:
         actor = self.actors.get(msg.actor_id)
         if actor is None:
             death = self.dead.get(msg.actor_id) or self._unknown_actor_payload(msg.actor_id)
-            self._seal_call(call, death, True)
+            self._seal_call(call, death, True, "ACTOR_DIED")
             return
         if actor.state == "dead" or actor.exiting:
             self._seal_call(
-                call, actor.death or self._died_payload(actor, "The actor is dead."), True
+                call,
+                actor.death or self._died_payload(actor, "The actor is dead."),
+                True,
+                "ACTOR_DIED",
             )
             return
         if msg.parent:
@@ -584,6 +595,7 @@ class ActorManager:
             unsendable.append((call, unsendable_error(f"actor call {spec.method}", e)))
             return
         actor.inflight[spec.task_id] = call
+        call.started = time.perf_counter()
         if stream is not None:
             stream.producer = conn
         if spec.timeout_s > 0 and call.timer is None:
@@ -640,11 +652,32 @@ class ActorManager:
             return True
         return False
 
-    def _end_call(self, call: CallRecord) -> None:
-        """The call is over: stop its timer, forget it, let go of its arguments."""
+    def _end_call(self, call: CallRecord, error_type: str = "") -> None:
+        """The call is over (``error_type`` "" if it succeeded): stop its timer, forget it,
+        let go of its arguments, record it."""
         self._stop_timer(call)
         spec = call.spec
-        self.calls.pop(spec.task_id, None)
+        found = self.calls.pop(spec.task_id, None)
+        if found is not None:
+            actor = found[0]
+            self.rt.events.ended.append(
+                (
+                    "ACTOR_TASK",
+                    spec.task_id,
+                    f"{actor.spec.class_name}.{spec.method}",
+                    actor.job,
+                    actor.actor_id,
+                    actor.pid,
+                    call.created,
+                    call.started,
+                    time.perf_counter(),
+                    error_type,
+                    call.attempts,
+                    None,
+                    spec.parent,
+                    actor.spec.pg_id,
+                )
+            )
         if call.holding:
             call.holding = False
             self.rt.drop_argument_holds(spec.args, spec.dep_ids)
@@ -652,8 +685,16 @@ class ActorManager:
             if segment is not None:  # large arguments live as long as the call
                 self.rt.store.call_ended(segment)
 
-    def _seal_call(self, call: CallRecord, payload: bytes, is_error: bool) -> None:
-        self._end_call(call)
+    def _seal_call(
+        self,
+        call: CallRecord,
+        payload: bytes,
+        is_error: bool,
+        error_type: str = "TASK_EXECUTION_EXCEPTION",
+    ) -> None:
+        if call.cancelled is not None:
+            error_type = "TASK_CANCELLED"
+        self._end_call(call, error_type if is_error else "")
         if call.spec.streaming:
             self.rt.fail_stream(call.spec.task_id, payload)
             return
@@ -789,7 +830,7 @@ class ActorManager:
         actor.death = death
         call = actor.inflight.pop(msg.task_id, None)
         if call is not None:
-            self._seal_call(call, death, True)
+            self._seal_call(call, death, True, "ACTOR_DIED")
         self._fail_queued(actor, death)
         self._drop_name(actor)
         if conn.worker is not None:
@@ -835,7 +876,7 @@ class ActorManager:
                 if self._take_retry(call):
                     retry.append(call)
                 else:
-                    self._seal_call(call, unavailable, True)
+                    self._seal_call(call, unavailable, True, "ACTOR_UNAVAILABLE")
             actor.inflight.clear()
             actor.mailbox.extendleft(reversed(retry))
             self._spawn(actor)
@@ -850,7 +891,7 @@ class ActorManager:
     def _die(self, actor: ActorRecord, death: bytes) -> None:
         actor.state = "dead"
         actor.death = death
-        self._bury(actor.actor_id, death)
+        self._bury(actor, death)
         if actor.holding_args:
             actor.holding_args = False
             spec = actor.spec
@@ -876,23 +917,27 @@ class ActorManager:
 
     def _fail_inflight(self, actor: ActorRecord, death: bytes) -> None:
         for call in actor.inflight.values():
-            self._seal_call(call, death, True)
+            self._seal_call(call, death, True, "ACTOR_DIED")
         actor.inflight.clear()
 
     def _fail_queued(self, actor: ActorRecord, death: bytes) -> None:
         while actor.mailbox:
             call = actor.mailbox.popleft()
             if not call.failed:
-                self._seal_call(call, death, True)
+                self._seal_call(call, death, True, "ACTOR_DIED")
 
-    def _bury(self, actor_id: bytes, death: bytes) -> None:
+    def _bury(self, actor: ActorRecord, death: bytes) -> None:
         """The record goes (its process, if any, still points to it until it exits); the
-        death error stays as a tombstone, among the newest ``dead_kept``."""
+        death error stays as a tombstone, and its state API row with it, among the newest
+        ``dead_kept``."""
+        actor_id = actor.actor_id
         self.actors.pop(actor_id, None)
         dead = self.dead
         dead[actor_id] = death
+        self.dead_rows[actor_id] = state_view.actor_row(actor)
         while len(dead) > self.dead_kept:
-            dead.popitem(last=False)
+            gone, _ = dead.popitem(last=False)
+            self.dead_rows.pop(gone, None)
 
     def _drop_name(self, actor: ActorRecord) -> None:
         if actor.name_key is not None and self.names.get(actor.name_key) == actor.actor_id:

@@ -73,6 +73,10 @@ class ObjectTable:
     def get(self, object_id: bytes) -> ObjectEntry | None:
         return self._entries.get(object_id)
 
+    def items(self) -> list[tuple[bytes, ObjectEntry]]:
+        """Every object and its entry, now (the state API's ``list_objects``)."""
+        return list(self._entries.items())
+
     def create(self, object_id: bytes) -> ObjectEntry:
         """A pending entry for an object some task will produce."""
         entry = self._entries.get(object_id)

@@ -182,6 +182,8 @@ class PlacementGroupManager:
             else {},
             "strategy": spec.strategy,
             "state": group.state,
+            "creator_job_id": group.job,
+            "is_detached": spec.detached,
             "stats": {"scheduling_state": "FINISHED" if group.state == "CREATED" else "PENDING"},
         }
 

@@ -14,9 +14,10 @@ service that creates actors and groups all day runs in flat memory:
 - a removed placement group keeps its record (``placement_group_table``
   shows it ``REMOVED``) among the newest ``REMOVED_GROUPS_KEPT``.
 
-Finished tasks keep no record at all (their results are objects, freed by
-reference counting), so Ray's ``task_events_max_num_task_in_gcs`` has
-nothing to bound here.
+- an ended task or actor call keeps one row (~300 bytes: its name, process,
+  times and outcome) for the state API and the timeline, among the newest
+  ``task_events_max_num_task_in_gcs`` (Ray's knob and variable, as above).
+  Its results are objects, freed by reference counting.
 
 ``init`` calls ``configure`` once per session; the managers read
 ``current()`` when the runtime is built.
@@ -37,6 +38,11 @@ DEAD_ACTORS_KEPT = 10_000
 # Removed placement groups whose record is kept (~1 KB each), for
 # ``placement_group_table``. Ray keeps them all.
 REMOVED_GROUPS_KEPT = 1_000
+# Ray's name for the number of task events the GCS keeps.
+TASK_EVENTS_KEY = "task_events_max_num_task_in_gcs"
+# Ended tasks and calls whose row is kept (~300 bytes each: ~3 MB at most).
+# Ray keeps 100 000.
+TASK_EVENTS_KEPT = 10_000
 
 
 class Retention(NamedTuple):
@@ -44,9 +50,10 @@ class Retention(NamedTuple):
 
     dead_actors: int
     removed_groups: int
+    task_events: int
 
 
-_current = Retention(DEAD_ACTORS_KEPT, REMOVED_GROUPS_KEPT)
+_current = Retention(DEAD_ACTORS_KEPT, REMOVED_GROUPS_KEPT, TASK_EVENTS_KEPT)
 
 
 def configure(system_config: dict[str, Any] | None) -> None:
@@ -57,24 +64,28 @@ def configure(system_config: dict[str, Any] | None) -> None:
         ValueError: the value is not a non-negative whole number.
     """
     global _current
-    value: Any = (system_config or {}).get(DEAD_ACTORS_KEY)
-    source = f"_system_config[{DEAD_ACTORS_KEY!r}]"
+    dead = _bound(system_config, DEAD_ACTORS_KEY, DEAD_ACTORS_KEPT, "dead actors to remember")
+    events = _bound(system_config, TASK_EVENTS_KEY, TASK_EVENTS_KEPT, "ended tasks to remember")
+    _current = Retention(dead, REMOVED_GROUPS_KEPT, events)
+
+
+def _bound(system_config: dict[str, Any] | None, key: str, default: int, what: str) -> int:
+    """``_system_config[key]``, else ``RAY_<key>``, else ``default``: a whole number >= 0."""
+    value: Any = (system_config or {}).get(key)
+    source = f"_system_config[{key!r}]"
     if value is None:
-        env = os.environ.get(f"RAY_{DEAD_ACTORS_KEY}")
+        env = os.environ.get(f"RAY_{key}")
         if env is not None:
-            source = f"the environment variable RAY_{DEAD_ACTORS_KEY}"
+            source = f"the environment variable RAY_{key}"
             try:
                 value = int(env)
             except ValueError:
                 value = env
     if value is None:
-        value = DEAD_ACTORS_KEPT
+        value = default
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(
-            f"{source} must be a non-negative whole number of dead actors to remember, "
-            f"got {value!r}"
-        )
-    _current = Retention(int(value), REMOVED_GROUPS_KEPT)
+        raise ValueError(f"{source} must be a non-negative whole number of {what}, got {value!r}")
+    return int(value)
 
 
 def current() -> Retention:

@@ -40,6 +40,7 @@ from .._wire import protocol as P
 from .._wire import refs, shm
 from .._wire import serialization as ser
 from .._wire.output import write_log
+from . import retention, state_view
 from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
 from .jobs import JobRecord, JobTable
@@ -49,6 +50,7 @@ from .placement import PlacementGroupManager, removed_payload
 from .queues import QueueManager
 from .scheduler import ReadyQueue, ResourcePool, Shape, shape_of
 from .store import SegmentStore, StoreFull
+from .task_events import TaskEvents
 from .worker_pool import ChildConn, WorkerRecord, ZygoteLink, unsendable_error
 
 logger = logging.getLogger("asyncray")
@@ -124,6 +126,14 @@ _RUNTIME_TO_CLIENT = (
     *P.REPLY_TYPES,
 )
 
+# ``QueryState.what`` → the rows of Ray's state API it asks for.
+_STATE_TABLES: dict[str, Callable[[Runtime], Any]] = {
+    "tasks": state_view.tasks,
+    "actors": state_view.actors,
+    "objects": state_view.objects,
+    "workers": state_view.workers,
+}
+
 _QUEUE_OPS = frozenset(
     (P.QUEUE_PUT, P.QUEUE_GET, P.QUEUE_PUT_BATCH, P.QUEUE_GET_BATCH, P.QUEUE_SIZE, P.QUEUE_CLOSE)
 )
@@ -139,12 +149,14 @@ class TaskRecord:
         "attempts",
         "cancelled",
         "children",
+        "created",
         "dep_values",
         "gpu_ids",
         "job",
         "key",
         "missing",
         "owner",
+        "pid",
         "pool",
         "shape",
         "spec",
@@ -174,6 +186,8 @@ class TaskRecord:
         self.children: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
         self.started = 0.0  # when it became its worker's running task
+        self.created = time.perf_counter()  # when it was submitted (state API, timeline)
+        self.pid = 0  # the process that runs (ran) it
 
     def can_retry(self) -> bool:
         if self.cancelled is not None:
@@ -312,6 +326,8 @@ class Runtime:
         self.store.on_removed = self._segment_removed
         self.ready: ReadyQueue[TaskKey] = ReadyQueue()
         self.functions: dict[bytes, bytes] = {}
+        # The last ended tasks and actor calls (the state API, the timeline).
+        self.events = TaskEvents(retention.current().task_events)
         # Which socket peers registered each definition (see release_functions);
         # definitions no live peer holds that were still in use, to drop later.
         self.function_holders: dict[bytes, set[Any]] = {}
@@ -941,8 +957,34 @@ class Runtime:
                     except Exception:
                         logger.exception("asyncray internal error writing to %s", conn.worker)
 
-    def _fail_task(self, task: TaskRecord, error: bytes) -> None:
-        self._finish_task(task)
+    def _record_attempt(self, task: TaskRecord, error_type: str) -> None:
+        """One attempt of ``task`` ended (``error_type`` "" if it succeeded): its event row."""
+        spec = task.spec
+        self.events.ended.append(
+            (
+                "NORMAL_TASK",
+                spec.task_id,
+                spec.name,
+                task.job,
+                b"",
+                task.pid,
+                task.created,
+                task.started,
+                time.perf_counter(),
+                error_type,
+                task.attempts,
+                # The shape, not the request dict: a tuple of atomic values is
+                # untracked by the GC, so the ring adds nothing to collections.
+                task.shape,
+                spec.parent,
+                spec.pg_id,
+            )
+        )
+
+    def _fail_task(self, task: TaskRecord, error: bytes, error_type: str = "") -> None:
+        if task.cancelled is not None:
+            error_type = "TASK_CANCELLED"
+        self._finish_task(task, error_type or "TASK_EXECUTION_EXCEPTION")
         if task.spec.streaming:
             self.fail_stream(task.spec.task_id, error)
             return
@@ -950,9 +992,11 @@ class Runtime:
         for rid in task.spec.return_ids:
             seal(rid, error, True)
 
-    def _finish_task(self, task: TaskRecord) -> None:
+    def _finish_task(self, task: TaskRecord, error_type: str = "") -> None:
+        """``task`` ended (``error_type`` "" if it succeeded): forget it, record it."""
         spec = task.spec
         if self.tasks.pop(spec.task_id, None) is not None:
+            self._record_attempt(task, error_type)
             segment = shm.segment_of(spec.args)
             if segment is not None:  # large arguments live as long as the task
                 self.store.call_ended(segment)
@@ -1242,6 +1286,7 @@ class Runtime:
         """The worker starts ``task`` now (directly, or after its pipelined predecessor)."""
         spec = task.spec
         task.started = time.perf_counter()
+        task.pid = worker.pid
         if spec.timeout_s > 0:
             task.timer = self.loop.call_later(spec.timeout_s, self._on_task_timeout, task)
         if spec.streaming:
@@ -1379,6 +1424,7 @@ class Runtime:
                 self.objects.discard(data)
             self._fail_task(task, task.cancelled)
         elif msg.is_error and msg.retryable and task.can_retry():
+            self._record_attempt(task, "TASK_EXECUTION_EXCEPTION")
             task.attempts += 1
             self.ready.push_front(task.key, task)
         elif msg.stream_count >= 0:
@@ -1590,13 +1636,14 @@ class Runtime:
         if task is not None:
             self._release_task(worker, task)
             if task.can_retry():
+                self._record_attempt(task, "WORKER_DIED")
                 task.attempts += 1
                 self.ready.push_front(task.key, task)
             elif task.cancelled is not None:
                 self._fail_task(task, task.cancelled)
             else:
                 err = exc.WorkerCrashedError(worker.describe_exit())
-                self._fail_task(task, ser.dumps_function(err))
+                self._fail_task(task, ser.dumps_function(err), "WORKER_DIED")
         if conn is not None and conn.registered_functions:
             self.release_functions(conn)
         if self._stopped:
@@ -2012,6 +2059,8 @@ class Runtime:
             }
         elif msg.what == "status":
             value = self.status()
+        elif msg.what in _STATE_TABLES:
+            value = _STATE_TABLES[msg.what](self)
         else:
             value = None
         conn.send(P.StateReply(msg.req_id, msgspec.msgpack.encode(value)))

@@ -94,6 +94,7 @@ KNOWN_SYSTEM_CONFIG_KEYS = frozenset(
         "max_direct_call_object_size",
         "object_spilling_config",
         "maximum_gcs_destroyed_actor_cached_count",
+        "task_events_max_num_task_in_gcs",
     }
 )
 

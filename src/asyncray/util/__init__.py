@@ -39,6 +39,7 @@ _LAZY_SUBMODULES = (
     "multiprocessing",
     "joblib",
     "check_serialize",
+    "state",
 )
 
 
