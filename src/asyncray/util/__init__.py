@@ -1,5 +1,6 @@
 """Ray's utilities under Ray's module paths: ``ActorPool``, ``queue``, placement groups,
-``multiprocessing.Pool``, the ``joblib`` backend and ``inspect_serializability``."""
+``multiprocessing.Pool``, the ``joblib`` backend, ``inspect_serializability`` and the
+state API (``util.state``); and asyncray's ``as_completed``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .placement_group import (
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "as_completed",
     "get_current_placement_group",
     "get_placement_group",
     "inspect_serializability",
@@ -48,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from .actor_pool import ActorPool
 
         return ActorPool
+    if name == "as_completed":
+        from .completion import as_completed
+
+        return as_completed
     if name == "inspect_serializability":
         from .check_serialize import inspect_serializability
 
