@@ -43,6 +43,7 @@ PROGRAMS = [
     "concurrency_groups.py",
     "actor_pool.py",
     "queue_consumers.py",
+    "progress.py",
 ]
 
 

@@ -65,6 +65,7 @@ EXPECTED = {
         'f3.options(concurrency_group="compute"): f3',
     ],
     "actor_pool.py": ["[2, 4, 6, 8]", "map_unordered, sorted: [10, 12, 14, 16]"],
+    "progress.py": ["in the order they finished: ['small.txt', 'big.bin']"],
     "queue_consumers.py": [
         "items taken, all consumers together: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]",
         "queue empty now: True",

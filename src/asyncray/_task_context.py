@@ -155,6 +155,10 @@ current_job: tuple[str, str] | None = None
 _job_paths: list[str] = []
 
 
+# Whether this process is a worker (a task worker or an actor), not a driver.
+in_worker = False
+
+
 # The runtime_env this process runs under: a worker's, set once (``SetEnv``);
 # a driver's, its job's (``init(runtime_env=...)``). Tasks and actors it
 # submits with no runtime_env of their own inherit it, as in Ray. Typed

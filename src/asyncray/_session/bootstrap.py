@@ -31,7 +31,7 @@ from .._clients.driver import DriverClient
 from .._version import __version__
 from .._wire import runtime_env as runtime_env_of
 from .._wire import shm
-from . import head_files, init_options, platform_checks
+from . import head_files, init_options, platform_checks, progress
 from . import resources as _resources
 
 if TYPE_CHECKING:
@@ -277,6 +277,7 @@ def _begin(session: Session, runtime_env: Any) -> RayContext:
     global _session, _atexit_registered
     _session = session
     runtime_env_of.set_job_env(runtime_env)
+    progress.install()  # workers' tqdm_ray bars are drawn here
     base.set_current(session.client)
     # As Ray's init: SIGTERM exits through atexit's shutdown, so the driver's
     # finally blocks and exit handlers run.
@@ -530,6 +531,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
         _session = None
         base.set_current(None)
         _task_context.set_runtime_env(None)  # the job's env ends with its session
+        progress.uninstall()
     client = session.client
     if session.connected:
         client.close()  # the head releases this driver's job

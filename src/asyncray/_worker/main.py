@@ -55,6 +55,7 @@ def child_main(
     ``channel`` (the child side never imports the session or the clients).
     """
     _reset_inherited_state()
+    _task_context.in_worker = True
     channel = SocketChannel(sock)
     interrupts.install(channel.interrupt_requested)
     client = attach(channel)

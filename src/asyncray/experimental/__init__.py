@@ -1,0 +1,1 @@
+"""Ray's ``ray.experimental`` paths asyncray provides: ``tqdm_ray``."""
