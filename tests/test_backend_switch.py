@@ -242,6 +242,9 @@ def test_submodules_are_rays_and_exception_classes_the_same_objects(fake_ray):
             import ray
             import asyncray
             import asyncray.util.queue
+            import ray.util.multiprocessing
+            # A submodule with asyncray's names, reached as an attribute first.
+            assert asyncray.util.multiprocessing.AsyncResult.__name__ == "AsyncResult"
             from asyncray.exceptions import RayTaskError, TaskTimeoutError
             from asyncray.util import PlacementGroup, placement_group
             from asyncray.util.multiprocessing import AsyncResult, Pool
@@ -480,6 +483,25 @@ try:
     asyncray.get(square.options(timeout_s=0.3).remote(4), timeout=20)
 except TaskTimeoutError:
     pass  # a worker may take longer than 0.3 s to start: the deadline counts from submission
+
+@asyncray.remote(num_returns="streaming", timeout_s=3)
+def endless():
+    for i in range(1000):
+        time.sleep(0.05)
+        yield i
+
+items = []
+t0 = time.monotonic()
+try:
+    for ref in endless.remote():  # the deadline outlives the first item
+        items.append(asyncray.get(ref))
+except TaskTimeoutError:
+    pass
+else:
+    raise AssertionError("timeout_s did not cancel the stream")
+# The whole stream takes 50 s; a worker may take seconds to start, so the
+# deadline (counted from submission) may pass before the first item.
+assert len(items) < 1000 and time.monotonic() - t0 < 30, (len(items), time.monotonic() - t0)
 asyncray.shutdown()
 time.sleep(1.5)  # the deadlines thread must not start a new Ray after shutdown
 assert not ray.is_initialized()

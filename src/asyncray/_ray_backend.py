@@ -216,16 +216,20 @@ class _Deadlines:
             # Ray's wait and cancel would start a new local Ray: after shutdown, nothing is left.
             self._drop({id(e) for e in entries}, [])
             return
-        ready, _ = ray.wait(
-            [e[2] for e in entries], num_returns=len(entries), timeout=0, fetch_local=False
-        )
-        finished = set(ready)
+        # A streaming generator is "ready" when its next item is: its task has
+        # finished when ``completed()`` is ready.
+        probes = [
+            e[2].completed() if isinstance(e[2], ray.ObjectRefGenerator) else e[2] for e in entries
+        ]
+        ready, _ = ray.wait(probes, num_returns=len(probes), timeout=0, fetch_local=False)
+        finished_probes = set(ready)
+        finished = {id(e[2]) for e, p in zip(entries, probes) if p in finished_probes}
         now = time.monotonic()
         gone: set[int] = set()
         again: list[tuple[float, int, Any, bool]] = []
         for entry in entries:
             deadline, _seq, ref, forced = entry
-            if ref in finished:
+            if id(ref) in finished:
                 gone.add(id(entry))
             elif deadline <= now:
                 gone.add(id(entry))
@@ -259,12 +263,19 @@ class _ProxyModule(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         real = self.__dict__["_asyncray_real"]
         try:
-            return getattr(real, name)
+            value = getattr(real, name)
         except AttributeError:
+            value = _UNSET
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{real.__name__}.{name}":
+            # A submodule reached as an attribute: asyncray's (through the finder), so
+            # ``asyncray.util.multiprocessing`` has asyncray's names however it is reached.
+            return importlib.import_module(f"{self.__name__}.{name}")
+        if value is _UNSET:
             raise AttributeError(
                 f"module {self.__name__!r} has no attribute {name!r} (with {ENV}=ray it is "
                 f"Ray's {real.__name__!r}, which has no such name either)"
-            ) from None
+            )
+        return value
 
     def __dir__(self) -> list[str]:
         return sorted(set(dir(self.__dict__["_asyncray_real"])) | set(self.__dict__))
