@@ -178,6 +178,13 @@ _FAKE_RAY = {
                 return RemoteFunction(self.f, {**self.opts, **opts})
     """,
     "runtime_context.py": "class RuntimeContext:\n    pass\n",
+    "_private/__init__.py": "",
+    "_private/services.py": """
+        import os
+        def canonicalize_bootstrap_address(addr, temp_dir=None):  # None: a new local Ray
+            addr = os.environ.get("RAY_ADDRESS") or addr
+            return None if addr in (None, "local") else addr
+    """,
     "util/__init__.py": """
         from .placement_group import placement_group
         from . import queue
@@ -333,21 +340,24 @@ def test_the_async_twins_run_on_rays_calls(fake_ray):
     assert out.split() == ["ok"]
 
 
-def test_init_gives_the_jobs_workers_the_variable_and_refuses_an_asyncray_address(fake_ray):
+def test_init_gives_a_clusters_workers_the_variable_and_refuses_an_asyncray_address(fake_ray):
     out = _ok(
         _run(
             """
             import ray
             import asyncray
+            # A new local Ray: its workers inherit the driver's environment.
             assert asyncray.init(num_cpus=2) == "context"
+            # Joining a cluster: the job's runtime_env carries the variable.
             asyncray.init("ray://h:10001", runtime_env={"env_vars": {"A": "1"}, "pip": ["x"]})
-            asyncray.init(runtime_env={"env_vars": {"ASYNCRAY_BACKEND": "asyncray"}})
-            (a1, k1), (a2, k2), (a3, k3) = ray.INIT_CALLS
-            assert a1 is None and k1 == {
-                "num_cpus": 2, "runtime_env": {"env_vars": {"ASYNCRAY_BACKEND": "ray"}}}
+            asyncray.init("10.0.0.1:6379", runtime_env={"env_vars": {"ASYNCRAY_BACKEND": "x"}})
+            asyncray.init("auto")
+            (a1, k1), (a2, k2), (a3, k3), (a4, k4) = ray.INIT_CALLS
+            assert a1 is None and k1 == {"num_cpus": 2}, k1
             assert a2 == "ray://h:10001" and k2["runtime_env"] == {
                 "env_vars": {"A": "1", "ASYNCRAY_BACKEND": "ray"}, "pip": ["x"]}
-            assert k3["runtime_env"]["env_vars"] == {"ASYNCRAY_BACKEND": "asyncray"}
+            assert k3["runtime_env"]["env_vars"] == {"ASYNCRAY_BACKEND": "x"}  # the program's
+            assert a4 == "auto" and k4 == {"runtime_env": {"env_vars": {"ASYNCRAY_BACKEND": "ray"}}}
             print("ok")
             """,
             "ray",

@@ -463,6 +463,9 @@ class _Backend:
             Workers import the driver's modules, which ``import asyncray``: on a
             cluster they must also forward to Ray, so the variable is added to the
             job's ``runtime_env`` ``env_vars`` (unless the program set it there).
+            Not when this call starts a local Ray: its workers inherit the
+            driver's environment, and a job ``runtime_env`` slows every worker's
+            start (it goes through Ray's runtime-env agent).
             """
             if (
                 address in (None, "auto")
@@ -474,7 +477,8 @@ class _Backend:
                     f"{ENV}=ray set RAY_ADDRESS (or pass init(address=...) as Ray expects) "
                     "and unset ASYNCRAY_ADDRESS."
                 )
-            kwargs["runtime_env"] = _with_backend_var(kwargs.get("runtime_env"))
+            if not _starts_local_ray(address, kwargs.get("_temp_dir")):
+                kwargs["runtime_env"] = _with_backend_var(kwargs.get("runtime_env"))
             return ray.init(address, **kwargs)
 
         return init
@@ -747,6 +751,22 @@ def _track(result: Any, timeout_s: float) -> Any:
     assert _DEADLINES is not None
     _DEADLINES.add(first, timeout_s)
     return result
+
+
+def _starts_local_ray(address: Any, temp_dir: Any) -> bool:
+    """Whether ``ray.init(address)`` will start a new local Ray (else it joins a cluster).
+
+    Asks Ray's own address resolution (a private function: on any failure,
+    the answer is "joins", which only costs the ``runtime_env``).
+    """
+    if isinstance(address, str) and "://" in address:
+        return False  # Ray Client
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(address, temp_dir) is None
+    except Exception:
+        return False
 
 
 def _with_backend_var(runtime_env: Any) -> Any:
