@@ -393,7 +393,12 @@ class _Backend:
             if not ray_child.startswith(prefix) or "." in ray_child[len(prefix) :]:
                 continue
             child = name + "." + ray_child[len(prefix) :]
-            if module is not None and child not in self.extras:
+            if (
+                module is not None
+                and child not in self.extras
+                and child not in self.stand_ins
+                and child not in _OWN_MODULES
+            ):
                 sys.modules.setdefault(child, module)
 
     # ---------------------------------------------------------------- the package
@@ -402,8 +407,8 @@ class _Backend:
         """Fill ``package`` (asyncray) with Ray's names and the extras; add the finder."""
         ray = self.ray
         ns = package.__dict__
-        finder = _AliasFinder(self)
-        sys.meta_path.insert(0, finder)
+        self._alias_loaded_children(package.__name__, ray)
+        sys.meta_path.insert(0, _AliasFinder(self))
         for name in dir(ray):
             if not name.startswith("_"):
                 ns[name] = getattr(ray, name)
