@@ -200,7 +200,7 @@ class _Deadlines:
             try:
                 self._step(entries)
             except Exception:
-                # Ray was shut down (or never initialised here): the tasks are gone.
+                # ``ray.wait`` failed: Ray was shut down meanwhile, the tasks are gone.
                 self._drop({id(e) for e in entries}, [])
 
     def _drop(self, gone: set[int], again: list[tuple[float, int, Any, bool]]) -> None:
@@ -233,13 +233,13 @@ class _Deadlines:
                 gone.add(id(entry))
             elif deadline <= now:
                 gone.add(id(entry))
-                if forced:
-                    try:
-                        ray.cancel(ref, force=True)
-                    except ValueError:
-                        pass  # an actor task: Ray refuses force; the first cancel was all
-                else:
-                    ray.cancel(ref)
+                try:
+                    ray.cancel(ref, force=forced)
+                except Exception:
+                    # Ray refused this one (a force it does not allow, a ref it no
+                    # longer knows): the other deadlines still stand.
+                    continue
+                if not forced:
                     again.append((now + 1.0, next(self._seq), ref, True))
         self._drop(gone, again)
 
@@ -432,7 +432,7 @@ class _Backend:
             "RuntimeContext": ray.runtime_context.RuntimeContext,
         }
         ns.update(extras)
-        ns["ObjectID"] = ray.ObjectRef
+        ns.setdefault("ObjectID", ray.ObjectRef)  # Ray's old name, where a Ray lacks it
         ns["__version__"] = __version__
         ns["__backend__"] = "ray"
         ns["__getattr__"] = self.make_getattr()
