@@ -400,7 +400,19 @@ def test_timeout_s_is_checked_and_refused_where_ray_cannot_honour_it(fake_ray):
             expect(ValueError, "timeout_s must be a positive", asyncray.remote, timeout_s=0)
             expect(ValueError, "timeout_s must be a positive", f.options, timeout_s=-1)
             expect(ValueError, "Invalid option keyword bad", asyncray.remote, bad=1)
-            expect(ValueError, "timeout_s on actor methods", asyncray.method, timeout_s=1)
+            def sync_method(self):
+                pass
+
+            async def async_method(self, x, y=1):
+                return x
+
+            expect(ValueError, "timeout_s on the sync actor method 'sync_method'",
+                   asyncray.method(timeout_s=1), sync_method)
+            expect(ValueError, "timeout_s must be a positive", asyncray.method, timeout_s=-1)
+            timed_method = asyncray.method(timeout_s=1)(async_method)
+            import inspect
+            assert inspect.iscoroutinefunction(timed_method)
+            assert str(inspect.signature(timed_method)) == "(self, x, y=1)"
             timed = f.options(timeout_s=30)
             expect(ValueError, "Ray DAG", timed.bind, 1)
             print("ok")
@@ -451,6 +463,13 @@ def too_slow():
     time.sleep(30)
 
 @asyncray.remote
+class Slow:
+    @asyncray.method(timeout_s=0.5)
+    async def wait(self, s):
+        await asyncio.sleep(s)
+        return s
+
+@asyncray.remote
 def nested(n):  # calls itself: pickled with asyncray's attributes
     return 0 if n == 0 else 1 + asyncray.get(nested.remote(n - 1))
 
@@ -481,6 +500,14 @@ async def main():
     assert ready == [] and not_ready == [slow]
 
 asyncio.run(main())
+actor = Slow.remote()
+assert asyncray.get(actor.wait.remote(0)) == 0
+try:
+    asyncray.get(actor.wait.remote(30))
+except TaskTimeoutError as e:
+    assert "timeout_s=0.5" in str(e), str(e)
+else:
+    raise AssertionError("timeout_s did not cancel the actor call")
 t0 = time.monotonic()
 try:
     asyncray.get(too_slow.remote())

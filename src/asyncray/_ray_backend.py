@@ -28,6 +28,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
 import itertools
 import math
 import os
@@ -137,12 +138,37 @@ def _check_timeout_s(value: Any) -> float | None:
     return float(value)
 
 
-def _method_timeout_error() -> ValueError:
+def _method_timeout_error(name: str) -> ValueError:
     return ValueError(
-        f"timeout_s on actor methods is an asyncray option that {ENV}=ray cannot emulate: Ray "
-        "has no per-call timeout for actor methods. Drop the option, and bound the wait with "
-        "ray.get(ref, timeout=...) (cancelling the call with ray.cancel(ref) if needed)."
+        f"timeout_s on the sync actor method {name!r}: {ENV}=ray can bound only `async def` "
+        "methods (Ray has no per-call timeout, and a sync call cannot be interrupted without "
+        "disturbing the actor). Make the method async, or drop the option and bound the wait "
+        "with ray.get(ref, timeout=...)."
     )
+
+
+def _with_deadline(f: Callable[..., Any], timeout_s: float) -> Callable[..., Any]:
+    """The async actor method ``f``, cancelled ``timeout_s`` after its call starts.
+
+    Raises Ray's ``TaskCancelledError`` (``asyncray.exceptions.TaskTimeoutError``
+    under the switch), which reaches the caller as ``RayTaskError(TaskCancelledError)``.
+    """
+
+    @functools.wraps(f)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        import ray
+
+        try:
+            return await asyncio.wait_for(f(*args, **kwargs), timeout_s)
+        except asyncio.TimeoutError:
+            raise ray.exceptions.TaskCancelledError(
+                error_message=f"{f.__qualname__} ran longer than its timeout_s={timeout_s:g} s "
+                "and was cancelled."
+            ) from None
+
+    return timed
 
 
 # ==================================================================== timeout_s for tasks
@@ -535,8 +561,8 @@ class _Backend:
         if isinstance(made, ray.actor.ActorClass):
             if timeout is not _UNSET:
                 raise ValueError(
-                    "timeout_s is an option of tasks and actor methods, not of actors; and "
-                    f"on actor methods {ENV}=ray cannot emulate it (Ray has none)."
+                    "timeout_s is an option of tasks and actor methods, not of actors: set "
+                    "it on the methods (@method(timeout_s=...))."
                 )
             return made
         if not isinstance(made, ray.remote_function.RemoteFunction):
@@ -554,10 +580,27 @@ class _Backend:
 
         @functools.wraps(ray.method)
         def method(*args: Any, **kwargs: Any) -> Any:
-            """``ray.method``; asyncray's ``timeout_s`` raises (Ray has no per-call timeout)."""
-            if "timeout_s" in kwargs:
-                raise _method_timeout_error()
-            return ray.method(*args, **kwargs)
+            """``ray.method``, plus asyncray's ``timeout_s`` on ``async def`` methods.
+
+            The deadline runs inside the actor, from the call's start
+            (``asyncio.wait_for``); a sync method's call cannot be bounded on
+            Ray without ending the actor's other work, so it raises.
+            """
+            if "timeout_s" not in kwargs:
+                return ray.method(*args, **kwargs)
+            if args:
+                raise AssertionError("The @ray.method decorator only takes keyword arguments.")
+            timeout = _check_timeout_s(kwargs.pop("timeout_s"))
+            ray_decorate = ray.method(**kwargs) if kwargs else None
+
+            def decorate(f: Any) -> Any:
+                if timeout is not None:
+                    if not inspect.iscoroutinefunction(f):
+                        raise _method_timeout_error(getattr(f, "__name__", repr(f)))
+                    f = _with_deadline(f, timeout)
+                return f if ray_decorate is None else ray_decorate(f)
+
+            return decorate
 
         return method
 
