@@ -6,7 +6,7 @@ by the user; asyncray never depends on it):
 - the package's namespace is Ray's (``asyncray.get is ray.get``), plus
   asyncray's extras built on Ray's public API: ``get_async``, ``wait_async``,
   ``put_async``, ``cancel_async``, ``get_actor_async`` and the ``timeout_s``
-  task option;
+  option (tasks: ``_Deadlines``; async actor methods: ``_with_deadline``);
 - ``import asyncray.X`` gives Ray's ``ray.X`` (a meta-path finder): the very
   same module, or, where asyncray adds names to it (``exceptions``, ``util``,
   ``util.multiprocessing``), a thin module that adds them and reads every
