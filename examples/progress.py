@@ -3,11 +3,11 @@
 Run:  python examples/progress.py
       ASYNCRAY_BACKEND=ray python examples/progress.py   (on real Ray)
 
-``as_completed(refs)`` (asyncray's; on Ray the same loop is written with
-``ray.wait``) yields each result as soon as its task finishes, so the fast
-ones are handled first. ``tqdm_ray.tqdm`` (Ray's ``ray.experimental.tqdm_ray``)
-is a progress bar a task updates as often as it likes: the driver shows one
-bar per task on stderr, not one line per update.
+``ray.util.as_completed(refs, chunk_size=1)`` yields each result as soon
+as its task finishes, so the fast ones are handled first.
+``ray.experimental.tqdm_ray.tqdm`` is a progress bar a task updates as often
+as it likes: the driver shows one bar per task on stderr, not one line per
+update.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 import asyncray as ray
 from asyncray.experimental.tqdm_ray import tqdm
+from asyncray.util import as_completed
 
 
 @ray.remote
@@ -25,22 +26,17 @@ def download(name: str, chunks: int) -> str:
     return name
 
 
-def in_completion_order(refs: list[ray.ObjectRef]) -> list[str]:
-    try:
-        from asyncray.util import as_completed
-    except ImportError:  # real Ray has no as_completed: the same with ray.wait
-        done = []
-        while refs:
-            ready, refs = ray.wait(refs, num_returns=1)
-            done.append(ray.get(ready[0]))
-        return done
-    return list(as_completed(refs))
+@ray.remote
+def warm_up() -> None:
+    time.sleep(0.3)  # two at once: both worker processes are up before the real work
 
 
 def main() -> None:
     ray.init(num_cpus=2)
-    refs = [download.remote("big.bin", 30), download.remote("small.txt", 5)]
-    print("in the order they finished:", in_completion_order(refs))
+    ray.get([warm_up.remote() for _ in range(2)])
+    refs = [download.remote("big.bin", 60), download.remote("small.txt", 5)]
+    # chunk_size=1: each value as soon as its task is done (Ray's default waits for 10).
+    print("in the order they finished:", list(as_completed(refs, chunk_size=1)))
     ray.shutdown()
 
 

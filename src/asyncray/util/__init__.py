@@ -1,6 +1,6 @@
 """Ray's utilities under Ray's module paths: ``ActorPool``, ``queue``, placement groups,
 ``multiprocessing.Pool``, the ``joblib`` backend, ``inspect_serializability`` and the
-state API (``util.state``); and asyncray's ``as_completed``."""
+state API (``util.state``); ``as_completed`` and ``map_unordered``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ __all__ = [
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "map_unordered",
     "placement_group",
     "placement_group_table",
     "remove_placement_group",
@@ -41,6 +42,7 @@ _LAZY_SUBMODULES = (
     "multiprocessing",
     "joblib",
     "check_serialize",
+    "helpers",
     "state",
 )
 
@@ -50,10 +52,10 @@ def __getattr__(name: str) -> Any:
         from .actor_pool import ActorPool
 
         return ActorPool
-    if name == "as_completed":
-        from .completion import as_completed
+    if name in ("as_completed", "map_unordered"):
+        from . import helpers
 
-        return as_completed
+        return getattr(helpers, name)
     if name == "inspect_serializability":
         from .check_serialize import inspect_serializability
 
