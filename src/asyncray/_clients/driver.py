@@ -11,6 +11,7 @@ loop per batch), or a callback.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -208,7 +209,10 @@ class WaitingClient(ClientBase):
 
     async def request_async(self, msg: Any) -> Any:
         aio = _asyncio or _load_asyncio()
-        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        try:
+            loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        except RuntimeError:  # no asyncio loop: trio (directly or under anyio)
+            return await self._request_trio(msg)
         future = loop.create_future()
         self.waiters[msg.req_id] = _AsyncWaiter(loop, future)
         self.post(msg)
@@ -223,6 +227,41 @@ class WaitingClient(ClientBase):
         except aio.CancelledError:
             self._stop_waiting(msg.req_id)
             raise
+
+    async def _request_trio(self, msg: Any) -> Any:
+        """``request_async`` under trio: the reply wakes the trio task through its run's token."""
+        token = None
+        try:
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+        except (ImportError, RuntimeError):
+            pass
+        if token is None:
+            raise RuntimeError(
+                "asyncray's awaitables run in asyncio or trio (also through anyio); this "
+                "coroutine runs in neither. Use the blocking call (get, wait) outside them."
+            )
+        done = trio.Event()
+        replies: list[Any] = []
+
+        def on_reply(reply: Any) -> None:  # on an internal thread
+            replies.append(reply)
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+        self.request_callback(msg, on_reply)
+        patience = reply_deadline(msg)
+        try:
+            with trio.move_on_after(math.inf if patience is None else patience):
+                await done.wait()
+        except BaseException:  # cancelled: the kernel forgets the request
+            self._stop_waiting(msg.req_id)
+            raise
+        if not replies:  # the kernel never answered: answer it here
+            self._stop_waiting(msg.req_id)
+            return timed_out_reply(msg)
+        return raise_if_error(replies[0])
 
     def _stop_waiting(self, req_id: int) -> None:
         """The caller gave up on ``req_id``: the kernel forgets it (a late reply is discarded)."""
