@@ -115,17 +115,30 @@ def test_env_vars_must_be_strings_as_in_ray(env_vars, message):
         environ.options(runtime_env={"env_vars": env_vars})
 
 
-def test_paths_that_do_not_exist_and_package_files_are_refused(tmp_path):
+def test_paths_that_do_not_exist_and_package_files_are_refused(shutdown_only, tmp_path):
     with pytest.raises(ValueError, match=r"runtime_env\['working_dir'\] = .* is not an existing"):
-        environ.options(runtime_env={"working_dir": str(tmp_path / "missing")})
+        asyncray.init(num_cpus=1, runtime_env={"working_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match=r"runtime_env\['py_modules'\] = .* is not an existing"):
-        environ.options(runtime_env={"py_modules": [str(tmp_path / "missing")]})
+        asyncray.init(num_cpus=1, runtime_env={"py_modules": [str(tmp_path / "missing")]})
     wheel = tmp_path / "x-1.0-py3-none-any.whl"
     wheel.write_bytes(b"PK")
     with pytest.raises(ValueError, match=r"package file.*install the wheel"):
-        environ.options(runtime_env={"py_modules": [str(wheel)]})
+        asyncray.init(num_cpus=1, runtime_env={"py_modules": [str(wheel)]})
     with pytest.raises(TypeError, match="`py_modules` must be a list"):
-        environ.options(runtime_env={"py_modules": str(tmp_path)})
+        asyncray.init(num_cpus=1, runtime_env={"py_modules": str(tmp_path)})
+    assert not asyncray.is_initialized()
+
+
+@pytest.mark.parametrize("key", ["working_dir", "py_modules"])
+def test_a_local_directory_is_for_the_job_only_as_in_ray(tmp_path, key):
+    value = str(tmp_path) if key == "working_dir" else [str(tmp_path)]
+    message = f"{tmp_path} is not a valid URI.*only supported at the job level"
+    with pytest.raises(ValueError, match=message):
+        environ.options(runtime_env={key: value})
+    with pytest.raises(ValueError, match=message):
+        asyncray.remote(runtime_env={key: value})(lambda: 1)
+    with pytest.raises(ValueError, match=message):
+        EnvReader.options(runtime_env={key: value})
 
 
 @pytest.mark.parametrize(
@@ -157,22 +170,16 @@ def test_env_vars_are_set_for_the_task_and_never_leak_to_other_tasks(shutdown_on
     assert "RT_ENV_X" not in os.environ  # the driver's environment is untouched
 
 
-def test_an_actor_runs_under_its_runtime_env_and_its_nested_tasks_inherit_it(
-    shutdown_only, code_dirs
-):
-    work, _, _ = code_dirs
+def test_an_actor_runs_under_its_runtime_env_and_its_nested_tasks_inherit_it(shutdown_only):
     asyncray.init(num_cpus=NUM_CPUS)
-    actor = EnvReader.options(
-        runtime_env={"env_vars": {"RT_ENV_A": "actor"}, "working_dir": str(work)}
-    ).remote()
+    actor = EnvReader.options(runtime_env={"env_vars": {"RT_ENV_A": "actor"}}).remote()
     assert asyncray.get(actor.environ.remote("RT_ENV_A")) == ["actor"]
-    assert asyncray.get(actor.cwd.remote()) == str(work)
     assert asyncray.get(actor.nested.remote("RT_ENV_A")) == ["actor"]
     plain = EnvReader.remote()
     assert asyncray.get(plain.environ.remote("RT_ENV_A")) == [None]
 
 
-def test_working_dir_is_the_cwd_and_importable(shutdown_only, code_dirs):
+def test_working_dir_is_the_cwd_and_importable_for_tasks_and_actors(shutdown_only, code_dirs):
     work, _, _ = code_dirs
 
     @asyncray.remote
@@ -182,9 +189,10 @@ def test_working_dir_is_the_cwd_and_importable(shutdown_only, code_dirs):
         with open("data.txt") as f:
             return os.getcwd(), wd_helper.VALUE, f.read()
 
-    asyncray.init(num_cpus=NUM_CPUS)
-    result = asyncray.get(read.options(runtime_env={"working_dir": str(work)}).remote())
-    assert result == (str(work), "from working_dir", "hello\n")
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"working_dir": str(work)})
+    assert asyncray.get(read.remote()) == (str(work), "from working_dir", "hello\n")
+    assert asyncray.get(EnvReader.remote().cwd.remote()) == str(work)
+    assert os.getcwd() != str(work)  # the driver stays where it is
 
 
 def test_a_relative_working_dir_is_read_from_the_current_directory(
@@ -192,9 +200,8 @@ def test_a_relative_working_dir_is_read_from_the_current_directory(
 ):
     work, _, _ = code_dirs
     monkeypatch.chdir(work.parent)
-    asyncray.init(num_cpus=NUM_CPUS)
-    f = cwd_and_env.options(runtime_env={"working_dir": "work"})
-    cwd, env = asyncray.get(f.remote())
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"working_dir": "work"})
+    cwd, env = asyncray.get(cwd_and_env.remote())
     assert cwd == str(work)
     assert env == {"working_dir": str(work)}
 
@@ -207,45 +214,50 @@ def test_py_modules_directories_files_and_module_objects_are_importable(shutdown
         import rt_pkg
         import rt_single
 
-        return rt_pkg.NAME, rt_single.NAME
+        return rt_pkg.NAME, rt_single.NAME, os.path.dirname(rt_pkg.__file__)
 
-    asyncray.init(num_cpus=NUM_CPUS)
-    env = {"py_modules": [str(package), str(single)]}
-    assert asyncray.get(names.options(runtime_env=env).remote()) == ("rt_pkg", "rt_single")
-
-    sys.path.insert(0, str(package.parent))
+    sys.path.insert(0, str(single.parent))
     try:
-        import rt_pkg  # a module object: its directory is the one imported in the worker
+        import rt_single  # a module object: the worker imports it from its file
 
-        @asyncray.remote
-        def where():
-            import rt_pkg as imported
-
-            return os.path.dirname(imported.__file__)
-
-        got = asyncray.get(where.options(runtime_env={"py_modules": [rt_pkg]}).remote())
-        assert got == str(package)
+        env = {"py_modules": [str(package), rt_single]}
+        asyncray.init(num_cpus=NUM_CPUS, runtime_env=env)
+        assert asyncray.get(names.remote()) == ("rt_pkg", "rt_single", str(package))
     finally:
-        sys.path.remove(str(package.parent))
-        sys.modules.pop("rt_pkg", None)
+        sys.path.remove(str(single.parent))
+        sys.modules.pop("rt_single", None)
 
 
 def test_the_jobs_env_applies_to_every_task_and_actor_and_task_envs_merge_over_it(
     shutdown_only, code_dirs
 ):
     work, _, _ = code_dirs
-    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"env_vars": {"RT_JOB": "job", "RT_BOTH": "job"}})
+    job_env = {
+        "env_vars": {"RT_JOB": "job", "RT_BOTH": "job"},
+        "working_dir": str(work),
+        "config": {"setup_timeout_seconds": 60},
+    }
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env=job_env)
     assert asyncray.get(environ.remote("RT_JOB", "RT_BOTH")) == ["job", "job"]
     merged = environ.options(runtime_env={"env_vars": {"RT_BOTH": "task", "RT_TASK": "t"}})
     assert asyncray.get(merged.remote("RT_JOB", "RT_BOTH", "RT_TASK")) == ["job", "task", "t"]
     assert asyncray.get(EnvReader.remote().environ.remote("RT_JOB")) == ["job"]
-    # A field other than env_vars replaces the job's.
-    cwd, env = asyncray.get(cwd_and_env.options(runtime_env={"working_dir": str(work)}).remote())
+    # A field other than env_vars replaces the job's; the job's other fields stay.
+    task = cwd_and_env.options(runtime_env={"config": {"eager_install": False}})
+    cwd, env = asyncray.get(task.remote())
     assert cwd == str(work)
-    assert env == {"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}, "working_dir": str(work)}
+    assert env == {
+        "config": {"eager_install": False},
+        "env_vars": {"RT_BOTH": "job", "RT_JOB": "job"},
+        "working_dir": str(work),
+    }
     ctx = asyncray.get_runtime_context()
-    assert ctx.runtime_env == {"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}}
-    assert ctx.get_runtime_env_string() == '{"env_vars": {"RT_BOTH": "job", "RT_JOB": "job"}}'
+    assert ctx.runtime_env == {
+        "config": {"setup_timeout_seconds": 60},
+        "env_vars": {"RT_BOTH": "job", "RT_JOB": "job"},
+        "working_dir": str(work),
+    }
+    assert ctx.get_runtime_env_string().startswith('{"config": {"setup_timeout_seconds": 60}')
 
 
 def test_nested_tasks_inherit_their_parents_env_and_merge_their_own(shutdown_only):
@@ -277,26 +289,16 @@ def test_an_env_that_cannot_be_set_up_fails_its_task_with_runtime_env_setup_erro
 ):
     gone = tmp_path / "gone"
     gone.mkdir()
-    asyncray.init(num_cpus=NUM_CPUS)
-    f = environ.options(runtime_env={"working_dir": str(gone)})  # checked here, exists
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env={"working_dir": str(gone)})  # checked: exists
     gone.rmdir()
     with pytest.raises(RuntimeEnvSetupError, match="Failed to set up runtime_env"):
-        asyncray.get(f.remote("X"))
-    assert asyncray.get(environ.remote("X")) == [None]  # the runtime goes on
-
-    # An actor: its directory goes while it waits for CPUs a task holds.
-    (tmp_path / "also-gone").mkdir()
-    release = asyncray.util.queue.Queue()
-    blocker = _hold_a_cpu.remote(release)
-    A = EnvReader.options(
-        num_cpus=NUM_CPUS, runtime_env={"working_dir": str(tmp_path / "also-gone")}
-    )
-    actor = A.remote()
-    (tmp_path / "also-gone").rmdir()
-    release.put(None)
-    asyncray.get(blocker)
+        asyncray.get(environ.remote("X"))
     with pytest.raises(asyncray.exceptions.ActorDiedError, match="Failed to set up runtime_env"):
-        asyncray.get(actor.cwd.remote())
+        asyncray.get(EnvReader.remote().cwd.remote())
+    # A variable with a NUL byte cannot be set: that task fails, the runtime goes on.
+    bad = environ.options(runtime_env={"env_vars": {"A": "x\x00y"}})
+    with pytest.raises(RuntimeEnvSetupError, match="embedded null byte"):
+        asyncray.get(bad.remote("A"))
 
 
 @asyncray.remote(num_cpus=1)
@@ -306,13 +308,13 @@ def _hold_a_cpu(release):
 
 def test_excludes_and_config_are_accepted_and_shown(shutdown_only, code_dirs):
     work, _, _ = code_dirs
-    asyncray.init(num_cpus=NUM_CPUS)
     env = {
         "working_dir": str(work),
         "excludes": ["*.txt"],
         "config": {"setup_timeout_seconds": 60},
     }
-    _, seen = asyncray.get(cwd_and_env.options(runtime_env=env).remote())
+    asyncray.init(num_cpus=NUM_CPUS, runtime_env=env)
+    _, seen = asyncray.get(cwd_and_env.remote())
     assert seen == env
 
 
@@ -322,7 +324,14 @@ def test_drivers_of_one_head_each_run_under_their_own_jobs_env(head, code_dirs):
     code = """
 import os, sys
 import asyncray as ray
-ray.init(address="auto", runtime_env={"env_vars": {"RT_JOB": sys.argv[-1]}})
+ray.init(
+    address="auto",
+    runtime_env={
+        "env_vars": {"RT_JOB": sys.argv[-1]},
+        "working_dir": WORK,
+        "py_modules": [PACKAGE],
+    },
+)
 
 @ray.remote
 def env():
@@ -339,9 +348,8 @@ class A:
         return os.environ.get("RT_JOB")
 
 task_env = {"env_vars": {"RT_TASK": "t"}}
-dirs = {"working_dir": WORK, "py_modules": [PACKAGE]}
 print(ray.get([env.remote(), env.options(runtime_env=task_env).remote(), env.remote()]))
-print(ray.get(in_dirs.options(runtime_env=dirs).remote()))
+print(ray.get(in_dirs.remote()))
 print(ray.get(A.remote().env.remote()))
 """.replace("WORK", repr(str(work))).replace("PACKAGE", repr(str(package)))
     first = head.spawn_driver(code.replace("sys.argv[-1]", "'one'"))

@@ -445,8 +445,12 @@ _RUNTIME_ENV_REFUSED = {
 _RUNTIME_ENV_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install", "log_files")
 
 
-def normalize_runtime_env(runtime_env: Any) -> dict[str, Any] | None:
+def normalize_runtime_env(runtime_env: Any, *, job: bool = False) -> dict[str, Any] | None:
     """``runtime_env`` (tasks, actors, ``init``) checked as Ray checks it, in canonical form.
+
+    ``job``: the job's (``init``). Only there may ``working_dir`` and
+    ``py_modules`` name local directories, as in Ray (which uploads them for
+    the job); a task's or actor's local one raises Ray's ``ValueError``.
 
     Paths become absolute (relative ones are read from the current directory,
     now), module objects in ``py_modules`` become their paths, and empty
@@ -486,10 +490,17 @@ def normalize_runtime_env(runtime_env: Any) -> dict[str, Any] | None:
         elif key == "working_dir":
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"`working_dir` must be a string, got {type(value)}.")
+            if not job:
+                _job_level_only(os.fspath(value))
             out[key] = _local_path("working_dir", os.fspath(value), directory=True)
         elif key == "py_modules":
             if not isinstance(value, (list, tuple)):
                 raise TypeError(f"`py_modules` must be a list of strings, got {type(value)}.")
+            if not job:
+                for entry in value:
+                    if not isinstance(entry, (str, os.PathLike)):
+                        raise TypeError(f"`py_module` must be a string, got {type(entry)}.")
+                    _job_level_only(os.fspath(entry))
             modules = [_py_module(entry) for entry in value]
             if modules:
                 out[key] = modules
@@ -526,6 +537,16 @@ def normalize_runtime_env(runtime_env: Any) -> dict[str, Any] | None:
                 "not run here)."
             )
     return out or None
+
+
+def _job_level_only(path: str) -> None:
+    """A task's or actor's ``working_dir``/``py_modules``: Ray takes only URIs there."""
+    if "://" in path:
+        _local_path("working_dir", path, directory=True)  # the remote-URI error
+    raise ValueError(
+        f"{path} is not a valid URI. Passing directories or modules to be dynamically "
+        "uploaded is only supported at the job level (i.e., passed to `ray.init`)."
+    )
 
 
 def _env_vars(value: Any) -> dict[str, str]:
@@ -582,9 +603,9 @@ def _py_module(entry: Any) -> str:
     return _local_path("py_modules", os.fspath(entry), directory=False)
 
 
-def check_runtime_env(runtime_env: Any) -> None:
+def check_runtime_env(runtime_env: Any, *, job: bool = False) -> None:
     """Validate ``runtime_env`` at the call site (see ``normalize_runtime_env``)."""
-    normalize_runtime_env(runtime_env)
+    normalize_runtime_env(runtime_env, job=job)
 
 
 def warn_object_store_memory(what: str) -> None:

@@ -142,7 +142,7 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
     configure_logger(
         options["configure_logging"], options["logging_level"], options["logging_format"]
     )
-    _options.check_runtime_env(options["runtime_env"])  # refused before anything starts
+    _options.check_runtime_env(options["runtime_env"], job=True)  # refused before any start
     for keyword, default in {**RAY_INIT_DEFAULTS, **RAY_HIDDEN_DEFAULTS}.items():
         if keyword not in _NO_EFFECT:
             continue  # honoured

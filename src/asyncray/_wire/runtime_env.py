@@ -97,7 +97,8 @@ def _parsed(key: str) -> dict[str, Any]:
 
 def set_job_env(runtime_env: Any) -> None:
     """``init(runtime_env=...)``: the env every task and actor of this driver's job inherits."""
-    _task_context.set_runtime_env(worker_env(_options.normalize_runtime_env(runtime_env)))
+    fields = _options.normalize_runtime_env(runtime_env, job=True)
+    _task_context.set_runtime_env(worker_env(fields))
 
 
 def current() -> dict[str, Any]:
