@@ -1,0 +1,177 @@
+"""Tasks: arguments, several returns, nesting, options, retries and task errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import asyncray as ray
+from asyncray.exceptions import RayError, RayTaskError
+
+
+@ray.remote
+def add(a, b=10, *, c=100):
+    return a + b + c
+
+
+@ray.remote(num_returns=3)
+def three(x):
+    return x, x * 2, x * 3
+
+
+@ray.remote
+def square(x):
+    return x * x
+
+
+@ray.remote
+def sum_of_squares(n):
+    return sum(ray.get([square.remote(i) for i in range(n)]))
+
+
+@ray.remote
+def fail(message):
+    raise ValueError(message)
+
+
+def test_positional_keyword_and_default_arguments():
+    assert ray.get(add.remote(1)) == 111
+    assert ray.get(add.remote(1, 2)) == 103
+    assert ray.get(add.remote(1, b=2, c=3)) == 6
+
+
+def test_many_tasks_keep_the_order_of_their_refs():
+    refs = [square.remote(i) for i in range(50)]
+    assert ray.get(refs) == [i * i for i in range(50)]
+
+
+def test_num_returns_in_decorator_and_in_options():
+    refs = three.remote(2)
+    assert isinstance(refs, list) and len(refs) == 3
+    assert ray.get(refs) == [2, 4, 6]
+
+    @ray.remote
+    def pair(x):
+        return x, -x
+
+    first, second = pair.options(num_returns=2).remote(5)
+    assert ray.get(first) == 5 and ray.get(second) == -5
+
+
+def test_num_returns_one_gives_one_ref_of_the_whole_value():
+    ref = three.options(num_returns=1).remote(1)
+    assert isinstance(ref, ray.ObjectRef)
+    assert ray.get(ref) == (1, 2, 3)
+
+
+def test_nested_tasks():
+    assert ray.get(sum_of_squares.remote(5)) == 0 + 1 + 4 + 9 + 16
+
+
+def test_options_name_and_resources_do_not_change_the_result():
+    ref = add.options(name="named-task", num_cpus=0.5).remote(1, 1, c=1)
+    assert ray.get(ref) == 3
+
+
+def test_a_task_runs_in_another_process():
+    @ray.remote
+    def pid():
+        return os.getpid()
+
+    assert ray.get(pid.remote()) != os.getpid()
+
+
+def test_task_error_is_a_ray_task_error_and_an_instance_of_its_cause():
+    with pytest.raises(ValueError, match="boom") as info:
+        ray.get(fail.remote("boom"))
+    err = info.value
+    assert isinstance(err, RayTaskError)
+    assert isinstance(err, RayError)
+    assert isinstance(err.cause, ValueError)
+    assert "boom" in str(err)
+
+
+def test_a_task_error_reaches_a_dependent_task():
+    @ray.remote
+    def use(x):
+        return x
+
+    with pytest.raises(ValueError, match="upstream"):
+        ray.get(use.remote(fail.remote("upstream")))
+
+
+def test_a_nested_task_error_is_raised_by_the_caller_and_keeps_its_class():
+    @ray.remote
+    def outer():
+        return ray.get(fail.remote("inner"))
+
+    with pytest.raises(ValueError, match="inner") as info:
+        ray.get(outer.remote())
+    assert isinstance(info.value, RayTaskError)
+
+
+def test_retry_exceptions_retries_an_application_error(tmp_path):
+    counter = tmp_path / "attempts"
+
+    @ray.remote(max_retries=3, retry_exceptions=True)
+    def flaky(path):
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        if n < 2:
+            raise ValueError(f"attempt {n}")
+        return n
+
+    assert ray.get(flaky.remote(str(counter))) == 2
+    assert counter.read_text() == "3"
+
+
+def test_retry_exceptions_with_a_list_retries_only_those(tmp_path):
+    counter = tmp_path / "attempts"
+
+    @ray.remote(max_retries=3, retry_exceptions=[KeyError])
+    def flaky(path):
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        raise ValueError(f"attempt {n}")
+
+    with pytest.raises(ValueError, match="attempt 0"):
+        ray.get(flaky.remote(str(counter)))
+    assert counter.read_text() == "1"
+
+
+def test_application_errors_are_not_retried_by_default(tmp_path):
+    counter = tmp_path / "attempts"
+
+    @ray.remote(max_retries=3)
+    def flaky(path):
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        raise ValueError("no retry")
+
+    with pytest.raises(ValueError, match="no retry"):
+        ray.get(flaky.remote(str(counter)))
+    assert counter.read_text() == "1"
+
+
+def test_retries_exhausted_raise_the_last_error(tmp_path):
+    counter = tmp_path / "attempts"
+
+    @ray.remote(max_retries=2, retry_exceptions=True)
+    def always(path):
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        raise ValueError(f"attempt {n}")
+
+    with pytest.raises(ValueError, match="attempt 2"):
+        ray.get(always.remote(str(counter)))
+    assert counter.read_text() == "3"
+
+
+def test_calling_a_remote_function_directly_raises_type_error():
+    with pytest.raises(TypeError):
+        add(1)
