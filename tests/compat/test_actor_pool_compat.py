@@ -61,7 +61,7 @@ def test_submit_and_get_next_in_submission_order(actors):
 
 def test_get_next_unordered_returns_the_first_done(actors):
     pool = ActorPool(actors)
-    pool.submit(lambda a, v: a.slow_double.remote(v), (1.0, 1))
+    pool.submit(lambda a, v: a.slow_double.remote(v), (0.5, 1))
     pool.submit(lambda a, v: a.slow_double.remote(v), (0.0, 2))
     assert pool.get_next_unordered(timeout=30) == 4
     assert pool.get_next_unordered(timeout=30) == 2
@@ -69,7 +69,7 @@ def test_get_next_unordered_returns_the_first_done(actors):
 
 def test_get_next_timeout_raises_timeout_error(actors):
     pool = ActorPool(actors)
-    pool.submit(lambda a, v: a.slow_double.remote(v), (1.0, 1))
+    pool.submit(lambda a, v: a.slow_double.remote(v), (0.5, 1))
     with pytest.raises(TimeoutError):
         pool.get_next(timeout=0.1)
     assert pool.get_next(timeout=30) == 2
