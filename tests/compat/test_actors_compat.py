@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
@@ -189,6 +190,6 @@ def test_sync_actor_runs_one_call_at_a_time():
     actor = Threaded.options(max_concurrency=1).remote()
     ray.get(actor.nap.remote(0))
     spans = sorted(ray.get([actor.nap_and_report.remote(0.1) for _ in range(3)]))
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end
     ray.kill(actor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -67,7 +68,7 @@ def _overlap(spans):
 
 def _serial(spans):
     spans = sorted(spans)
-    return all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+    return all(b[0] >= a[1] for a, b in itertools.pairwise(spans))
 
 
 KINDS = [AsyncGroups, ThreadedGroups]

@@ -74,9 +74,7 @@ def test_bundles_reserve_the_resources(groups):
 def test_a_task_runs_in_a_bundle(groups):
     pg = _make(groups, [{"CPU": 1}, {"CPU": 1}])
     ray.get(pg.ready(), timeout=30)
-    strategy = PlacementGroupSchedulingStrategy(
-        placement_group=pg, placement_group_bundle_index=1
-    )
+    strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=1)
     assert ray.get(where.options(scheduling_strategy=strategy).remote()) == pg.id.hex()
     # Without a strategy a task is outside any group.
     assert ray.get(where.remote()) is None

@@ -111,14 +111,23 @@ def test_a_nested_task_error_is_raised_by_the_caller_and_keeps_its_class():
     assert isinstance(info.value, RayTaskError)
 
 
+def _bump(path):
+    """The number of earlier attempts, counted in a file (attempts run in other processes)."""
+    n = 0
+    if os.path.exists(path):
+        with open(path) as f:
+            n = int(f.read())
+    with open(path, "w") as f:
+        f.write(str(n + 1))
+    return n
+
+
 def test_retry_exceptions_retries_an_application_error(tmp_path):
     counter = tmp_path / "attempts"
 
     @ray.remote(max_retries=3, retry_exceptions=True)
     def flaky(path):
-        n = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as f:
-            f.write(str(n + 1))
+        n = _bump(path)
         if n < 2:
             raise ValueError(f"attempt {n}")
         return n
@@ -132,9 +141,7 @@ def test_retry_exceptions_with_a_list_retries_only_those(tmp_path):
 
     @ray.remote(max_retries=3, retry_exceptions=[KeyError])
     def flaky(path):
-        n = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as f:
-            f.write(str(n + 1))
+        n = _bump(path)
         raise ValueError(f"attempt {n}")
 
     with pytest.raises(ValueError, match="attempt 0"):
@@ -147,9 +154,7 @@ def test_application_errors_are_not_retried_by_default(tmp_path):
 
     @ray.remote(max_retries=3)
     def flaky(path):
-        n = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as f:
-            f.write(str(n + 1))
+        _bump(path)
         raise ValueError("no retry")
 
     with pytest.raises(ValueError, match="no retry"):
@@ -162,9 +167,7 @@ def test_retries_exhausted_raise_the_last_error(tmp_path):
 
     @ray.remote(max_retries=2, retry_exceptions=True)
     def always(path):
-        n = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as f:
-            f.write(str(n + 1))
+        n = _bump(path)
         raise ValueError(f"attempt {n}")
 
     with pytest.raises(ValueError, match="attempt 2"):
