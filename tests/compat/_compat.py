@@ -4,6 +4,11 @@ The suite imports ``asyncray`` only. Run normally, that is asyncray; with
 ``ASYNCRAY_BACKEND=ray`` the backend switch hands every name to real Ray.
 ``ON_RAY`` lets a test branch where the two differ on purpose: each branch
 says why and points to the row of docs/ray-compatibility.md.
+
+Code that runs in a task or actor may use only what it defines itself and
+installed modules: Ray's workers cannot import the test modules (cloudpickle
+pickles a plain module-level function by reference), whereas asyncray's
+workers, forked from the driver, can.
 """
 
 from __future__ import annotations
@@ -27,3 +32,14 @@ ON_RAY = _on_ray()
 # Every init of the suite asks for this many CPUs: enough for the actors,
 # pools and placement groups a test holds at once.
 NUM_CPUS = 4
+
+
+def eventually(predicate, timeout=10.0, what="condition"):
+    """Poll ``predicate`` until it is true (Ray applies kills, removals and
+    resource releases asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} never became true"
+        time.sleep(0.05)

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from _compat import eventually
 
 import asyncray as ray
 from asyncray.exceptions import ActorDiedError, RayActorError, RayTaskError
@@ -71,6 +72,14 @@ class BadInit:
         return "pong"
 
 
+def _dead(handle):
+    try:
+        ray.get(handle.get.remote(), timeout=30)
+    except RayActorError:
+        return True
+    return False
+
+
 def test_sync_actor_keeps_state_and_runs_calls_in_order():
     counter = Counter.remote(10)
     refs = [counter.incr.remote() for _ in range(20)]
@@ -122,6 +131,8 @@ def test_kill_makes_later_calls_raise_actor_died():
     counter = Counter.remote()
     assert ray.get(counter.incr.remote()) == 1
     ray.kill(counter)
+    # Ray kills asynchronously: a call made just after kill() may still run.
+    eventually(lambda: _dead(counter), what="the killed actor's death")
     with pytest.raises(RayActorError):
         ray.get(counter.incr.remote(), timeout=30)
 

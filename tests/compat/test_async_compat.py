@@ -61,7 +61,7 @@ async def test_await_a_failed_task_raises_its_cause():
 
 
 async def test_wait_for_a_ref_times_out():
-    ref = slow_square.remote(1, 1.0)
+    ref = slow_square.remote(1, 0.5)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(ref, 0.1)
     assert await ref == 1

@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from _compat import eventually
 
 import asyncray as ray
 from asyncray.exceptions import (
@@ -100,14 +101,19 @@ def test_cancel_is_recursive_by_default(tmp_path):
 @ray.remote
 class AsyncWorker:
     def __init__(self):
+        self.started = False
         self.cancelled = False
 
     async def wait_forever(self):
+        self.started = True
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             self.cancelled = True
             raise
+
+    async def was_started(self):
+        return self.started
 
     async def was_cancelled(self):
         return self.cancelled
@@ -116,7 +122,7 @@ class AsyncWorker:
 def test_cancel_an_async_actor_call():
     actor = AsyncWorker.remote()
     ref = actor.wait_forever.remote()
-    time.sleep(0.3)
+    eventually(lambda: ray.get(actor.was_started.remote()), what="the call's start")
     ray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=30)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from _compat import NUM_CPUS
+from _compat import NUM_CPUS, eventually
 
 import asyncray as ray
 from asyncray.exceptions import RayActorError
@@ -22,6 +21,14 @@ class Box:
 
     def set(self, value):
         self.value = value
+
+
+def _dead(handle):
+    try:
+        ray.get(handle.get.remote(), timeout=30)
+    except RayActorError:
+        return True
+    return False
 
 
 def _name(prefix="actor"):
@@ -109,16 +116,17 @@ def test_a_killed_actor_frees_its_name():
     box = Box.options(name=name).remote()
     ray.get(box.get.remote())
     ray.kill(box)
-    with pytest.raises(RayActorError):
-        ray.get(box.get.remote(), timeout=30)
-    deadline = time.monotonic() + 10
-    while True:  # the name is released asynchronously in Ray
+    eventually(lambda: _dead(box), what="the killed actor's death")
+
+    def name_free():
         try:
             ray.get_actor(name)
         except ValueError:
-            break
-        assert time.monotonic() < deadline, "the name of a killed actor was never freed"
-        time.sleep(0.05)
+            return True
+        return False
+
+    # The name is released asynchronously in Ray.
+    eventually(name_free, what="the release of the killed actor's name")
     again = Box.options(name=name).remote("again")
     assert ray.get(again.get.remote()) == "again"
     ray.kill(again)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from _compat import ON_RAY
+from _compat import ON_RAY, eventually
 
 import asyncray as ray
 from asyncray.util.placement_group import (
@@ -34,13 +33,6 @@ def _make(groups, bundles, **kwargs):
     return pg
 
 
-def _eventually(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.05)
-
-
 @ray.remote
 def where():
     pg = get_current_placement_group()
@@ -61,14 +53,14 @@ def test_ready_and_wait(groups, strategy):
 def test_bundles_reserve_the_resources(groups):
     total = ray.cluster_resources()["CPU"]
     # On Ray, groups removed by earlier tests are released asynchronously.
-    _eventually(lambda: ray.available_resources().get("CPU", 0) == total)
+    eventually(lambda: ray.available_resources().get("CPU", 0) == total)
     before = total
     pg = _make(groups, [{"CPU": 2}])
     ray.get(pg.ready(), timeout=30)
-    _eventually(lambda: ray.available_resources().get("CPU", 0) == before - 2)
+    eventually(lambda: ray.available_resources().get("CPU", 0) == before - 2)
     remove_placement_group(pg)
     groups.remove(pg)
-    _eventually(lambda: ray.available_resources().get("CPU", 0) == before)
+    eventually(lambda: ray.available_resources().get("CPU", 0) == before)
 
 
 def test_a_task_runs_in_a_bundle(groups):
@@ -126,7 +118,7 @@ def test_remove_marks_the_group_removed(groups):
     ray.get(pg.ready(), timeout=30)
     remove_placement_group(pg)
     groups.remove(pg)
-    _eventually(lambda: placement_group_table(pg)["state"] == "REMOVED")
+    eventually(lambda: placement_group_table(pg)["state"] == "REMOVED")
 
 
 def test_the_util_namespace_has_the_same_functions():

@@ -111,23 +111,17 @@ def test_a_nested_task_error_is_raised_by_the_caller_and_keeps_its_class():
     assert isinstance(info.value, RayTaskError)
 
 
-def _bump(path):
-    """The number of earlier attempts, counted in a file (attempts run in other processes)."""
-    n = 0
-    if os.path.exists(path):
-        with open(path) as f:
-            n = int(f.read())
-    with open(path, "w") as f:
-        f.write(str(n + 1))
-    return n
-
-
 def test_retry_exceptions_retries_an_application_error(tmp_path):
     counter = tmp_path / "attempts"
 
     @ray.remote(max_retries=3, retry_exceptions=True)
     def flaky(path):
-        n = _bump(path)
+        n = 0  # the earlier attempts, counted in a file (they ran in other processes)
+        if os.path.exists(path):
+            with open(path) as f:
+                n = int(f.read())
+        with open(path, "w") as f:
+            f.write(str(n + 1))
         if n < 2:
             raise ValueError(f"attempt {n}")
         return n
@@ -141,7 +135,12 @@ def test_retry_exceptions_with_a_list_retries_only_those(tmp_path):
 
     @ray.remote(max_retries=3, retry_exceptions=[KeyError])
     def flaky(path):
-        n = _bump(path)
+        n = 0  # the earlier attempts, counted in a file (they ran in other processes)
+        if os.path.exists(path):
+            with open(path) as f:
+                n = int(f.read())
+        with open(path, "w") as f:
+            f.write(str(n + 1))
         raise ValueError(f"attempt {n}")
 
     with pytest.raises(ValueError, match="attempt 0"):
@@ -154,10 +153,15 @@ def test_application_errors_are_not_retried_by_default(tmp_path):
 
     @ray.remote(max_retries=3)
     def flaky(path):
-        _bump(path)
-        raise ValueError("no retry")
+        n = 0  # the earlier attempts, counted in a file (they ran in other processes)
+        if os.path.exists(path):
+            with open(path) as f:
+                n = int(f.read())
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        raise ValueError(f"no retry after {n}")
 
-    with pytest.raises(ValueError, match="no retry"):
+    with pytest.raises(ValueError, match="no retry after 0"):
         ray.get(flaky.remote(str(counter)))
     assert counter.read_text() == "1"
 
@@ -167,7 +171,12 @@ def test_retries_exhausted_raise_the_last_error(tmp_path):
 
     @ray.remote(max_retries=2, retry_exceptions=True)
     def always(path):
-        n = _bump(path)
+        n = 0  # the earlier attempts, counted in a file (they ran in other processes)
+        if os.path.exists(path):
+            with open(path) as f:
+                n = int(f.read())
+        with open(path, "w") as f:
+            f.write(str(n + 1))
         raise ValueError(f"attempt {n}")
 
     with pytest.raises(ValueError, match="attempt 2"):
