@@ -204,3 +204,41 @@ def test_sync_actor_runs_one_call_at_a_time():
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end
     ray.kill(actor)
+
+
+@ray.remote
+class Fragile:
+    def __init__(self):
+        self.calls = 0
+
+    def call(self):
+        self.calls += 1
+        return self.calls
+
+    def crash(self):
+        os._exit(1)
+
+
+def test_an_actor_restarts_after_a_crash_with_max_restarts():
+    actor = Fragile.options(max_restarts=1).remote()
+    assert ray.get(actor.call.remote()) == 1
+    with pytest.raises(RayActorError):
+        ray.get(actor.crash.remote(), timeout=60)
+
+    def restarted():
+        try:
+            return ray.get(actor.call.remote(), timeout=60) == 1  # fresh state
+        except RayActorError:
+            return False
+
+    eventually(restarted, timeout=60, what="the actor's restart")
+    ray.kill(actor)
+
+
+def test_an_actor_without_restarts_dies_with_its_process():
+    actor = Fragile.remote()
+    assert ray.get(actor.call.remote()) == 1
+    with pytest.raises(RayActorError):
+        ray.get(actor.crash.remote(), timeout=60)
+    with pytest.raises(ActorDiedError):
+        ray.get(actor.call.remote(), timeout=60)

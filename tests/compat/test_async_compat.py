@@ -7,6 +7,7 @@ import concurrent.futures
 import time
 
 import pytest
+from _compat import ON_RAY
 
 import asyncray as ray
 from asyncray.exceptions import RayTaskError
@@ -110,3 +111,19 @@ def test_async_actor_sync_method_and_blocking_get_from_the_driver():
     assert ray.get(actor.plain.remote()) == "sync method of an async actor"
     assert ray.get([actor.incr.remote() for _ in range(3)]) == [1, 2, 3]
     ray.kill(actor)
+
+
+async def test_asyncio_wait_on_refs():
+    refs = [slow_square.remote(i) for i in range(3)]
+    if ON_RAY:
+        # Ray's refs are not futures: asyncio.wait() on them fails on Python
+        # >= 3.11 (Ray #31606; docs/ray-compatibility.md, "asyncio.wait([ref])").
+        with pytest.raises((AttributeError, TypeError)):
+            await asyncio.wait(refs)
+        done = await asyncio.gather(*refs)
+        assert done == [0, 1, 4]
+    else:
+        # asyncray's refs are awaitables that asyncio.ensure_future accepts (same row).
+        done, pending = await asyncio.wait(refs)
+        assert pending == set()
+        assert sorted(f.result() for f in done) == [0, 1, 4]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from _compat import NUM_CPUS, ON_RAY
 
 import asyncray as ray
-from asyncray.exceptions import RayError, RayTaskError
+from asyncray.exceptions import RayError, RayTaskError, WorkerCrashedError
 
 
 @ray.remote
@@ -187,3 +188,66 @@ def test_retries_exhausted_raise_the_last_error(tmp_path):
 def test_calling_a_remote_function_directly_raises_type_error():
     with pytest.raises(TypeError):
         add(1)
+
+
+def test_wrong_arguments_raise_type_error_at_the_call():
+    with pytest.raises(TypeError):
+        add.remote()
+    with pytest.raises(TypeError):
+        add.remote(1, 2, 3)
+
+
+def test_a_crashed_worker_raises_worker_crashed_error():
+    @ray.remote(max_retries=0)
+    def die():
+        os._exit(1)
+
+    with pytest.raises(WorkerCrashedError):
+        ray.get(die.remote(), timeout=60)
+    assert ray.get(add.remote(0, 0, c=0)) == 0  # the runtime carries on
+
+
+def test_a_crash_is_retried_with_max_retries(tmp_path):
+    marker = tmp_path / "crashed-once"
+
+    @ray.remote(max_retries=1)
+    def die_once(path):
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os._exit(1)
+        return "second attempt"
+
+    assert ray.get(die_once.remote(str(marker)), timeout=60) == "second attempt"
+
+
+def test_runtime_resources_and_context():
+    assert ray.is_initialized()
+    assert ray.cluster_resources()["CPU"] == NUM_CPUS
+
+    @ray.remote
+    def context():
+        ctx = ray.get_runtime_context()
+        return ctx.get_job_id(), ctx.get_task_id()
+
+    job_id, task_id = ray.get(context.remote())
+    assert job_id == ray.get_runtime_context().get_job_id()
+    assert isinstance(task_id, str) and task_id
+
+
+def test_a_request_no_host_can_satisfy():
+    @ray.remote(num_cpus=1000)
+    def huge():
+        return 1
+
+    if ON_RAY:
+        # Ray keeps the task pending (an autoscaler might add a node);
+        # docs/ray-compatibility.md: "infeasible resource request".
+        ref = huge.remote()
+        ready, _ = ray.wait([ref], timeout=0.5)
+        assert ready == []
+        ray.cancel(ref)
+    else:
+        # asyncray refuses it at once, naming the resource: nothing can ever
+        # add it on one host (same row).
+        with pytest.raises(ValueError, match="CPU"):
+            huge.remote()
