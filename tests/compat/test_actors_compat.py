@@ -242,3 +242,14 @@ def test_an_actor_without_restarts_dies_with_its_process():
         ray.get(actor.crash.remote(), timeout=60)
     with pytest.raises(ActorDiedError):
         ray.get(actor.call.remote(), timeout=60)
+
+
+def test_misuse_of_a_handle():
+    counter = Counter.remote()
+    with pytest.raises(AttributeError, match="nope"):
+        counter.nope
+    with pytest.raises(TypeError, match="missing a required argument"):
+        counter.fail.remote()
+    with pytest.raises(TypeError):
+        Counter.remote(1, 2)
+    ray.kill(counter)

@@ -141,3 +141,10 @@ def test_init_namespace_is_the_default_for_names():
     assert ray.get(ray.get_actor(name, namespace="compat-ns").get.remote()) == "job namespace"
     assert ray.get(ray.get_actor(name).get.remote()) == "job namespace"
     ray.kill(box)
+
+
+def test_empty_names_are_refused():
+    with pytest.raises(ValueError):
+        ray.get_actor("")
+    with pytest.raises(ValueError):
+        Box.options(name="").remote()

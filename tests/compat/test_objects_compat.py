@@ -205,3 +205,24 @@ def test_wait_refuses_duplicate_refs():
 def test_wait_refuses_something_that_is_not_a_list_of_refs():
     with pytest.raises(TypeError):
         ray.wait(ray.put(1))
+
+
+def test_empty_lists():
+    assert ray.get([]) == []
+    assert ray.wait([]) == ([], [])
+
+
+def test_get_refuses_a_tuple_and_wait_refuses_a_tuple():
+    ref = ray.put(1)
+    with pytest.raises(ValueError):
+        ray.get((ref,))
+    with pytest.raises(TypeError):
+        ray.wait((ref,))
+
+
+def test_wait_refuses_a_negative_timeout_and_zero_num_returns():
+    ref = ray.put(1)
+    with pytest.raises(ValueError, match="nonnegative"):
+        ray.wait([ref], timeout=-1)
+    with pytest.raises(ValueError):
+        ray.wait([ref], num_returns=0)

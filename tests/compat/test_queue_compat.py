@@ -128,3 +128,13 @@ async def test_async_put_and_get(make_queue):
     assert await q.get_async() == "x"
     with pytest.raises(Empty):
         await q.get_async(timeout=0.1)
+
+
+def test_queue_argument_checks(make_queue):
+    q = make_queue()
+    with pytest.raises(ValueError):
+        q.get(timeout=-1)
+    with pytest.raises(TypeError):
+        q.put_nowait_batch(5)
+    assert q.get_nowait_batch(0) == []
+    assert not make_queue(maxsize=-1).full()  # maxsize <= 0: unbounded

@@ -251,3 +251,25 @@ def test_a_request_no_host_can_satisfy():
         # add it on one host (same row).
         with pytest.raises(ValueError, match="CPU"):
             huge.remote()
+
+
+def test_num_returns_zero_returns_none():
+    @ray.remote(num_returns=0)
+    def nothing():
+        return None
+
+    assert nothing.remote() is None
+
+
+def test_init_twice_raises_unless_ignore_reinit_error():
+    with pytest.raises(RuntimeError, match="ignore_reinit_error"):
+        ray.init(num_cpus=NUM_CPUS)
+    ray.init(num_cpus=NUM_CPUS, ignore_reinit_error=True)
+    assert ray.is_initialized()
+
+
+def test_cancel_and_kill_refuse_the_wrong_kind_of_object():
+    with pytest.raises(TypeError, match=r"ray\.kill"):
+        ray.cancel("not a ref")
+    with pytest.raises(ValueError, match=r"ray\.cancel"):
+        ray.kill("not a handle")
