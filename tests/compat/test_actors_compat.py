@@ -169,11 +169,11 @@ def test_runtime_context_actor_id():
 def test_threaded_actor_runs_calls_in_parallel_threads():
     actor = Threaded.remote()
     ray.get(actor.nap.remote(0))  # started
-    spans = ray.get([actor.nap_and_report.remote(0.5) for _ in range(4)])
+    spans = ray.get([actor.nap_and_report.remote(0.3) for _ in range(4)])
     latest_start = max(s for s, _ in spans)
     earliest_end = min(e for _, e in spans)
     assert latest_start < earliest_end  # all four overlapped
-    names = set(ray.get([actor.nap.remote(0.2) for _ in range(4)]))
+    names = set(ray.get([actor.nap.remote(0.1) for _ in range(4)]))
     assert len(names) > 1
     ray.kill(actor)
 

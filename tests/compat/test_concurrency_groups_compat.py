@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 
@@ -27,6 +28,11 @@ class AsyncGroups:
         start = time.monotonic()
         await asyncio.sleep(seconds)
         return start, time.monotonic()
+
+    @ray.method(concurrency_group="compute")
+    async def compute_until(self, path):
+        while not os.path.exists(path):
+            await asyncio.sleep(0.01)
 
     async def default(self, seconds):
         start = time.monotonic()
@@ -54,6 +60,11 @@ class ThreadedGroups:
         start = time.monotonic()
         time.sleep(seconds)
         return start, time.monotonic()
+
+    @ray.method(concurrency_group="compute")
+    def compute_until(self, path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
 
     def default(self, seconds):
         start = time.monotonic()
@@ -83,7 +94,7 @@ def _started(actor):
 def test_a_group_of_two_runs_two_calls_at_once(cls):
     actor = cls.remote()
     _started(actor)
-    assert _overlap(ray.get([actor.io.remote(0.4) for _ in range(2)]))
+    assert _overlap(ray.get([actor.io.remote(0.25) for _ in range(2)]))
     ray.kill(actor)
 
 
@@ -91,21 +102,21 @@ def test_a_group_of_two_runs_two_calls_at_once(cls):
 def test_a_group_of_one_runs_calls_one_after_another(cls):
     actor = cls.remote()
     _started(actor)
-    assert _serial(ray.get([actor.compute.remote(0.15) for _ in range(3)]))
+    assert _serial(ray.get([actor.compute.remote(0.1) for _ in range(3)]))
     ray.kill(actor)
 
 
 @pytest.mark.parametrize("cls", KINDS, ids=KIND_IDS)
-def test_groups_do_not_block_each_other(cls):
+def test_groups_do_not_block_each_other(cls, tmp_path):
     actor = cls.remote()
     _started(actor)
-    blocker = actor.compute.remote(0.8)
-    time.sleep(0.1)
-    start = time.monotonic()
-    ray.get(actor.io.remote(0))
-    ray.get(actor.default.remote(0))
-    assert time.monotonic() - start < 0.6  # neither waited for the busy compute group
-    ray.get(blocker)
+    gate = tmp_path / "gate"
+    blocker = actor.compute_until.remote(str(gate))  # holds the compute group
+    ray.get(actor.io.remote(0), timeout=30)
+    ray.get(actor.default.remote(0), timeout=30)
+    assert ray.wait([blocker], timeout=0)[0] == []  # neither waited for it
+    gate.touch()
+    ray.get(blocker, timeout=30)
     ray.kill(actor)
 
 
@@ -114,7 +125,7 @@ def test_group_chosen_at_call_time(cls):
     actor = cls.remote()
     _started(actor)
     # ``default`` called in the "compute" group (one at a time) runs serially.
-    refs = [actor.default.options(concurrency_group="compute").remote(0.15) for _ in range(3)]
+    refs = [actor.default.options(concurrency_group="compute").remote(0.1) for _ in range(3)]
     assert _serial(ray.get(refs))
     ray.kill(actor)
 
