@@ -40,7 +40,8 @@ def _own_init(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "init_kwargs" in callspec.params:
         return True
-    return item.module.__name__.startswith("test_runtime_env")
+    cls = getattr(item, "cls", None)
+    return cls is not None and "init_kwargs" in vars(cls)
 
 
 def pytest_collection_modifyitems(config, items):

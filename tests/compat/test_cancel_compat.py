@@ -7,13 +7,12 @@ import os
 import time
 
 import pytest
-from _compat import eventually
+from _compat import NUM_CPUS, ON_RAY, eventually
 
 import asyncray as ray
 from asyncray.exceptions import (
     RayError,
     TaskCancelledError,
-    WorkerCrashedError,
 )
 
 
@@ -53,18 +52,19 @@ def test_cancel_a_running_task_raises_task_cancelled(tmp_path):
 
 
 def test_cancel_a_queued_task(tmp_path):
-    blockers = []
-    for i in range(8):  # more than the CPUs: the last ones wait in the queue
-        blockers.append(spin.options(num_cpus=1).remote(str(tmp_path / f"b{i}")))
+    marker = str(tmp_path / "started")
+    blocker = spin.options(num_cpus=NUM_CPUS).remote(marker)  # takes every CPU
+    _wait_for(marker)
+    # Cannot start while the blocker runs, so the cancel cannot race its
+    # completion (a race that aborts Ray 2.60's driver: "Check failed: it !=
+    # submissible_tasks_.end() Tried to complete task that was not pending").
     queued = quick.remote()
     ray.cancel(queued)
     with pytest.raises(TaskCancelledError):
         ray.get(queued, timeout=30)
-    for ref in blockers:
-        ray.cancel(ref, force=True)
-    for ref in blockers:
-        with pytest.raises((TaskCancelledError, WorkerCrashedError)):
-            ray.get(ref, timeout=30)
+    ray.cancel(blocker)
+    with pytest.raises(TaskCancelledError):
+        ray.get(blocker, timeout=30)
 
 
 def test_force_cancel_kills_the_worker(tmp_path):
@@ -77,6 +77,12 @@ def test_force_cancel_kills_the_worker(tmp_path):
     assert ray.get(quick.remote(), timeout=30) == "done"
 
 
+@pytest.mark.skipif(
+    ON_RAY,
+    reason="Ray 2.60 bug: cancelling a task that just finished can abort the driver "
+    "(task_manager.cc 'Check failed: it != submissible_tasks_.end() Tried to complete "
+    "task that was not pending'), which ends the whole session",
+)
 def test_cancel_a_finished_task_changes_nothing():
     ref = quick.remote()
     assert ray.get(ref) == "done"

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from _compat import ON_RAY
 
 import asyncray as ray
 from asyncray.exceptions import GetTimeoutError
@@ -226,3 +227,16 @@ def test_wait_refuses_a_negative_timeout_and_zero_num_returns():
         ray.wait([ref], timeout=-1)
     with pytest.raises(ValueError):
         ray.wait([ref], num_returns=0)
+
+
+def test_get_with_a_negative_timeout():
+    ref = ray.put("ready")
+    if ON_RAY:
+        # Ray checks the sign only in wait(); get() passes it on, and a
+        # negative timeout waits for ever (a ready ref is returned).
+        assert ray.get(ref, timeout=-1) == "ready"
+    else:
+        # asyncray applies wait()'s rule to get() too. Not yet a row of
+        # docs/ray-compatibility.md (found by this suite).
+        with pytest.raises(ValueError, match="nonnegative"):
+            ray.get(ref, timeout=-1)
