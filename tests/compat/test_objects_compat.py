@@ -240,3 +240,53 @@ def test_get_with_a_negative_timeout():
         # docs/ray-compatibility.md (found by this suite).
         with pytest.raises(ValueError, match="nonnegative"):
             ray.get(ref, timeout=-1)
+
+
+def _read_only(arr):
+    if arr.flags.writeable:
+        return False
+    with pytest.raises(ValueError, match="read-only"):
+        arr[0] = 1
+    return True
+
+
+def test_a_large_numpy_array_from_the_store_is_read_only():
+    arr = np.arange(1_000_000)
+
+    @ray.remote
+    def writeable(a):
+        return a.flags.writeable
+
+    assert _read_only(ray.get(ray.put(arr)))
+    assert _read_only(ray.get(identity.remote(arr)))
+    assert ray.get(writeable.remote(arr)) is False
+
+
+@pytest.mark.xfail(
+    not ON_RAY,
+    strict=True,
+    reason="asyncray gives small numpy arrays (inlined objects) back writeable; "
+    "Ray gives every array from the store read-only, so code writing into one "
+    "works on asyncray and fails on Ray",
+)
+def test_a_small_numpy_array_from_the_store_is_read_only_too():
+    arr = np.arange(10)
+
+    @ray.remote
+    def writeable(a):
+        return a.flags.writeable
+
+    assert _read_only(ray.get(ray.put(arr)))
+    assert _read_only(ray.get(identity.remote(arr)))
+    assert ray.get(writeable.remote(arr)) is False
+
+
+def test_a_ref_made_in_a_task_and_returned_stays_valid():
+    @ray.remote
+    def make():
+        return ray.put("made inside")
+
+    inner = ray.get(make.remote())
+    assert isinstance(inner, ray.ObjectRef)
+    assert ray.get(inner) == "made inside"
+    assert ray.get(identity.remote(inner)) == "made inside"
