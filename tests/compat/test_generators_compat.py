@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 import pytest
+from _compat import eventually
 
 import asyncray as ray
 from asyncray.exceptions import RayTaskError
@@ -163,3 +166,45 @@ async def test_actor_generator_async_iteration(cls):
     values = [await ref async for ref in actor.stream.remote(3)]
     assert values == [0, 10, 20]
     ray.kill(actor)
+
+
+@ray.remote(num_returns="streaming")
+def slow_count(n, delay):
+    import time
+
+    for i in range(n):
+        time.sleep(delay)
+        yield i
+
+
+def test_wait_on_a_generator_is_ready_when_its_next_item_is():
+    gen = slow_count.remote(2, 0.3)
+    ready, not_ready = ray.wait([gen], timeout=0)
+    assert ready == [] and not_ready == [gen]
+    ready, not_ready = ray.wait([gen], timeout=30)
+    assert ready == [gen] and not_ready == []
+    assert ray.get(next(gen)) == 0
+
+
+def test_completed_is_ready_when_the_generator_ends():
+    gen = slow_count.remote(3, 0.05)
+    ray.get(gen.completed(), timeout=30)
+    assert [ray.get(r) for r in gen] == [0, 1, 2]
+
+
+def test_backpressure_bounds_the_items_produced_ahead(tmp_path):
+    path = str(tmp_path / "produced")
+
+    @ray.remote(num_returns="streaming", _generator_backpressure_num_objects=2)
+    def counted(path, n):
+        for i in range(n):
+            with open(path, "a") as f:
+                f.write("x")
+            yield i
+
+    gen = counted.remote(path, 10)
+    eventually(lambda: os.path.exists(path), timeout=30, what="the first item")
+    time.sleep(0.5)  # time to run ahead, were it not held back
+    with open(path) as f:
+        assert len(f.read()) <= 3
+    assert [ray.get(r) for r in gen] == list(range(10))

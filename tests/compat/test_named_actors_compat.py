@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from _compat import NUM_CPUS, eventually
+from _compat import NUM_CPUS, ON_RAY, eventually
 
 import asyncray as ray
 from asyncray.exceptions import RayActorError
@@ -148,3 +148,19 @@ def test_empty_names_are_refused():
         ray.get_actor("")
     with pytest.raises(ValueError):
         Box.options(name="").remote()
+
+
+def test_a_detached_actor():
+    name = _name()
+    if ON_RAY:
+        # Ray says nothing in the driver (the raylet logs a note about
+        # anonymous namespaces); docs/ray-compatibility.md: 'lifetime="detached"
+        # with no shared runtime'.
+        box = Box.options(name=name, lifetime="detached").remote("detached")
+    else:
+        # asyncray's embedded session warns that the actor cannot outlive the
+        # driver (same row).
+        with pytest.warns(RuntimeWarning, match="detached"):
+            box = Box.options(name=name, lifetime="detached").remote("detached")
+    assert ray.get(ray.get_actor(name).get.remote()) == "detached"
+    ray.kill(box)  # a detached actor must be killed explicitly

@@ -6,6 +6,7 @@ import queue as stdlib_queue
 import time
 
 import pytest
+from _compat import ON_RAY
 
 import asyncray as ray
 from asyncray.util.queue import Empty, Full, Queue
@@ -138,3 +139,18 @@ def test_queue_argument_checks(make_queue):
         q.put_nowait_batch(5)
     assert q.get_nowait_batch(0) == []
     assert not make_queue(maxsize=-1).full()  # maxsize <= 0: unbounded
+
+
+def test_actor_options_and_the_queue_actor(make_queue):
+    q = make_queue(actor_options={"num_cpus": 0})
+    q.put(1)
+    assert q.get() == 1
+    if ON_RAY:
+        # Ray's queue is an actor: q.actor is its handle;
+        # docs/ray-compatibility.md: "Queue(actor_options=...), q.actor".
+        assert isinstance(q.actor, ray.actor.ActorHandle)
+    else:
+        # asyncray's queue has no actor (its items live in the runtime); the
+        # options are checked, then ignored (same row).
+        with pytest.raises(AttributeError):
+            q.actor
