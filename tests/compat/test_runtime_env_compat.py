@@ -1,9 +1,7 @@
 """runtime_env: env_vars, working_dir and py_modules on tasks, actors and the job.
 
-asyncray does not apply ``runtime_env`` yet (docs/ray-compatibility.md,
-"runtime_env": a warning says so); these tests state Ray's semantics, pass on
-Ray, and are strict xfails on asyncray until it applies them (then remove the
-mark).
+Ray's semantics, which asyncray applies too (docs/ray-compatibility.md,
+"runtime_env": directories are used in place rather than uploaded).
 """
 
 from __future__ import annotations
@@ -11,13 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from _compat import NUM_CPUS, ON_RAY
+from _compat import NUM_CPUS
 
 import asyncray as ray
-
-pytestmark = pytest.mark.xfail(
-    not ON_RAY, reason="runtime_env applied in progress (#17)", strict=True
-)
 
 
 @ray.remote
