@@ -31,12 +31,18 @@ def _ms(rt: Runtime, perf: float) -> float | None:
 
 def tasks(rt: Runtime) -> list[Row]:
     """Every live task, actor call and actor creation, then the ended ones (newest last)."""
+    rows = live_tasks(rt)
+    rows.extend(_ended(rt, e) for e in list(rt.events.ended))
+    return rows
+
+
+def live_tasks(rt: Runtime) -> list[Row]:
+    """Every live task, actor call and actor creation (the ended ones are in ``rt.events``)."""
     rows: list[Row] = [_live_task(rt, t) for t in list(rt.tasks.values())]
     for actor, call in list(rt.actors.calls.values()):
         rows.append(_live_call(rt, actor, call))
     for actor in list(rt.actors.actors.values()):
         rows.append(_creation(rt, actor))
-    rows.extend(_ended(rt, e) for e in list(rt.events.ended))
     return rows
 
 
