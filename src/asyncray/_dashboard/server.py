@@ -183,7 +183,7 @@ class Dashboard:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         try:
-            site = web.SockSite(runner, self._sock, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            site = web.SockSite(runner, self._sock)
             await site.start()
             self._ready.set()
             await self._stop_event.wait()
