@@ -13,6 +13,7 @@ import statistics
 from collections import deque
 from typing import Any
 
+from .._core import dashboard_view as V
 from .._core import task_events as E
 
 # How far back the task stream reaches, and how many spans it sends at most
@@ -95,7 +96,7 @@ def _clock(raw: dict[str, Any]) -> Any:
 
 
 def _tasks_by_function(
-    live: list[dict[str, Any]], ended: list[E.Ended]
+    live: list[V.LiveTask], ended: list[E.Ended]
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Counts by (function, state), as ``summarize_tasks`` counts them, and run times.
 
@@ -112,9 +113,8 @@ def _tasks_by_function(
             found = entries[name] = {"name": name, "type": kind, "counts": {}}
         return found
 
-    for row in live:
-        counts = entry(row["func_or_class_name"], row["type"])["counts"]
-        state = row["state"]
+    for name, kind, state, _, _ in live:
+        counts = entry(name, kind)["counts"]
         counts[state] = counts.get(state, 0) + 1
         totals[state] = totals.get(state, 0) + 1
     for e in ended:
@@ -151,11 +151,10 @@ def _stream(raw: dict[str, Any], to_ms: Any, now_ms: float) -> dict[str, Any]:
         if not e[E.PID] or not e[E.STARTED]:
             continue  # never ran on a worker (cancelled while queued)
         spans.append([e[E.PID], e[E.NAME], to_ms(e[E.STARTED]), ended_ms, bool(e[E.ERROR])])
-    for row in raw["live_tasks"]:
-        if row["state"] in _RUNNING and row["worker_pid"] and row["start_time_ms"]:
-            spans.append(
-                [row["worker_pid"], row["func_or_class_name"], row["start_time_ms"], None, False]
-            )
+    live: list[V.LiveTask] = raw["live_tasks"]
+    for name, _, state, pid, started in live:
+        if state in _RUNNING and pid and started:
+            spans.append([pid, name, to_ms(started), None, False])
     return {"window_s": STREAM_WINDOW_S, "since_ms": since_ms, "spans": spans}
 
 
