@@ -4,8 +4,9 @@
 "use strict";
 
 const POLL_MS = 1000;
-const COLORS = ["#2f6fde", "#e08a1e", "#2aa876", "#9b59b6", "#d6453d", "#16a2b8",
-                "#c2a100", "#7f8c8d", "#e84393", "#4b6584"];
+// No red: red marks failures.
+const COLORS = ["#2f6fde", "#e08a1e", "#2aa876", "#9b59b6", "#16a2b8", "#c2a100",
+                "#7f8c8d", "#e84393", "#4b6584", "#8e6c3a"];
 
 // ------------------------------------------------------------ helpers
 
@@ -35,7 +36,7 @@ function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
+  return (i === 0 || Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
 }
 
 function ms(v) {
@@ -99,7 +100,7 @@ function lineChart(key, target, xs, series, yFormat, yMin) {
       legend: { show: true },
       scales: { x: { time: true },
                 y: { range: (u, min, max) => [0, Math.max(chart.yMin, max * 1.1)] } },
-      axes: [{}, { values: (u, vals) => vals.map(yFormat) }],
+      axes: [{}, { size: 76, values: (u, vals) => vals.map(yFormat) }],
       series: [{}, ...names.map((n, i) => ({
         label: n, stroke: COLORS[i % COLORS.length], width: 2,
         fill: COLORS[i % COLORS.length] + "22", value: (u, v) => v == null ? "" : yFormat(v),
@@ -153,7 +154,10 @@ function renderStream(s) {
   const st = s.stream;
   const target = document.getElementById("stream");
   const width = Math.max(400, target.clientWidth);
-  const left = 70, right = 8, laneH = 16, gap = 3, top = 4;
+  const left = 150, right = 8, laneH = 16, gap = 3, top = 4;
+  // A lane is named by what runs there: an actor's class, or a task worker.
+  const labels = new Map(s.workers.map((w) => [w.pid, w.kind === "task" ? "task worker" : w.kind]));
+  for (const a of s.actors.rows) if (a.pid && a.state !== "DEAD") labels.set(a.pid, a.class_name);
   const pids = [...new Set(st.spans.map((sp) => sp[0]))].sort((a, b) => a - b);
   const height = top + pids.length * (laneH + gap) + 18;
   // From the first span shown (at least 10 s back), at most the whole window.
@@ -167,7 +171,9 @@ function renderStream(s) {
     const y = top + i * (laneH + gap);
     root.append(svg("rect", { class: "lane", x: left, y: y, width: width - left - right,
                               height: laneH }));
-    root.append(svg("text", { class: "lane-label", x: 4, y: y + laneH - 4 }, "pid " + pid));
+    const label = (labels.get(pid) || "ended") + " · " + pid;
+    root.append(svg("text", { class: "lane-label", x: 4, y: y + laneH - 4 },
+                    label.length > 24 ? label.slice(0, 23) + "…" : label));
   });
   const names = new Set();
   for (const [pid, name, start, end, failed] of st.spans) {
