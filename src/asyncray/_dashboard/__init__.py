@@ -63,7 +63,8 @@ def start(
     """Serve ``runtime``'s dashboard; returns it and a note if another port had to be used.
 
     ``runtime_loop`` is the loop that owns ``runtime`` (the only thread that
-    reads it). Returns once the page can be loaded.
+    reads it). Returns once the port listens (the server starts serving on
+    its thread right after).
 
     Raises:
         ValueError: ``host`` is not loopback, or ``port`` is out of range.

@@ -121,10 +121,12 @@ class Dashboard:
         self._cached: tuple[float, bytes] | None = None
         self._pending: set[concurrent.futures.Future[dict[str, Any]]] = set()
         self._pending_lock = threading.Lock()
+        # The thread's loop and the event that ends it, set by the thread; ``_stopping``
+        # tells a thread that has not made them yet. All three under ``_state_lock``.
+        self._state_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="asyncray-dashboard", daemon=True)
         self._files = _read_static()
 
@@ -134,18 +136,22 @@ class Dashboard:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Serve; returns once the server accepts connections (raises if it could not start)."""
+        """Serve, from a thread of its own; returns at once.
+
+        The socket already listens: a page loaded before the thread has
+        imported aiohttp (a few hundred milliseconds, not spent by ``init`` or
+        ``asyncray start``) waits in the socket's backlog until it serves.
+        """
         self._thread.start()
-        self._ready.wait(THREAD_JOIN_S)
-        if self._failure is not None:
-            raise RuntimeError(f"the dashboard failed to start: {self._failure!r}")
 
     def stop(self) -> None:
         """Stop serving and end the thread; the port is free when this returns. Idempotent."""
         with self._pending_lock:
             for fut in self._pending:
                 fut.cancel()  # requests waiting for a runtime that is stopping
-        loop, event = self._loop, self._stop_event
+        with self._state_lock:
+            self._stopping = True
+            loop, event = self._loop, self._stop_event
         if loop is not None and event is not None:
             with contextlib.suppress(RuntimeError):  # its loop already closed
                 loop.call_soon_threadsafe(event.set)
@@ -158,24 +164,23 @@ class Dashboard:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
+        event = asyncio.Event()
+        with self._state_lock:
+            self._loop, self._stop_event = loop, event
+            if self._stopping:
+                event.set()  # stop() came first; nothing waits on it yet
         try:
-            loop.run_until_complete(self._serve())
-        except BaseException as e:  # never into the runtime: logged, and the dashboard stops
-            if not self._ready.is_set():
-                self._failure = e
-            else:
-                logger.exception("asyncray dashboard stopped on an error")
+            loop.run_until_complete(self._serve(event))
+        except BaseException:  # never into the runtime: logged, and the dashboard stops
+            logger.exception("asyncray dashboard stopped on an error")
         finally:
-            self._ready.set()
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _serve(self) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
         from aiohttp import web
 
-        self._stop_event = asyncio.Event()
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
@@ -185,8 +190,7 @@ class Dashboard:
         try:
             site = web.SockSite(runner, self._sock)
             await site.start()
-            self._ready.set()
-            await self._stop_event.wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 

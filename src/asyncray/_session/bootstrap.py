@@ -325,14 +325,14 @@ def _heads_dashboard(session: Session, options: dict[str, Any]) -> None:
             "a driver joining a head serves no dashboard, and this head serves none "
             "(it was started with --include-dashboard false, or without the dashboard "
             "extra)",
-            stacklevel=5,
+            stacklevel=4,
         )
     elif options["dashboard_port"] is not None:
         init_options.warn_no_effect(
             "dashboard_port",
             f"a driver joining a head serves no dashboard; the head's is at "
             f"http://{session.dashboard_url}",
-            stacklevel=5,
+            stacklevel=4,
         )
 
 
