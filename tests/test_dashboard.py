@@ -356,6 +356,9 @@ def test_the_head_without_a_dashboard(tmp_path):
     with Head(tmp_path / "head", 1, "--include-dashboard", "false") as head:
         assert "dashboard_url" not in head.info
         assert "Dashboard" not in head.start_output
+        with pytest.raises(ValueError, match="loopback"):
+            asyncray.init(address=head.socket, include_dashboard=True, dashboard_host="0.0.0.0")
+        assert not asyncray.is_initialized()
         with pytest.warns(RuntimeWarning, match="this head serves none"):
             ctx = asyncray.init(address=head.socket, include_dashboard=True)
         try:

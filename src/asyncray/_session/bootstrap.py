@@ -257,6 +257,8 @@ def init(
             _system_config,
             connected=connected,
         )
+        # Checked before anything starts or connects (loopback only, a port number).
+        dashboard = init_options.dashboard_request(options)
         if connected:
             assert address is not None
             session = _connect(
@@ -268,9 +270,13 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
             )
-            _heads_dashboard(session, options)
-            return _begin(session, options["runtime_env"])
-        dashboard = init_options.dashboard_request(options)
+            context = _begin(session, options["runtime_env"])
+            try:
+                _heads_dashboard(session, options)
+            except BaseException:  # a warning turned into an error: leave the head again
+                shutdown()
+                raise
+            return context
         if dashboard.start:
             from .. import _dashboard
 
