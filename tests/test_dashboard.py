@@ -365,3 +365,66 @@ def test_the_head_without_a_dashboard(tmp_path):
             assert ctx.dashboard_url is None
         finally:
             asyncray.shutdown()
+
+
+# ---------------------------------------------------------------- the page's numbers
+
+
+def test_snapshot_counts_run_times_and_the_streams_window():
+    """``snapshot.build`` on a made-up kernel copy: counts, medians, the stream's window."""
+    from asyncray._dashboard import snapshot
+
+    def ended(name, start, end, error=""):
+        # (type, task_id, name, job, actor_id, pid, created, started, ended, error, attempts, ...)
+        return (
+            "NORMAL_TASK",
+            b"t",
+            name,
+            "01000000",
+            b"",
+            7,
+            start,
+            start,
+            end,
+            error,
+            0,
+            {},
+            b"",
+            b"",
+        )
+
+    now = 1000.0
+    raw = {
+        "perf_now": now,
+        "wall_us_at_perf_0": 0.0,
+        "total": {"CPU": 4.0, "object_store_memory": 100.0},
+        "available": {"CPU": 1.0},
+        "live_tasks": [("f", "NORMAL_TASK", "RUNNING", 8, now - 2.0)],
+        "ended": [
+            ended("f", now - 500.0, now - 499.0),  # outside the stream's 120 s
+            ended("f", now - 10.0, now - 9.9),
+            ended("f", now - 5.0, now - 4.7, "TASK_EXECUTION_EXCEPTION"),
+        ],
+        "actors": [],
+        "workers": [{"pid": 8, "kind": "task", "state": "busy", "running": "f"}],
+        "objects": {"count": 0, "store_used": 10, "store_capacity": 100, "spilled_bytes": 0},
+        "queued": 0,
+        "drivers": [],
+        "pid": 1,
+    }
+    history = snapshot.History()
+    out = snapshot.build(raw, history, {8: {"cpu_percent": 50.0, "rss": 1.0}}, kind="driver")
+    (f,) = out["tasks"]["by_function"]
+    assert f["counts"] == {"RUNNING": 1, "FINISHED": 2, "FAILED": 1}
+    assert f["p50_ms"] == pytest.approx(300.0)  # of 1000, 100 and 300 ms
+    assert out["resources"]["used"] == {"CPU": 3.0}
+    spans = out["stream"]["spans"]
+    assert sorted((s[1], s[3] is None, s[4]) for s in spans) == [
+        ("f", False, False),
+        ("f", False, True),
+        ("f", True, False),
+    ]
+    assert out["workers"][1]["cpu_percent"] == 50.0
+    assert out["history"]["series"]["CPU"] == [3.0]
+    snapshot.build(raw, history, {}, kind="driver")
+    assert len(history.samples) == 2  # one sample per snapshot asked for, nothing else
