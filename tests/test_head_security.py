@@ -115,7 +115,7 @@ def _mode(path: str) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def test_head_files_are_private_and_the_head_listens_on_no_tcp_port(head):
+def test_head_files_are_private_and_the_head_listens_on_no_tcp_port_but_loopback(head):
     assert _mode(head.directory) == 0o700
     st = os.lstat(head.socket)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
@@ -123,9 +123,20 @@ def test_head_files_are_private_and_the_head_listens_on_no_tcp_port(head):
         assert _mode(os.path.join(head.directory, name)) == 0o600, name
     assert len(token_of(head)) >= 32  # a random secret, not a constant
     head.run_driver("import asyncray as ray; ray.init(address='auto'); ray.shutdown()")
+    # Drivers reach the head only by its unix socket. The one TCP socket is the
+    # read-only dashboard's, the head's own (not inherited by the zygote or
+    # workers), listening on loopback.
+    dashboard = head.info.get("dashboard_url")
     for proc in head.processes():
         with contextlib.suppress(psutil.NoSuchProcess):
-            assert proc.net_connections(kind="inet") == [], proc
+            inet = proc.net_connections(kind="inet")
+            if proc.pid == head.pid and dashboard:
+                port = int(dashboard.rsplit(":", 1)[1])
+                assert [(c.laddr.ip, c.laddr.port, c.status) for c in inet] == [
+                    ("127.0.0.1", port, psutil.CONN_LISTEN)
+                ], inet
+            else:
+                assert inet == [], proc
     listening = [c for c in psutil.Process(head.pid).net_connections(kind="unix") if c.laddr]
     assert [c.laddr for c in listening] == [head.socket]
 

@@ -68,7 +68,7 @@ def test_a_connected_drivers_context_names_the_head(head):
         assert ctx.address_info["address"] == head.socket
         assert ctx.address_info["namespace"] == "ctx"
         assert ctx.address_info["session_dir"] == head.directory
-        assert ctx.dashboard_url is None
+        assert ctx.dashboard_url == head.info.get("dashboard_url")  # the head's, if it has one
         assert ray.get_runtime_context().get_job_id() == "01000000"
         assert ray.get_runtime_context().namespace == "ctx"
     finally:

@@ -28,9 +28,6 @@ def fresh_warnings(monkeypatch):
 @pytest.mark.parametrize(
     ("keyword", "value"),
     [
-        ("include_dashboard", True),
-        ("dashboard_port", 8265),
-        ("dashboard_host", "0.0.0.0"),
         ("labels", {"zone": "a"}),
         ("job_config", object()),
         ("logging_config", object()),
@@ -59,7 +56,7 @@ def test_a_keyword_without_effect_warns_once_naming_it(shutdown_only, keyword, v
 
 def test_the_warning_points_at_the_caller(shutdown_only):
     with pytest.warns(RuntimeWarning) as record:
-        asyncray.init(num_cpus=1, include_dashboard=True)
+        asyncray.init(num_cpus=1, labels={"zone": "a"})
     assert record[0].filename == __file__
 
 
@@ -160,13 +157,11 @@ def test_a_driver_joining_a_head_gets_the_same_warnings(head, shutdown_only):
     with pytest.warns(RuntimeWarning) as record:
         asyncray.init(
             address=head.socket,
-            include_dashboard=True,
             _temp_dir="/tmp",
             _system_config={"made_up_key": 1, "max_direct_call_object_size": 1},
             object_spilling_directory="/tmp",
         )
     messages = [str(w.message) for w in record]
-    assert any("init(include_dashboard=...) has no effect" in m for m in messages)
     assert any("init(_temp_dir=...) has no effect" in m for m in messages)
     assert any("_system_config['made_up_key']" in m for m in messages)
     assert any("_system_config['max_direct_call_object_size']" in m for m in messages)

@@ -1,9 +1,10 @@
 """The ``asyncray`` command (also ``python -m asyncray``), spelled as Ray's ``ray`` CLI.
 
 - ``asyncray start --head [--num-cpus N] [--num-gpus N] [--resources JSON]
-  [--object-store-memory BYTES] [--address PATH] [--block]`` starts a shared
-  head in the background (``--block``: in the foreground) and says how to
-  connect to it;
+  [--object-store-memory BYTES] [--address PATH] [--include-dashboard BOOL]
+  [--dashboard-host 127.0.0.1] [--dashboard-port PORT] [--block]`` starts a
+  shared head in the background (``--block``: in the foreground) and says how
+  to connect to it and where its dashboard is;
 - ``asyncray stop [--address PATH] [--grace-period S]`` stops it: SIGTERM,
   then SIGKILL after the grace period; no process or segment is left;
 - ``asyncray status [--address PATH]`` shows resources, workers, actors,
@@ -58,6 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
     start.add_argument("--address", default=None, help=_ADDRESS_HELP)
     start.add_argument(
+        "--include-dashboard",
+        type=_boolean,
+        default=None,
+        metavar="BOOL",
+        help="serve the dashboard (default: yes, if asyncray[dashboard] is installed)",
+    )
+    start.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="127.0.0.1 or localhost: the dashboard binds the loopback address only",
+    )
+    start.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="the dashboard's port (default 8265; another free one if it is taken; 0: any)",
+    )
+    start.add_argument(
         "--block", action="store_true", help="run in the foreground until Ctrl-C or SIGTERM"
     )
 
@@ -88,9 +107,20 @@ def main(argv: list[str] | None = None) -> int:
         ConnectionError,
         _head.HeadRunning,
         RayStateApiException,
+        ImportError,
     ) as e:
         print(f"asyncray {args.command}: {e}", file=sys.stderr)
         return 1
+
+
+def _boolean(text: str) -> bool:
+    """A flag's boolean, spelled as Ray's (click's): true/false, yes/no, 1/0, on/off."""
+    word = text.strip().lower()
+    if word in ("true", "yes", "y", "1", "on", "t"):
+        return True
+    if word in ("false", "no", "n", "0", "off", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a valid boolean")
 
 
 _ADDRESS_HELP = (
@@ -121,6 +151,11 @@ def _start(args: argparse.Namespace) -> int:
             raise ValueError(f"--resources must be a JSON object, e.g. '{{\"x\": 2}}': {e}")
         if not isinstance(resources, dict):
             raise ValueError("--resources must be a JSON object, e.g. '{\"x\": 2}'")
+    from . import _dashboard
+
+    _dashboard.check_host(args.dashboard_host)
+    if args.include_dashboard:
+        _dashboard.require()  # asked for: refused now, not in the daemon's log
     files = _files(args.address)
     head_files.private_directory(files.directory)
     if _head.head_alive(files):
@@ -133,6 +168,8 @@ def _start(args: argparse.Namespace) -> int:
         "num_gpus": args.num_gpus,
         "resources": resources,
         "object_store_memory": args.object_store_memory,
+        "include_dashboard": args.include_dashboard,
+        "dashboard_port": args.dashboard_port,
     }
     if args.block:
         _log_to(sys.stderr)
@@ -228,10 +265,16 @@ def _print_started(info: dict[str, Any], block: bool) -> None:
     default = directory == head_files.default_directory()
     auto = "" if default else f"    # with ASYNCRAY_HEAD_DIR={directory} in the environment\n"
     flag = "" if default else f" --address {directory}"
+    url = info.get("dashboard_url")
+    note = info.get("dashboard_note")
+    dashboard = f"  Dashboard: http://{url}\n" if url else ""
+    if note:
+        dashboard += f"  Dashboard: {note}\n" if not url else f"    ({note})\n"
     print(
         f"asyncray runtime started (head pid {info['pid']}).\n"
         f"  Address: {address}\n"
         f"  Resources: {resources}\n"
+        f"{dashboard}"
         "--------------------\n"
         "Next steps\n"
         "  To connect to this head from Python (in this user's processes only):\n"
@@ -241,6 +284,7 @@ def _print_started(info: dict[str, Any], block: bool) -> None:
         f"  or, naming it: ray.init(address='{address}'), or RAY_ADDRESS={address}\n"
         "  To see what it runs:\n"
         f"    asyncray status{flag}\n"
+        + (f"    or view the dashboard at http://{url}\n" if url else "")
         + (
             f"  To stop it: Ctrl-C, or `asyncray stop{flag}`\n"
             if block
@@ -342,7 +386,8 @@ def _status(args: argparse.Namespace) -> int:
     with _joined(args.address):
         status = bootstrap.client().query("status")
         me = bootstrap.job_id()
-    print(_format_status(_files(args.address).socket, status, me))
+    info = _files(args.address).read_info() or {}
+    print(_format_status(_files(args.address).socket, status, me, info.get("dashboard_url")))
     return 0
 
 
@@ -352,9 +397,14 @@ def _amount(name: str, value: float) -> str:
     return f"{value:g}"
 
 
-def _format_status(address: str, status: dict[str, Any], me: str) -> str:
+def _format_status(
+    address: str, status: dict[str, Any], me: str, dashboard_url: str | None = None
+) -> str:
     total, available = status["total"], status["available"]
-    lines = [f"======== asyncray head at {address} ========", "Resources", "-" * 40]
+    lines = [f"======== asyncray head at {address} ========"]
+    if dashboard_url:
+        lines.append(f"Dashboard: http://{dashboard_url}")
+    lines += ["Resources", "-" * 40]
     for name in sorted(total):
         used = total[name] - available.get(name, 0.0)
         lines.append(f" {_amount(name, used)}/{_amount(name, total[name])} {name}")

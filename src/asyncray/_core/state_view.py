@@ -31,12 +31,18 @@ def _ms(rt: Runtime, perf: float) -> float | None:
 
 def tasks(rt: Runtime) -> list[Row]:
     """Every live task, actor call and actor creation, then the ended ones (newest last)."""
+    rows = live_tasks(rt)
+    rows.extend(_ended(rt, e) for e in list(rt.events.ended))
+    return rows
+
+
+def live_tasks(rt: Runtime) -> list[Row]:
+    """Every live task, actor call and actor creation (the ended ones are in ``rt.events``)."""
     rows: list[Row] = [_live_task(rt, t) for t in list(rt.tasks.values())]
     for actor, call in list(rt.actors.calls.values()):
         rows.append(_live_call(rt, actor, call))
     for actor in list(rt.actors.actors.values()):
         rows.append(_creation(rt, actor))
-    rows.extend(_ended(rt, e) for e in list(rt.events.ended))
     return rows
 
 
@@ -80,16 +86,39 @@ def _task_row(
     }
 
 
-def _live_task(rt: Runtime, task: TaskRecord) -> Row:
+def task_state(task: TaskRecord) -> str:
+    """A live task's state, from where it is."""
     worker = task.worker
     if task.missing:
-        state = "PENDING_ARGS_AVAIL"
-    elif worker is None:
-        state = "PENDING_NODE_ASSIGNMENT"
-    elif worker.task is task:
-        state = "RUNNING"
-    else:  # pipelined behind the task its worker runs
-        state = "SUBMITTED_TO_WORKER"
+        return "PENDING_ARGS_AVAIL"
+    if worker is None:
+        return "PENDING_NODE_ASSIGNMENT"
+    if worker.task is task:
+        return "RUNNING"
+    return "SUBMITTED_TO_WORKER"  # pipelined behind the task its worker runs
+
+
+def call_state(actor: ActorRecord, call: CallRecord) -> str:
+    """A live actor call's state."""
+    if call.missing:
+        return "PENDING_ACTOR_TASK_ARGS_FETCH"
+    if call.spec.task_id in actor.inflight:
+        return "RUNNING"
+    return "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+
+
+def creation_state(actor: ActorRecord) -> str:
+    """The state of an actor's creation task (``Counter.__init__``)."""
+    return {
+        "pending": "PENDING_ARGS_AVAIL" if actor.ctor_missing else "PENDING_NODE_ASSIGNMENT",
+        "starting": "RUNNING",
+        "alive": "FINISHED",
+    }.get(actor.state, "FAILED")
+
+
+def _live_task(rt: Runtime, task: TaskRecord) -> Row:
+    worker = task.worker
+    state = task_state(task)
     spec = task.spec
     return _task_row(
         task_id=spec.task_id,
@@ -112,12 +141,7 @@ def _live_task(rt: Runtime, task: TaskRecord) -> Row:
 
 def _live_call(rt: Runtime, actor: ActorRecord, call: CallRecord) -> Row:
     spec = call.spec
-    if call.missing:
-        state = "PENDING_ACTOR_TASK_ARGS_FETCH"
-    elif spec.task_id in actor.inflight:
-        state = "RUNNING"
-    else:
-        state = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+    state = call_state(actor, call)
     return _task_row(
         task_id=spec.task_id,
         attempt=call.attempts,
@@ -139,11 +163,7 @@ def _live_call(rt: Runtime, actor: ActorRecord, call: CallRecord) -> Row:
 
 def _creation(rt: Runtime, actor: ActorRecord) -> Row:
     """An actor's creation task, as Ray lists it (``Counter.__init__``)."""
-    state = {
-        "pending": "PENDING_ARGS_AVAIL" if actor.ctor_missing else "PENDING_NODE_ASSIGNMENT",
-        "starting": "RUNNING",
-        "alive": "FINISHED",
-    }.get(actor.state, "FAILED")
+    state = creation_state(actor)
     spec = actor.spec
     init = f"{spec.class_name}.__init__"
     return _task_row(

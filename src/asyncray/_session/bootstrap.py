@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .._clients.worker import WorkerClient
+    from .._dashboard.server import Dashboard
     from .._wire.channel import SocketChannel
 
 logger = logging.getLogger("asyncray")
@@ -79,6 +80,11 @@ class Session:
         self.connected = False
         # The one-time warnings already given in this session (``_api.warn_once``).
         self.warned: set[str] = set()
+        # The dashboard this process serves (``init(include_dashboard=True)``), and the
+        # URL of the one to look at, without a scheme as Ray gives it (for a driver
+        # joined to a head: the head's).
+        self.dashboard: Dashboard | None = None
+        self.dashboard_url: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -115,10 +121,10 @@ class RayContext(Mapping[str, Any]):
     ``DeprecationWarning``: use ``ctx.address_info["address"]``.
     """
 
-    def __init__(self, address_info: dict[str, Any]) -> None:
+    def __init__(self, address_info: dict[str, Any], dashboard_url: str | None = None) -> None:
         self.address_info = address_info
-        # asyncray serves no dashboard (yet): None, as Ray says when it has none.
-        self.dashboard_url: str | None = None
+        # "127.0.0.1:PORT" without a scheme, as Ray's; None when no dashboard is served.
+        self.dashboard_url = dashboard_url
         self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
         # The versions of the library that answers for Ray here.
         self.ray_version = __version__
@@ -143,7 +149,9 @@ class RayContext(Mapping[str, Any]):
         return iter(self.address_info)
 
     def __repr__(self) -> str:
-        return f"RayContext(address_info={self.address_info!r}, dashboard_url=None)"
+        return (
+            f"RayContext(address_info={self.address_info!r}, dashboard_url={self.dashboard_url!r})"
+        )
 
     def __enter__(self) -> RayContext:
         return self
@@ -204,9 +212,14 @@ def init(
             Other keys warn once that they have no effect.
         **kwargs: Ray's other keywords. ``configure_logging``, ``logging_level`` and
             ``logging_format`` configure the "asyncray" logger as Ray's configure its
-            "ray" logger; ``_temp_dir`` is where spilled objects go by default. The rest
-            (dashboard, cgroup, Redis, ... options) warn once per process that they have
-            no effect here. A keyword Ray does not accept raises ``RuntimeError``.
+            "ray" logger; ``_temp_dir`` is where spilled objects go by default.
+            ``include_dashboard=True`` (or a ``dashboard_port``) serves the live dashboard
+            on 127.0.0.1 (port 8265 by default, another free one if it is taken;
+            ``dashboard_port=0``: any free port); its URL is the context's
+            ``dashboard_url``. It needs ``pip install 'asyncray[dashboard]'``. A driver
+            joining a head serves none: its ``dashboard_url`` is the head's. The rest
+            (cgroup, Redis, ... options) warn once per process that they have no effect
+            here. A keyword Ray does not accept raises ``RuntimeError``.
 
     Returns:
         A ``RayContext`` mapping (usable as ``with asyncray.init(): ...``).
@@ -214,7 +227,9 @@ def init(
     Raises:
         RuntimeError: a second call without ``ignore_reinit_error``, an unknown keyword,
             a platform that lacks what asyncray needs (it supports Linux).
-        ValueError, TypeError: a bad resource or namespace.
+        ValueError, TypeError: a bad resource or namespace; a ``dashboard_host`` other
+            than 127.0.0.1/localhost (the dashboard binds loopback only).
+        ImportError: the dashboard is asked for and its extra is not installed.
     """
     options = init_options.check_kwargs(kwargs)
     if local_mode:
@@ -242,6 +257,8 @@ def init(
             _system_config,
             connected=connected,
         )
+        # Checked before anything starts or connects (loopback only, a port number).
+        dashboard = init_options.dashboard_request(options)
         if connected:
             assert address is not None
             session = _connect(
@@ -253,7 +270,17 @@ def init(
                 resources=resources,
                 object_store_memory=object_store_memory,
             )
-            return _begin(session, options["runtime_env"])
+            context = _begin(session, options["runtime_env"])
+            try:
+                _heads_dashboard(session, options)
+            except BaseException:  # a warning turned into an error: leave the head again
+                shutdown()
+                raise
+            return context
+        if dashboard.start:
+            from .. import _dashboard
+
+            _dashboard.require()  # before anything starts: nothing to undo
         totals = _resources.resource_totals(num_cpus, num_gpus, resources)
         namespace = _resources.check_namespace(namespace)
         store = _resources.store_config(
@@ -266,7 +293,53 @@ def init(
         retention.configure(_system_config)  # records of dead actors kept
         session = Session(totals, namespace, "01000000", uuid.uuid4().hex + os.urandom(12).hex())
         _start(session, log_to_driver, store)
-        return _begin(session, options["runtime_env"])
+        context = _begin(session, options["runtime_env"])
+        if dashboard.start:
+            try:
+                _serve_dashboard(session, options["dashboard_host"], dashboard.port)
+            except BaseException:
+                shutdown()
+                raise
+            context.dashboard_url = session.dashboard_url
+            context.address_info["webui_url"] = session.dashboard_url
+        return context
+
+
+def _serve_dashboard(session: Session, host: str | None, port: int | None) -> None:
+    """Serve the embedded session's dashboard (its own thread; see ``_dashboard``)."""
+    from .. import _dashboard
+
+    assert session.loop is not None
+    served, note = _dashboard.start(
+        session.loop, session.client.runtime, host=host, port=port, kind="driver"
+    )
+    session.dashboard = served
+    session.dashboard_url = served.url
+    if note:
+        logger.warning("asyncray dashboard: %s", note)
+    logger.info("Started a local asyncray instance. View the dashboard at http://%s", served.url)
+
+
+def _heads_dashboard(session: Session, options: dict[str, Any]) -> None:
+    """A joined driver serves no dashboard: the head's is the one (its URL, if it has one)."""
+    asked = options["include_dashboard"] or options["dashboard_port"] is not None
+    if not asked:
+        return
+    if session.dashboard_url is None:
+        init_options.warn_no_effect(
+            "include_dashboard" if options["include_dashboard"] else "dashboard_port",
+            "a driver joining a head serves no dashboard, and this head serves none "
+            "(it was started with --include-dashboard false, or without the dashboard "
+            "extra)",
+            stacklevel=4,
+        )
+    elif options["dashboard_port"] is not None:
+        init_options.warn_no_effect(
+            "dashboard_port",
+            f"a driver joining a head serves no dashboard; the head's is at "
+            f"http://{session.dashboard_url}",
+            stacklevel=4,
+        )
 
 
 def _begin(session: Session, runtime_env: Any) -> RayContext:
@@ -295,11 +368,12 @@ def _context(session: Session) -> RayContext:
             "raylet_ip_address": "127.0.0.1",
             "address": session.address,
             "session_dir": session.session_dir,
-            "webui_url": None,
+            "webui_url": session.dashboard_url,
             "gcs_address": None,
             "node_id": session.node_id,
             "namespace": session.namespace,
-        }
+        },
+        session.dashboard_url,
     )
 
 
@@ -369,6 +443,9 @@ def _connect(
     session.address = files.socket
     session.session_dir = welcome.session_dir
     session.connected = True
+    info = files.read_info() or {}
+    url = info.get("dashboard_url")
+    session.dashboard_url = url if isinstance(url, str) else None
     return session
 
 
@@ -540,6 +617,9 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     loop = session.loop
     if loop is None or session.thread is None:
         return  # inside a worker: the session belongs to the driver
+    if session.dashboard is not None:
+        session.dashboard.stop()  # first: no page waits on a runtime that is stopping
+        session.dashboard = None
 
     def stop() -> None:
         client.runtime.stop()

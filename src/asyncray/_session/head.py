@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core import retention
 from .._core.client_conn import ClientConn, HeadIdentity
@@ -29,6 +29,10 @@ from .._wire import shm
 from . import bootstrap, platform_checks
 from . import resources as _resources
 from .head_files import HeadFiles, private_directory
+
+if TYPE_CHECKING:
+    from .._core.runtime import Runtime
+    from .._dashboard.server import Dashboard
 
 logger = logging.getLogger("asyncray")
 
@@ -42,6 +46,50 @@ SOCKET_CHECK_S = 2.0
 
 class HeadRunning(RuntimeError):
     """A head already serves at this address."""
+
+
+class DashboardOptions(NamedTuple):
+    """``--include-dashboard`` (None: if its extra is installed) and ``--dashboard-port``."""
+
+    include: bool | None
+    port: int | None
+
+
+def _serve_dashboard(
+    loop: asyncio.AbstractEventLoop,
+    runtime: Runtime,
+    options: DashboardOptions,
+    info: dict[str, Any],
+) -> Dashboard | None:
+    """Start the head's dashboard as asked; its URL (or why there is none) goes into ``info``.
+
+    Asked for explicitly, a failure stops the head from starting; by default
+    the head starts without it and says why.
+    """
+    from .. import _dashboard
+
+    if options.include is False:
+        return None
+    if options.include is None and _dashboard.missing():
+        info["dashboard_note"] = (
+            f"not started: its packages are missing ({_dashboard.INSTALL_HINT})"
+        )
+        logger.warning("asyncray head: dashboard %s", info["dashboard_note"])
+        return None
+    try:
+        served, note = _dashboard.start(loop, runtime, port=options.port, kind="head")
+    except Exception as e:
+        if options.include:
+            raise
+        info["dashboard_note"] = f"not started: {e}"
+        logger.warning("asyncray head: dashboard %s", info["dashboard_note"])
+        return None
+    info["dashboard_url"] = served.url
+    if note:
+        info["dashboard_note"] = note
+        logger.warning("asyncray head: dashboard: %s", note)
+    logger.info("asyncray head: dashboard at http://%s", served.url)
+    return served
 
 
 def head_alive(files: HeadFiles) -> bool:
@@ -64,11 +112,15 @@ def run_head(
     num_gpus: int | None = None,
     resources: dict[str, float] | None = None,
     object_store_memory: int | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_port: int | None = None,
     on_ready: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Run a head serving at ``files`` until SIGTERM or SIGINT.
 
     ``on_ready`` is called with the head's info once drivers can connect.
+    The dashboard is served unless ``include_dashboard`` is False (with None,
+    only if its extra is installed; the info's ``dashboard_note`` says why not).
 
     Raises:
         HeadRunning: another head already serves there.
@@ -87,7 +139,15 @@ def run_head(
             "`asyncray stop`, or start another with `asyncray start --head --address <dir>`."
         )
     try:
-        _run_locked(files, num_cpus, num_gpus, resources, object_store_memory, on_ready)
+        _run_locked(
+            files,
+            num_cpus,
+            num_gpus,
+            resources,
+            object_store_memory,
+            DashboardOptions(include_dashboard, dashboard_port),
+            on_ready,
+        )
     finally:
         os.close(lock)  # after its files are removed: a new head may start now
 
@@ -98,6 +158,7 @@ def _run_locked(
     num_gpus: int | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None,
+    dashboard: DashboardOptions,
     on_ready: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     import uvloop
@@ -118,7 +179,7 @@ def _run_locked(
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            files_ours = _serve(loop, session, files, zygote_pid, zygote_sock, on_ready)
+            files_ours = _serve(loop, session, files, zygote_pid, zygote_sock, dashboard, on_ready)
         finally:
             bootstrap._reap_zygote(zygote_pid)
     finally:
@@ -133,6 +194,7 @@ def _serve(
     files: HeadFiles,
     zygote_pid: int,
     zygote_sock: socket.socket,
+    dashboard: DashboardOptions,
     on_ready: Callable[[dict[str, Any]], None] | None,
 ) -> bool:
     """Serve until told to stop; returns whether the files at ``files`` are still this head's."""
@@ -172,6 +234,7 @@ def _serve(
         "node_id": session.node_id,
         "shm_tag": session.shm_tag,
     }
+    served = _serve_dashboard(loop, runtime, dashboard, info)
     files.write_info(info)
     stopping: asyncio.Future[str] = loop.create_future()
 
@@ -202,6 +265,8 @@ def _serve(
         files_ours = "removed or replaced" not in why
         logger.info("asyncray head: stopping (%s)", why)
     finally:
+        if served is not None:
+            served.stop()  # first: no page waits on a runtime that is stopping
         server.close()
         with contextlib.suppress(Exception):
             loop.run_until_complete(server.wait_closed())

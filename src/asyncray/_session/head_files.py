@@ -14,7 +14,8 @@ the directory of the socket path given to ``asyncray start --address``):
 The directory must be the user's own and closed to everyone else (0700);
 anything else — another owner, a symlink, wider permissions — is refused
 with a message rather than used, since the token in it is the only secret
-between the head and its drivers. The head never listens on TCP.
+between the head and its drivers. Drivers never reach the head over TCP (its
+one TCP socket is the read-only dashboard's, on 127.0.0.1).
 """
 
 from __future__ import annotations

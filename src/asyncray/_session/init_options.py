@@ -1,6 +1,6 @@
 """``init``'s keywords that Ray accepts but that change little or nothing on one host.
 
-Each is either honoured (the logging keywords, ``_temp_dir``) or named in one
+Each is either honoured (the logging keywords, ``_temp_dir``, the dashboard's) or named in one
 ``RuntimeWarning`` per process saying it has no effect here and why. Nothing
 is dropped silently; a keyword Ray itself refuses raises as Ray does.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _options
 
@@ -55,10 +55,6 @@ RAY_HIDDEN_DEFAULTS: dict[str, Any] = {
 # Why each keyword changes nothing here: one sentence, after "has no effect in asyncray".
 _NO_EFFECT: dict[str, str] = {
     "labels": "node labels select among nodes, and asyncray runs on one host",
-    "include_dashboard": "asyncray serves no dashboard; use asyncray.util.state or "
-    "`asyncray status` instead",
-    "dashboard_host": "asyncray serves no dashboard",
-    "dashboard_port": "asyncray serves no dashboard",
     "job_config": "asyncray does not read Ray's JobConfig; pass namespace and runtime_env "
     "to init directly",
     "logging_config": "Ray's LoggingConfig configures Ray's worker processes; configure "
@@ -69,7 +65,7 @@ _NO_EFFECT: dict[str, str] = {
     "system_reserved_cpu": "asyncray reserves no cgroup for system processes; lower "
     "num_cpus instead",
     "system_reserved_memory": "asyncray reserves no cgroup for system processes",
-    "proxy_server_url": "asyncray serves no dashboard",
+    "proxy_server_url": "asyncray's dashboard is served on 127.0.0.1 only, through no proxy",
     "_enable_object_reconstruction": "objects live in this host's store and are never "
     "lost with a node, so nothing is reconstructed",
     "_plasma_directory": "asyncray keeps large objects in /dev/shm (or its file-backed "
@@ -151,10 +147,6 @@ def apply(options: dict[str, Any], system_config: Any, *, connected: bool) -> No
         value = options[keyword]
         if value is default or (default is None and value in ({}, [])):
             continue
-        if keyword == "include_dashboard" and value is False:
-            continue  # there is no dashboard to leave out
-        if keyword == "dashboard_host" and value in ("127.0.0.1", "localhost"):
-            continue  # Ray's default
         warn_no_effect(keyword, _NO_EFFECT[keyword])
     if connected and options.get("object_spilling_directory") is not None:
         warn_no_effect("object_spilling_directory", _JOINING)
@@ -217,3 +209,35 @@ def configure_logger(configure: Any, level: Any, fmt: Any) -> None:
             logger.removeHandler(_handler)
         logger.addHandler(handler)
         _handler = handler
+
+
+class DashboardRequest(NamedTuple):
+    """What ``init``'s dashboard keywords ask for."""
+
+    start: bool
+    port: int | None
+
+
+def dashboard_request(options: dict[str, Any]) -> DashboardRequest:
+    """Check ``include_dashboard``, ``dashboard_host`` and ``dashboard_port``.
+
+    The dashboard starts for ``include_dashboard=True``, or when a
+    ``dashboard_port`` is given and ``include_dashboard`` is left at None (the
+    port says the user wants one). Unlike Ray, ``None`` alone does not start
+    it: an embedded session starts in milliseconds and serves nothing unasked.
+
+    Raises:
+        ValueError: ``dashboard_host`` is not a loopback name (it is never bound
+            elsewhere), or the port is not a port number.
+    """
+    from .._dashboard import check_host
+
+    include = options["include_dashboard"]
+    port = options["dashboard_port"]
+    check_host(options["dashboard_host"])
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        raise TypeError(f"dashboard_port must be an int, got {type(port).__name__}")
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"dashboard_port must be between 0 and 65535, got {port}")
+    start = bool(include) or (include is None and port is not None)
+    return DashboardRequest(start, port)
