@@ -35,8 +35,8 @@ outlives them: leaked processes are killed and leaked segments removed.
 Only this process's children and segments count, so other asyncray programs
 on the machine never fail a test.
 
-Importing this module does not import asyncray: pytest loads the plugin in
-every run of an environment where asyncray is installed.
+pytest loads the plugin in every run where asyncray is installed: loading it
+costs what ``import asyncray`` costs (no asyncio) and starts nothing.
 """
 
 from __future__ import annotations
@@ -282,11 +282,20 @@ def _descendants(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
     return found
 
 
-def _live_descendants() -> set[int]:
-    """This process's descendants that run, or that are its own unreaped children."""
+def _live_descendants(held: Any = None) -> set[int]:
+    """This process's descendants that run, or that are its own unreaped children.
+
+    Not those of the runtime ``held`` (a session a fixture still holds): its
+    zygote and everything under it, read from the same listing of /proc, so
+    a worker it forks meanwhile is never taken for the test's.
+    """
     me = os.getpid()
     table = _process_table()
-    return {pid for pid in _descendants(me, table) if table[pid][1] != "Z" or table[pid][0] == me}
+    live = {pid for pid in _descendants(me, table) if table[pid][1] != "Z" or table[pid][0] == me}
+    zygote = getattr(held, "zygote_pid", 0)
+    if zygote:
+        live -= {zygote} | _descendants(zygote, table)
+    return live
 
 
 def _session_files() -> set[str]:
@@ -336,12 +345,10 @@ def _remove(paths: set[str]) -> None:
                 os.unlink(path)
 
 
-def _session_exclusions(session: Any) -> tuple[set[int], str | None]:
-    """The processes and file tag of a runtime a wider fixture still holds."""
-    if session is None or not getattr(session, "zygote_pid", 0):
-        return set(), None
-    zygote = session.zygote_pid
-    return {zygote} | _descendants(zygote, _process_table()), session.shm_tag or None
+def _test_files(held: Any = None) -> set[str]:
+    """This process's session files, but those of the runtime ``held``."""
+    tag = getattr(held, "shm_tag", "")
+    return {f for f in _session_files() if not tag or tag not in os.path.basename(f)}
 
 
 @dataclass
@@ -352,10 +359,10 @@ class _Snapshot:
 
 def _leaks(before: _Snapshot) -> list[str]:
     """What the test left behind (killed and removed here), as lines of a report."""
-    held_pids, held_tag = _session_exclusions(_current_session())
+    held = _current_session()
     deadline = time.monotonic() + EXIT_GRACE_S
     while True:
-        leaked = _live_descendants() - before.processes - held_pids
+        leaked = _live_descendants(held) - before.processes
         if not leaked or time.monotonic() >= deadline:
             break
         time.sleep(0.02)
@@ -366,11 +373,7 @@ def _leaks(before: _Snapshot) -> list[str]:
             + "\n    ".join(_describe(pid) for pid in sorted(leaked))
         )
         _kill(leaked)
-    files = {
-        path
-        for path in _session_files() - before.files
-        if held_tag is None or held_tag not in os.path.basename(path)
-    }
+    files = _test_files(held) - before.files
     if files:
         problems.append(
             "shared-memory segments / session files remain (removed now):\n    "
@@ -432,9 +435,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
             # Taken after the fixtures: what a module or session fixture started
             # (a server, a shared runtime) is not the test's to stop. A runtime a
             # function fixture started is: its processes and files count as new.
-            pids, tag = _session_exclusions(session)
-            files = {f for f in _session_files() if tag is None or tag not in os.path.basename(f)}
-            item.stash[_SNAPSHOT] = _Snapshot(_live_descendants() - pids, files)
+            item.stash[_SNAPSHOT] = _Snapshot(_live_descendants(session), _test_files(session))
 
 
 @pytest.hookimpl(wrapper=True)
