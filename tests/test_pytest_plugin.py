@@ -192,8 +192,8 @@ def test_a_fixture_shuts_down_a_runtime_no_test_owns_and_warns(run):
     )
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(
-        ["*AsyncrayLeftoverRuntimeWarning: *test_fresh: an asyncray runtime was still running "
-         "(started before any test ran)*"]
+        ["*AsyncrayLeftoverRuntimeWarning: *test_fresh: an asyncray runtime was running that "
+         "no asyncray fixture started (started before any test ran*"]
     )  # fmt: skip
 
 
@@ -235,7 +235,7 @@ def test_a_leaked_process_or_segment_fails_its_test_and_is_cleaned_up(run, tmp_p
     result.assert_outcomes(passed=5, errors=2)
     result.stdout.fnmatch_lines(
         [
-            "test_leaks.py::test_leaks_a_process: processes it started are still running*",
+            "test_leaks.py::test_leaks_a_process: processes it started outlived it*",
             "*pid *: sleep 60",
             "test_leaks.py::test_leaks_a_segment: shared-memory segments*",
             "*/dev/shm/asyncray_*-0badc0de_leak",
@@ -260,7 +260,7 @@ def test_the_ini_option_checks_every_test(run):
         "asyncray_leak_check = true\n",
     )
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*processes it started are still running*", "*sleep 60"])
+    result.stdout.fnmatch_lines(["*processes it started outlived it*", "*sleep 60"])
 
 
 def test_async_tests_await_refs_with_pytest_asyncio(run):

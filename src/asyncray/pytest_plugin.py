@@ -149,11 +149,12 @@ def _clear_for_fresh_runtime(who: str) -> None:
         asyncray.shutdown()  # ours: started again for the next test that uses it
         return
     asyncray.shutdown()
-    left_by = f"left by {_last_test}" if _last_test else "started before any test ran"
+    since = f"still running after {_last_test}" if _last_test else "started before any test ran"
     warnings.warn(
         AsyncrayLeftoverRuntimeWarning(
-            f"{who}: an asyncray runtime was still running ({left_by}); it was shut down "
-            "so this test gets a fresh one"
+            f"{who}: an asyncray runtime was running that no asyncray fixture started "
+            f"({since}: at import, by a fixture of wider scope, or by a fixture that did not "
+            "shut it down); it was shut down so this test gets a fresh one"
         ),
         stacklevel=2,
     )
@@ -255,7 +256,11 @@ def shutdown_only() -> Iterator[None]:
 def _process_table() -> dict[int, tuple[int, str]]:
     """pid -> (ppid, state) of every process visible in /proc."""
     table: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table  # no /proc (not Linux): nothing to check
+    for entry in entries:
         if not entry.isdigit():
             continue
         try:
@@ -316,8 +321,20 @@ def _describe(pid: int) -> str:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
-        cmd = "(gone)"
-    return f"pid {pid}: {cmd[:120]}"
+        cmd = ""
+    state = _process_table_entry(pid)
+    if state == "Z":
+        cmd = "(exited but never waited for: call wait() on it)"
+    return f"pid {pid}: {cmd[:120] or '(gone)'}"
+
+
+def _process_table_entry(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
 
 def _kill(pids: set[int]) -> None:
@@ -369,7 +386,7 @@ def _leaks(before: _Snapshot) -> list[str]:
     problems = []
     if leaked:
         problems.append(
-            "processes it started are still running (killed now):\n    "
+            "processes it started outlived it (killed now):\n    "
             + "\n    ".join(_describe(pid) for pid in sorted(leaked))
         )
         _kill(leaked)
