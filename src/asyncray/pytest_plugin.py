@@ -235,15 +235,15 @@ def _restart_shared(item: pytest.Item) -> None:
     if _is(_shared.session, session):
         return
     if session is not None:
-        return  # a runtime of the test's own fixtures; init would raise, leave it be
+        return  # another runtime runs (a wider fixture's): init would raise; leave it be
     _init(_shared.options)
     _shared.session = _ref(_current_session())
 
 
 @pytest.fixture
-def shutdown_only() -> Iterator[None]:
+def shutdown_only(request: pytest.FixtureRequest) -> Iterator[None]:
     """No runtime at the start: the test calls ``init`` (or auto-inits); shut down after."""
-    _clear_for_fresh_runtime("shutdown_only")
+    _clear_for_fresh_runtime(request.node.nodeid)
     yield
     asyncray = _asyncray()
     if asyncray is not None:
