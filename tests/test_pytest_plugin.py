@@ -263,6 +263,49 @@ def test_the_ini_option_checks_every_test(run):
     result.stdout.fnmatch_lines(["*processes it started outlived it*", "*sleep 60"])
 
 
+def test_what_a_wider_fixture_holds_is_not_the_tests(run):
+    result = run(
+        {
+            "conftest": """
+            import subprocess
+            import pytest
+            import asyncray as ray
+
+            @pytest.fixture(scope="session")
+            def server():
+                proc = subprocess.Popen(["sleep", "60"])
+                yield proc
+                proc.kill()
+                proc.wait()
+
+            @pytest.fixture(scope="module")
+            def runtime():
+                ray.init(num_cpus=2)
+                yield
+                ray.shutdown()
+            """,
+            "test_wider": """
+            import pytest
+            import asyncray as ray
+
+            @ray.remote
+            def one():
+                return 1
+
+            @pytest.mark.asyncray_leak_check
+            def test_uses_the_server_and_the_runtime(server, runtime):
+                assert ray.get([one.remote() for _ in range(8)]) == [1] * 8
+
+            @pytest.mark.asyncray_leak_check
+            def test_again(server, runtime):
+                assert server.poll() is None
+                assert ray.cluster_resources()["CPU"] == 2
+            """,
+        }
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_async_tests_await_refs_with_pytest_asyncio(run):
     result = run(
         {
