@@ -1,7 +1,9 @@
 """pytest fixtures for testing programs that use asyncray (Ray's fixture names).
 
-Registered as the pytest plugin ``asyncray`` (entry point ``pytest11``) when
-asyncray is installed; ``-p asyncray.pytest_plugin`` loads it otherwise.
+Registered as the pytest plugin ``asyncray.pytest_plugin`` (entry point
+``pytest11``, named by the module so that ``-p asyncray.pytest_plugin`` or a
+conftest's ``pytest_plugins`` naming it do not register it twice) when
+asyncray is installed; ``-p no:asyncray.pytest_plugin`` turns it off.
 
 Fixtures, as in Ray's own suite:
 
@@ -29,9 +31,9 @@ still start clean instead of failing with "Maybe you called ray.init twice".
 Tests using these fixtures (every test with the ini option
 ``asyncray_leak_check = true``; any test marked
 ``@pytest.mark.asyncray_leak_check``; none marked
-``@pytest.mark.asyncray_leak_check(False)``) also fail if a process they
-started, or a shared-memory segment of an asyncray session of this process,
-outlives them: leaked processes are killed and leaked segments removed.
+``@pytest.mark.asyncray_leak_check(False)``) also error at teardown if a
+process they started, or a shared-memory segment of an asyncray session of
+this process, outlives them: leaked processes are killed and leaked segments removed.
 Only this process's children and segments count, so other asyncray programs
 on the machine never fail a test.
 
