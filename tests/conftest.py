@@ -1,7 +1,10 @@
 """Shared fixtures for the asyncray test suite.
 
-``ray_start`` and ``shutdown_only`` mirror the fixtures of Ray's own suite so
-ported tests read the same. ``no_leaks`` runs around every test: once the
+Ray's fixtures (``shutdown_only``, ``ray_start_regular``,
+``ray_start_regular_shared``) come from asyncray's own pytest plugin
+(``asyncray.pytest_plugin``), loaded here so the suite runs the same whether
+or not asyncray is installed; ``ray_start`` is the suite's fresh runtime with
+``NUM_CPUS``, yielding the module. ``no_leaks`` runs around every test: once the
 test and its fixtures have shut the runtime down, no child process, no
 ``/dev/shm`` segment and (beyond a small tolerance) no file descriptor that
 the test created may remain. A leak fails the test that caused it, and the
@@ -17,6 +20,8 @@ import time
 
 import psutil
 import pytest
+
+pytest_plugins = ["asyncray.pytest_plugin"]
 
 # The cores the suite may assume; every init in the suite asks for this many.
 NUM_CPUS = 2
@@ -142,15 +147,6 @@ def ray_start():
     import asyncray
 
     asyncray.init(num_cpus=NUM_CPUS)
-    yield asyncray
-    asyncray.shutdown()
-
-
-@pytest.fixture
-def shutdown_only():
-    """The test calls ``init`` itself (or relies on auto-init); teardown shuts down."""
-    import asyncray
-
     yield asyncray
     asyncray.shutdown()
 
