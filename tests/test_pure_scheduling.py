@@ -715,6 +715,8 @@ def test_table_rows():
         "bundles_to_node_id": {0: "local", 1: "local"},
         "strategy": "SPREAD",
         "state": "CREATED",
+        "creator_job_id": DRIVER.job,
+        "is_detached": False,
         "stats": {"scheduling_state": "FINISHED"},
     }
     row = mgr.table(waiting.pg_id)

@@ -244,8 +244,20 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:
         )
     client = _api.client()
     if placement_group is None:
-        return client.query_arg("pg_table", "")
-    return client.query_arg("pg_table", placement_group.id.hex())
+        table = client.query_arg("pg_table", "")
+        return {pg_id: _ray_row(row) for pg_id, row in table.items()}
+    return _ray_row(client.query_arg("pg_table", placement_group.id.hex()))
+
+
+# What the kernel's rows carry beyond Ray's ``placement_group_table`` (for the state API).
+_STATE_API_ONLY = ("creator_job_id", "is_detached")
+
+
+def _ray_row(row: Any) -> Any:
+    if isinstance(row, dict):
+        for key in _STATE_API_ONLY:
+            row.pop(key, None)
+    return row
 
 
 def get_current_placement_group() -> PlacementGroup | None:

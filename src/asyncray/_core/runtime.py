@@ -132,6 +132,7 @@ _STATE_TABLES: dict[str, Callable[[Runtime], Any]] = {
     "actors": state_view.actors,
     "objects": state_view.objects,
     "workers": state_view.workers,
+    "groups": state_view.groups,
 }
 
 _QUEUE_OPS = frozenset(

@@ -306,6 +306,13 @@ def workers(rt: Runtime) -> list[Row]:
     return rows
 
 
+def groups(rt: Runtime) -> list[Row]:
+    """Every placement group the kernel has a record of (``placement_group_table``'s rows,
+    with the creator's job and whether it is detached)."""
+    rows: list[Row] = list(rt.groups.table().values())
+    return rows
+
+
 def now_ms(rt: Runtime) -> float:
     """The wall clock the rows' times are on, now."""
     return rt.events.wall_us(time.perf_counter()) / 1000.0

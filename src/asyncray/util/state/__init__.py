@@ -107,10 +107,10 @@ def _worker_rows() -> list[dict[str, Any]]:
 
 
 def _group_rows() -> list[dict[str, Any]]:
-    from ..placement_group import placement_group_table
-
+    _, table = _api.state_rows("groups")
     rows = []
-    for pg_id, entry in placement_group_table().items():
+    for entry in table:
+        pg_id = entry["placement_group_id"]
         rows.append(
             {
                 "placement_group_id": pg_id,
