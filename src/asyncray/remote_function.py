@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
@@ -24,8 +24,14 @@ from ._wire import serialization as ser
 from ._wire.serialization import DepSlot
 from .object_ref import ObjectRef
 
+if TYPE_CHECKING:
+    from .object_ref_generator import ObjectRefGenerator
+
 P_ = ParamSpec("P_")
 R = TypeVar("R")
+# For the overloads of ``remote()`` that match the function's own type.
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _EMPTY_ARGS = ser.EMPTY_ARGS
 
@@ -197,13 +203,38 @@ class RemoteFunction(Generic[P_, R]):
         variant = RemoteFunction(self._function, task_options, self._shared)
         return variant.remote(*call_args, **call_kwargs)
 
+    # The types of ``.remote()`` (README, "Types"): a generator function gives
+    # an ``ObjectRefGenerator`` of its items, any other an ``ObjectRef`` of its
+    # result. The exact overloads check the arguments against the function's
+    # parameters; the ``Any`` ones after them accept what a checker without
+    # asyncray's mypy plugin cannot (an ``ObjectRef`` in place of a value),
+    # keeping the result type. The plugin rewrites every one of them to the
+    # function's parameters, each widened to ``T | ObjectRef[T]``.
     @overload
-    def remote(
-        self: RemoteFunction[P_, R], *args: P_.args, **kwargs: P_.kwargs
-    ) -> ObjectRef[R]: ...
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, Iterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
 
     @overload
-    def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, AsyncIterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> ObjectRef[R]: ...
+
+    @overload
+    def remote(
+        self: RemoteFunction[_P, Iterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(
+        self: RemoteFunction[_P, AsyncIterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]: ...
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the task; returns an ``ObjectRef`` (or a list, ``None``, a generator)."""
