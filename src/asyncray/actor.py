@@ -27,7 +27,7 @@ import functools
 import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from . import exceptions as exc
@@ -820,6 +820,11 @@ class ActorMethod(Generic[P_, R]):
 
     # As ``RemoteFunction.remote``: exact overloads, then ``Any`` ones for
     # what a checker without the plugin cannot see (README, "Types").
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: ActorMethod[_P, NoReturn], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRef[Any]: ...  # first, for an unannotated result (Any matches NoReturn)
+
     @overload
     def remote(  # type: ignore[overload-overlap]
         self: ActorMethod[_P, Iterator[_T]], *args: _P.args, **kwargs: _P.kwargs

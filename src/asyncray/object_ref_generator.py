@@ -26,7 +26,7 @@ from .object_ref import ObjectRef
 # The id suffix of a stream's completion object (``completed()``).
 COMPLETION_INDEX = b"\xff\xff\xff\xff"
 
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)
 
 
 class ObjectRefGenerator(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
@@ -210,6 +210,11 @@ class RemoteFunction(Generic[P_, R]):
     # asyncray's mypy plugin cannot (an ``ObjectRef`` in place of a value),
     # keeping the result type. The plugin rewrites every one of them to the
     # function's parameters, each widened to ``T | ObjectRef[T]``.
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, NoReturn], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRef[Any]: ...  # first, for an unannotated result (Any matches NoReturn)
+
     @overload
     def remote(  # type: ignore[overload-overlap]
         self: RemoteFunction[_P, Iterator[_T]], *args: _P.args, **kwargs: _P.kwargs
