@@ -318,11 +318,14 @@ class ActorClass(Generic[T]):
         # An undeclared group is reported at creation (.remote()), as in Ray.
         return cls(_ActorDefinition(klass), options)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Actors cannot be instantiated directly. Instead of "
-            f"'{self.__name__}()', use '{self.__name__}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Actors cannot be instantiated directly. Instead of "
+                f"'{self.__name__}()', use '{self.__name__}.remote()'."
+            )
 
     def __getattr__(self, name: str) -> Any:
         """Attributes of the user's class, as in Ray: ``Cls.ATTR``, static and class
@@ -800,11 +803,14 @@ class ActorMethod(Generic[P_, R]):
         # within it needs no further check (a keyword call gets a full bind).
         self._arity = _arity(method_opts.get("call"))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Actor methods cannot be called directly. Instead of running "
-            f"'object.{self._name}()', try 'object.{self._name}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Actor methods cannot be called directly. Instead of running "
+                f"'object.{self._name}()', try 'object.{self._name}.remote()'."
+            )
 
     def options(self, **options: Any) -> ActorMethod[P_, R]:
         for key in options:

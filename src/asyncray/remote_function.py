@@ -167,12 +167,15 @@ class RemoteFunction(Generic[P_, R]):
         runtime_env = opts.get("runtime_env")
         self._env = None if runtime_env is None else _runtime_env.own_env(runtime_env)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Remote functions cannot be called directly. Instead of running "
-            f"'{self.__module__}.{self.__qualname__}()', try "
-            f"'{self.__module__}.{self.__qualname__}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Remote functions cannot be called directly. Instead of running "
+                f"'{self.__module__}.{self.__qualname__}()', try "
+                f"'{self.__module__}.{self.__qualname__}.remote()'."
+            )
 
     def options(self, **options: Any) -> RemoteFunction[P_, R]:
         """A copy of this function with some options overridden (validated now)."""

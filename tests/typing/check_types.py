@@ -89,6 +89,7 @@ scale.remote()  # type: ignore[call-overload]
 scale.remote(1, 2.0, 3)  # type: ignore[call-overload]
 scale.remote(1, scale=2.0)  # type: ignore[call-overload]
 total.remote(1, "2")  # type: ignore[call-overload]
+scale(1)  # type: ignore[operator]  # not called directly (a TypeError at run time)
 scale.not_an_attribute  # type: ignore[attr-defined]
 
 # .options() keeps the types.
@@ -188,6 +189,19 @@ counter.slow_incr.remote()  # type: ignore[call-overload]
 counter.history.options(num_returns="streaming").remote("3")  # type: ignore[call-overload]
 counter.decr.remote()  # type: ignore[attr-defined]
 counter.value  # type: ignore[attr-defined]
+counter.incr()  # type: ignore[operator]
+
+
+@ray.remote(num_cpus=0, max_restarts=1)
+class WithOptions:
+    def ping(self) -> bool:
+        return True
+
+
+with_options = WithOptions.remote()
+assert_type(with_options, ActorHandle[WithOptions])
+assert_type(with_options.ping.remote(), ObjectRef[bool])
+WithOptions.remote(1)  # type: ignore[call-arg]
 
 # __ray_ready__ and friends: any arguments, ObjectRef[Any].
 ray.get(counter.__ray_ready__.remote())
@@ -210,6 +224,7 @@ assert_type(plain, ActorHandle[Plain])
 assert_type(plain.greet.remote("b"), ObjectRef[str])
 assert_type(PlainActor.options(name="p").remote(str_ref), ActorHandle[Plain])
 PlainActor.remote(1)  # type: ignore[arg-type]
+PlainActor("a")  # type: ignore[operator]
 plain.greet.remote(1)  # type: ignore[call-overload]
 
 

@@ -42,6 +42,7 @@ assert_type(unannotated.remote(1), ObjectRef[Any])
 assert_type(ray.get(ref), float)
 assert_type(ray.get([ref]), list[float])
 scale.remote("1")  # not flagged without the plugin: the arguments are not checked
+scale(1)  # type: ignore[operator]  # a direct call is flagged
 
 
 async def awaiting() -> None:
@@ -67,3 +68,5 @@ assert_type(counter, ActorHandle[Counter])
 assert_type(CounterActor.options(name="c").remote(1), ActorHandle[Counter])
 assert_type(counter.incr.remote(), ObjectRef[Any])  # a method's result: not known
 Counter.remote(1)  # type: ignore[attr-defined]
+CounterActor(1)  # type: ignore[operator]
+counter.incr()  # type: ignore[operator]
