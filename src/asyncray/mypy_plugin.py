@@ -29,10 +29,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from mypy.argmap import map_actuals_to_formals
 from mypy.checker import TypeChecker
 from mypy.errorcodes import ATTR_DEFINED
 from mypy.expandtype import expand_type_by_instance
-from mypy.nodes import ARG_STAR, ARG_STAR2, ArgKind, Argument, TypeInfo, Var
+from mypy.nodes import (
+    ARG_NAMED,
+    ARG_POS,
+    ARG_STAR,
+    ARG_STAR2,
+    ArgKind,
+    Argument,
+    CallExpr,
+    TypeInfo,
+    Var,
+)
 from mypy.plugin import (
     AttributeContext,
     CheckerPluginInterface,
@@ -53,6 +64,7 @@ from mypy.types import (
     TypeOfAny,
     UnionType,
     get_proper_type,
+    has_type_vars,
 )
 from mypy.typevars import fill_typevars
 
@@ -144,12 +156,47 @@ def _with_parameters(
     ref = _type_info(ctx.api, _OBJECT_REF)
     if ref is None:
         return signature
+    generic = [has_type_vars(t) for t in params.arg_types]
+    given_refs = _formals_given_refs(ctx, ref, params) if any(generic) else set()
+    arg_types = []
+    for i, t in enumerate(params.arg_types):
+        if not generic[i]:
+            arg_types.append(_or_ref(ref, t))
+        elif i in given_refs:
+            # mypy solves no type variable from ``T | ObjectRef[T]`` given a
+            # ref (either side could match): take the side the call uses.
+            arg_types.append(Instance(ref, [t]))
+        else:
+            arg_types.append(t)
     return signature.copy_modified(
-        arg_types=[_or_ref(ref, t) for t in params.arg_types],
+        arg_types=arg_types,
         arg_kinds=list(params.arg_kinds),
         arg_names=list(params.arg_names),
         variables=[*signature.variables, *params.variables],
     )
+
+
+def _formals_given_refs(
+    ctx: MethodSigContext, ref: TypeInfo, params: Parameters | CallableType
+) -> set[int]:
+    """The parameters to which this call passes only ``ObjectRef`` s."""
+    call = ctx.context
+    if not isinstance(call, CallExpr) or not isinstance(ctx.api, TypeChecker):
+        return set()
+    with ctx.api.msg.filter_errors():  # reported once, by the call's own check
+        types = [get_proper_type(ctx.api.get_expression_type(arg)) for arg in call.args]
+    formal_to_actual = map_actuals_to_formals(
+        call.arg_kinds, call.arg_names, params.arg_kinds, params.arg_names, lambda i: types[i]
+    )
+    is_ref = [
+        kind in (ARG_POS, ARG_NAMED) and isinstance(t, Instance) and t.type is ref
+        for kind, t in zip(call.arg_kinds, types)
+    ]
+    return {
+        formal
+        for formal, actuals in enumerate(formal_to_actual)
+        if actuals and all(is_ref[a] for a in actuals)
+    }
 
 
 def _or_ref(ref: TypeInfo, t: Type) -> Type:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from typing_extensions import assert_type
 
 import asyncray as ray
 from asyncray import ActorHandle, ObjectRef, ObjectRefGenerator
+
+T = TypeVar("T")
 
 # ==================================================================== tasks
 
@@ -57,6 +59,16 @@ def unannotated(x, y=1):  # no annotations: any arguments, ObjectRef[Any]
     return x
 
 
+@ray.remote
+def ident(x: T, times: int = 1) -> T:
+    return x
+
+
+@ray.remote
+def first(xs: list[T]) -> T:
+    return xs[0]
+
+
 def undecorated(flag: bool) -> bytes:
     return b""
 
@@ -81,6 +93,14 @@ assert_type(ray.put(1.5), ObjectRef[float])
 assert_type(scale.remote(int_ref), ObjectRef[float])
 assert_type(scale.remote(x=int_ref, factor=ref), ObjectRef[float])
 assert_type(total.remote(int_ref, 2, start=int_ref), ObjectRef[int])
+
+# Generic functions: the type variables are solved from values and refs alike.
+assert_type(ident.remote("s"), ObjectRef[str])
+assert_type(ident.remote(str_ref, times=int_ref), ObjectRef[str])
+assert_type(ident.remote(x=int_ref), ObjectRef[int])
+assert_type(first.remote([1.5]), ObjectRef[float])
+assert_type(first.remote(ray.put([b""])), ObjectRef[bytes])
+ident.remote("s", times="1")  # type: ignore[call-overload]
 
 # Wrong calls.
 scale.remote("1")  # type: ignore[call-overload]
