@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import _options
 from .remote_function import RemoteFunction
 
 if TYPE_CHECKING:
     from .actor import ActorClass
+    from .remote_function import ListOfRefs, NoRefs
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -25,6 +26,18 @@ class _RemoteDecorator(Protocol):
     def __call__(self, target: type[_C], /) -> ActorClass[_C]: ...  # type: ignore[overload-overlap]
     @overload
     def __call__(self, target: Callable[_P, _R], /) -> RemoteFunction[_P, _R]: ...
+
+
+class _RemoteDecoratorListOfRefs(Protocol):
+    """What ``remote(num_returns=n)`` returns (n > 1), for type checkers."""
+
+    def __call__(self, target: Callable[_P, Any], /) -> ListOfRefs[_P]: ...
+
+
+class _RemoteDecoratorNoRefs(Protocol):
+    """What ``remote(num_returns=0)`` returns, for type checkers."""
+
+    def __call__(self, target: Callable[_P, Any], /) -> NoRefs[_P]: ...
 
 
 def _make_remote(target: Any, options: dict[str, Any]) -> Any:
@@ -51,7 +64,13 @@ def remote(target: type[_C], /) -> ActorClass[_C]: ...  # type: ignore[overload-
 @overload
 def remote(target: Callable[_P, _R], /) -> RemoteFunction[_P, _R]: ...
 @overload
-def remote(**options: Any) -> _RemoteDecorator: ...
+def remote(
+    *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+) -> _RemoteDecorator: ...
+@overload
+def remote(*, num_returns: Literal[0], **options: Any) -> _RemoteDecoratorNoRefs: ...
+@overload
+def remote(*, num_returns: int, **options: Any) -> _RemoteDecoratorListOfRefs: ...
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:

@@ -27,7 +27,7 @@ import functools
 import inspect
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from . import exceptions as exc
@@ -47,6 +47,7 @@ from .remote_function import (
 
 if TYPE_CHECKING:
     from .object_ref_generator import ObjectRefGenerator
+    from .remote_function import ListOfRefs, NoRefs
 
 T = TypeVar("T")
 # An actor method's parameters and result (``ActorMethod[P, R]``).
@@ -812,7 +813,19 @@ class ActorMethod(Generic[P_, R]):
                 f"'object.{self._name}()', try 'object.{self._name}.remote()'."
             )
 
-    def options(self, **options: Any) -> ActorMethod[P_, R]:
+    # As ``RemoteFunction.options``: ``num_returns`` decides what ``.remote()`` returns.
+    @overload
+    def options(
+        self, *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+    ) -> ActorMethod[P_, R]: ...
+
+    @overload
+    def options(self, *, num_returns: Literal[0], **options: Any) -> NoRefs[P_]: ...
+
+    @overload
+    def options(self, *, num_returns: int, **options: Any) -> ListOfRefs[P_]: ...
+
+    def options(self, **options: Any) -> Any:
         for key in options:
             if key not in METHOD_CALL_OPTIONS:
                 raise ValueError(

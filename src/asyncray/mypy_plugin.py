@@ -41,6 +41,9 @@ from mypy.nodes import (
     ArgKind,
     Argument,
     CallExpr,
+    Decorator,
+    IntExpr,
+    RefExpr,
     TypeInfo,
     Var,
 )
@@ -71,6 +74,10 @@ from mypy.typevars import fill_typevars
 _OBJECT_REF = "asyncray.object_ref.ObjectRef"
 _REMOTE_FUNCTION = "asyncray.remote_function.RemoteFunction"
 _ACTOR_METHOD = "asyncray.actor.ActorMethod"
+# What ``.remote()`` gives with ``num_returns`` > 1 (a list of refs) and 0 (None).
+_LIST_OF_REFS = "asyncray.remote_function.ListOfRefs"
+_NO_REFS = "asyncray.remote_function.NoRefs"
+_METHOD_DECORATORS = frozenset({"asyncray._remote.method", "asyncray.method"})
 _ACTOR_CLASS = "asyncray.actor.ActorClass"
 _ACTOR_CLASS_WITH_OPTIONS = "asyncray.actor._ActorClassWithOptions"
 _ACTOR_HANDLE = "asyncray.actor.ActorHandle"
@@ -118,7 +125,7 @@ def _remote_signature(ctx: MethodSigContext) -> FunctionLike:
     signature = ctx.default_signature
     if isinstance(receiver, Instance):
         name = receiver.type.fullname
-        if name in (_REMOTE_FUNCTION, _ACTOR_METHOD) and receiver.args:
+        if name in (_REMOTE_FUNCTION, _ACTOR_METHOD, _LIST_OF_REFS, _NO_REFS) and receiver.args:
             params = get_proper_type(receiver.args[0])
             if isinstance(params, Parameters):
                 return _with_parameters(ctx, signature, params)
@@ -236,10 +243,35 @@ def _actor_method(name: str, ctx: AttributeContext) -> Type:
     params = Parameters(
         method.arg_types, method.arg_kinds, method.arg_names, variables=method.variables
     )
-    actor_method = _type_info(ctx.api, _ACTOR_METHOD)
-    if actor_method is None:
+    num_returns = _declared_num_returns(cls.type, name)
+    args: list[Type]
+    if num_returns == 0:
+        wrapper, args = _type_info(ctx.api, _NO_REFS), [params]
+    elif num_returns is not None and num_returns > 1:
+        wrapper, args = _type_info(ctx.api, _LIST_OF_REFS), [params]
+    else:
+        wrapper, args = _type_info(ctx.api, _ACTOR_METHOD), [params, result]
+    if wrapper is None:
         return ctx.default_attr_type
-    return Instance(actor_method, [params, result])
+    return Instance(wrapper, args)
+
+
+def _declared_num_returns(info: TypeInfo, name: str) -> int | None:
+    """The ``num_returns`` of ``@method(num_returns=<int>)`` on method ``name``, if given."""
+    node = info.get(name)
+    decorated = node.node if node is not None else None
+    if not isinstance(decorated, Decorator):
+        return None
+    for decorator in decorated.original_decorators:
+        if (
+            isinstance(decorator, CallExpr)
+            and isinstance(decorator.callee, RefExpr)
+            and decorator.callee.fullname in _METHOD_DECORATORS
+        ):
+            for arg_name, value in zip(decorator.arg_names, decorator.args):
+                if arg_name == "num_returns" and isinstance(value, IntExpr):
+                    return value.value
+    return None
 
 
 def _type_info(api: CheckerPluginInterface, fullname: str) -> TypeInfo | None:

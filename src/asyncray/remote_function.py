@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
@@ -177,7 +177,20 @@ class RemoteFunction(Generic[P_, R]):
                 f"'{self.__module__}.{self.__qualname__}.remote()'."
             )
 
-    def options(self, **options: Any) -> RemoteFunction[P_, R]:
+    # ``num_returns`` decides what ``.remote()`` returns: a ref (1, the default),
+    # a generator ("streaming", "dynamic"), ``None`` (0) or a list of refs.
+    @overload
+    def options(
+        self, *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+    ) -> RemoteFunction[P_, R]: ...
+
+    @overload
+    def options(self, *, num_returns: Literal[0], **options: Any) -> NoRefs[P_]: ...
+
+    @overload
+    def options(self, *, num_returns: int, **options: Any) -> ListOfRefs[P_]: ...
+
+    def options(self, **options: Any) -> Any:
         """A copy of this function with some options overridden (validated now)."""
         _options.validate_task_options(options, in_options_call=True)
         merged = {**self._options, **options}
@@ -302,6 +315,33 @@ class RemoteFunction(Generic[P_, R]):
         if num_returns == 0:
             return None
         return [ObjectRef(rid, True) for rid in return_ids]
+
+
+if TYPE_CHECKING:
+    # For type checkers only: what ``.remote()`` returns with ``num_returns``
+    # other than 1 (``options(num_returns=...)``, ``@remote(num_returns=...)``,
+    # ``@method(num_returns=...)``). At run time these are ``RemoteFunction``
+    # and ``ActorMethod`` objects.
+
+    class ListOfRefs(Generic[P_]):
+        """A remote function or actor method with ``num_returns`` > 1: a list of refs."""
+
+        @overload
+        def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> list[ObjectRef[Any]]: ...
+        @overload
+        def remote(self, *args: Any, **kwargs: Any) -> list[ObjectRef[Any]]: ...
+        def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+        def options(self, **options: Any) -> Any: ...
+
+    class NoRefs(Generic[P_]):
+        """A remote function or actor method with ``num_returns=0``: ``None``."""
+
+        @overload
+        def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> None: ...
+        @overload
+        def remote(self, *args: Any, **kwargs: Any) -> None: ...
+        def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+        def options(self, **options: Any) -> Any: ...
 
 
 def _positional_range(signature: inspect.Signature | None) -> tuple[int, float] | None:

@@ -69,6 +69,11 @@ def first(xs: list[T]) -> T:
     return xs[0]
 
 
+@ray.remote(num_returns=2)
+def split(x: int) -> tuple[int, int]:
+    return x, x
+
+
 def undecorated(flag: bool) -> bytes:
     return b""
 
@@ -116,6 +121,15 @@ scale.not_an_attribute  # type: ignore[attr-defined]
 assert_type(scale.options(num_cpus=2).remote(1), ObjectRef[float])
 assert_type(scale.options(name="s").options(max_retries=1).remote(int_ref), ObjectRef[float])
 scale.options(num_cpus=2).remote("1")  # type: ignore[call-overload]
+
+# num_returns: a list of refs (n > 1), None (0).
+assert_type(split.remote(1), list[ObjectRef[Any]])
+low, high = split.remote(int_ref)
+assert_type(scale.options(num_returns=2).remote(1), list[ObjectRef[Any]])
+assert_type(scale.options(num_returns=0).remote(1), None)
+assert_type(scale.options(num_returns=1).remote(1), ObjectRef[float])
+split.remote("1")  # type: ignore[call-overload]
+scale.options(num_returns=3).remote("1")  # type: ignore[call-overload]
 
 # Generators: their items' refs.
 assert_type(count.remote(3), ObjectRefGenerator[int])
@@ -179,6 +193,14 @@ class Counter:
     def annotated(self, key: str) -> dict[str, int]:
         return {key: self.value}
 
+    @ray.method(num_returns=2)
+    def both(self, key: str) -> tuple[str, int]:
+        return key, self.value
+
+    @ray.method(num_returns=0)
+    def reset(self) -> None:
+        self.value = 0
+
     @staticmethod
     def helper(x: int) -> int:
         return x
@@ -202,6 +224,11 @@ assert_type(counter.history.remote(3), ObjectRefGenerator[int])
 assert_type(counter.feed.remote(), ObjectRefGenerator[bytes])
 assert_type(counter.annotated.remote("k"), ObjectRef[dict[str, int]])
 assert_type(counter.helper.remote(1), ObjectRef[int])
+assert_type(counter.both.remote("k"), list[ObjectRef[Any]])
+key_ref, value_ref = counter.both.remote("k")
+assert_type(counter.reset.remote(), None)
+assert_type(counter.incr.options(num_returns=2).remote(), list[ObjectRef[Any]])
+counter.both.remote(1)  # type: ignore[call-overload]
 assert_type(ray.get(counter.incr.remote()), int)
 counter.incr.remote("2")  # type: ignore[call-overload]
 counter.incr.remote(str_ref)  # type: ignore[arg-type]

@@ -33,12 +33,20 @@ def unannotated(x):
     return x
 
 
+@ray.remote(num_returns=2)
+def split(x: int) -> tuple[int, int]:
+    return x, x
+
+
 ref = scale.remote(1)
 assert_type(ref, ObjectRef[float])
 assert_type(scale.options(num_cpus=1).remote(x=1), ObjectRef[float])
 assert_type(scale.remote(ray.put(1)), ObjectRef[float])  # a ref for a value: accepted
 assert_type(count.remote(3), ObjectRefGenerator[int])
 assert_type(unannotated.remote(1), ObjectRef[Any])
+assert_type(scale.options(num_returns=2).remote(1), list[ObjectRef[Any]])
+assert_type(scale.options(num_returns=0).remote(1), None)
+first_ref, second_ref = split.remote(1)
 assert_type(ray.get(ref), float)
 assert_type(ray.get([ref]), list[float])
 scale.remote("1")  # not flagged without the plugin: the arguments are not checked
