@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # An actor method's parameters and result (``ActorMethod[P, R]``).
 P_ = ParamSpec("P_")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # as in remote_function
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from .object_ref_generator import ObjectRefGenerator
 
 P_ = ParamSpec("P_")
-R = TypeVar("R")
+# Covariant, so a function returning Generator[T, ...] matches the overloads for
+# Iterator[T] (a checker that holds R invariant would not).
+R = TypeVar("R", covariant=True)
 # For the overloads of ``remote()`` that match the function's own type.
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

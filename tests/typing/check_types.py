@@ -253,9 +253,6 @@ WithOptions.remote(1)  # type: ignore[call-arg]
 # __ray_ready__ and friends: any arguments, ObjectRef[Any].
 ray.get(counter.__ray_ready__.remote())
 
-# ray.remote(cls) as a call: the same ActorClass.
-CounterActor = ray.remote(Counter)
-
 
 class Plain:
     def __init__(self, name: str) -> None:

@@ -9,7 +9,7 @@ must be needed (``--warn-unused-ignores``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from typing_extensions import assert_type
@@ -29,6 +29,12 @@ def count(n: int) -> Iterator[int]:
 
 
 @ray.remote
+def pairs(n: int) -> Generator[tuple[int, str], None, None]:
+    for i in range(n):
+        yield i, str(i)
+
+
+@ray.remote
 def unannotated(x):
     return x
 
@@ -43,6 +49,7 @@ assert_type(ref, ObjectRef[float])
 assert_type(scale.options(num_cpus=1).remote(x=1), ObjectRef[float])
 assert_type(scale.remote(ray.put(1)), ObjectRef[float])  # a ref for a value: accepted
 assert_type(count.remote(3), ObjectRefGenerator[int])
+assert_type(pairs.remote(3), ObjectRefGenerator[tuple[int, str]])
 assert_type(unannotated.remote(1), ObjectRef[Any])
 assert_type(scale.options(num_returns=2).remote(1), list[ObjectRef[Any]])
 assert_type(scale.options(num_returns=0).remote(1), None)
