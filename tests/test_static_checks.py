@@ -1,8 +1,10 @@
 """The project's static checks, run by the README's test command (and so by CI).
 
 Each is a test so that ``pytest -q`` is the one command that checks
-everything: ruff (lint and format), mypy on ``src/``, and the import
-contracts of ``pyproject.toml`` (the layers of docs/architecture.md).
+everything: ruff (lint and format), mypy on ``src/``, the types a user's
+code gets (``tests/typing/``, with and without asyncray's mypy plugin), and
+the import contracts of ``pyproject.toml`` (the layers of
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -51,6 +53,30 @@ def test_ruff_format():
 @pytest.mark.timeout(300)
 def test_mypy_on_src():
     _run(sys.executable, "-m", "mypy", timeout=290)
+
+
+@pytest.mark.timeout(300)
+def test_types_with_the_mypy_plugin():
+    """tests/typing/check_types.py: every ``assert_type`` holds, and every call marked
+    ``# type: ignore[code]`` is rejected with that code (``warn_unused_ignores``)."""
+    _run(sys.executable, "-m", "mypy", "tests/typing/check_types.py", timeout=290)
+
+
+@pytest.mark.timeout(300)
+def test_types_without_the_plugin():
+    """tests/typing/check_types_without_plugin.py: what the annotations alone give (as
+    in an editor), checked by mypy with no configuration (so no plugin)."""
+    _run(
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file=",
+        "--python-version=3.10",
+        "--warn-unused-ignores",
+        "--cache-dir=.mypy_cache/without_plugin",
+        "tests/typing/check_types_without_plugin.py",
+        timeout=290,
+    )
 
 
 @pytest.mark.timeout(120)

@@ -11,7 +11,7 @@ import socket
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _options, _task_context
 from . import exceptions as exc
@@ -35,6 +35,10 @@ from .object_ref import ObjectRef
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+    from .object_ref_generator import ObjectRefGenerator
+
+T = TypeVar("T")
 
 __all__ = [
     "RayContext",
@@ -69,7 +73,7 @@ def current_client() -> _client.ClientBase | None:
 # ==================================================================== put / get / wait
 
 
-def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
+def put(value: T, *, _owner: Any = None) -> ObjectRef[T]:
     """Store ``value`` in the object store and return a ref to it.
 
     Raises:
@@ -105,7 +109,7 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef[Any]:
     return ObjectRef(oid, True)
 
 
-async def put_async(value: Any) -> ObjectRef[Any]:
+async def put_async(value: T) -> ObjectRef[T]:
     """``put`` for async code (``put`` never blocks on the runtime; this is for symmetry)."""
     return put(value)
 
@@ -150,6 +154,21 @@ def _generator_type() -> Any:
 
         _GENERATOR_TYPE = ObjectRefGenerator
     return _GENERATOR_TYPE
+
+
+# The types of ``get`` and ``get_async`` (README, "Types"): a ref gives its
+# value's type, a list of refs a list of it; anything else (a list of refs of
+# different types, a value the checker cannot see) gives ``Any``.
+@overload
+def get(object_refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+def get(object_refs: list[ObjectRef[T]], *, timeout: float | None = None) -> list[T]: ...
+@overload
+def get(
+    object_refs: ObjectRefGenerator[T], *, timeout: float | None = None
+) -> ObjectRefGenerator[T]: ...
+@overload
+def get(object_refs: Any, *, timeout: float | None = None) -> Any: ...
 
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:
@@ -248,6 +267,20 @@ def _remember(
             and not refs.has_refs(data)
         ):
             local[ref._id] = data
+
+
+@overload
+async def get_async(object_refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+async def get_async(
+    object_refs: list[ObjectRef[T]], *, timeout: float | None = None
+) -> list[T]: ...
+@overload
+async def get_async(
+    object_refs: ObjectRefGenerator[T], *, timeout: float | None = None
+) -> ObjectRefGenerator[T]: ...
+@overload
+async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any: ...
 
 
 async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
@@ -372,6 +405,24 @@ def _split(refs: list[Any], ready_idx: list[int], plain: bool) -> tuple[list[Any
     return ready, not_ready
 
 
+@overload
+def wait(
+    ray_waitables: list[ObjectRef[T]],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef[T]], list[ObjectRef[T]]]: ...
+@overload
+def wait(
+    ray_waitables: Any,
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[Any], list[Any]]: ...
+
+
 def wait(
     ray_waitables: Any,
     *,
@@ -417,6 +468,24 @@ def _locally_ready(
         elif i >= 64 and not found:
             return None  # a cold list: let the runtime scan it
     return None
+
+
+@overload
+async def wait_async(
+    ray_waitables: list[ObjectRef[T]],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef[T]], list[ObjectRef[T]]]: ...
+@overload
+async def wait_async(
+    ray_waitables: Any,
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[Any], list[Any]]: ...
 
 
 async def wait_async(

@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import _options
 from .remote_function import RemoteFunction
+
+if TYPE_CHECKING:
+    from .actor import ActorClass
+    from .remote_function import ListOfRefs, NoRefs
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_C = TypeVar("_C")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _RemoteDecorator(Protocol):
+    """What ``remote(**options)`` returns, for type checkers: ``@remote`` with options."""
+
+    @overload
+    def __call__(self, target: type[_C], /) -> ActorClass[_C]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, target: Callable[_P, _R], /) -> RemoteFunction[_P, _R]: ...
+
+
+class _RemoteDecoratorListOfRefs(Protocol):
+    """What ``remote(num_returns=n)`` returns (n > 1), for type checkers."""
+
+    def __call__(self, target: Callable[_P, Any], /) -> ListOfRefs[_P]: ...
+
+
+class _RemoteDecoratorNoRefs(Protocol):
+    """What ``remote(num_returns=0)`` returns, for type checkers."""
+
+    def __call__(self, target: Callable[_P, Any], /) -> NoRefs[_P]: ...
 
 
 def _make_remote(target: Any, options: dict[str, Any]) -> Any:
@@ -24,6 +55,22 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
         _options.validate_task_options(options)
         return RemoteFunction(target, options)
     raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
+
+
+# The types (README, "Types"): a class gives ``ActorClass[C]``, a function
+# ``RemoteFunction[P, R]`` with its parameters and result.
+@overload
+def remote(target: type[_C], /) -> ActorClass[_C]: ...  # type: ignore[overload-overlap]
+@overload
+def remote(target: Callable[_P, _R], /) -> RemoteFunction[_P, _R]: ...
+@overload
+def remote(
+    *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+) -> _RemoteDecorator: ...
+@overload
+def remote(*, num_returns: Literal[0], **options: Any) -> _RemoteDecoratorNoRefs: ...
+@overload
+def remote(*, num_returns: int, **options: Any) -> _RemoteDecoratorListOfRefs: ...
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:
@@ -62,6 +109,12 @@ _METHOD_OPTIONS = frozenset(
         "timeout_s",
     }
 )
+
+
+@overload
+def method(fn: _F, /) -> _F: ...
+@overload
+def method(**options: Any) -> Callable[[_F], _F]: ...
 
 
 def method(*args: Any, **kwargs: Any) -> Any:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from . import exceptions as exc
@@ -44,7 +45,16 @@ from .remote_function import (
     underscore_remote_arguments,
 )
 
+if TYPE_CHECKING:
+    from .object_ref_generator import ObjectRefGenerator
+    from .remote_function import ListOfRefs, NoRefs
+
 T = TypeVar("T")
+# An actor method's parameters and result (``ActorMethod[P, R]``).
+P_ = ParamSpec("P_")
+R = TypeVar("R", covariant=True)  # as in remote_function
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 # Ray's default max_concurrency of async actors.
 ASYNC_DEFAULT_MAX_CONCURRENCY = 1000
@@ -309,11 +319,14 @@ class ActorClass(Generic[T]):
         # An undeclared group is reported at creation (.remote()), as in Ray.
         return cls(_ActorDefinition(klass), options)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Actors cannot be instantiated directly. Instead of "
-            f"'{self.__name__}()', use '{self.__name__}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Actors cannot be instantiated directly. Instead of "
+                f"'{self.__name__}()', use '{self.__name__}.remote()'."
+            )
 
     def __getattr__(self, name: str) -> Any:
         """Attributes of the user's class, as in Ray: ``Cls.ATTR``, static and class
@@ -334,7 +347,7 @@ class ActorClass(Generic[T]):
             "@ray.remote)."
         )
 
-    def options(self, **options: Any) -> _ActorClassWithOptions:
+    def options(self, **options: Any) -> _ActorClassWithOptions[T]:
         """Override options for the next ``.remote()`` (validated now)."""
         validate_actor_options(options, in_options_call=True)
         return _ActorClassWithOptions(self, {**self._default_options, **options})
@@ -363,12 +376,12 @@ class ActorClass(Generic[T]):
         return _create_actor(self._definition, options, call_args, call_kwargs)
 
 
-class _ActorClassWithOptions:
-    def __init__(self, actor_class: ActorClass[Any], options: dict[str, Any]) -> None:
+class _ActorClassWithOptions(Generic[T]):
+    def __init__(self, actor_class: ActorClass[T], options: dict[str, Any]) -> None:
         self._actor_class = actor_class
         self._options = options
 
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[Any]:
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
         return _create_actor(self._actor_class._definition, self._options, args, kwargs)
 
 
@@ -692,9 +705,12 @@ class ActorHandle(Generic[T]):
         self._meta = meta
         self._core = _ActorCore(actor_id, meta, _holders)
         # Methods reference ``_core``, not this handle: caching them makes no cycle.
-        self._method_cache: dict[str, ActorMethod] = {}
+        self._method_cache: dict[str, ActorMethod[..., Any]] = {}
 
-    def __getattr__(self, name: str) -> ActorMethod:
+    # Without asyncray's mypy plugin a method's type is not known here: its
+    # ``.remote()`` takes anything and gives ``ObjectRef[Any]``. The plugin
+    # gives ``ActorMethod[<the method's parameters>, <its result>]``.
+    def __getattr__(self, name: str) -> ActorMethod[..., Any]:
         if name.startswith("_") and name not in self._meta.methods:
             raise AttributeError(f"'ActorHandle' object has no attribute '{name}'")
         cache = self.__dict__.get("_method_cache")
@@ -764,8 +780,12 @@ def _check_method_options(options: dict[str, Any]) -> None:
         )
 
 
-class ActorMethod:
-    """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options."""
+class ActorMethod(Generic[P_, R]):
+    """``handle.method``: call ``.remote(...)``; ``.options(...)`` for per-call options.
+
+    For type checkers, ``P_`` are the method's parameters (without ``self``)
+    and ``R`` its result (an ``async def`` method's, awaited).
+    """
 
     __slots__ = ("_arity", "_call_opts", "_core", "_method_opts", "_name")
 
@@ -784,13 +804,28 @@ class ActorMethod:
         # within it needs no further check (a keyword call gets a full bind).
         self._arity = _arity(method_opts.get("call"))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Actor methods cannot be called directly. Instead of running "
-            f"'object.{self._name}()', try 'object.{self._name}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
 
-    def options(self, **options: Any) -> ActorMethod:
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Actor methods cannot be called directly. Instead of running "
+                f"'object.{self._name}()', try 'object.{self._name}.remote()'."
+            )
+
+    # As ``RemoteFunction.options``: ``num_returns`` decides what ``.remote()`` returns.
+    @overload
+    def options(
+        self, *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+    ) -> ActorMethod[P_, R]: ...
+
+    @overload
+    def options(self, *, num_returns: Literal[0], **options: Any) -> NoRefs[P_]: ...
+
+    @overload
+    def options(self, *, num_returns: int, **options: Any) -> ListOfRefs[P_]: ...
+
+    def options(self, **options: Any) -> Any:
         for key in options:
             if key not in METHOD_CALL_OPTIONS:
                 raise ValueError(
@@ -801,6 +836,39 @@ class ActorMethod:
         return ActorMethod(
             self._core, self._name, self._method_opts, {**self._call_opts, **options}
         )
+
+    # As ``RemoteFunction.remote``: exact overloads, then ``Any`` ones for
+    # what a checker without the plugin cannot see (README, "Types").
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: ActorMethod[_P, NoReturn], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRef[Any]: ...  # first, for an unannotated result (Any matches NoReturn)
+
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: ActorMethod[_P, Iterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: ActorMethod[_P, AsyncIterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> ObjectRef[R]: ...
+
+    @overload
+    def remote(
+        self: ActorMethod[_P, Iterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(
+        self: ActorMethod[_P, AsyncIterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]: ...
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         arity = self._arity

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 _new_ref = object.__new__
 _rebuilt = _refs.rebuilt
 
-T = TypeVar("T")
+# Covariant: a ref to an ``int`` is a ref to an ``int | None`` (a ref never changes).
+T = TypeVar("T", covariant=True)
 
 _ID_SIZE = 28
 

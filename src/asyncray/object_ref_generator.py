@@ -14,7 +14,7 @@ generator frees the items it still held and releases the producer.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _api, _task_context
 from ._clients import base as _client
@@ -26,9 +26,11 @@ from .object_ref import ObjectRef
 # The id suffix of a stream's completion object (``completed()``).
 COMPLETION_INDEX = b"\xff\xff\xff\xff"
 
+T = TypeVar("T", covariant=True)
 
-class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]):
-    """Iterate (sync or async) over the refs of a streaming task's items."""
+
+class ObjectRefGenerator(Iterator[ObjectRef[T]], AsyncIterator[ObjectRef[T]]):
+    """Iterate (sync or async) over the refs of a streaming task's items (of type ``T``)."""
 
     def __init__(self, task_id: bytes, _owned: bool = True) -> None:
         self._task_id = task_id
@@ -51,13 +53,13 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
 
     # ------------------------------------------------------------ sync
 
-    def __iter__(self) -> ObjectRefGenerator:
+    def __iter__(self) -> ObjectRefGenerator[T]:
         return self
 
-    def __next__(self) -> ObjectRef[Any]:
+    def __next__(self) -> ObjectRef[T]:
         return self._next_sync(None)
 
-    def _next_sync(self, timeout_s: float | None = None) -> ObjectRef[Any]:
+    def _next_sync(self, timeout_s: float | None = None) -> ObjectRef[T]:
         """The next item's ref; ``ObjectRef.nil()`` if ``timeout_s`` passed first (as Ray)."""
         if self._finished:
             raise StopIteration
@@ -78,13 +80,13 @@ class ObjectRefGenerator(Iterator[ObjectRef[Any]], AsyncIterator[ObjectRef[Any]]
 
     # ------------------------------------------------------------ async
 
-    def __aiter__(self) -> ObjectRefGenerator:
+    def __aiter__(self) -> ObjectRefGenerator[T]:
         return self
 
-    async def __anext__(self) -> ObjectRef[Any]:
+    async def __anext__(self) -> ObjectRef[T]:
         return await self._next_async(None)
 
-    async def _next_async(self, timeout_s: float | None = None) -> ObjectRef[Any]:
+    async def _next_async(self, timeout_s: float | None = None) -> ObjectRef[T]:
         if self._finished:
             raise StopAsyncIteration
         client = _api.client()
@@ -194,7 +196,7 @@ def start_actor_stream(
     backpressure: int,
     timeout_s: float,
     retry_exc: bytes = P.RETRY_NONE,
-) -> ObjectRefGenerator:
+) -> ObjectRefGenerator[Any]:
     client.post(
         P.CallActor(
             task_id=task_id,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from . import _api, _options, _scheduling, _task_context
 from ._wire import protocol as P
@@ -24,8 +24,16 @@ from ._wire import serialization as ser
 from ._wire.serialization import DepSlot
 from .object_ref import ObjectRef
 
+if TYPE_CHECKING:
+    from .object_ref_generator import ObjectRefGenerator
+
 P_ = ParamSpec("P_")
-R = TypeVar("R")
+# Covariant, so a function returning Generator[T, ...] matches the overloads for
+# Iterator[T] (a checker that holds R invariant would not).
+R = TypeVar("R", covariant=True)
+# For the overloads of ``remote()`` that match the function's own type.
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _EMPTY_ARGS = ser.EMPTY_ARGS
 
@@ -161,14 +169,30 @@ class RemoteFunction(Generic[P_, R]):
         runtime_env = opts.get("runtime_env")
         self._env = None if runtime_env is None else _runtime_env.own_env(runtime_env)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            "Remote functions cannot be called directly. Instead of running "
-            f"'{self.__module__}.{self.__qualname__}()', try "
-            f"'{self.__module__}.{self.__qualname__}.remote()'."
-        )
+    # Hidden from type checkers, so they flag a direct call (README, "Types").
+    if not TYPE_CHECKING:
 
-    def options(self, **options: Any) -> RemoteFunction[P_, R]:
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                "Remote functions cannot be called directly. Instead of running "
+                f"'{self.__module__}.{self.__qualname__}()', try "
+                f"'{self.__module__}.{self.__qualname__}.remote()'."
+            )
+
+    # ``num_returns`` decides what ``.remote()`` returns: a ref (1, the default),
+    # a generator ("streaming", "dynamic"), ``None`` (0) or a list of refs.
+    @overload
+    def options(
+        self, *, num_returns: Literal[1, "streaming", "dynamic"] = ..., **options: Any
+    ) -> RemoteFunction[P_, R]: ...
+
+    @overload
+    def options(self, *, num_returns: Literal[0], **options: Any) -> NoRefs[P_]: ...
+
+    @overload
+    def options(self, *, num_returns: int, **options: Any) -> ListOfRefs[P_]: ...
+
+    def options(self, **options: Any) -> Any:
         """A copy of this function with some options overridden (validated now)."""
         _options.validate_task_options(options, in_options_call=True)
         merged = {**self._options, **options}
@@ -197,13 +221,43 @@ class RemoteFunction(Generic[P_, R]):
         variant = RemoteFunction(self._function, task_options, self._shared)
         return variant.remote(*call_args, **call_kwargs)
 
+    # The types of ``.remote()`` (README, "Types"): a generator function gives
+    # an ``ObjectRefGenerator`` of its items, any other an ``ObjectRef`` of its
+    # result. The exact overloads check the arguments against the function's
+    # parameters; the ``Any`` ones after them accept what a checker without
+    # asyncray's mypy plugin cannot (an ``ObjectRef`` in place of a value),
+    # keeping the result type. The plugin rewrites every one of them to the
+    # function's parameters, each widened to ``T | ObjectRef[T]``.
     @overload
-    def remote(
-        self: RemoteFunction[P_, R], *args: P_.args, **kwargs: P_.kwargs
-    ) -> ObjectRef[R]: ...
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, NoReturn], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRef[Any]: ...  # first, for an unannotated result (Any matches NoReturn)
 
     @overload
-    def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, Iterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(  # type: ignore[overload-overlap]
+        self: RemoteFunction[_P, AsyncIterator[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> ObjectRef[R]: ...
+
+    @overload
+    def remote(
+        self: RemoteFunction[_P, Iterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(
+        self: RemoteFunction[_P, AsyncIterator[_T]], *args: Any, **kwargs: Any
+    ) -> ObjectRefGenerator[_T]: ...
+
+    @overload
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]: ...
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the task; returns an ``ObjectRef`` (or a list, ``None``, a generator)."""
@@ -263,6 +317,33 @@ class RemoteFunction(Generic[P_, R]):
         if num_returns == 0:
             return None
         return [ObjectRef(rid, True) for rid in return_ids]
+
+
+if TYPE_CHECKING:
+    # For type checkers only: what ``.remote()`` returns with ``num_returns``
+    # other than 1 (``options(num_returns=...)``, ``@remote(num_returns=...)``,
+    # ``@method(num_returns=...)``). At run time these are ``RemoteFunction``
+    # and ``ActorMethod`` objects.
+
+    class ListOfRefs(Generic[P_]):
+        """A remote function or actor method with ``num_returns`` > 1: a list of refs."""
+
+        @overload
+        def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> list[ObjectRef[Any]]: ...
+        @overload
+        def remote(self, *args: Any, **kwargs: Any) -> list[ObjectRef[Any]]: ...
+        def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+        def options(self, **options: Any) -> Any: ...
+
+    class NoRefs(Generic[P_]):
+        """A remote function or actor method with ``num_returns=0``: ``None``."""
+
+        @overload
+        def remote(self, *args: P_.args, **kwargs: P_.kwargs) -> None: ...
+        @overload
+        def remote(self, *args: Any, **kwargs: Any) -> None: ...
+        def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+        def options(self, **options: Any) -> Any: ...
 
 
 def _positional_range(signature: inspect.Signature | None) -> tuple[int, float] | None:
