@@ -119,6 +119,16 @@ _FAKE_RAY = {
         def is_initialized():
             return True
 
+        class _Context:
+            def get_node_id(self):
+                return "ab" * 28
+
+        def get_runtime_context():
+            return _Context()
+
+        def shutdown():
+            pass
+
         def get(refs, *, timeout=None):
             return [r.value for r in refs] if isinstance(refs, list) else refs.value
 
@@ -550,3 +560,26 @@ def test_a_program_runs_on_real_ray():
     pytest.importorskip("ray")
     out = _ok(_run(_REAL_RAY_PROGRAM, "ray", timeout=110))
     assert out.split()[-1] == "ok"
+
+
+def test_the_pytest_plugin_loads_and_runs_tests_on_ray(fake_ray, tmp_path):
+    # pytest loads installed plugins by entry point: under the switch asyncray's
+    # must import (it runs its fixtures on Ray's API) or every test run breaks.
+    (tmp_path / "test_x.py").write_text("def test_nothing():\n    assert True\n")
+    out = _run(
+        "",
+        "ray",
+        fake_ray,
+        args=[
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "asyncray.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_x.py"),
+        ],
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed" in out.stdout

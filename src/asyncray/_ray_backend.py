@@ -53,7 +53,18 @@ RAY_VERSION = "2.60.0"
 # asyncray's own modules that stay asyncray's under the switch (everything
 # else ``asyncray.X`` is Ray's ``ray.X``): this layer, the version, and
 # ``python -m asyncray`` (whose ``scripts`` is the stand-in below).
-_OWN_MODULES = frozenset({"asyncray._ray_backend", "asyncray._version", "asyncray.__main__"})
+# asyncray's modules that are its own under the switch too: the switch itself,
+# the version, the CLI (which says to use Ray's), and the tools a test run or a
+# type check loads by name (the pytest plugin runs its fixtures on Ray's API).
+_OWN_MODULES = frozenset(
+    {
+        "asyncray._ray_backend",
+        "asyncray._version",
+        "asyncray.__main__",
+        "asyncray.pytest_plugin",
+        "asyncray.mypy_plugin",
+    }
+)
 
 _UNSET: Any = object()
 
