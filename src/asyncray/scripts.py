@@ -9,6 +9,8 @@
   then SIGKILL after the grace period; no process or segment is left;
 - ``asyncray status [--address PATH]`` shows resources, workers, actors,
   objects and the connected drivers;
+- ``asyncray debug [--pid PID]`` joins a task or actor stopped at
+  ``breakpoint()`` with pdb (``_worker/debugger.py``);
 - ``asyncray list tasks|actors|objects|workers|placement-groups|nodes
   [--filter KEY=VALUE] [--limit N] [--detail] [--format table|json]``,
   ``asyncray summary tasks|actors|objects``, ``asyncray memory`` and
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
 
     status = commands.add_parser("status", help="show what the shared head runs")
     status.add_argument("--address", default=None, help=_ADDRESS_HELP)
+
+    debug = commands.add_parser(
+        "debug", help="join a task or actor stopped at breakpoint() with pdb"
+    )
+    debug.add_argument("--pid", type=int, default=None, help="the stopped worker's pid")
     _state_cli.add_commands(commands, _ADDRESS_HELP)
 
     args = parser.parse_args(argv)
@@ -99,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             return _stop(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "debug":
+            return _debug(args)
         return _state_cli.run(args, _joined)
     except (
         PermissionError,
@@ -389,6 +398,70 @@ def _status(args: argparse.Namespace) -> int:
     info = _files(args.address).read_info() or {}
     print(_format_status(_files(args.address).socket, status, me, info.get("dashboard_url")))
     return 0
+
+
+# ==================================================================== debug
+
+
+def _waiting_breakpoints() -> list[dict[str, Any]]:
+    """The breakpoint() calls waiting for a debugger (oldest first)."""
+    from ._worker.debugger import debug_directory
+
+    directory = debug_directory()
+    waiting = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(directory, name)) as f:
+                    meta = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if os.path.exists(meta.get("socket", "")) and _alive(int(meta.get("pid", 0))):
+                waiting.append(meta)
+    return waiting
+
+
+def _debug(args: argparse.Namespace) -> int:
+    """Join a stopped task's pdb over its socket; this terminal is pdb's until it goes on."""
+    import socket
+
+    waiting = _waiting_breakpoints()
+    if args.pid is not None:
+        waiting = [w for w in waiting if w["pid"] == args.pid]
+    if not waiting:
+        which = f" in pid {args.pid}" if args.pid is not None else ""
+        print(f"asyncray debug: no breakpoint() is waiting for a debugger{which}.", file=sys.stderr)
+        return 1
+    if len(waiting) > 1:
+        print("breakpoint() calls waiting (joining the first; --pid chooses):")
+        for w in waiting:
+            print(f"  pid {w['pid']}: {w['task']} at {w['where']}")
+    chosen = waiting[0]
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(chosen["socket"])
+    sources: list[Any] = [conn, sys.stdin]
+    try:
+        while True:
+            readable, _, _ = select.select(sources, [], [])
+            if conn in readable:
+                data = conn.recv(65536)
+                if not data:
+                    return 0  # the task went on (continue) or ended (quit)
+                sys.stdout.write(data.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            if sys.stdin in readable:
+                line = sys.stdin.readline()
+                if not line:  # end of input: pdb sees EOF and lets the task go on
+                    conn.shutdown(socket.SHUT_WR)
+                    sources = [conn]
+                else:
+                    conn.sendall(line.encode())
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        conn.close()
 
 
 def _amount(name: str, value: float) -> str:

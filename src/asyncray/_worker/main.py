@@ -56,6 +56,8 @@ def child_main(
     """
     _reset_inherited_state()
     _task_context.in_worker = True
+    # breakpoint() waits for `asyncray debug` (this process's stdin is not a terminal).
+    sys.breakpointhook = _breakpoint
     channel = SocketChannel(sock)
     interrupts.install(channel.interrupt_requested)
     client = attach(channel)
@@ -72,6 +74,12 @@ def child_main(
     finally:
         # A frame another thread left to a writer that exits with us.
         channel.drain_outbox()
+
+
+def _breakpoint(*args: Any, **kwargs: Any) -> None:
+    from .debugger import breakpoint_hook  # pdb is loaded only by a worker that stops
+
+    breakpoint_hook(*args, frame=sys._getframe(1), **kwargs)
 
 
 def _reset_inherited_state() -> None:
