@@ -262,13 +262,6 @@ def test_a_large_numpy_array_from_the_store_is_read_only():
     assert ray.get(writeable.remote(arr)) is False
 
 
-@pytest.mark.xfail(
-    not ON_RAY,
-    strict=True,
-    reason="asyncray gives small numpy arrays (inlined objects) back writeable; "
-    "Ray gives every array from the store read-only, so code writing into one "
-    "works on asyncray and fails on Ray",
-)
 def test_a_small_numpy_array_from_the_store_is_read_only_too():
     arr = np.arange(10)
 

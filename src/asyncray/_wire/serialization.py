@@ -17,6 +17,7 @@ import gc
 import io
 import os
 import pickle
+import struct
 import traceback
 import types
 from collections import ChainMap
@@ -168,14 +169,19 @@ def dumps(value: Any) -> bytes:
         return pickle.dumps(value, PROTOCOL)
     if _has_large_bytes(value):
         value = _large_bytes_out_of_band(value, {})
-    large: list[pickle.PickleBuffer] = []
+    # Every pickle-5 buffer (a numpy array's data, ...) goes out of band, as in
+    # Ray: the value is rebuilt on views of the payload, read-only, not on
+    # writeable copies. A large one sends them all to shared memory; small
+    # ones travel after the pickle (``_INLINE``).
+    buffers: list[pickle.PickleBuffer] = []
+    large = False
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-        # False: out of band (we keep it); True: in the pickle stream.
+        nonlocal large
+        buffers.append(buffer)
         if buffer.raw().nbytes >= shm.SHM_THRESHOLD:
-            large.append(buffer)
-            return False
-        return True
+            large = True
+        return False  # out of band: we keep it
 
     state = refs.state
     outer, state.collecting = state.collecting, []
@@ -185,10 +191,50 @@ def dumps(value: Any) -> bytes:
     finally:
         state.collecting = outer
     if large:
-        data = shm.dumps_large(data, large)
+        data = shm.dumps_large(data, buffers)
+    elif buffers:
+        data = _with_inline_buffers(data, buffers)
     if contained:
         data = refs.wrap(contained, data)
     return data
+
+
+# A pickle followed by its small out-of-band buffers:
+# _INLINE, u32 pickle size, pickle, u32 count, then per buffer u64 size and bytes.
+_INLINE = b"\x00ARINL1"
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def _with_inline_buffers(pickled: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
+    parts: list[bytes | memoryview] = [
+        _INLINE,
+        _U32.pack(len(pickled)),
+        pickled,
+        _U32.pack(len(buffers)),
+    ]
+    for buffer in buffers:
+        view = buffer.raw()
+        parts.append(_U64.pack(view.nbytes))
+        parts.append(view)
+    return b"".join(parts)
+
+
+def _loads_inline(data: bytes) -> Any:
+    """Unpickle an ``_INLINE`` payload: its buffers are read-only views of it."""
+    view = memoryview(data)
+    (n,) = _U32.unpack_from(data, 7)
+    pickled = view[11 : 11 + n]
+    pos = 11 + n
+    (count,) = _U32.unpack_from(data, pos)
+    pos += 4
+    buffers = []
+    for _ in range(count):
+        (size,) = _U64.unpack_from(data, pos)
+        pos += 8
+        buffers.append(view[pos : pos + size])
+        pos += size
+    return pickle.loads(pickled, buffers=buffers)
 
 
 def loads(data: bytes) -> Any:
@@ -202,6 +248,8 @@ def loads(data: bytes) -> Any:
         return _loads_with_refs(data)
     if data[:7] == shm.MARKER:
         return shm.loads_large(data)
+    if data[:7] == _INLINE:
+        return _loads_inline(data)
     return pickle.loads(data)
 
 
@@ -217,6 +265,8 @@ def _loads_with_refs(data: bytes) -> Any:
     try:
         if inner[:7] == shm.MARKER:
             return shm.loads_large(inner)
+        if inner[:7] == _INLINE:
+            return _loads_inline(inner)
         return pickle.loads(inner)
     except BaseException:
         # Refs are rebuilt in pickling order: those rebuilt before the failure
