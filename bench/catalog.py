@@ -260,6 +260,19 @@ def _build() -> list[Workload]:
     return wl
 
 
+PENDING = "N tasks pending at once (tasks/s)"
+PENDING_MEM = "driver memory per pending task (KB)"
+REFS = "get / wait of N ready refs (refs/s)"
+DURATION = "efficiency vs task duration (% of CPU slots, ms)"
+CURVES: dict[str, tuple[str, str, float]] = {}
+"""Scaling metric -> (chart panel, series, x): what the scaling chart plots."""
+
+
+def _curve(metric: str, panel: str, series: str, x: float) -> str:
+    CURVES[metric] = (panel, series, x)
+    return metric
+
+
 def _limited(n: int) -> tuple[str, ...]:
     return () if n <= RAY_PENDING_MAX else ("asyncray",)
 
@@ -280,17 +293,21 @@ def scaling_workloads() -> list[Workload]:
                 runtime=w.setup_pending(n),
                 systems=_limited(n),
                 metrics=(
-                    Metric(f"{name}: throughput", "tasks/s"),
-                    Metric(f"{name}: submission", "tasks/s"),
+                    Metric(_curve(f"{name}: throughput", PENDING, "throughput", n), "tasks/s"),
+                    Metric(_curve(f"{name}: submission", PENDING, "submission", n), "tasks/s"),
                     Metric(f"{name}: driver RSS", "MB", higher_is_better=False),
-                    Metric(f"{name}: driver memory per pending task", "KB", False),
+                    Metric(
+                        _curve(f"{name}: driver memory per pending task", PENDING_MEM, "", n),
+                        "KB",
+                        higher_is_better=False,
+                    ),
                 ),
             )
         )
     for op in ("get", "wait"):
         wl += [
             Workload(
-                w.ref_name(op, n),
+                _curve(w.ref_name(op, n), REFS, op, n),
                 "refs/s",
                 group=SCALING_GROUP,
                 runtime=w.setup_get_refs(n, op),
@@ -302,7 +319,7 @@ def scaling_workloads() -> list[Workload]:
         name = w.duration_name(ms)
         metrics = (Metric(f"{name}: throughput", "tasks/s"),)
         if ms > 0:
-            metrics += (Metric(f"{name}: efficiency", "%"),)
+            metrics += (Metric(_curve(f"{name}: efficiency", DURATION, "", ms), "%"),)
         wl.append(
             Workload(
                 name,
