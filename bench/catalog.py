@@ -319,7 +319,12 @@ def scaling_workloads() -> list[Workload]:
         name = w.duration_name(ms)
         metrics = (Metric(f"{name}: throughput", "tasks/s"),)
         if ms > 0:
-            metrics += (Metric(_curve(f"{name}: efficiency", DURATION, "", ms), "%"),)
+            metrics += (
+                Metric(_curve(f"{name}: efficiency", DURATION, "", ms), "%"),
+                Metric(
+                    _curve(f"{name}: efficiency vs measured sleep", DURATION, "vs sleep", ms), "%"
+                ),
+            )
         wl.append(
             Workload(
                 name,
