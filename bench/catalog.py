@@ -47,7 +47,8 @@ MEMORY_GROUP = "memory"
 """A fresh ``init()`` with defaults, for the memory-with-actors workload."""
 LATENCY_SAMPLES = 200
 
-PINGPONG = "socketpair ping-pong (physical limit)"
+PINGPONG = "socketpair ping-pong, one core (physical limit)"
+PINGPONG_TWO_CORES = "socketpair ping-pong, two cores"
 LIMIT_COMPARED = ("single client tasks sync", "1:1 actor calls sync")
 """Rows the report shows as a share of :data:`PINGPONG`'s round trips/s."""
 MILLION_ENV = "ASYNCRAY_BENCH_1M"
@@ -208,8 +209,16 @@ def _build() -> list[Workload]:
         Workload(
             PINGPONG,
             "round trips/s",
-            runtime=w.setup_socketpair_pingpong,
-            note="1-byte echo with a child over a socketpair; no runtime",
+            runtime=w.setup_socketpair_pingpong(same_core=True),
+            note="1-byte echo with a child over a socketpair, both on one core; no runtime",
+        )
+    )
+    wl.append(
+        Workload(
+            PINGPONG_TWO_CORES,
+            "round trips/s",
+            runtime=w.setup_socketpair_pingpong(same_core=False),
+            note="the same, the child pinned to another core",
         )
     )
     wl += [

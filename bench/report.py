@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.catalog import BY_NAME, CURVES, LIMIT_COMPARED, PINGPONG
+from bench.catalog import BY_NAME, CURVES, LIMIT_COMPARED, PINGPONG, PINGPONG_TWO_CORES
 from bench.harness import summarize
 from bench.orchestrate import Cell
 from bench.spec import Metric, Workload
@@ -282,10 +282,12 @@ def limit_ratios(rows: list[Row]) -> dict[str, dict[str, dict[str, float]]]:
 
     Both medians come from the same run (and the same child process): the
     share is row / limit, so 1.0 would be a call as cheap as one bare round
-    trip between two processes.
+    trip between two processes on one core. ``share_two_cores`` is the
+    same against the ping-pong across two cores, when that row ran.
     """
     by_metric = {r.metric.name: r for r in rows}
     limit = by_metric.get(PINGPONG)
+    two = by_metric.get(PINGPONG_TWO_CORES)
     out: dict[str, dict[str, dict[str, float]]] = {}
     if limit is None:
         return out
@@ -296,11 +298,11 @@ def limit_ratios(rows: list[Row]) -> dict[str, dict[str, dict[str, float]]]:
         for system, s in row.stats.items():
             lim = limit.stats.get(system, {}).get("median", 0.0)
             if lim > 0:
-                out.setdefault(name, {})[system] = {
-                    "value": s["median"],
-                    "limit": lim,
-                    "share": s["median"] / lim,
-                }
+                v = {"value": s["median"], "limit": lim, "share": s["median"] / lim}
+                lim2 = two.stats.get(system, {}).get("median", 0.0) if two else 0.0
+                if lim2 > 0:
+                    v |= {"limit_two_cores": lim2, "share_two_cores": s["median"] / lim2}
+                out.setdefault(name, {})[system] = v
     return out
 
 
@@ -313,10 +315,13 @@ def limit_text(rows: list[Row]) -> str:
     width = max(len(n) for n in ratios)
     for name, by_system in ratios.items():
         for system, v in by_system.items():
-            lines.append(
+            line = (
                 f"  {name:{width}}  {system:8} {fmt(v['value']):>6} / {fmt(v['limit']):>6} "
                 f"= {v['share']:.2f}"
             )
+            if "share_two_cores" in v:
+                line += f" (two cores: / {fmt(v['limit_two_cores'])} = {v['share_two_cores']:.2f})"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -354,6 +359,9 @@ def write_scaling_chart(path: Path, rows: list[Row]) -> str:
             for system, v in by_system.items():
                 labels.append(f"{name} [{system}]")
                 values.append(v["share"])
+                if "share_two_cores" in v:
+                    labels.append(f"{name} [{system}, vs two cores]")
+                    values.append(v["share_two_cores"])
         ax.barh(range(len(values)), values)
         ax.set_yticks(range(len(values)))
         ax.set_yticklabels(labels, fontsize=7)

@@ -425,7 +425,8 @@ def setup_placement_groups(ctx: RuntimeCtx) -> Prepared:
 PINGPONG_ROUND_TRIPS = 100
 """Round trips per call of ``fn`` in the socketpair ping-pong."""
 _ECHO_CHILD = (
-    "import socket, sys\n"
+    "import os, socket, sys\n"
+    "os.sched_setaffinity(0, {int(sys.argv[2])})\n"
     "s = socket.socket(fileno=int(sys.argv[1]))\n"
     "while True:\n"
     "    m = s.recv(64)\n"
@@ -435,35 +436,50 @@ _ECHO_CHILD = (
 )
 
 
-def setup_socketpair_pingpong(ctx: RuntimeCtx) -> Prepared:
+def setup_socketpair_pingpong(same_core: bool) -> Callable[[RuntimeCtx], Prepared]:
     """Synchronous 1-byte round trips with a child process over a socketpair: no runtime.
 
     The physical limit of a synchronous call between two processes on this
-    machine (two wake-ups per round trip), which ``single client tasks sync``
-    and ``1:1 actor calls sync`` are read against. The echo child is a fresh
-    interpreter (not a fork of a driver that has runtime threads).
+    machine, which ``single client tasks sync`` and ``1:1 actor calls
+    sync`` are read against. Both ends are pinned (the driver thread for
+    the workload's duration, restored at cleanup): on one core a round trip
+    is two context switches; on two cores each message also wakes an idle
+    core, which costs 3-4 times more on this VM. Unpinned, the scheduler
+    picks either, so the figure would swing 3x between runs. The echo child
+    is a fresh interpreter (not a fork of a driver with runtime threads).
     """
-    import socket
-    import subprocess
-    import sys
 
-    mine, theirs = socket.socketpair()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _ECHO_CHILD, str(theirs.fileno())], pass_fds=[theirs.fileno()]
-    )
-    theirs.close()
-    n = ctx.n(PINGPONG_ROUND_TRIPS, minimum=10)
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        import socket
+        import subprocess
+        import sys
 
-    def fn() -> None:
-        for _ in range(n):
-            mine.send(b"x")
-            mine.recv(64)
+        cpus = sorted(os.sched_getaffinity(0))
+        mine_cpu = cpus[0]
+        child_cpu = cpus[0] if same_core or len(cpus) < 2 else cpus[1]
+        saved = os.sched_getaffinity(0)
+        mine, theirs = socket.socketpair()
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ECHO_CHILD, str(theirs.fileno()), str(child_cpu)],
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        os.sched_setaffinity(0, {mine_cpu})
+        n = ctx.n(PINGPONG_ROUND_TRIPS, minimum=10)
 
-    def cleanup() -> None:
-        mine.close()
-        child.wait(timeout=10)
+        def fn() -> None:
+            for _ in range(n):
+                mine.send(b"x")
+                mine.recv(64)
 
-    return Prepared(fn, multiplier=n, cleanup=cleanup)
+        def cleanup() -> None:
+            os.sched_setaffinity(0, saved)
+            mine.close()
+            child.wait(timeout=10)
+
+        return Prepared(fn, multiplier=n, cleanup=cleanup)
+
+    return setup
 
 
 # ---------------------------------------------------------- scaling curves
