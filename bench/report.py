@@ -367,7 +367,7 @@ def write_scaling_chart(path: Path, rows: list[Row]) -> str:
         ax.set_yticklabels(labels, fontsize=7)
         ax.invert_yaxis()
         ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"share of the physical limit ({PINGPONG})", fontsize=9)
+        ax.set_title("share of the physical limit (1-byte socketpair round trips)", fontsize=9)
     for panel, series in panels.items():
         ax = axes[k][0]
         k += 1
