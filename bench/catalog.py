@@ -16,6 +16,8 @@ first result. They run on asyncray only: Ray's client mode needs a
 
 from __future__ import annotations
 
+import os
+
 from bench import peers
 from bench import workloads as w
 from bench.spec import (
@@ -23,6 +25,7 @@ from bench.spec import (
     CUSTOM_GROUP,
     FRESH,
     SAMPLE,
+    SCALING_GROUP,
     Metric,
     Workload,
     cpus_group,
@@ -43,6 +46,16 @@ WORKER_COUNTS = (1, 2, 4)
 MEMORY_GROUP = "memory"
 """A fresh ``init()`` with defaults, for the memory-with-actors workload."""
 LATENCY_SAMPLES = 200
+
+PINGPONG = "socketpair ping-pong, one core (physical limit)"
+PINGPONG_TWO_CORES = "socketpair ping-pong, two cores"
+LIMIT_COMPARED = ("single client tasks sync", "1:1 actor calls sync")
+"""Rows the report shows as a share of :data:`PINGPONG`'s round trips/s."""
+MILLION_ENV = "ASYNCRAY_BENCH_1M"
+"""Set to 1 to add the 1M-pending-tasks point (opt-in: minutes, GBs)."""
+RAY_PENDING_MAX = 10_000
+"""Ray runs the pending and ref-count curves up to this N (its ~2k tasks/s and
+puts/s would make larger N take minutes per trial)."""
 
 FRESH_METRICS = (
     Metric("init to first result", "s", higher_is_better=False),
@@ -192,6 +205,22 @@ def _build() -> list[Workload]:
             note="a second driver thread spins a pure-Python loop meanwhile",
         ),
     ]
+    wl.append(
+        Workload(
+            PINGPONG,
+            "round trips/s",
+            runtime=w.setup_socketpair_pingpong(same_core=True),
+            note="1-byte echo with a child over a socketpair, both on one core; no runtime",
+        )
+    )
+    wl.append(
+        Workload(
+            PINGPONG_TWO_CORES,
+            "round trips/s",
+            runtime=w.setup_socketpair_pingpong(same_core=False),
+            note="the same, the child pinned to another core",
+        )
+    )
     wl += [
         Workload(
             f"payload scaling: {label} arg+return",
@@ -221,6 +250,7 @@ def _build() -> list[Workload]:
         )
         for n in WORKER_COUNTS
     ]
+    wl += scaling_workloads()
     wl.append(
         Workload(
             "connect time",
@@ -239,6 +269,103 @@ def _build() -> list[Workload]:
     return wl
 
 
+PENDING = "N tasks pending at once (tasks/s)"
+PENDING_MEM = "driver memory per pending task (KB)"
+REFS = "get / wait of N ready refs (refs/s)"
+DURATION = "efficiency vs task duration (% of CPU slots, ms)"
+CURVES: dict[str, tuple[str, str, float]] = {}
+"""Scaling metric -> (chart panel, series, x): what the scaling chart plots."""
+
+
+def _curve(metric: str, panel: str, series: str, x: float) -> str:
+    CURVES[metric] = (panel, series, x)
+    return metric
+
+
+def _limited(n: int) -> tuple[str, ...]:
+    return () if n <= RAY_PENDING_MAX else ("asyncray",)
+
+
+def scaling_workloads() -> list[Workload]:
+    """The scaling curves (issue #20), in group :data:`~bench.spec.SCALING_GROUP`."""
+    wl: list[Workload] = []
+    counts = [n for n in w.PENDING_COUNTS if n < 1_000_000 or os.environ.get(MILLION_ENV) == "1"]
+    for n in counts:
+        name = w.pending_name(n)
+        wl.append(
+            Workload(
+                name,
+                "tasks/s",
+                kind=SAMPLE,
+                group=SCALING_GROUP,
+                own_process=True,
+                runtime=w.setup_pending(n),
+                systems=_limited(n),
+                metrics=(
+                    Metric(_curve(f"{name}: throughput", PENDING, "throughput", n), "tasks/s"),
+                    Metric(_curve(f"{name}: submission", PENDING, "submission", n), "tasks/s"),
+                    Metric(f"{name}: driver RSS", "MB", higher_is_better=False),
+                    Metric(
+                        _curve(f"{name}: driver memory per pending task", PENDING_MEM, "", n),
+                        "KB",
+                        higher_is_better=False,
+                    ),
+                ),
+            )
+        )
+    for op in ("get", "wait"):
+        wl += [
+            Workload(
+                _curve(w.ref_name(op, n), REFS, op, n),
+                "refs/s",
+                group=SCALING_GROUP,
+                runtime=w.setup_get_refs(n, op),
+                systems=_limited(n),
+            )
+            for n in w.REF_COUNTS
+        ]
+    for ms in w.TASK_DURATIONS_MS:
+        name = w.duration_name(ms)
+        metrics = (Metric(f"{name}: throughput", "tasks/s"),)
+        if ms > 0:
+            metrics += (
+                Metric(_curve(f"{name}: efficiency", DURATION, "", ms), "%"),
+                Metric(
+                    _curve(f"{name}: efficiency vs measured sleep", DURATION, "vs sleep", ms), "%"
+                ),
+            )
+        wl.append(
+            Workload(
+                name,
+                "tasks/s",
+                kind=SAMPLE,
+                group=SCALING_GROUP,
+                runtime=w.setup_task_duration(ms),
+                metrics=metrics,
+            )
+        )
+    wl.append(
+        Workload(
+            w.ACTORS_MANY_NAME,
+            "actors/s",
+            kind=SAMPLE,
+            group=SCALING_GROUP,
+            own_process=True,
+            runtime=w.setup_many_actors,
+            # Ray: ~45 MB PSS per actor (memory with 100 actors alive), so
+            # 1,000 of them would not fit in this machine's 24 GB.
+            systems=("asyncray",),
+            metrics=(
+                Metric(f"{w.ACTORS_MANY_NAME}: creation", "actors/s"),
+                Metric(f"{w.ACTORS_MANY_NAME}: PSS per actor", "MB", higher_is_better=False),
+                Metric(f"{w.ACTORS_MANY_NAME}: RSS per actor", "MB", higher_is_better=False),
+                Metric(f"{w.ACTORS_MANY_NAME}: driver PSS", "MB", higher_is_better=False),
+            ),
+        )
+    )
+    return wl
+
+
 WORKLOADS: list[Workload] = _build()
 BY_NAME: dict[str, Workload] = {wl.name: wl for wl in WORKLOADS}
 
@@ -247,6 +374,8 @@ def runs_on(workload: Workload, system: str) -> bool:
     """Whether ``system`` has an implementation of ``workload``."""
     if workload.group == CLIENT_GROUP:
         return system == "asyncray"
+    if workload.systems and system not in workload.systems:
+        return False
     if system in RUNTIMES:
         return workload.runtime is not None or workload.kind == FRESH
     has_impl = workload.peer is not None or workload.kind == FRESH

@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.legend(timing_text))
     print(report.extras_text(rows))
     print(report.client_text(rows), end="")
+    print(report.limit_text(rows), end="")
     chart = report.write_chart(args.out / "latest.png", rows, names)
+    scaling_chart = report.write_scaling_chart(args.out / "latest-scaling.png", rows)
     overhead["report"] = time.monotonic() - t0
     runner.finish()  # the last system's shutdown ran during the table and chart
     meta = run_meta(args, mode, timing, config, systems, runner, elapsed)
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["workload_phases"] = runner.workload_phases
     save(args.out, rows, runner, names, meta, timing_text)
     print(chart)
+    if scaling_chart:
+        print(scaling_chart)
     print(phases_text(runner, overhead), end="")
     print(f"finished in {elapsed:.0f}s ({started_s():.0f}s in all); logs in {config.log_dir}")
     return 0
@@ -260,5 +264,7 @@ def save(
     md += report.table(rows, names, markdown=True) + "\n" + report.legend(timing_text)
     client = report.client_text(rows)
     md += f"\n```\n{client}```\n" if client else ""
+    limit = report.limit_text(rows)
+    md += f"\n```\n{limit}```\n" if limit else ""
     (out / "latest.md").write_text(md)
     print(f"results: {out / 'latest.json'}, {out / 'latest.md'}")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.catalog import BY_NAME
+from bench.catalog import BY_NAME, CURVES, LIMIT_COMPARED, PINGPONG, PINGPONG_TWO_CORES
 from bench.harness import summarize
 from bench.orchestrate import Cell
 from bench.spec import Metric, Workload
@@ -184,6 +184,7 @@ def write_json(
             for r in rows
         ],
         "client_vs_embedded": client_ratios(rows),
+        "vs_physical_limit": limit_ratios(rows),
         "cells": [asdict(c) for c in cells],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,3 +275,112 @@ def extras_text(rows: list[Row]) -> str:
                 )
                 lines.append(f"  {r.metric.name} [{system}]: {parts}")
     return ("details:\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def limit_ratios(rows: list[Row]) -> dict[str, dict[str, dict[str, float]]]:
+    """Each synchronous-call row as a share of the socketpair ping-pong, per system.
+
+    Both medians come from the same run (and the same child process): the
+    share is row / limit, so 1.0 would be a call as cheap as one bare round
+    trip between two processes on one core. ``share_two_cores`` is the
+    same against the ping-pong across two cores, when that row ran.
+    """
+    by_metric = {r.metric.name: r for r in rows}
+    limit = by_metric.get(PINGPONG)
+    two = by_metric.get(PINGPONG_TWO_CORES)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    if limit is None:
+        return out
+    for name in LIMIT_COMPARED:
+        row = by_metric.get(name)
+        if row is None:
+            continue
+        for system, s in row.stats.items():
+            lim = limit.stats.get(system, {}).get("median", 0.0)
+            if lim > 0:
+                v = {"value": s["median"], "limit": lim, "share": s["median"] / lim}
+                lim2 = two.stats.get(system, {}).get("median", 0.0) if two else 0.0
+                if lim2 > 0:
+                    v |= {"limit_two_cores": lim2, "share_two_cores": s["median"] / lim2}
+                out.setdefault(name, {})[system] = v
+    return out
+
+
+def limit_text(rows: list[Row]) -> str:
+    """The synchronous-call rows against the physical limit, per system."""
+    ratios = limit_ratios(rows)
+    if not ratios:
+        return ""
+    lines = [f"vs the physical limit ({PINGPONG}, same run; share = row / limit):"]
+    width = max(len(n) for n in ratios)
+    for name, by_system in ratios.items():
+        for system, v in by_system.items():
+            line = (
+                f"  {name:{width}}  {system:8} {fmt(v['value']):>6} / {fmt(v['limit']):>6} "
+                f"= {v['share']:.2f}"
+            )
+            if "share_two_cores" in v:
+                line += f" (two cores: / {fmt(v['limit_two_cores'])} = {v['share_two_cores']:.2f})"
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def write_scaling_chart(path: Path, rows: list[Row]) -> str:
+    """The scaling curves and the shares of the physical limit, one panel each.
+
+    Plots every system's medians; returns a note of what happened.
+    """
+    panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in rows:
+        if r.metric.name not in CURVES:
+            continue
+        panel, series, x = CURVES[r.metric.name]
+        for system, s in r.stats.items():
+            label = f"{system} {series}".strip()
+            panels.setdefault(panel, {}).setdefault(label, []).append((x, s["median"]))
+    shares = limit_ratios(rows)
+    if not panels and not shares:
+        return ""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "scaling chart skipped: matplotlib is not installed"
+    n = len(panels) + (1 if shares else 0)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 3.2 * n), squeeze=False)
+    k = 0
+    if shares:
+        ax = axes[k][0]
+        k += 1
+        labels, values = [], []
+        for name, by_system in shares.items():
+            for system, v in by_system.items():
+                labels.append(f"{name} [{system}]")
+                values.append(v["share"])
+                if "share_two_cores" in v:
+                    labels.append(f"{name} [{system}, vs two cores]")
+                    values.append(v["share_two_cores"])
+        ax.barh(range(len(values)), values)
+        ax.set_yticks(range(len(values)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_title("share of the physical limit (1-byte socketpair round trips)", fontsize=9)
+    for panel, series in panels.items():
+        ax = axes[k][0]
+        k += 1
+        for label, points in series.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        ax.set_xscale("log")
+        if "efficiency" not in panel:
+            ax.set_yscale("log")
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"scaling chart: {path}"

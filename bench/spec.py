@@ -22,6 +22,8 @@ from typing import Any, Protocol
 DEFAULT_GROUP = "default"
 CUSTOM_GROUP = "custom"
 """Ray's phase 2: ``init(resources={"custom": 100})`` for placement groups."""
+SCALING_GROUP = "scaling"
+"""The scaling curves: a plain ``init()`` of their own (quick mode skips them)."""
 CLIENT_GROUP = "client"
 """A driver connected to a shared head: ``init(address="auto")``, with
 ``$ASYNCRAY_HEAD_DIR`` naming the directory of a head the harness starts
@@ -137,6 +139,9 @@ class Workload:
     # For a ``client:`` workload: the embedded workload it repeats through a
     # connected driver; the report prints the ratio client / embedded.
     embedded: str = ""
+    # If set, the only systems that run this workload (rows Ray cannot run
+    # fairly or within the machine, such as 1,000 of its actors).
+    systems: tuple[str, ...] = ()
 
     def metric_list(self) -> tuple[Metric, ...]:
         """The table rows this workload produces (one, named as the workload, by default)."""

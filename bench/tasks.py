@@ -113,6 +113,23 @@ def sleeper(marker_path: str) -> str:
     return "not cancelled"
 
 
+def gate(marker_path: str, limit_s: float = 600.0) -> bytes:
+    """Return once ``marker_path`` exists: the tasks that take this ref stay pending until then."""
+    deadline = time.monotonic() + limit_s
+    while not os.path.exists(marker_path):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate was never opened")
+        time.sleep(0.0005)
+    return b"ok"
+
+
+def sleep_for(seconds: float) -> bytes:
+    """A task of a given duration (``time.sleep``; 0 returns at once)."""
+    if seconds > 0:
+        time.sleep(seconds)
+    return b"ok"
+
+
 # -------------------------------------------------------------- actor classes
 
 
@@ -206,6 +223,14 @@ class Defs:
     @cached_property
     def sleeper(self) -> Any:
         return self.rt.remote(sleeper)
+
+    @cached_property
+    def gate(self) -> Any:
+        return self.rt.remote(gate)
+
+    @cached_property
+    def sleep_for(self) -> Any:
+        return self.rt.remote(sleep_for)
 
     @cached_property
     def Actor(self) -> Any:

@@ -418,3 +418,236 @@ def setup_placement_groups(ctx: RuntimeCtx) -> Prepared:
             util.remove_placement_group(pg)
 
     return Prepared(fn, multiplier=100)
+
+
+# --------------------------------------------------------------- the limit
+
+PINGPONG_ROUND_TRIPS = 100
+"""Round trips per call of ``fn`` in the socketpair ping-pong."""
+_ECHO_CHILD = (
+    "import os, socket, sys\n"
+    "os.sched_setaffinity(0, {int(sys.argv[2])})\n"
+    "s = socket.socket(fileno=int(sys.argv[1]))\n"
+    "while True:\n"
+    "    m = s.recv(64)\n"
+    "    if not m:\n"
+    "        break\n"
+    "    s.sendall(m)\n"
+)
+
+
+def setup_socketpair_pingpong(same_core: bool) -> Callable[[RuntimeCtx], Prepared]:
+    """Synchronous 1-byte round trips with a child process over a socketpair: no runtime.
+
+    The physical limit of a synchronous call between two processes on this
+    machine, which ``single client tasks sync`` and ``1:1 actor calls
+    sync`` are read against. Both ends are pinned (the driver thread for
+    the workload's duration, restored at cleanup): on one core a round trip
+    is two context switches; on two cores each message also wakes an idle
+    core, which costs 3-4 times more on this VM. Unpinned, the scheduler
+    picks either, so the figure would swing 3x between runs. The echo child
+    is a fresh interpreter (not a fork of a driver with runtime threads).
+    """
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        import socket
+        import subprocess
+        import sys
+
+        cpus = sorted(os.sched_getaffinity(0))
+        mine_cpu = cpus[0]
+        child_cpu = cpus[0] if same_core or len(cpus) < 2 else cpus[1]
+        saved = os.sched_getaffinity(0)
+        mine, theirs = socket.socketpair()
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ECHO_CHILD, str(theirs.fileno()), str(child_cpu)],
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        os.sched_setaffinity(0, {mine_cpu})
+        n = ctx.n(PINGPONG_ROUND_TRIPS, minimum=10)
+
+        def fn() -> None:
+            for _ in range(n):
+                mine.send(b"x")
+                mine.recv(64)
+
+        def cleanup() -> None:
+            os.sched_setaffinity(0, saved)
+            mine.close()
+            child.wait(timeout=10)
+
+        return Prepared(fn, multiplier=n, cleanup=cleanup)
+
+    return setup
+
+
+# ---------------------------------------------------------- scaling curves
+
+PENDING_COUNTS = (1_000, 10_000, 100_000, 1_000_000)
+REF_COUNTS = (10, 100, 1_000, 10_000, 100_000)
+ACTORS_MANY = 1_000
+TASK_DURATIONS_MS = (0.0, 0.1, 1.0, 10.0)
+DURATION_BATCH = 1000
+"""Most tasks per call of the task-duration rows (fewer for long tasks: ~0.5 s ideal)."""
+
+
+def pending_name(n: int) -> str:
+    return f"{_count(n)} tasks pending"
+
+
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k" if n >= 1000 else str(n)
+
+
+def setup_pending(n_tasks: int) -> Callable[[RuntimeCtx], Prepared]:
+    """Submit N tiny tasks that all wait on one gate task, so all N are pending at once.
+
+    Per trial: the driver's RSS once all N are submitted (the gate still
+    shut), less its RSS at setup, per pending task; then the gate opens and
+    the throughput is N over the time from the first submission to the last
+    result.
+    """
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        import psutil
+
+        d, n = ctx.defs, ctx.n(n_tasks, minimum=min(n_tasks, 100))
+        me = psutil.Process()
+        tmpdir = tempfile.mkdtemp(prefix="bench-gate-")
+        ctx.rt.get(d.echo.remote(b"ok"))  # a worker has started and run echo once
+        base = me.memory_info().rss
+        name = pending_name(n_tasks)
+
+        def fn() -> dict[str, float]:
+            marker = os.path.join(tmpdir, uuid.uuid4().hex)
+            gate = d.gate.remote(marker)
+            t0 = time.perf_counter()
+            refs = [d.echo.remote(gate) for _ in range(n)]
+            submitted = time.perf_counter() - t0
+            rss = me.memory_info().rss
+            with open(marker, "w"):
+                pass
+            ctx.rt.get(refs)
+            elapsed = time.perf_counter() - t0
+            del refs
+            return {
+                f"{name}: throughput": n / elapsed,
+                f"{name}: submission": n / submitted,
+                f"{name}: driver RSS": rss / MIB,
+                f"{name}: driver memory per pending task": (rss - base) / n / 1024,
+            }
+
+        return Prepared(fn)
+
+    return setup
+
+
+def ref_name(op: str, n: int) -> str:
+    return f"{op} of {_count(n)} refs"
+
+
+def setup_get_refs(n_refs: int, op: str) -> Callable[[RuntimeCtx], Prepared]:
+    """``get`` (or ``wait`` with ``num_returns=N``) of N ready refs, counted per ref."""
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        n = ctx.n(n_refs, minimum=min(n_refs, 10))
+        refs = [ctx.rt.put(i) for i in range(n)]
+        if op == "get":
+            return Prepared(lambda: ctx.rt.get(refs), multiplier=n)
+        return Prepared(lambda: ctx.rt.wait(refs, num_returns=n), multiplier=n)
+
+    return setup
+
+
+ACTORS_MANY_NAME = "1,000 actors alive"
+
+
+def setup_many_actors(ctx: RuntimeCtx) -> Prepared:
+    """Create 1,000 actors (one result from each): creation rate, then their PSS each.
+
+    PSS counts a page shared by n processes as 1/n in each, so forked
+    actors that share the zygote's pages are charged their real share. The
+    actors are the driver's descendants that were not there before.
+    """
+    import psutil
+
+    cls, n = ctx.defs.Actor, ctx.n(ACTORS_MANY, minimum=10)
+    me = psutil.Process()
+
+    def fn() -> dict[str, float]:
+        before = {p.pid for p in me.children(recursive=True)}
+        t0 = time.perf_counter()
+        actors = [cls.remote() for _ in range(n)]
+        ctx.rt.get([a.small_value.remote() for a in actors])
+        rate = n / (time.perf_counter() - t0)
+        time.sleep(0.5)
+        pss = rss = 0
+        count = 0
+        for p in me.children(recursive=True):
+            if p.pid in before:
+                continue
+            try:
+                info = p.memory_full_info()
+            except psutil.Error:
+                continue
+            pss += info.pss
+            rss += info.rss
+            count += 1
+        driver_pss = me.memory_full_info().pss
+        for a in actors:
+            ctx.rt.kill(a)
+        return {
+            f"{ACTORS_MANY_NAME}: creation": rate,
+            f"{ACTORS_MANY_NAME}: PSS per actor": pss / max(1, count) / MIB,
+            f"{ACTORS_MANY_NAME}: RSS per actor": rss / max(1, count) / MIB,
+            f"{ACTORS_MANY_NAME}: driver PSS": driver_pss / MIB,
+        }
+
+    return Prepared(fn)
+
+
+def _measured_sleep(seconds: float, total_s: float = 0.2) -> float:
+    """What ``time.sleep(seconds)`` really takes here (mean over ~0.2 s of calls)."""
+    n = max(5, int(total_s / seconds))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        time.sleep(seconds)
+    return (time.perf_counter() - t0) / n
+
+
+def duration_name(ms: float) -> str:
+    return f"tasks of {ms:g} ms"
+
+
+def setup_task_duration(ms: float) -> Callable[[RuntimeCtx], Prepared]:
+    """Batches of ``sleep_for(ms)`` tasks: tasks/s and efficiency on the CPU slots.
+
+    Ideal = CPU slots / duration (each task takes one CPU); efficiency =
+    achieved / ideal, in %. ``time.sleep`` overshoots by the timer slack
+    (~50-80 µs on Linux), which ``efficiency`` counts against the runtime;
+    ``efficiency vs measured sleep`` takes as ideal slots / the duration a
+    ``time.sleep`` really takes in the driver (measured at setup).
+    """
+
+    def setup(ctx: RuntimeCtx) -> Prepared:
+        slots = float(ctx.rt.cluster_resources().get("CPU", 1))
+        seconds = ms / 1000
+        batch = DURATION_BATCH if ms == 0 else min(DURATION_BATCH, int(slots / seconds * 0.5))
+        n = ctx.n(batch, minimum=min(batch, 20))
+        d, name = ctx.defs, duration_name(ms)
+        body = _measured_sleep(seconds) if seconds > 0 else 0.0
+
+        def fn() -> dict[str, float]:
+            t0 = time.perf_counter()
+            ctx.rt.get([d.sleep_for.remote(seconds) for _ in range(n)])
+            rate = n / (time.perf_counter() - t0)
+            out = {f"{name}: throughput": rate}
+            if seconds > 0:
+                out[f"{name}: efficiency"] = 100 * rate / (slots / seconds)
+                out[f"{name}: efficiency vs measured sleep"] = 100 * rate / (slots / body)
+            return out
+
+        return Prepared(fn)
+
+    return setup
