@@ -231,6 +231,9 @@ class DebugClient(ClientBase):
         self.actors: dict[bytes, _Actor] = {}
         self.names: dict[tuple[str, str], _Actor] = {}
         self.streams: dict[bytes, _Stream] = {}
+        # Placement groups: every one is created at once (resources are not enforced).
+        self.groups: dict[bytes, P.CreatePlacementGroup] = {}
+        self.removed_groups: set[bytes] = set()
         # One task runs at a time, whichever thread submits it (re-entrant: nested tasks).
         self.lock = threading.RLock()
         self._loop: Any = None
@@ -584,9 +587,43 @@ class DebugClient(ClientBase):
     def _on_create_pg(self, msg: P.CreatePlacementGroup) -> None:
         # Resources are not enforced in debug mode: every group is ready at once.
         self.objects[P.pg_ready_object_id(msg.pg_id)] = (msg.handle, False)
+        self.groups[msg.pg_id] = msg
 
     def _on_remove_pg(self, msg: P.RemovePlacementGroup) -> None:
-        self.objects.pop(P.pg_ready_object_id(msg.pg_id), None)
+        if msg.pg_id in self.groups:
+            self.removed_groups.add(msg.pg_id)
+            self.objects[P.pg_ready_object_id(msg.pg_id)] = (
+                ser.dumps_function(exc.TaskPlacementGroupRemoved()),
+                True,
+            )
+
+    def _pg_row(self, group: P.CreatePlacementGroup) -> dict[str, Any]:
+        """The kernel's row of ``group`` (``placement_group_table``)."""
+        created = group.pg_id not in self.removed_groups
+        return {
+            "placement_group_id": group.pg_id.hex(),
+            "name": group.name,
+            "bundles": {i: dict(b) for i, b in enumerate(group.bundles)},
+            "bundles_to_node_id": {i: "local" for i in range(len(group.bundles))}
+            if created
+            else {},
+            "strategy": group.strategy,
+            "state": "CREATED" if created else "REMOVED",
+            "creator_job_id": "01000000",
+            "is_detached": group.detached,
+            "stats": {"scheduling_state": "FINISHED" if created else "PENDING"},
+        }
+
+    def _pg_by_name(self, arg: str) -> bytes | None:
+        namespace, _, name = arg.partition("\x00")
+        for group in self.groups.values():
+            if (
+                group.name == name
+                and group.namespace == namespace
+                and group.pg_id not in self.removed_groups
+            ):
+                return group.handle
+        return None
 
     # ------------------------------------------------------------ get / wait / streams
 
@@ -615,6 +652,13 @@ class DebugClient(ClientBase):
     def _query(self, msg: P.QueryState) -> P.StateReply:
         if msg.what in ("available", "cluster"):
             value: Any = dict(self.totals)
+        elif msg.what == "pg_table" and msg.arg:
+            group = self.groups.get(bytes.fromhex(msg.arg))
+            value = None if group is None else self._pg_row(group)
+        elif msg.what == "pg_table":
+            value = {g.pg_id.hex(): self._pg_row(g) for g in self.groups.values()}
+        elif msg.what == "pg_by_name":
+            value = self._pg_by_name(msg.arg)
         else:
             raise not_available(f"The state API ({msg.what!r})")
         return P.StateReply(msg.req_id, msgspec.msgpack.encode(value))
