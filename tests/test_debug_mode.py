@@ -167,8 +167,7 @@ def test_await_refs_in_async_code(debug_ray):
 def test_streaming_generator_sync_and_async(debug_ray):
     @ray.remote
     def count(n):
-        for i in range(n):
-            yield i
+        yield from range(n)
 
     assert [ray.get(r) for r in count.remote(3)] == [0, 1, 2]
 
@@ -303,7 +302,7 @@ def test_actor_method_error_and_kill(debug_ray):
         ray.get(a.fail.remote())
     assert ray.get(a.ok.remote()) == "ok"  # the actor lives on
     ray.kill(a)
-    with pytest.raises(exc.ActorDiedError, match="ray.kill"):
+    with pytest.raises(exc.ActorDiedError, match=r"ray\.kill"):
         ray.get(a.ok.remote())
 
 
@@ -548,3 +547,56 @@ def test_placement_group_table_and_removal(debug_ray):
     assert placement_group_table(pg)["state"] == "REMOVED"
     with pytest.raises(exc.RayError):
         ray.get(pg.ready())
+
+
+def test_async_actor_awaiting_another_async_actor(debug_ray):
+    @ray.remote
+    class Inner:
+        async def f(self, x):
+            await asyncio.sleep(0)
+            return x + 1
+
+    @ray.remote
+    class Outer:
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def g(self, x):
+            return await self.inner.f.remote(x) * 10
+
+        async def leave(self):
+            ray.actor.exit_actor()
+
+    outer = Outer.remote(Inner.remote())
+    assert ray.get(outer.g.remote(1)) == 20
+
+    async def main():
+        return await outer.g.remote(2)
+
+    assert asyncio.run(main()) == 30
+    with pytest.raises(exc.ActorDiedError):
+        ray.get(outer.leave.remote())
+
+
+def test_tasks_from_another_thread_run_one_at_a_time(debug_ray):
+    running = []
+    overlaps = []
+
+    @ray.remote
+    def work(i):
+        if running:
+            overlaps.append(i)
+        running.append(i)
+        total = sum(range(20000))
+        running.remove(i)
+        return total
+
+    def submit():
+        ray.get([work.remote(i) for i in range(20)])
+
+    threads = [threading.Thread(target=submit) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not overlaps

@@ -236,7 +236,9 @@ class DebugClient(ClientBase):
         self.removed_groups: set[bytes] = set()
         # One task runs at a time, whichever thread submits it (re-entrant: nested tasks).
         self.lock = threading.RLock()
-        self._loop: Any = None
+        # Private event loops for async code, by nesting depth (see ``run_coroutine``).
+        self._loops: list[Any] = []
+        self._depth = 0
         self.closed = False
 
     # ------------------------------------------------------------ sending
@@ -301,8 +303,8 @@ class DebugClient(ClientBase):
     def close(self) -> None:
         """At shutdown: close the private event loop; the objects go with the client."""
         self.closed = True
-        loop, self._loop = self._loop, None
-        if loop is not None:
+        loops, self._loops = self._loops, []
+        for loop in loops:
             with contextlib.suppress(Exception):
                 self.run_coroutine(loop.shutdown_asyncgens(), loop)
             loop.close()
@@ -314,23 +316,30 @@ class DebugClient(ClientBase):
     # ------------------------------------------------------------ async code
 
     def run_coroutine(self, coro: Any, loop: Any = None) -> Any:
-        """Run ``coro`` to completion on the private event loop, in this thread.
+        """Run ``coro`` to completion on a private event loop, in this thread.
 
-        Called from async code (a loop already runs in this thread), that loop
-        is set aside meanwhile: asyncio runs one loop per thread at a time.
+        Called from async code (a loop already runs in this thread: the
+        caller's, or the private loop when an async method calls an async
+        actor), that loop is set aside meanwhile, as asyncio runs one loop per
+        thread at a time, and the nested call gets a private loop of its own
+        depth (kept for the next call at that depth).
         """
         import asyncio
 
         if loop is None:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.new_event_loop()
+            loops = self._loops
+            depth = self._depth
+            if depth == len(loops):
+                loops.append(asyncio.new_event_loop())
+            loop = loops[depth]
         outer = asyncio.events._get_running_loop()
         if outer is not None:
             asyncio.events._set_running_loop(None)
+        self._depth += 1
         try:
             return loop.run_until_complete(coro)
         finally:
+            self._depth -= 1
             if outer is not None:
                 asyncio.events._set_running_loop(outer)
 

@@ -244,7 +244,8 @@ def init(
     if local_mode:
         raise RuntimeError(
             "`local_mode` is no longer supported. For interactive debugging consider using "
-            "the Ray distributed debugger."
+            "the Ray distributed debugger. (asyncray: init(debug=True), or ASYNCRAY_DEBUG=1, "
+            "runs tasks and actor calls in this process, where breakpoint() works.)"
         )
     with _lock:
         if _session is not None:
