@@ -600,3 +600,30 @@ def test_tasks_from_another_thread_run_one_at_a_time(debug_ray):
     for t in threads:
         t.join(timeout=30)
     assert not overlaps
+
+
+def test_sys_exit_in_a_task_fails_it_as_a_crash(debug_ray):
+    @ray.remote(max_retries=0)
+    def leave():
+        sys.exit(3)
+
+    with pytest.raises(exc.WorkerCrashedError, match=r"sys\.exit"):
+        ray.get(leave.remote())
+
+
+def test_failed_dependency_of_an_actor_constructor(debug_ray):
+    @ray.remote
+    def boom():
+        raise ValueError("dep")
+
+    @ray.remote
+    class A:
+        def __init__(self, x):
+            self.x = x
+
+        def get(self):
+            return self.x
+
+    a = A.remote(boom.remote())
+    with pytest.raises(exc.ActorDiedError):
+        ray.get(a.get.remote())

@@ -116,6 +116,17 @@ class _Actor:
         )
 
 
+def _exited(error: BaseException) -> bytes:
+    """``sys.exit()`` in a task: its worker would have died (no process ends here)."""
+    code = error.code if isinstance(error, SystemExit) else None
+    return ser.dumps_function(
+        exc.WorkerCrashedError(
+            f"The task called sys.exit({code!r}), which ends a worker process (debug mode: "
+            "the driver goes on)."
+        )
+    )
+
+
 def _terminate() -> None:
     raise _task_context.ActorExitRequest(0)
 
@@ -180,7 +191,7 @@ class _Stream:
             raise
         except _EXITS as e:
             if self.actor is None:
-                self._seal(self.error(e), True)
+                self._seal(_exited(e), True)
             else:
                 self._seal(client.actor_exited(self.actor, e), True)
             self._finish()
@@ -442,7 +453,7 @@ class DebugClient(ClientBase):
         except KeyboardInterrupt:
             raise  # Ctrl-C while debugging stops the driver, not just the task
         except _EXITS as e:
-            payload = error(e) if actor is None else self.actor_exited(actor, e)
+            payload = _exited(e) if actor is None else self.actor_exited(actor, e)
             if stream is not None:
                 stream.fail_now(payload)
             else:
