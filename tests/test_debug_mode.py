@@ -388,12 +388,59 @@ def test_cancel_of_a_finished_task_does_nothing(debug_ray):
     assert ray.get(ref) == 1
 
 
-def test_queue_is_refused_with_a_clear_error(debug_ray):
+def test_queue_between_tasks_and_the_driver(debug_ray):
+    from asyncray.util.queue import Empty, Full, Queue
+
+    q = Queue(maxsize=3)
+
+    @ray.remote
+    def produce(q, n):
+        for i in range(n):
+            q.put(i)
+        return n
+
+    @ray.remote
+    class Consumer:
+        def take(self, q, n):
+            return [q.get(timeout=1) for _ in range(n)]
+
+    assert ray.get(produce.remote(q, 3)) == 3
+    assert q.qsize() == 3
+    with pytest.raises(Full):
+        q.put(99, timeout=0.05)
+    assert ray.get(Consumer.remote().take.remote(q, 2)) == [0, 1]
+    assert q.get() == 2
+    with pytest.raises(Empty):
+        q.get(timeout=0.05)
+    q.put_nowait_batch([5, 6])
+    assert q.get_nowait_batch(2) == [5, 6]
+
+
+def test_a_queue_wait_nothing_can_end_raises_instead_of_hanging(debug_ray):
     from asyncray.util.queue import Queue
 
-    with pytest.raises(exc.RaySystemError, match="not available in debug mode"):
-        q = Queue()
-        q.put(1)
+    q = Queue()
+
+    @ray.remote
+    def consume(q):
+        return q.get()  # no producer can run while this task runs
+
+    if threading.active_count() > 1:
+        pytest.skip("another thread is alive: it could end the wait")
+    with pytest.raises(exc.RaySystemError, match="would wait for ever"):
+        ray.get(consume.remote(q))
+
+
+def test_a_queue_wait_ended_by_another_thread(debug_ray):
+    from asyncray.util.queue import Queue
+
+    q = Queue()
+    timer = threading.Timer(0.1, lambda: q.put("late"))
+    timer.start()
+    try:
+        assert q.get(timeout=10) == "late"
+    finally:
+        timer.join()
 
 
 def test_resources(debug_ray):

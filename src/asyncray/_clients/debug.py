@@ -20,8 +20,9 @@ streaming generators run lazily, one item per ``next`` (an item is produced
 when the consumer asks for it), async code runs to completion on a private
 event loop (calls of one actor never overlap), resources, retries,
 ``timeout_s``, restarts and cancellation of a running task are not emulated,
-objects are kept until ``shutdown()``. ``util.queue.Queue`` and the state API
-raise a ``RaySystemError`` naming debug mode.
+objects are kept until ``shutdown()``; a ``util.queue.Queue`` call that would
+wait for ever (no other thread can end the wait) raises. The state API raises
+a ``RaySystemError`` naming debug mode.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import inspect
 import sys
 import threading
 import types
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -245,6 +247,10 @@ class DebugClient(ClientBase):
         # Placement groups: every one is created at once (resources are not enforced).
         self.groups: dict[bytes, P.CreatePlacementGroup] = {}
         self.removed_groups: set[bytes] = set()
+        # util.queue.Queue: items by queue id (maxsize, items); one condition for all
+        # of them, outside ``lock`` (a thread blocked on a queue holds no task).
+        self.queue_items: dict[bytes, tuple[int, deque[bytes]]] = {}
+        self.queue_changed = threading.Condition(threading.Lock())
         # One task runs at a time, whichever thread submits it (re-entrant: nested tasks).
         self.lock = threading.RLock()
         # Private event loops for async code, by nesting depth (see ``run_coroutine``).
@@ -277,8 +283,13 @@ class DebugClient(ClientBase):
         if handler is None:
             if kind in _IGNORED:
                 return
-            if kind in (P.CreateQueue, P.QueueOp):
-                raise not_available("util.queue.Queue")
+            if kind is P.CreateQueue:
+                with self.queue_changed:
+                    self.queue_items[msg.queue_id] = (max(msg.maxsize, 0), deque())
+                return
+            if kind is P.QueueOp:
+                self._queue_op(msg)  # a close, a dropped batch: no reply wanted
+                return
             raise not_available(f"The message {kind.__name__}")
         with self.lock:
             handler(self, msg)
@@ -290,10 +301,10 @@ class DebugClient(ClientBase):
 
     def request(self, msg: Any) -> Any:
         self._check_open()
+        if type(msg) is P.QueueOp:
+            return self._queue_op(msg)  # not under ``lock``: it may wait for another thread
         handler = _REQUESTS.get(type(msg))
         if handler is None:
-            if type(msg) is P.QueueOp:
-                raise not_available("util.queue.Queue")
             raise not_available(f"The request {type(msg).__name__}")
         with self.lock:
             return handler(self, msg)
@@ -323,6 +334,9 @@ class DebugClient(ClientBase):
         self.streams.clear()
         self.actors.clear()
         self.names.clear()
+        with self.queue_changed:
+            self.queue_items.clear()
+            self.queue_changed.notify_all()
 
     # ------------------------------------------------------------ async code
 
@@ -601,6 +615,68 @@ class DebugClient(ClientBase):
         else:
             rows = [n for ns, n in self.names if ns == msg.namespace]
         return P.StateReply(msg.req_id, msgspec.msgpack.encode(rows))
+
+    # ------------------------------------------------------------ queues
+
+    def _queue_op(self, msg: P.QueueOp) -> P.QueueReply:
+        """One ``util.queue.Queue`` call; one that must wait waits for another thread.
+
+        Nothing else runs while this thread waits, so a wait with no other
+        thread alive to end it (a task's ``get`` on an empty queue its
+        producer fills later) raises instead of hanging.
+        """
+        import time
+
+        cond = self.queue_changed
+        deadline = None if msg.timeout < 0 else time.monotonic() + msg.timeout
+        with cond:
+            while True:
+                reply = self._queue_try(msg)
+                if reply.status != P.QUEUE_WOULD_BLOCK or msg.op not in (P.QUEUE_PUT, P.QUEUE_GET):
+                    return reply
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return reply
+                if threading.active_count() == 1:
+                    if remaining is None:
+                        what = "put into a full" if msg.op == P.QUEUE_PUT else "get from an empty"
+                        raise exc.RaySystemError(
+                            f"A blocking {what} util.queue.Queue would wait for ever in debug "
+                            "mode: tasks and actor calls run one at a time in this thread, so "
+                            "no other one can run meanwhile. Pass a timeout, use "
+                            "block=False, or run without debug mode."
+                        )
+                    time.sleep(remaining)  # nothing can change the queue meanwhile
+                    continue
+                cond.wait(1.0 if remaining is None else min(remaining, 1.0))
+
+    def _queue_try(self, msg: P.QueueOp) -> P.QueueReply:
+        """``msg`` without waiting (under ``queue_changed``)."""
+        op = msg.op
+        entry = self.queue_items.get(msg.queue_id)
+        if op == P.QUEUE_CLOSE:
+            self.queue_items.pop(msg.queue_id, None)
+            self.queue_changed.notify_all()
+            return P.QueueReply(msg.req_id, P.QUEUE_OK, [], 0)
+        if entry is None:
+            return P.QueueReply(msg.req_id, P.QUEUE_CLOSED, [], 0)
+        maxsize, items = entry
+        size = len(items)
+        if op == P.QUEUE_SIZE:
+            return P.QueueReply(msg.req_id, P.QUEUE_OK, [], size)
+        if op in (P.QUEUE_PUT, P.QUEUE_PUT_BATCH):
+            if maxsize and size + len(msg.items) > maxsize:
+                return P.QueueReply(msg.req_id, P.QUEUE_WOULD_BLOCK, [], size)
+            items.extend(msg.items)
+            self.queue_changed.notify_all()
+            return P.QueueReply(msg.req_id, P.QUEUE_OK, [], size)
+        count = 1 if op == P.QUEUE_GET else msg.count
+        if count > size:
+            return P.QueueReply(msg.req_id, P.QUEUE_WOULD_BLOCK, [], size)
+        taken = [items.popleft() for _ in range(count)]
+        if count:
+            self.queue_changed.notify_all()
+        return P.QueueReply(msg.req_id, P.QUEUE_OK, taken, size)
 
     # ------------------------------------------------------------ placement groups
 
