@@ -77,12 +77,15 @@ class _Actor:
         self.name = msg.name
         self.namespace = msg.namespace
         self.meta = msg.meta
+        self.resources = dict(msg.hold)
         self.instance: Any = None
         # The payload every call gets once the actor is dead (None while alive).
         self.death: bytes | None = None
 
     def context(self, task_id: bytes | None) -> _task_context.TaskContext:
-        ctx = _task_context.TaskContext(task_id, self.class_name, {}, [], self.actor_id, self.name)
+        ctx = _task_context.TaskContext(
+            task_id, self.class_name, self.resources, [], self.actor_id, self.name
+        )
         ctx.is_async_actor = self.config.get("kind") == "async"
         return ctx
 
@@ -446,6 +449,7 @@ class DebugClient(ClientBase):
             self.streams[task_id] = stream
         values, failed = self._dependencies(msg.dep_ids)
         if failed is not None:
+            failed = ser.dependency_failure(name, failed)  # names this task, as the kernel's
             if stream is not None:
                 stream.fail_now(failed)
             else:
