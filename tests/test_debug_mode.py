@@ -497,6 +497,17 @@ def test_local_mode_still_raises_and_debug_refuses_an_address():
     assert not ray.is_initialized()
 
 
+def test_the_variable_overrides_an_address_with_a_warning(monkeypatch):
+    monkeypatch.setenv("ASYNCRAY_DEBUG", "1")
+    with pytest.warns(RuntimeWarning, match="ASYNCRAY_DEBUG"):
+        ray.init(address="auto")
+    try:
+        assert ray.get(ray.put(1)) == 1
+        assert ray._api.is_embedded()
+    finally:
+        ray.shutdown()
+
+
 def test_shutdown_and_init_again():
     ray.init(debug=True)
     ref = ray.put(1)

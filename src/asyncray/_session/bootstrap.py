@@ -267,14 +267,23 @@ def init(
             _system_config,
             connected=connected,
         )
-        if debug is None:
+        from_env = debug is None
+        if from_env:
             debug = os.environ.get("ASYNCRAY_DEBUG", "").strip().lower() in ("1", "true", "yes")
         if debug:
-            if connected:
+            if connected and not from_env:
                 raise ValueError(
-                    "Debug mode (init(debug=True) or ASYNCRAY_DEBUG=1) runs every task in this "
-                    f"process; it cannot join a head (address={address!r}). Drop the address, "
-                    "or turn debug mode off."
+                    "Debug mode (init(debug=True)) runs every task in this process; it cannot "
+                    f"join a head (address={address!r}). Drop the address, or debug=True."
+                )
+            if connected:
+                # The variable is for running a program unchanged in debug mode: its
+                # own address (or ASYNCRAY_ADDRESS) gives way, loudly.
+                warnings.warn(
+                    f"ASYNCRAY_DEBUG is set: debug mode runs every task in this process, so "
+                    f"init() does not join the head at {address!r}.",
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
             session = _debug_session(num_cpus, num_gpus, resources, namespace, options)
             return _begin(session, None)
