@@ -208,7 +208,8 @@ def init(
             no runtime thread, zygote or worker is started; every task and actor call
             runs in this process, in the thread that submits it, in submission order,
             so ``breakpoint()``, pdb and coverage work in remote code (README,
-            "Debugging"). Not with an ``address``.
+            "Debugging"). ``debug=True`` with an ``address`` raises ``ValueError``; the
+            variable makes ``init`` ignore the address instead, with a ``RuntimeWarning``.
         log_to_driver: forward workers' output to this process's stdout/stderr.
         object_store_memory: bytes of shared memory for large objects (default: 30% of
             RAM, at most what the shared-memory directory can hold). Beyond it, objects
@@ -274,7 +275,7 @@ def init(
             if connected and not from_env:
                 raise ValueError(
                     "Debug mode (init(debug=True)) runs every task in this process; it cannot "
-                    f"join a head (address={address!r}). Drop the address, or debug=True."
+                    f"join a head (address={address!r}). Drop the address, or drop debug=True."
                 )
             if connected:
                 # The variable is for running a program unchanged in debug mode: its
