@@ -685,3 +685,20 @@ def test_failed_dependency_of_an_actor_constructor(debug_ray):
     a = A.remote(boom.remote())
     with pytest.raises(exc.ActorDiedError):
         ray.get(a.get.remote())
+
+
+def test_a_streaming_method_returning_a_list_streams_its_items(debug_ray):
+    @ray.remote
+    class A:
+        @ray.method(num_returns="streaming")
+        def items(self):
+            return [1, 2]
+
+        @ray.method(num_returns="streaming")
+        def nothing(self):
+            return 5
+
+    a = A.remote()
+    assert [ray.get(r) for r in a.items.remote()] == [1, 2]
+    with pytest.raises(TypeError):
+        ray.get(next(a.nothing.remote()))

@@ -31,7 +31,6 @@ import contextlib
 import inspect
 import sys
 import threading
-import types
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -185,7 +184,7 @@ class _Stream:
         token = _task_context.set_current_task(self.ctx)
         hosted = client.host(self.actor)
         try:
-            if type(self.gen) is types.AsyncGeneratorType:
+            if inspect.isasyncgen(self.gen):
                 item = client.run_coroutine(self.gen.__anext__())
             else:
                 item = next(self.gen)
@@ -220,7 +219,7 @@ class _Stream:
         if self.done:
             return
         with contextlib.suppress(BaseException):
-            if type(self.gen) is types.AsyncGeneratorType:
+            if inspect.isasyncgen(self.gen):
                 self.client.run_coroutine(self.gen.aclose())
             else:
                 self.gen.close()
@@ -463,7 +462,8 @@ class DebugClient(ClientBase):
                 fn = actor.method(fn)
             result = fn(*args, **kwargs)
             if stream is not None:
-                stream.gen = result
+                # Any iterable streams, as the worker's ``for value in gen``.
+                stream.gen = result if inspect.isasyncgen(result) else iter(result)
                 return
             if inspect.iscoroutine(result):
                 result = self.run_coroutine(result)
