@@ -139,7 +139,7 @@ def hosted_actor() -> HostedActor | None:
     return _hosted
 
 
-def set_hosted_actor(actor: HostedActor) -> None:
+def set_hosted_actor(actor: HostedActor | None) -> None:
     global _hosted
     _hosted = actor
 

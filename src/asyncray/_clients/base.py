@@ -3,7 +3,10 @@
 The public API never touches runtime state: it calls the current client
 (``current()``), which sends the runtime ``protocol`` messages. Clients:
 ``driver.DriverClient`` (the runtime runs in this process, on its own
-thread) and ``worker.WorkerClient`` (a child: messages go over its socket).
+thread), ``connected.ConnectedClient`` (a driver joined to a head),
+``worker.WorkerClient`` (a child: messages go over its socket) and
+``debug.DebugClient`` (debug mode: it answers the messages itself, running
+each task in the calling thread).
 ``set_current`` also passes the client's hooks down to the wire (shared
 memory reservations, units of refs never rebuilt), which never imports up.
 """

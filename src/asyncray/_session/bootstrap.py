@@ -85,6 +85,9 @@ class Session:
         # joined to a head: the head's).
         self.dashboard: Dashboard | None = None
         self.dashboard_url: str | None = None
+        # Debug mode (``init(debug=True)``): no runtime thread, no processes; the
+        # client runs every task in the calling thread (``_clients.debug``).
+        self.debug = False
 
     @property
     def embedded(self) -> bool:
@@ -184,6 +187,7 @@ def init(
     namespace: str | None = None,
     ignore_reinit_error: bool = False,
     local_mode: bool = False,
+    debug: bool | None = None,
     log_to_driver: bool = True,
     object_store_memory: int | None = None,
     object_spilling_directory: str | None = None,
@@ -199,7 +203,13 @@ def init(
         resources: custom resources, ``{"name": whole quantity}``.
         namespace: the namespace for named actors (default: a fresh anonymous one).
         ignore_reinit_error: return the running session instead of raising on a second call.
-        local_mode: removed in Ray 2.60; raises as Ray does.
+        local_mode: removed in Ray 2.60; raises as Ray does. See ``debug``.
+        debug: debug mode (default: the ``ASYNCRAY_DEBUG`` variable, ``1`` or ``true``):
+            no runtime thread, zygote or worker is started; every task and actor call
+            runs in this process, in the thread that submits it, in submission order,
+            so ``breakpoint()``, pdb and coverage work in remote code (README,
+            "Debugging"). ``debug=True`` with an ``address`` raises ``ValueError``; the
+            variable makes ``init`` ignore the address instead, with a ``RuntimeWarning``.
         log_to_driver: forward workers' output to this process's stdout/stderr.
         object_store_memory: bytes of shared memory for large objects (default: 30% of
             RAM, at most what the shared-memory directory can hold). Beyond it, objects
@@ -235,7 +245,8 @@ def init(
     if local_mode:
         raise RuntimeError(
             "`local_mode` is no longer supported. For interactive debugging consider using "
-            "the Ray distributed debugger."
+            "the Ray distributed debugger. (asyncray: init(debug=True), or ASYNCRAY_DEBUG=1, "
+            "runs tasks and actor calls in this process, where breakpoint() works.)"
         )
     with _lock:
         if _session is not None:
@@ -257,6 +268,26 @@ def init(
             _system_config,
             connected=connected,
         )
+        from_env = debug is None
+        if from_env:
+            debug = os.environ.get("ASYNCRAY_DEBUG", "").strip().lower() in ("1", "true", "yes")
+        if debug:
+            if connected and not from_env:
+                raise ValueError(
+                    "Debug mode (init(debug=True)) runs every task in this process; it cannot "
+                    f"join a head (address={address!r}). Drop the address, or drop debug=True."
+                )
+            if connected:
+                # The variable is for running a program unchanged in debug mode: its
+                # own address (or ASYNCRAY_ADDRESS) gives way, loudly.
+                warnings.warn(
+                    f"ASYNCRAY_DEBUG is set: debug mode runs every task in this process, so "
+                    f"init() does not join the head at {address!r}.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            session = _debug_session(num_cpus, num_gpus, resources, namespace, options)
+            return _begin(session, None)
         # Checked before anything starts or connects (loopback only, a port number).
         dashboard = init_options.dashboard_request(options)
         if connected:
@@ -303,6 +334,35 @@ def init(
             context.dashboard_url = session.dashboard_url
             context.address_info["webui_url"] = session.dashboard_url
         return context
+
+
+def _debug_session(
+    num_cpus: int | None,
+    num_gpus: int | None,
+    resources: dict[str, float] | None,
+    namespace: str | None,
+    options: dict[str, Any],
+) -> Session:
+    """A debug-mode session: a ``DebugClient``, no thread, no process, no shared memory."""
+    from .._clients.debug import DebugClient
+
+    if options["include_dashboard"] or options["dashboard_port"] is not None:
+        init_options.warn_no_effect(
+            "include_dashboard" if options["include_dashboard"] else "dashboard_port",
+            "debug mode runs no runtime, so it serves no dashboard",
+            stacklevel=4,
+        )
+    totals = _resources.resource_totals(num_cpus, num_gpus, resources)
+    session = Session(
+        totals,
+        _resources.check_namespace(namespace),
+        "01000000",
+        uuid.uuid4().hex + os.urandom(12).hex(),
+    )
+    session.debug = True
+    shm.keep_in_band()  # values are pickled whole: no segment, nothing to clean up
+    session.client = DebugClient(totals)
+    return session
 
 
 def _serve_dashboard(session: Session, host: str | None, port: int | None) -> None:
@@ -603,13 +663,19 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     global _session
     with _lock:
         session = _session
-        if session is None or (session.loop is None and not session.connected):
+        if session is None or (
+            session.loop is None and not session.connected and not session.debug
+        ):
             return  # not started, or inside a worker (the driver owns the session)
         _session = None
         base.set_current(None)
         _task_context.set_runtime_env(None)  # the job's env ends with its session
         progress.uninstall()
     client = session.client
+    if session.debug:
+        client.close()
+        _exit_on_sigterm.uninstall()
+        return
     if session.connected:
         client.close()  # the head releases this driver's job
         _exit_on_sigterm.uninstall()

@@ -30,6 +30,7 @@ import pickle
 import re
 import shutil
 import struct
+import sys
 import tempfile
 import threading
 import uuid
@@ -133,6 +134,15 @@ def configure(session_tag: str, threshold: int | None = None, spill_root: str | 
     sweep_stale(_directory)
     sweep_stale(root)
     return _directory
+
+
+def keep_in_band() -> None:
+    """Debug mode: no segment is ever written; every buffer stays in its pickle.
+
+    ``configure`` (the next normal session) sets the threshold again.
+    """
+    global SHM_THRESHOLD
+    SHM_THRESHOLD = sys.maxsize
 
 
 def join_session(tag: str, directory: str, spill_directory: str, threshold: int) -> None:
