@@ -13,6 +13,7 @@ import threading
 
 import psutil
 import pytest
+from _head import driver_env
 
 import asyncray as ray
 from asyncray import exceptions as exc
@@ -416,19 +417,33 @@ def test_queue_between_tasks_and_the_driver(debug_ray):
     assert q.get_nowait_batch(2) == [5, 6]
 
 
-def test_a_queue_wait_nothing_can_end_raises_instead_of_hanging(debug_ray):
-    from asyncray.util.queue import Queue
+def test_a_queue_wait_nothing_can_end_raises_instead_of_hanging():
+    # In a fresh interpreter: there, no other thread is alive that could end the wait
+    # (in this test process, other tests' threads may be).
+    code = """
+import threading
+import asyncray as ray
+from asyncray import exceptions as exc
+from asyncray.util.queue import Queue
 
-    q = Queue()
+ray.init(debug=True)
+q = Queue()
 
-    @ray.remote
-    def consume(q):
-        return q.get()  # no producer can run while this task runs
+@ray.remote
+def consume(q):
+    return q.get()  # no producer can run while this task runs
 
-    if threading.active_count() > 1:
-        pytest.skip("another thread is alive: it could end the wait")
-    with pytest.raises(exc.RaySystemError, match="would wait for ever"):
-        ray.get(consume.remote(q))
+assert threading.active_count() == 1
+try:
+    ray.get(consume.remote(q))
+except exc.RaySystemError as e:
+    print("raised:", "would wait for ever" in str(e))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=driver_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["raised: True"]
 
 
 def test_a_queue_wait_ended_by_another_thread(debug_ray):
