@@ -11,6 +11,8 @@ import socket
 import sys
 import warnings
 from collections.abc import Callable
+from itertools import compress, count, islice
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _options, _task_context
@@ -396,6 +398,11 @@ def _split(refs: list[Any], ready_idx: list[int], plain: bool) -> tuple[list[Any
     if len(ready_idx) == 1:
         i = ready_idx[0]
         ready, not_ready = [refs[i]], refs[:i] + refs[i + 1 :]
+    elif ready_idx[-1] == len(ready_idx) - 1:
+        # Increasing indices ending at k-1: exactly the first k (the usual case
+        # when the values are here): two slices, no per-ref Python work.
+        k = len(ready_idx)
+        ready, not_ready = refs[:k], refs[k:]
     else:
         chosen = set(ready_idx)
         ready = [refs[i] for i in ready_idx]
@@ -451,6 +458,13 @@ def wait(
     return _split(refs, ready, plain)
 
 
+# ``_locally_ready``: past this many refs to find, the scan runs in C; a list
+# none of whose first ``_COLD_PREFIX`` values is here goes to the runtime.
+_SCAN_IN_C_FROM = 16
+_COLD_PREFIX = 65
+_ID_OF = attrgetter("_id")
+
+
 def _locally_ready(
     local: dict[bytes, bytes], refs: list[Any], ids: list[bytes] | None, num_returns: int
 ) -> list[int] | None:
@@ -458,14 +472,23 @@ def _locally_ready(
 
     ``ids`` None: ``refs`` are plain refs (their ids are read as the scan goes).
     """
+    if num_returns > _SCAN_IN_C_FROM:
+        # Many to find: scan in C (about twice as fast per ref as the loop below,
+        # which is faster for a few).
+        keys = ids if ids is not None else list(map(_ID_OF, refs))
+        contains = local.__contains__
+        if len(keys) > _COLD_PREFIX and not any(map(contains, keys[:_COLD_PREFIX])):
+            return None  # a cold list: let the runtime scan it
+        hits = list(islice(compress(count(), map(contains, keys)), num_returns))
+        return hits if len(hits) == num_returns else None
     found: list[int] = []
-    keys = ids if ids is not None else (r._id for r in refs)
-    for i, oid in enumerate(keys):
+    keys_it = ids if ids is not None else (r._id for r in refs)
+    for i, oid in enumerate(keys_it):
         if oid in local:
             found.append(i)
             if len(found) == num_returns:
                 return found
-        elif i >= 64 and not found:
+        elif i >= _COLD_PREFIX - 1 and not found:
             return None  # a cold list: let the runtime scan it
     return None
 
