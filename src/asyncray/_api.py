@@ -398,7 +398,7 @@ def _split(refs: list[Any], ready_idx: list[int], plain: bool) -> tuple[list[Any
     if len(ready_idx) == 1:
         i = ready_idx[0]
         ready, not_ready = [refs[i]], refs[:i] + refs[i + 1 :]
-    elif ready_idx[-1] == len(ready_idx) - 1:
+    elif ready_idx and ready_idx[-1] == len(ready_idx) - 1:
         # Increasing indices ending at k-1: exactly the first k (the usual case
         # when the values are here): two slices, no per-ref Python work.
         k = len(ready_idx)
