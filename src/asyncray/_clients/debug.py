@@ -41,7 +41,7 @@ from .. import _task_context
 from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import serialization as ser
-from .._worker.actor_host import _method_of
+from .._worker.actor_host import method_of
 from .._worker.main import resolve_arguments, serialize_returns
 from .base import ClientBase
 
@@ -102,13 +102,7 @@ class _Actor:
         return self.death
 
     def method(self, name: str) -> Any:
-        if name == "__ray_ready__":
-            return lambda: True
-        if name == "__ray_call__":
-            return lambda fn, *a, **k: fn(self.instance, *a, **k)
-        if name == "__ray_terminate__":
-            return _terminate
-        return _method_of(self.instance, name)
+        return method_of(self.instance, name)
 
     def error(self, error: BaseException, method: str) -> bytes:
         try:
@@ -129,10 +123,6 @@ def _exited(error: BaseException) -> bytes:
             "the driver goes on)."
         )
     )
-
-
-def _terminate() -> None:
-    raise _task_context.ActorExitRequest(0)
 
 
 class _Stream:

@@ -124,15 +124,9 @@ class _ActorState:
         )
 
     def method(self, name: str) -> Any:
-        if name == "__ray_ready__":
-            return lambda: True
-        if name == "__ray_call__":
-            return lambda fn, *a, **k: fn(self.instance, *a, **k)
-        if name == "__ray_terminate__":
-            return _terminate
         method = self._methods.get(name)
         if method is None:
-            method = self._methods[name] = _method_of(self.instance, name)
+            method = self._methods[name] = method_of(self.instance, name)
         return method
 
     def reply_for(self, msg: P.ExecuteActorCall, result: Any) -> P.TaskDone:
@@ -229,6 +223,18 @@ class _ActorState:
     def send_reply(self, reply: P.TaskDone) -> None:
         """Send a call's reply with the releases of refs dropped meanwhile (after it)."""
         self.client.post(reply)
+
+
+def method_of(instance: Any, name: str) -> Any:
+    """What a call of ``name`` on an actor hosting ``instance`` runs: Ray's built-in
+    ``__ray_ready__``/``__ray_call__``/``__ray_terminate__``, else the method."""
+    if name == "__ray_ready__":
+        return lambda: True
+    if name == "__ray_call__":
+        return lambda fn, *a, **k: fn(instance, *a, **k)
+    if name == "__ray_terminate__":
+        return _terminate
+    return _method_of(instance, name)
 
 
 def _method_of(instance: Any, name: str) -> Any:
