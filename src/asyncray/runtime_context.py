@@ -6,6 +6,7 @@ worker around each call).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -36,6 +37,7 @@ _WORKER_ID_BYTES = 28
 _worker_id: str | None = None
 
 
+@functools.lru_cache(maxsize=1024)  # a state query asks once per row, of few processes
 def worker_id_of(node_id: str, pid: int) -> str:
     """The worker id of process ``pid`` of the session on ``node_id``.
 

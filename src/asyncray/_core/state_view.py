@@ -10,7 +10,6 @@ worker ids) and applies filters, ``limit`` and ``detail``.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from .._wire import shm
@@ -311,8 +310,3 @@ def groups(rt: Runtime) -> list[Row]:
     with the creator's job and whether it is detached)."""
     rows: list[Row] = list(rt.groups.table().values())
     return rows
-
-
-def now_ms(rt: Runtime) -> float:
-    """The wall clock the rows' times are on, now."""
-    return rt.events.wall_us(time.perf_counter()) / 1000.0

@@ -31,12 +31,6 @@ class TaskEvents:
         self._perf0 = time.perf_counter()
         self._wall0_ms = time.time() * 1000.0
 
-    def wall_ms(self, perf: float) -> int | None:
-        """Wall-clock milliseconds of a ``perf_counter`` reading (None for 0: never)."""
-        if not perf:
-            return None
-        return int(self._wall0_ms + (perf - self._perf0) * 1000.0)
-
     def wall_us(self, perf: float) -> float:
         """Wall-clock microseconds of a ``perf_counter`` reading (the timeline's unit)."""
         return self._wall0_ms * 1000.0 + (perf - self._perf0) * 1e6
