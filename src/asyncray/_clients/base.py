@@ -216,13 +216,13 @@ def reply_deadline(msg: Any) -> float | None:
     kernel when it passes; the caller's own deadline is a backstop.
     """
     kind = type(msg)
-    if kind in _TIMED_REQUESTS and msg.timeout >= 0:
+    if kind in TIMED_REQUESTS and msg.timeout >= 0:
         return float(msg.timeout) + REPLY_GRACE_S
     return None
 
 
 # The requests that carry a timeout: a get, a wait, a generator's next item, a queue call.
-_TIMED_REQUESTS = frozenset((P.GetObjects, P.WaitObjects, P.StreamNext, P.QueueOp))
+TIMED_REQUESTS = frozenset((P.GetObjects, P.WaitObjects, P.StreamNext, P.QueueOp))
 
 
 def timed_out_reply(msg: Any) -> Any:

@@ -24,12 +24,14 @@ from .._wire import refs, shm
 from .._wire.channel import discard_reply, resolve_futures
 from .base import (
     LOCAL_VALUE_LIMIT,
+    TIMED_REQUESTS,
     ClientBase,
     closed_reply,
     raise_if_error,
     reply_deadline,
     timed_out_reply,
 )
+from .driving import DRIVE_S, REQUESTED, Baton
 from .queues import DirectQueues, QueueTransport
 from .wakeups import RuntimeWakeups
 
@@ -167,6 +169,10 @@ class WaitingClient(ClientBase):
         waiter = _SyncWaiter()
         self.waiters[msg.req_id] = waiter
         self.post(msg)
+        return self._await_reply(msg, waiter)
+
+    def _await_reply(self, msg: Any, waiter: _SyncWaiter) -> Any:
+        """Block until ``waiter`` has ``msg``'s reply; return it (or raise the error it is)."""
         lock = waiter.lock
         if not lock.acquire(timeout=QUICK_REPLY_S) and not self._wait_long(
             lock, reply_deadline(msg)
@@ -308,17 +314,55 @@ class DriverClient(WaitingClient):
         self.loop = loop
         self.runtime: Runtime | None = None
         self.conn = DriverConn(self)
-        self._inbox: deque[Any] = deque()
+        # Messages for the runtime, drained on its loop (or by a driving thread).
+        self.inbox: deque[Any] = deque()
         self._wake_scheduled = False
+        # Who runs the kernel: the runtime thread, or a driver thread that waits.
+        self.baton = Baton(self)
         self._async_batch: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         self._async_flush_scheduled = False
 
     # ------------------------------------------------------------ to the loop
 
     def post(self, msg: Any) -> None:
-        self._inbox.append(msg)
-        if not self._wake_scheduled:
+        self.inbox.append(msg)
+        # A parked runtime thread drains the inbox when it resumes, and a
+        # driving thread as it goes: waking the loop would only cost a write.
+        # (Appended before the state is read: a resume that follows sees it.)
+        if not self._wake_scheduled and self.baton.state <= REQUESTED:
             self._wake()
+
+    def request(self, msg: Any) -> Any:
+        """A blocking call: while it waits, this thread runs the kernel if it can (driving.py)."""
+        baton = self.baton
+        # A timeout shorter than a drive is the loop's: its timer answers it.
+        if (type(msg) in TIMED_REQUESTS and 0 <= msg.timeout < DRIVE_S) or not baton.take():
+            return super().request(msg)
+        waiter = _SyncWaiter()
+        self.waiters[msg.req_id] = waiter
+        self.inbox.append(msg)  # this thread drains it
+        done = False
+        try:
+            done = baton.drive(waiter.lock)
+        finally:
+            # Others waiting (another thread, an await) are served by the loop.
+            baton.give_back(resume=not done or bool(self.waiters) or self._async_flush_scheduled)
+        baton.raise_deferred()
+        if not done:
+            return self._await_reply(msg, waiter)
+        reply = waiter.reply
+        if type(reply) is P.ErrorReply:
+            raise_if_error(reply)
+        return reply
+
+    def releases_pending(self) -> bool:
+        """Whether refs dropped since the last drain wait to be released."""
+        return bool(self._released)
+
+    def resumed(self) -> None:
+        """On the loop, as the runtime thread resumes after parking: drain what came meanwhile."""
+        if self.inbox or self._released:
+            self.drain()
 
     def _wake(self) -> None:
         # The flag is cleared by ``drain`` *before* it empties the inbox, and
@@ -332,7 +376,7 @@ class DriverClient(WaitingClient):
     def drain(self) -> None:
         """On the loop: hand every queued message to the runtime."""
         self._wake_scheduled = False
-        inbox = self._inbox
+        inbox = self.inbox
         runtime = self.runtime
         assert runtime is not None, "drain before the runtime was built"
         handle = runtime.handle

@@ -361,6 +361,11 @@ class Runtime:
         self._dispatch_wanted = False
         # Children with messages held during the current batch.
         self.batched_conns: list[Any] = []
+        # Each connected child's socket by descriptor, and a count of changes:
+        # a driver thread that runs the kernel while it waits (the embedded
+        # driver's ``_clients/driving.py``) reads these sockets itself.
+        self.child_readers: dict[int, Any] = {}
+        self.child_readers_version = 0
         # A callback of the kernel's own (a timer, a socket's protocol) that
         # raises is a bug like a handler that raises: logged loudly.
         loop.set_exception_handler(_loop_error)

@@ -134,6 +134,8 @@ class ChildConn(FramedConn):
     def __init__(self, runtime: Runtime, worker: WorkerRecord, sock: socket.socket) -> None:
         super().__init__(runtime, sock)
         self.worker = worker
+        # The socket's descriptor while the runtime reads it (Runtime.child_readers).
+        self._reader_fd = -1
 
     @property
     def job(self) -> str:
@@ -202,8 +204,22 @@ class ChildConn(FramedConn):
             except OSError:
                 pass  # exited already: the zygote reaps it
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = self.sock
+        if sock is not None and not transport.is_closing():
+            runtime = self.runtime
+            self._reader_fd = sock.fileno()
+            runtime.child_readers[self._reader_fd] = self
+            runtime.child_readers_version += 1
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self.runtime.on_child_eof(self.worker)
+        runtime = self.runtime
+        fd, self._reader_fd = self._reader_fd, -1
+        if runtime.child_readers.get(fd) is self:
+            del runtime.child_readers[fd]
+            runtime.child_readers_version += 1
+        runtime.on_child_eof(self.worker)
 
 
 class ZygoteLink:

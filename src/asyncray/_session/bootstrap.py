@@ -691,10 +691,13 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
         client.runtime.stop()
         loop.call_soon(loop.stop)
 
+    client.baton.close()  # a parked runtime thread resumes; no driver thread drives
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(stop)
     session.thread.join(timeout=10)
     client.fail_all_waiters()
+    if not session.thread.is_alive():
+        client.baton.dispose()
     _reap_zygote(session.zygote_pid)
     shm.remove_session(session.shm_tag)
     _exit_on_sigterm.uninstall()
