@@ -172,6 +172,7 @@ def write_json(
 ) -> None:
     """Raw results: every per-trial value, summaries, ratios, errors, versions."""
     peers = [s for s in systems if s != BASE]
+    limits = vs_limit(rows)
     doc = {
         "meta": {
             "platform": platform.platform(),
@@ -188,6 +189,8 @@ def write_json(
                 "errors": r.errors,
                 "extras": r.extras,
                 "ratios": {p: r.ratio(p) for p in peers if r.ratio(p) is not None},
+                "limit": limit_of(r.metric),
+                "vs_limit": limits.get(r.metric.name, {}),
             }
             for r in rows
         ],
@@ -336,7 +339,8 @@ def write_chart(path: Path, rows: list[Row], systems: list[str], title: str = ""
                     fontsize=6,
                 )
         ax.set_xscale("log")
-        ax.set_xlim(lo / 4, hi * 4)
+        # Room beyond the longest bars for their values (and the limit's note).
+        ax.set_xlim(lo / (4 if ax is left else 30), hi * (4 if ax is left else 60))
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.grid(axis="x", which="major", linewidth=0.3)
         ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1, 1), ncol=6, frameon=False)

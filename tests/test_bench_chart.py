@@ -69,3 +69,16 @@ def test_chart_file(tmp_path: Path) -> None:
     note = report.write_chart(path, _rows(), ["asyncray", "ray", "mp"], title="fake rows")
     assert note == f"chart: {path}"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_carries_the_limit_ratios(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "latest.json"
+    report.write_json(path, _rows(), [], ["asyncray", "ray"], {})
+    rows = {r["metric"]: r for r in json.loads(path.read_text())["rows"]}
+    assert rows["single client tasks sync"]["limit"] == PINGPONG
+    assert rows["single client tasks sync"]["vs_limit"] == pytest.approx(
+        {"asyncray": 0.1, "ray": 0.0125}
+    )
+    assert rows["init to first result"]["limit"] is None
