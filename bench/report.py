@@ -14,7 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.catalog import BY_NAME, CURVES, LIMIT_COMPARED, PINGPONG, PINGPONG_TWO_CORES
+from bench.catalog import (
+    BY_NAME,
+    COMPOSITE_UNITS,
+    CURVES,
+    LIMIT_COMPARED,
+    MEMCPY,
+    PINGPONG,
+    PINGPONG_TWO_CORES,
+)
 from bench.harness import summarize
 from bench.orchestrate import Cell
 from bench.spec import Metric, Workload
@@ -164,6 +172,7 @@ def write_json(
 ) -> None:
     """Raw results: every per-trial value, summaries, ratios, errors, versions."""
     peers = [s for s in systems if s != BASE]
+    limits = vs_limit(rows)
     doc = {
         "meta": {
             "platform": platform.platform(),
@@ -180,6 +189,8 @@ def write_json(
                 "errors": r.errors,
                 "extras": r.extras,
                 "ratios": {p: r.ratio(p) for p in peers if r.ratio(p) is not None},
+                "limit": limit_of(r.metric),
+                "vs_limit": limits.get(r.metric.name, {}),
             }
             for r in rows
         ],
@@ -191,8 +202,104 @@ def write_json(
     path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def write_chart(path: Path, rows: list[Row], systems: list[str]) -> str:
-    """Bar chart of asyncray's ratios (log scale); returns a note of what happened."""
+PEER = "ray"
+"""The peer the chart compares with first (the other peers follow it)."""
+IDEAL = "100 % (the ideal)"
+
+
+def limit_of(metric: Metric) -> str | None:
+    """What the chart measures ``metric`` against, or None when no limit applies.
+
+    * a per-call rate (``tasks/s``, ``calls/s``, ``gets/s``, ...):
+      :data:`~bench.catalog.PINGPONG`, the bare round trips/s between two
+      processes on one core;
+    * ``GB/s``: :data:`~bench.catalog.MEMCPY`, a numpy copy;
+    * ``%`` (the efficiency rows, already a share of an ideal): :data:`IDEAL`;
+    * none for times and sizes (``s``, ``ms``, ``MB``, ``KB``), where lower is
+      better and nothing physical bounds them from below, nor for rates whose
+      unit is many calls (:data:`~bench.catalog.COMPOSITE_UNITS`).
+    """
+    unit = metric.unit
+    if unit == "GB/s":
+        return MEMCPY
+    if unit == "%":
+        return IDEAL
+    if metric.higher_is_better and unit.endswith("/s") and unit not in COMPOSITE_UNITS:
+        return PINGPONG
+    return None
+
+
+def vs_limit(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Each row's median / its limit's median (see :func:`limit_of`), per system.
+
+    The limit is the same system's median in the same run (for ``%`` rows,
+    100). A system without the limit row (the pools run neither ping-pong
+    nor memcpy) gets no value.
+    """
+    by_metric = {r.metric.name: r for r in rows}
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        limit = limit_of(r.metric)
+        if limit is None:
+            continue
+        for system, s in r.stats.items():
+            if limit == IDEAL:
+                lim = 100.0
+            else:
+                lim_row = by_metric.get(limit)
+                lim = lim_row.stats.get(system, {}).get("median", 0.0) if lim_row else 0.0
+            if lim > 0 and s["median"] > 0:
+                out.setdefault(r.metric.name, {})[system] = s["median"] / lim
+    return out
+
+
+@dataclass
+class ChartRow:
+    """One row of the chart: the ratios drawn for it."""
+
+    name: str
+    unit: str
+    limit: str | None
+    vs_peer: dict[str, float] = field(default_factory=dict)
+    """Peer -> asyncray's advantage over it (:meth:`Row.ratio`)."""
+    vs_limit: dict[str, float] = field(default_factory=dict)
+    """System -> median / limit (:func:`vs_limit`)."""
+
+
+def chart_rows(rows: list[Row], systems: list[str]) -> list[ChartRow]:
+    """What the chart draws: every row with a ratio to a peer or to its limit."""
+    peers = sorted((s for s in systems if s != BASE), key=lambda p: p != PEER)
+    limits = vs_limit(rows)
+    out = []
+    for r in rows:
+        c = ChartRow(r.metric.name, r.metric.unit, limit_of(r.metric))
+        c.vs_peer = {p: x for p in peers if (x := r.ratio(p)) is not None}
+        c.vs_limit = {s: x for s in (BASE, PEER) if (x := limits.get(c.name, {}).get(s))}
+        if c.vs_peer or c.vs_limit:
+            out.append(c)
+    return out
+
+
+_COLORS = {"asyncray": "tab:blue", "ray": "tab:orange", "mp": "tab:green", "mp-map": "tab:olive"}
+_COLORS |= {"cf": "tab:purple", "loky": "tab:brown"}
+_LIMIT_LABEL = {PINGPONG: "/ ping-pong", MEMCPY: "/ memcpy", IDEAL: "/ 100 %"}
+
+
+def _fmt_x(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+
+
+def write_chart(path: Path, rows: list[Row], systems: list[str], title: str = "") -> str:
+    """Two horizontal log-scale bar panels per row; returns a note of what happened.
+
+    Left: asyncray's advantage over Ray (then any other peer that ran),
+    ``>1`` = asyncray better. Right: the row's median as a share of its
+    physical limit (:func:`limit_of`), for asyncray and Ray, each against
+    its own limit measured in the same run.
+    """
+    data = chart_rows(rows, systems)
+    if not data:
+        return f"chart skipped: no row has both {BASE} and a peer, or a limit"
     try:
         import matplotlib
 
@@ -200,29 +307,76 @@ def write_chart(path: Path, rows: list[Row], systems: list[str]) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "chart skipped: matplotlib is not installed (pip install matplotlib)"
-    peers = [s for s in systems if s != BASE]
-    plotted = [r for r in rows if any(r.ratio(p) is not None for p in peers)]
-    if not plotted:
-        return f"chart skipped: no row has both {BASE} and a peer"
-    fig, ax = plt.subplots(figsize=(10, len(plotted) * (0.12 * len(peers) + 0.15) + 1.5))
-    height = 0.8 / max(1, len(peers))
-    for k, peer in enumerate(peers):
-        ys, xs = [], []
-        for i, r in enumerate(plotted):
-            ratio = r.ratio(peer)
-            if ratio is not None:
-                ys.append(i + k * height)
-                xs.append(ratio)
-        # Bars grow from 1 (parity): right when asyncray wins, left when it loses.
-        ax.barh(ys, [x - 1 for x in xs], height=height, left=1, label=f"vs {peer}")
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(plotted))])
-    ax.set_yticklabels([r.metric.name for r in plotted], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"times better than the peer (log scale; >1 = {BASE} wins)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    peers = [p for p in dict.fromkeys(p for c in data for p in c.vs_peer)]
+    lim_systems = [s for s in (BASE, PEER) if any(s in c.vs_limit for c in data)]
+    n = len(data)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(15, 0.3 * n + 2.2), sharey=True, layout="constrained"
+    )
+    for ax, series, values in (
+        (left, peers, lambda c: c.vs_peer),
+        (right, lim_systems, lambda c: c.vs_limit),
+    ):
+        h = 0.8 / max(1, len(series))
+        xs_all = [v for c in data for v in values(c).values()] or [1.0]
+        lo, hi = min(min(xs_all), 0.5), max(max(xs_all), 2.0)
+        for k, name in enumerate(series):
+            ys, xs = [], []
+            for i, c in enumerate(data):
+                if name in values(c):
+                    ys.append(i - 0.4 + h * (k + 0.5))
+                    xs.append(values(c)[name])
+            label = f"vs {name}" if ax is left else name
+            # Bars grow from 1: right when better than the reference, left when worse.
+            ax.barh(ys, [x - 1 for x in xs], height=h, left=1, color=_COLORS.get(name), label=label)
+            for y, x in zip(ys, xs):
+                ax.text(
+                    x * (1.08 if x >= 1 else 1 / 1.08),
+                    y,
+                    _fmt_x(x),
+                    va="center",
+                    ha="left" if x >= 1 else "right",
+                    fontsize=6,
+                )
+        ax.set_xscale("log")
+        # Room beyond the longest bars for their values (and the limit's note).
+        ax.set_xlim(lo / (4 if ax is left else 30), hi * (4 if ax is left else 60))
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.grid(axis="x", which="major", linewidth=0.3)
+        ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1, 1), ncol=6, frameon=False)
+    for i, c in enumerate(data):
+        if not c.vs_peer:
+            left.text(1, i, "  no peer ran this row", va="center", fontsize=6, color="gray")
+        if not c.vs_limit:
+            why = "no limit applies" if c.limit is None else f"limit {c.limit!r} not run"
+            right.text(1, i, f"  {why} ({c.unit})", va="center", fontsize=6, color="gray")
+        elif c.limit is not None:
+            right.text(
+                right.get_xlim()[1],
+                i,
+                f"{_LIMIT_LABEL[c.limit]} ",
+                va="center",
+                ha="right",
+                fontsize=6,
+                color="gray",
+            )
+    left.set_yticks(range(n))
+    left.set_yticklabels([f"{c.name} ({c.unit})" for c in data], fontsize=7)
+    left.set_ylim(n - 0.5, -0.5)
+    left.set_xlabel(
+        f"{BASE}'s advantage: {BASE}/peer for rates, peer/{BASE} for s, ms, MB, KB "
+        f"\n(log scale; >1 = {BASE} better)",
+        fontsize=8,
+    )
+    right.set_xlabel(
+        "median / the same system's physical limit in the same run (log scale):\n"
+        "per-call rates / one-core ping-pong round trips/s, GB/s / memcpy, % / 100",
+        fontsize=8,
+    )
+    left.set_title(f"{BASE} vs {PEER} (and other peers)", fontsize=9, loc="left")
+    right.set_title("share of the physical limit", fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -326,7 +480,8 @@ def limit_text(rows: list[Row]) -> str:
 
 
 def write_scaling_chart(path: Path, rows: list[Row]) -> str:
-    """The scaling curves and the shares of the physical limit, one panel each.
+    """The scaling curves, one panel each (the shares of the physical limit are in
+    :func:`write_chart`).
 
     Plots every system's medians; returns a note of what happened.
     """
@@ -338,8 +493,7 @@ def write_scaling_chart(path: Path, rows: list[Row]) -> str:
         for system, s in r.stats.items():
             label = f"{system} {series}".strip()
             panels.setdefault(panel, {}).setdefault(label, []).append((x, s["median"]))
-    shares = limit_ratios(rows)
-    if not panels and not shares:
+    if not panels:
         return ""
     try:
         import matplotlib
@@ -348,29 +502,10 @@ def write_scaling_chart(path: Path, rows: list[Row]) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "scaling chart skipped: matplotlib is not installed"
-    n = len(panels) + (1 if shares else 0)
+    n = len(panels)
     fig, axes = plt.subplots(n, 1, figsize=(7, 3.2 * n), squeeze=False)
-    k = 0
-    if shares:
+    for k, (panel, series) in enumerate(panels.items()):
         ax = axes[k][0]
-        k += 1
-        labels, values = [], []
-        for name, by_system in shares.items():
-            for system, v in by_system.items():
-                labels.append(f"{name} [{system}]")
-                values.append(v["share"])
-                if "share_two_cores" in v:
-                    labels.append(f"{name} [{system}, vs two cores]")
-                    values.append(v["share_two_cores"])
-        ax.barh(range(len(values)), values)
-        ax.set_yticks(range(len(values)))
-        ax.set_yticklabels(labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title("share of the physical limit (1-byte socketpair round trips)", fontsize=9)
-    for panel, series in panels.items():
-        ax = axes[k][0]
-        k += 1
         for label, points in series.items():
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)

@@ -607,15 +607,6 @@ def setup_many_actors(ctx: RuntimeCtx) -> Prepared:
     return Prepared(fn)
 
 
-def _measured_sleep(seconds: float, total_s: float = 0.2) -> float:
-    """What ``time.sleep(seconds)`` really takes here (mean over ~0.2 s of calls)."""
-    n = max(5, int(total_s / seconds))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        time.sleep(seconds)
-    return (time.perf_counter() - t0) / n
-
-
 def duration_name(ms: float) -> str:
     return f"tasks of {ms:g} ms"
 
@@ -624,10 +615,12 @@ def setup_task_duration(ms: float) -> Callable[[RuntimeCtx], Prepared]:
     """Batches of ``sleep_for(ms)`` tasks: tasks/s and efficiency on the CPU slots.
 
     Ideal = CPU slots / duration (each task takes one CPU); efficiency =
-    achieved / ideal, in %. ``time.sleep`` overshoots by the timer slack
-    (~50-80 µs on Linux), which ``efficiency`` counts against the runtime;
-    ``efficiency vs measured sleep`` takes as ideal slots / the duration a
-    ``time.sleep`` really takes in the driver (measured at setup).
+    achieved / ideal, in %. ``time.sleep`` overshoots (by up to the
+    thread's timer slack, 50 µs by default on Linux, plus the wake-up),
+    which ``efficiency`` counts against the runtime; ``efficiency vs
+    measured sleep`` takes as ideal slots / the duration a ``time.sleep``
+    really takes in a task of the system (measured at setup), so a runtime
+    that changes its workers' timer slack is compared with its own sleep.
     """
 
     def setup(ctx: RuntimeCtx) -> Prepared:
@@ -636,7 +629,7 @@ def setup_task_duration(ms: float) -> Callable[[RuntimeCtx], Prepared]:
         batch = DURATION_BATCH if ms == 0 else min(DURATION_BATCH, int(slots / seconds * 0.5))
         n = ctx.n(batch, minimum=min(batch, 20))
         d, name = ctx.defs, duration_name(ms)
-        body = _measured_sleep(seconds) if seconds > 0 else 0.0
+        body = ctx.rt.get(d.measured_sleep.remote(seconds)) if seconds > 0 else 0.0
 
         def fn() -> dict[str, float]:
             t0 = time.perf_counter()

@@ -44,6 +44,14 @@ from .._wire.framing import take_frames
 _CTL_BUFSIZE = 1 << 16
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_TIMERSLACK = 29
+# Timer slack of workers and actors (ns). Linux lets a normal thread's timed
+# sleep (time.sleep, a select/poll/epoll timeout) end up to 50 us late, so
+# that wake-ups can be batched: time.sleep(0.001) took ~1.08 ms in a worker
+# on the project's VM, ~1.03 ms with 1 us of slack. Tasks' sleeps and
+# timeouts are that much more precise, for slightly more timer interrupts
+# while they sleep. Ray's workers keep the default.
+WORKER_TIMER_SLACK_NS = 1000
 # While cleaning up, how long to wait before looking again for children to
 # kill and reap. Polling rather than a blocking wait: a child that appears
 # between listing and waiting (an orphan reparented to us) is never waited
@@ -277,6 +285,7 @@ def _fork_child(
         os.close(wake_r)
         os.close(wake_w)
         set_parent_death_signal()
+        _prctl(_PR_SET_TIMERSLACK, WORKER_TIMER_SLACK_NS)  # inherited by its threads
         if os.getppid() != zygote_pid:  # the zygote died before prctl took effect
             os._exit(1)
         os.environ.update(spawn.env)
