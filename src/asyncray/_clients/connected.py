@@ -50,6 +50,8 @@ CONNECT_TIMEOUT_S = 10.0
 # socket to the next one for this long (unless an await or a callback waits).
 SYNC_GRACE_S = 0.002
 _POLL_MS_MAX = 86_400_000
+# The most one read of the head's socket takes.
+_READ_BYTES = 1 << 18
 
 
 class HeadRefused(ConnectionError):
@@ -159,6 +161,7 @@ class ConnectedClient(WaitingClient):
         self._sync_until = 0.0
         self._routed_sync = False
         self._buf = bytearray()
+        self._chunk = memoryview(bytearray(_READ_BYTES))
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
 
@@ -205,11 +208,15 @@ class ConnectedClient(WaitingClient):
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):
                     return False
-            chunk = self.sock.recv(1 << 18)
-            if not chunk:
+            # Into a buffer kept for the connection: recv() of a fresh 256 KiB
+            # bytes maps, shrinks and unmaps memory on every read (its size is
+            # over malloc's mmap threshold), and each unmap in this process of
+            # several threads costs the other cores a TLB flush.
+            got = self.sock.recv_into(self._chunk)
+            if not got:
                 raise ConnectionError("it closed the connection")
             buf = self._buf
-            buf += chunk
+            buf += self._chunk[:got]
             msgs = take_frames(buf, P.decoder.decode)
         except (OSError, msgspec.DecodeError) as e:
             self._connection_lost(f"{type(e).__name__}: {e}")
