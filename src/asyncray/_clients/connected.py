@@ -35,7 +35,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import shm
 from .._wire.channel import resolve_futures
-from .._wire.framing import take_first_frame, take_frames
+from .._wire.framing import read_buffer, take_first_frame, take_frames
 from .._wire.output import write_log
 from .._wire.writer import FrameWriter
 from .base import raise_if_error, reply_deadline
@@ -50,8 +50,6 @@ CONNECT_TIMEOUT_S = 10.0
 # socket to the next one for this long (unless an await or a callback waits).
 SYNC_GRACE_S = 0.002
 _POLL_MS_MAX = 86_400_000
-# The most one read of the head's socket takes.
-_READ_BYTES = 1 << 18
 
 
 class HeadRefused(ConnectionError):
@@ -161,7 +159,7 @@ class ConnectedClient(WaitingClient):
         self._sync_until = 0.0
         self._routed_sync = False
         self._buf = bytearray()
-        self._chunk = memoryview(bytearray(_READ_BYTES))
+        self._chunk = read_buffer()  # every read goes here first (see read_buffer)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
 
@@ -208,10 +206,6 @@ class ConnectedClient(WaitingClient):
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):
                     return False
-            # Into a buffer kept for the connection: recv() of a fresh 256 KiB
-            # bytes maps, shrinks and unmaps memory on every read (its size is
-            # over malloc's mmap threshold), and each unmap in this process of
-            # several threads costs the other cores a TLB flush.
             got = self.sock.recv_into(self._chunk)
             if not got:
                 raise ConnectionError("it closed the connection")
