@@ -35,7 +35,7 @@ from .. import exceptions as exc
 from .._wire import protocol as P
 from .._wire import shm
 from .._wire.channel import resolve_futures
-from .._wire.framing import take_first_frame, take_frames
+from .._wire.framing import read_buffer, take_first_frame, take_frames
 from .._wire.output import write_log
 from .._wire.writer import FrameWriter
 from .base import raise_if_error, reply_deadline
@@ -159,6 +159,7 @@ class ConnectedClient(WaitingClient):
         self._sync_until = 0.0
         self._routed_sync = False
         self._buf = bytearray()
+        self._chunk = read_buffer()  # every read goes here first (see read_buffer)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
 
@@ -205,11 +206,11 @@ class ConnectedClient(WaitingClient):
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):
                     return False
-            chunk = self.sock.recv(1 << 18)
-            if not chunk:
+            got = self.sock.recv_into(self._chunk)
+            if not got:
                 raise ConnectionError("it closed the connection")
             buf = self._buf
-            buf += chunk
+            buf += self._chunk[:got]
             msgs = take_frames(buf, P.decoder.decode)
         except (OSError, msgspec.DecodeError) as e:
             self._connection_lost(f"{type(e).__name__}: {e}")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import polling, shm
 from . import protocol as P
 from . import serialization as ser
-from .framing import has_whole_frame, take_frames
+from .framing import has_whole_frame, read_buffer, take_frames
 from .protocol import REPLY_TYPES
 from .writer import FrameWriter
 
@@ -91,6 +91,7 @@ class SocketChannel:
         self._abandoned: set[int] = set()
         self.inbound: deque[Any] = deque()
         self._buf = bytearray()
+        self._chunk = read_buffer()  # every read goes here first (_recv_some)
         # Backpressure: items of each stream the consumer has taken.
         self.credits: dict[bytes, int] = {}
         # Actor calls cancelled while running here (``is_canceled()``).
@@ -138,7 +139,7 @@ class SocketChannel:
                 continue
             # A thread blocked beside a reader loop does not poll (the loop does).
             polls = self.spin and self.reader_loop is None
-            chunk = self._recv() if polls else self.sock.recv(1 << 18)
+            chunk = self._recv() if polls else self._recv_some()
             if not chunk:
                 raise ConnectionError("the asyncray runtime closed the connection")
             buf += chunk
@@ -148,11 +149,16 @@ class SocketChannel:
         """Every whole frame buffered, decoded; a partial one stays buffered."""
         return take_frames(self._buf, P.decoder.decode)
 
-    def _recv(self) -> bytes:
+    def _recv_some(self, flags: int = 0) -> memoryview:
+        """One read into the channel's ``read_buffer``; valid until the next read."""
+        chunk = self._chunk
+        return chunk[: self.sock.recv_into(chunk, 0, flags)]
+
+    def _recv(self) -> memoryview:
         """``recv``, polling first while messages arrive back to back (see polling.SPIN_S)."""
         ready = self._poller.poll
         if ready(0):
-            return self.sock.recv(1 << 18)
+            return self._recv_some()
         # Only a wait that was needed teaches us anything: data already
         # buffered says nothing about how long the next gap will be.
         clock = time.perf_counter
@@ -171,7 +177,7 @@ class SocketChannel:
                     yield_cpu()
             finally:
                 _held_slots().give_back(slot)
-        chunk = self.sock.recv(1 << 18)
+        chunk = self._recv_some()
         self._recent = clock() - start < polling.SPIN_S
         return chunk
 
@@ -279,7 +285,7 @@ class SocketChannel:
                 self._loop_reader_paused = True
                 return
             try:
-                chunk = self.sock.recv(1 << 18, socket.MSG_DONTWAIT)
+                chunk: memoryview | bytes = self._recv_some(socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError:
