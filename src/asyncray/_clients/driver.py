@@ -31,7 +31,7 @@ from .base import (
     reply_deadline,
     timed_out_reply,
 )
-from .driving import DRIVE_S, REQUESTED, Baton
+from .driving import DRIVE_S, PARKED, PARKED_BACKLOG, REQUESTED, Baton
 from .queues import DirectQueues, QueueTransport
 from .wakeups import RuntimeWakeups
 
@@ -329,8 +329,12 @@ class DriverClient(WaitingClient):
         # A parked runtime thread drains the inbox when it resumes, and a
         # driving thread as it goes: waking the loop would only cost a write.
         # (Appended before the state is read: a resume that follows sees it.)
-        if not self._wake_scheduled and self.baton.state <= REQUESTED:
-            self._wake()
+        if not self._wake_scheduled:
+            state = self.baton.state
+            if state <= REQUESTED:
+                self._wake()
+            elif state == PARKED and len(self.inbox) > PARKED_BACKLOG:
+                self.baton.resume_parked()
 
     def request(self, msg: Any) -> Any:
         """A blocking call: while it waits, this thread runs the kernel if it can (driving.py)."""
