@@ -10,9 +10,8 @@ from __future__ import annotations
 import socket
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import compress, count, islice
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _options, _task_context
@@ -124,6 +123,8 @@ def _check_get_input(object_refs: Any) -> tuple[list[ObjectRef[Any]], bool]:
             f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must "
             "either be an ObjectRef or a list of ObjectRefs. "
         )
+    if list(map(type, object_refs)).count(ObjectRef) == len(object_refs):
+        return object_refs, False  # the common case, checked in C
     for ref in object_refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(
@@ -203,10 +204,9 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             stacklevel=2,
         )
     t = _timeout_value(timeout)
-    value = _get_locally(c, refs, single)
+    value, ids = _get_locally(c.local_values, refs, single)
     if value is not _MISS:
         return value
-    ids = [r._id for r in refs]
     reply = c.request(P.GetObjects(c.next_req_id(), ids, t))
     return _values_of(c, refs, reply, single)
 
@@ -232,13 +232,33 @@ _running_loop: Callable[[], Any] = _no_loop_yet
 _MISS: Any = object()
 
 
-def _get_locally(c: _client.ClientBase, refs: list[ObjectRef[Any]], single: bool) -> Any:
-    """A single ref's value from the owner's in-process store, or ``_MISS``."""
+def _get_locally(
+    local: dict[bytes, bytes], refs: list[ObjectRef[Any]], single: bool
+) -> tuple[Any, list[bytes]]:
+    """``(value, ids)``: the value(s) from the owner's in-process store, or ``_MISS``.
+
+    A list is answered here only if every value is in the store (the usual
+    case for refs from ``put`` and for finished tasks' small results): no
+    message, no reply, no per-ref Python code. ``ids`` are the refs' ids,
+    for the request a miss sends.
+    """
     if single:
-        data = c.local_values.get(refs[0]._id)  # one lookup: another thread may release it
+        oid = refs[0]._id
+        data = local.get(oid)  # one lookup: another thread may release it
         if data is not None:
-            return ser.loads(data)
-    return _MISS
+            return ser.loads(data), []
+        return _MISS, [oid]
+    ids = [r._id for r in refs]
+    try:
+        # One lookup per ref (another thread may release one meanwhile); a
+        # miss ends the scan, so a list of pending refs costs one lookup.
+        payloads = list(map(local.__getitem__, ids))
+    except KeyError:
+        return _MISS, ids
+    try:
+        return ser.loads_many(payloads), ids
+    except Exception as e:  # as decode_objects reports it
+        raise exc.RaySystemError(f"Failed to deserialize an object: {type(e).__name__}: {e}") from e
 
 
 def _values_of(
@@ -294,10 +314,9 @@ async def get_async(object_refs: Any, *, timeout: float | None = None) -> Any:
     if not refs:
         return []
     t = _timeout_value(timeout)
-    value = _get_locally(c, refs, single)
+    value, ids = _get_locally(c.local_values, refs, single)
     if value is not _MISS:
         return value
-    ids = [r._id for r in refs]
     reply = await c.request_async(P.GetObjects(c.next_req_id(), ids, t))
     return _values_of(c, refs, reply, single)
 
@@ -392,7 +411,7 @@ def _check_num_returns(num_returns: Any, n: int) -> None:
         )
 
 
-def _split(refs: list[Any], ready_idx: list[int], plain: bool) -> tuple[list[Any], list[Any]]:
+def _split(refs: list[Any], ready_idx: Sequence[int], plain: bool) -> tuple[list[Any], list[Any]]:
     """``(ready, not_ready)``; remembers ``not_ready`` for the next wait if ``plain``."""
     global _last_wait
     if len(ready_idx) == 1:
@@ -462,12 +481,11 @@ def wait(
 # none of whose first ``_COLD_PREFIX`` values is here goes to the runtime.
 _SCAN_IN_C_FROM = 16
 _COLD_PREFIX = 65
-_ID_OF = attrgetter("_id")
 
 
 def _locally_ready(
     local: dict[bytes, bytes], refs: list[Any], ids: list[bytes] | None, num_returns: int
-) -> list[int] | None:
+) -> Sequence[int] | None:
     """The first ``num_returns`` indices whose values are in the local store, if that many are.
 
     ``ids`` None: ``refs`` are plain refs (their ids are read as the scan goes).
@@ -475,8 +493,10 @@ def _locally_ready(
     if num_returns > _SCAN_IN_C_FROM:
         # Many to find: scan in C (about twice as fast per ref as the loop below,
         # which is faster for a few).
-        keys = ids if ids is not None else list(map(_ID_OF, refs))
+        keys = ids if ids is not None else [r._id for r in refs]
         contains = local.__contains__
+        if all(map(contains, islice(keys, num_returns))):
+            return range(num_returns)  # the first ones (the usual case): no index list
         if len(keys) > _COLD_PREFIX and not any(map(contains, keys[:_COLD_PREFIX])):
             return None  # a cold list: let the runtime scan it
         hits = list(islice(compress(count(), map(contains, keys)), num_returns))
