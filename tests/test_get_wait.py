@@ -49,6 +49,22 @@ def test_get_list_keeps_order_and_duplicates(ray_start):
     assert asyncray.get([b, a, b]) == [2, 1, 2]
 
 
+def test_get_list_of_local_values_of_every_kind(ray_start):
+    # Answered from the driver's local store: plain pickles, a payload with
+    # out-of-band buffers, a finished task's result, in order, with a duplicate.
+    import pickle
+
+    buffer = pickle.PickleBuffer(bytearray(b"abc"))
+    done = echo.remote([1, 2])
+    asyncray.get(done)
+    refs = [asyncray.put(300), asyncray.put(buffer), done, asyncray.put("x")]
+    values = asyncray.get(refs + refs[:1])
+    assert values[0] == 300 and bytes(values[1]) == b"abc"
+    assert values[2:] == [[1, 2], "x", 300]
+    pending = echo.remote(7)
+    assert asyncray.get([*refs[:1], pending]) == [300, 7]
+
+
 def test_get_empty_list(ray_start):
     assert asyncray.get([]) == []
 

@@ -52,6 +52,9 @@ class ClientBase:
         # Ids are a per-process prefix and a counter: unique without a round
         # trip, 28 bytes like Ray's (56 hex characters). The prefix starts with
         # the session's tag, so a ref used after its session ended can be told.
+        # The counter is big-endian: a process's ids grow as they are made,
+        # which lets ``wait`` check a list in creation order for duplicates
+        # without a set (``_api._unique``).
         self._prefix = session_ids.new_id(12)
         self._counter = itertools.count(1)
         self._req_ids = itertools.count(1)
@@ -66,7 +69,7 @@ class ClientBase:
     # ------------------------------------------------------------ ids
 
     def new_task_id(self) -> bytes:
-        return self._prefix + next(self._counter).to_bytes(12, "little")
+        return self._prefix + next(self._counter).to_bytes(12, "big")
 
     def new_object_id(self) -> bytes:
         return self.new_task_id() + b"\x00\x00\x00\x00"

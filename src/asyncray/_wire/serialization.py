@@ -22,6 +22,7 @@ import traceback
 import types
 from collections import ChainMap
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import cloudpickle
@@ -244,6 +245,8 @@ def loads(data: bytes) -> Any:
     delivery: the runtime granted this process one unit per ref in it, which
     the rebuilt ``ObjectRef`` s own.
     """
+    if data[:1] != b"\x00":  # a plain pickle: every marker starts with NUL, no pickle does
+        return pickle.loads(data)
     if data[:7] == refs.MARKER:
         return _loads_with_refs(data)
     if data[:7] == shm.MARKER:
@@ -251,6 +254,20 @@ def loads(data: bytes) -> Any:
     if data[:7] == _INLINE:
         return _loads_inline(data)
     return pickle.loads(data)
+
+
+_FIRST_BYTE = itemgetter(0)
+
+
+def loads_many(payloads: list[bytes]) -> list[Any]:
+    """``[loads(p) for p in payloads]`` for non-empty payloads, faster when all are plain pickles.
+
+    The check (is any payload's first byte NUL, as every marker's is) runs in C; a
+    list of plain pickles is then unpickled by ``map``, with no Python call per value.
+    """
+    if 0 in map(_FIRST_BYTE, payloads):
+        return [loads(p) for p in payloads]
+    return list(map(pickle.loads, payloads))
 
 
 def _loads_with_refs(data: bytes) -> Any:
