@@ -127,8 +127,21 @@ def test_ctrl_c_while_driving_interrupts_the_get_and_the_runtime_goes_on(ray_sta
             asyncray.get(echo.remote(1))
     assert time.monotonic() - start < 5
     timer.join()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert asyncray.get(echo.remote(2)) == 2
+
+
+def test_asyncrays_sigint_handler_is_pythons_default_again_after_shutdown():
+    asyncray.init(num_cpus=1)
+    try:
+        asyncray.get(echo.remote(1))
+        # Python's default, deferred while the main thread drives.
+        assert signal.getsignal(signal.SIGINT) is driving._sigint
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, in user code: not deferred
+    finally:
+        asyncray.shutdown()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_custom_sigint_handler_still_runs_after_a_driven_call(ray_start):

@@ -36,7 +36,12 @@ runtime thread when it resumes.
 
 A ``KeyboardInterrupt`` must not land inside the kernel's code: while the
 main thread drives, SIGINT is deferred and re-raised once it has handed
-the kernel back (at most ``DRIVE_S`` later).
+the kernel back (at most ``DRIVE_S`` later). Swapping handlers costs ~10 us
+a call here (two ``sigaction``s), so where Python's default handler is set,
+asyncray's own (``_sigint``: the default, deferred while the main thread
+drives) takes its place for the session: ``signal.getsignal(SIGINT)``
+returns it until ``shutdown``. A program's own handler is swapped out for
+each drive instead.
 """
 
 from __future__ import annotations
@@ -76,6 +81,26 @@ READ_SIZE = 1 << 18
 
 _MAIN_THREAD = threading.main_thread().ident
 
+# Whether the main thread is running the kernel now, and whether a SIGINT
+# came meanwhile (read by ``_sigint``, in the main thread only).
+_main_driving = False
+_interrupted = False
+
+
+def _sigint(signum: int, frame: Any) -> None:
+    """asyncray's SIGINT handler: Python's default, deferred while the main thread drives."""
+    global _interrupted
+    if _main_driving:
+        _interrupted = True
+        return
+    signal.default_int_handler(signum, frame)
+
+
+def restore_sigint() -> None:
+    """At shutdown, on the main thread: Python's own SIGINT handler again, if ours is set."""
+    if threading.get_ident() == _MAIN_THREAD and signal.getsignal(signal.SIGINT) is _sigint:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 class Baton:
     """Who runs the kernel: the runtime thread or a driver thread that waits (see module doc)."""
@@ -99,7 +124,6 @@ class Baton:
         self._epoll = select.epoll()
         self._conns: dict[int, Any] = {}
         self._version = -1
-        self._interrupted = False
         # One buffer for every read (``data_received`` copies what it keeps).
         self._view = memoryview(bytearray(READ_SIZE))
         # The SIGINT handler to run once the kernel is handed back (see drive).
@@ -214,31 +238,48 @@ class Baton:
         The caller gives the baton back (``give_back``) and then calls
         ``raise_deferred``.
         """
-        # On the main thread a Python SIGINT handler could raise inside the
-        # kernel's code: it is deferred. (None: a handler not set from Python,
-        # which runs no Python code and cannot be put back by signal.signal.)
-        previous: Any = None
-        main = threading.get_ident() == _MAIN_THREAD
-        if main:
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is None:
-                main = False
-            else:
-                signal.signal(signal.SIGINT, self._defer_interrupt)
+        global _main_driving, _interrupted
+        if threading.get_ident() != _MAIN_THREAD:
+            return self._drive_guarded(lock)  # Python runs signal handlers in the main thread only
+        # A Python SIGINT handler could raise inside the kernel's code: defer it.
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.default_int_handler:
+            # Once: asyncray's handler is Python's, deferred while the main
+            # thread drives (a flag, where swapping handlers costs ~10 us a call).
+            signal.signal(signal.SIGINT, _sigint)
+            handler = _sigint
+        if handler is _sigint:
+            _main_driving = True
+            try:
+                return self._drive_guarded(lock)
+            finally:
+                _main_driving = False
+                if _interrupted:
+                    _interrupted = False
+                    self._pending_handler = signal.default_int_handler
+        if handler is None:  # not set from Python: it runs no Python code
+            return self._drive_guarded(lock)
+        # The program's own handler: swapped out for the drive (slower, as rare).
+        signal.signal(signal.SIGINT, _sigint)
+        _main_driving = True
+        try:
+            return self._drive_guarded(lock)
+        finally:
+            _main_driving = False
+            signal.signal(signal.SIGINT, handler)
+            if _interrupted:
+                _interrupted = False
+                self._pending_handler = handler
+
+    def _drive_guarded(self, lock: threading.Lock) -> bool:
         try:
             return self._drive(lock)
         except Exception:
             logger.exception("asyncray internal error while a driver thread ran the kernel")
             return False
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
-                if self._interrupted:
-                    self._interrupted = False
-                    self._pending_handler = previous
 
     def raise_deferred(self) -> None:
-        """After ``give_back``: deliver a SIGINT that came while this thread drove."""
+        """After ``give_back``: run a SIGINT handler that was deferred while this thread drove."""
         handler, self._pending_handler = self._pending_handler, None
         if handler is None:
             return
@@ -246,9 +287,6 @@ class Baton:
             handler(signal.SIGINT, None)
         elif handler == signal.SIG_DFL:
             os.kill(os.getpid(), signal.SIGINT)
-
-    def _defer_interrupt(self, signum: int, frame: Any) -> None:
-        self._interrupted = True
 
     def _drive(self, lock: threading.Lock) -> bool:
         client = self._client

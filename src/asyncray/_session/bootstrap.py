@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _task_context
 from .. import exceptions as exc
-from .._clients import base
+from .._clients import base, driving
 from .._clients.driver import DriverClient
 from .._version import __version__
 from .._wire import runtime_env as runtime_env_of
@@ -692,6 +692,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
         loop.call_soon(loop.stop)
 
     client.baton.close()  # a parked runtime thread resumes; no driver thread drives
+    driving.restore_sigint()
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(stop)
     session.thread.join(timeout=10)
