@@ -46,7 +46,7 @@ each drive instead.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module signal wraps
 import logging
 import os
 import select
