@@ -286,3 +286,41 @@ ray.get(Survivor.options(name="survivor", lifetime="detached").remote().ping.rem
         ray.kill(survivor)
     finally:
         ray.shutdown()
+
+
+def test_the_head_polls_only_while_a_driver_talks_to_it(connected, head):
+    """After a burst of synchronous calls the head's loop goes back to sleep (no CPU)."""
+    import psutil
+
+    @ray.remote
+    def one():
+        return 1
+
+    for _ in range(300):  # back to back: the head keeps its loop awake between them
+        assert ray.get(one.remote()) == 1
+    proc = psutil.Process(head.pid)
+    time.sleep(0.2)
+    before = sum(proc.cpu_times()[:2])
+    time.sleep(1.0)
+    idle_cpu = sum(proc.cpu_times()[:2]) - before
+    assert idle_cpu < 0.1, f"an idle head used {idle_cpu:.2f} s of CPU in 1 s"
+
+
+def test_busy_poll_keeps_a_loop_awake_for_its_window_only():
+    import asyncio
+
+    from asyncray._core import busy_poll
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        poll = busy_poll.BusyPoll(loop)
+        start = time.perf_counter()
+        poll.extend()
+        assert poll._running
+        # Sleep in the loop: only the poll's own turns keep it from sleeping longer.
+        while poll._running:
+            await asyncio.sleep(0.00005)
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    assert busy_poll.SPIN_S <= elapsed < busy_poll.SPIN_S + 0.05

@@ -134,6 +134,12 @@ class ClientConn(FramedConn):
                 handle(self, msg)
         finally:
             runtime.end_batch()
+        runtime.busy_poll.extend()  # its reply, or its next call, is likely soon
+
+    def send_frame(self, frame: bytes) -> None:
+        super().send_frame(frame)
+        # The driver is likely to answer soon: a synchronous caller's next call.
+        self.runtime.busy_poll.extend()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_hello_timer()

@@ -41,6 +41,7 @@ from .._wire import refs, shm
 from .._wire import serialization as ser
 from .._wire.output import write_log
 from . import retention, state_view
+from .busy_poll import BusyPoll
 from .child_checks import MAX_STREAM_INDEX, stream_index_problem, task_done_problem
 from .conn import Conn
 from .jobs import JobRecord, JobTable
@@ -366,6 +367,8 @@ class Runtime:
         # driver's ``_clients/driving.py``) reads these sockets itself.
         self.child_readers: dict[int, Any] = {}
         self.child_readers_version = 0
+        # A head's loop polls for a moment after each driver's message and reply.
+        self.busy_poll = BusyPoll(loop)
         # A callback of the kernel's own (a timer, a socket's protocol) that
         # raises is a bug like a handler that raises: logged loudly.
         loop.set_exception_handler(_loop_error)
