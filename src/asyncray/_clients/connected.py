@@ -50,6 +50,10 @@ CONNECT_TIMEOUT_S = 10.0
 # socket to the next one for this long (unless an await or a callback waits).
 SYNC_GRACE_S = 0.002
 _POLL_MS_MAX = 86_400_000
+# A caller blocked in a synchronous call polls the socket this long before it
+# sleeps in recv: the head polls after each message too (_core/busy_poll.py),
+# so a short call's reply usually comes sooner than a sleeping vCPU wakes.
+CALLER_SPIN_S = 150e-6
 
 
 class HeadRefused(ConnectionError):
@@ -195,13 +199,21 @@ class ConnectedClient(WaitingClient):
     # come at once: it stays out of the way then, unless an ``await``, a
     # callback or the head's output needs it.
 
-    def _lead(self, deadline: float | None = None) -> bool:
+    def _lead(self, deadline: float | None = None, spin: bool = False) -> bool:
         """Holding the lead: read one chunk and route it. False if ``deadline`` passed first.
+
+        With ``spin``, poll the socket for ``CALLER_SPIN_S`` before blocking (see there).
 
         Raises:
             ConnectionError: the head's connection ended (reported to every waiter).
         """
         try:
+            if spin:
+                ready = self._poller.poll
+                clock = time.perf_counter
+                end = clock() + CALLER_SPIN_S
+                while not ready(0) and clock() < end:
+                    os.sched_yield()
             if deadline is not None:
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):
@@ -298,7 +310,7 @@ class ConnectedClient(WaitingClient):
                     continue
                 self._leading = True
             try:
-                if not self._lead(deadline) and waiter.reply is None:
+                if not self._lead(deadline, spin=True) and waiter.reply is None:
                     self._release_lead(after_sync=True)
                     return self._give_up(msg, waiter)
             except ConnectionError:
