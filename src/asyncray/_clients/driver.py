@@ -378,7 +378,7 @@ class DriverClient(WaitingClient):
             raise exc.RaySystemError("asyncray has been shut down; call asyncray.init() again.")
 
     def drain(self) -> None:
-        """On the loop: hand every queued message to the runtime."""
+        """On the loop, or a driving thread: hand every queued message to the runtime."""
         self._wake_scheduled = False
         inbox = self.inbox
         runtime = self.runtime
