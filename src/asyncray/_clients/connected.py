@@ -37,6 +37,7 @@ from .._wire import shm
 from .._wire.channel import resolve_futures
 from .._wire.framing import read_buffer, take_first_frame, take_frames
 from .._wire.output import write_log
+from .._wire.polling import poll_until
 from .._wire.writer import FrameWriter
 from .base import raise_if_error, reply_deadline
 from .driver import WaitingClient, _AsyncWaiter, _SyncWaiter
@@ -209,11 +210,7 @@ class ConnectedClient(WaitingClient):
         """
         try:
             if spin:
-                ready = self._poller.poll
-                clock = time.perf_counter
-                end = clock() + CALLER_SPIN_S
-                while not ready(0) and clock() < end:
-                    os.sched_yield()
+                poll_until(self._poller.poll, time.perf_counter() + CALLER_SPIN_S)
             if deadline is not None:
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if not self._poller.poll(min(wait_ms, _POLL_MS_MAX)):

@@ -72,6 +72,14 @@ class _SyncWaiter:
         self.reply: Any = None
 
 
+def _reply_of(waiter: _SyncWaiter) -> Any:
+    """The reply a completed ``waiter`` holds (raising the error it is)."""
+    reply = waiter.reply
+    if type(reply) is P.ErrorReply:
+        raise_if_error(reply)
+    return reply
+
+
 class _AsyncWaiter:
     __slots__ = ("future", "loop")
 
@@ -178,10 +186,7 @@ class WaitingClient(ClientBase):
             lock, reply_deadline(msg)
         ):
             return self._give_up(msg, waiter)
-        reply = waiter.reply
-        if type(reply) is P.ErrorReply:
-            raise_if_error(reply)
-        return reply
+        return _reply_of(waiter)
 
     def _wait_long(self, lock: threading.Lock, patience: float | None) -> bool:
         """Block for a reply that did not come at once; the runtime may preempt meanwhile.
@@ -354,18 +359,15 @@ class DriverClient(WaitingClient):
         baton.raise_deferred()
         if not done:
             return self._await_reply(msg, waiter)
-        reply = waiter.reply
-        if type(reply) is P.ErrorReply:
-            raise_if_error(reply)
-        return reply
+        return _reply_of(waiter)
 
-    def releases_pending(self) -> bool:
-        """Whether refs dropped since the last drain wait to be released."""
-        return bool(self._released)
+    def has_posted(self) -> bool:
+        """Whether messages or dropped refs wait for a ``drain``."""
+        return bool(self.inbox or self._released)
 
     def resumed(self) -> None:
         """On the loop, as the runtime thread resumes after parking: drain what came meanwhile."""
-        if self.inbox or self._released:
+        if self.has_posted():
             self.drain()
 
     def _wake(self) -> None:

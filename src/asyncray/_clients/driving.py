@@ -169,15 +169,13 @@ class Baton:
                 self.state = LOOP  # the queued _park finds nothing to do
             elif self.state == DRIVING and self.owner == threading.get_ident():
                 self._handoff.acquire(blocking=False)
-                self.state = RESUMING
-                self._resume.release()
+                self._resume_locked()
 
     def give_back(self, resume: bool) -> None:
         """The driving thread is done: leave the runtime parked for the next call, or resume it."""
         with self._mu:
             if resume or self.hand_back_wanted or self.closed:
-                self.state = RESUMING
-                self._resume.release()
+                self._resume_locked()
             else:
                 self.state = PARKED
                 self._released_at = time.monotonic()
@@ -186,16 +184,19 @@ class Baton:
         """Resume a parked runtime thread that nobody drives (work was posted meanwhile)."""
         with self._mu:
             if self.state == PARKED:
-                self.state = RESUMING
-                self._resume.release()
+                self._resume_locked()
 
     def close(self) -> None:
         """At shutdown: resume a parked runtime thread; nobody drives any more."""
         with self._mu:
             self.closed = True
             if self.state == PARKED:
-                self.state = RESUMING
-                self._resume.release()
+                self._resume_locked()
+
+    def _resume_locked(self) -> None:
+        """Holding ``_mu``: tell the parked runtime thread to resume (it wakes at once)."""
+        self.state = RESUMING
+        self._resume.release()
 
     def dispose(self) -> None:
         """Once the runtime thread has ended: free the epoll descriptor."""
@@ -296,7 +297,6 @@ class Baton:
         client = self._client
         runtime = client.runtime
         assert runtime is not None
-        inbox = client.inbox
         drain = client.drain
         poll = self._epoll.poll
         conns = self._conns
@@ -310,7 +310,7 @@ class Baton:
         acquire = lock.acquire
         yield_cpu = os.sched_yield
         while True:
-            if inbox or client.releases_pending():
+            if client.has_posted():
                 drain()
             if acquire(False):
                 return True

@@ -168,13 +168,9 @@ class SocketChannel:
             # poll(), not a non-blocking recv: a failing recv builds an OSError
             # (with its strerror text) on every turn of the loop.
             deadline = start + polling.SPIN_S
-            yield_cpu = os.sched_yield
             try:
-                while not ready(0):
-                    if clock() >= deadline:
-                        self._polled_in_vain(deadline)
-                        break
-                    yield_cpu()
+                if not polling.poll_until(ready, deadline):
+                    self._polled_in_vain(deadline)
             finally:
                 _held_slots().give_back(slot)
         chunk = self._recv_some()

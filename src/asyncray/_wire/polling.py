@@ -9,7 +9,11 @@ thread needs.
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
 
 # A child whose last wait for a message ended within this long polls its
 # socket for up to this long before it blocks again. Waking a process that
@@ -26,6 +30,19 @@ SPIN_BACKOFF_S = 20e-3
 # Which children may poll now: every core but one (pollers that took the
 # driver's core too would starve the runtime thread of CPU). None: nobody.
 _slots: PollSlots | None = None
+
+
+def poll_until(ready: Callable[[int], Any], deadline: float) -> bool:
+    """Poll ``ready(0)`` until it reports data (True) or ``time.perf_counter()``
+    passes ``deadline`` (False), yielding the CPU between turns so a process
+    woken on this core runs at once."""
+    clock = time.perf_counter
+    yield_cpu = os.sched_yield
+    while not ready(0):
+        if clock() >= deadline:
+            return False
+        yield_cpu()
+    return True
 
 
 class PollSlots:
