@@ -175,6 +175,10 @@ class TaskWorker:
         self.channel = channel
         self.client = client
         self.functions: dict[bytes, Any] = {}
+        # Definitions received but not loaded yet. The runtime sends a
+        # function once per worker; a cancel whose interrupt lands before the
+        # first task loads it must not lose it for the tasks that follow.
+        self.blobs: dict[bytes, bytes] = {}
         # Why this worker's runtime_env could not be set up: its tasks fail with it.
         self.env_error: BaseException | None = None
 
@@ -207,7 +211,9 @@ class TaskWorker:
     def _function(self, msg: P.ExecuteTask) -> Any:
         fn = self.functions.get(msg.func_id)
         if fn is None:
-            fn = self.functions[msg.func_id] = ser.loads(msg.func_blob)
+            blob = msg.func_blob or self.blobs[msg.func_id]
+            fn = self.functions[msg.func_id] = ser.loads(blob)
+            self.blobs.pop(msg.func_id, None)
         return fn
 
     def execute(self, msg: P.ExecuteTask) -> P.TaskDone:
@@ -215,6 +221,8 @@ class TaskWorker:
         if msg.pg:
             ctx.placement_group = ser.loads(msg.pg)
             ctx.pg_capture = msg.pg_capture
+        if msg.func_blob and msg.func_id not in self.functions:
+            self.blobs[msg.func_id] = msg.func_blob
         token = _task_context.set_current_task(ctx)
         _set_visible_gpus(msg.gpu_ids)
         loaded = False
